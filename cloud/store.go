@@ -1,0 +1,36 @@
+package cloud
+
+import (
+	"context"
+	"time"
+
+	"github.com/imcloud/imcloud"
+)
+
+// SessionStore is where a cloud node records its sessions, itself and its
+// room online counts, and reads the cluster-wide counts back. logic's
+// memory and Redis routers satisfy it; cloud never imports logic.
+//
+// Every method may be called from many goroutines at once and must return
+// when ctx ends. Slices and maps passed in are not retained. Methods are
+// not retried by the implementation; the node retries on its own schedule.
+type SessionStore interface {
+	// PutSessions records or renews sessions for ttl. Renewal rewrites the
+	// whole session, so after a store outage the node simply puts every
+	// session again.
+	PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error
+	// RemoveSessions removes sessions whose routes still name the same
+	// Node and Gen; a route rewritten since (a reconnect elsewhere, a
+	// same-key replacement) is left alone.
+	RemoveSessions(ctx context.Context, sessions []imcloud.Session) error
+	// PutNode registers or renews a node for ttl. A node not renewed in
+	// time is gone: it stops being a push target.
+	PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error
+	// RemoveNode deregisters a node at once (graceful drain).
+	RemoveNode(ctx context.Context, id string) error
+	// PutRoomCounts replaces the node's room online counts for ttl.
+	PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error
+	// RoomCounts returns the cluster-wide online count per room: the sum
+	// over live nodes' latest reports.
+	RoomCounts(ctx context.Context) (map[string]int32, error)
+}

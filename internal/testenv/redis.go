@@ -1,0 +1,124 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Redis is a redis-server process owned by one test. It is stopped when the
+// test ends.
+type Redis struct {
+	// Addr is the server's host:port on 127.0.0.1.
+	Addr string
+
+	t    testing.TB
+	path string
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a redis-server on a free loopback port with no
+// persistence. It skips (or fails, see BackendsRequired) when redis-server
+// is not installed.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		missing(t, "redis-server")
+	}
+	r := &Redis{t: t, path: path}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		r.port = FreePort(t)
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+		if lastErr = r.start(); lastErr == nil {
+			t.Cleanup(r.Stop)
+			return r
+		}
+	}
+	t.Fatalf("testenv: redis-server did not start: %v", lastErr)
+	return nil
+}
+
+// Start starts the server again on the same port after Stop.
+func (r *Redis) Start() {
+	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatalf("testenv: restart redis-server: %v", err)
+	}
+}
+
+func (r *Redis) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return nil
+	}
+	cmd := exec.Command(r.path,
+		"--port", strconv.Itoa(r.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", r.t.TempDir(),
+		"--daemonize", "no",
+		"--protected-mode", "no",
+		"--loglevel", "warning",
+	)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server exited: %v", err)
+		default:
+		}
+		if ping(r.Addr) {
+			r.cmd = cmd
+			go func() { <-exited }()
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	return fmt.Errorf("redis-server on %s did not answer PING within 5s", r.Addr)
+}
+
+// Stop kills the server (as a crash would); Start brings it back empty.
+func (r *Redis) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	// Wait until the port is closed so a restart can bind it.
+	for i := 0; i < 500 && ping(r.Addr); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.cmd = nil
+}
+
+func ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 7)
+	n, _ := c.Read(buf)
+	return n >= 5 && string(buf[:5]) == "+PONG"
+}

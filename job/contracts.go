@@ -1,0 +1,41 @@
+package job
+
+import (
+	"context"
+
+	"github.com/imcloud/imcloud"
+)
+
+// Source is the consuming side of the queue: logic's memory queue (its
+// Consumer) and this package's Kafka consumer group satisfy it.
+//
+// Receive and Commit may be called from different goroutines.
+type Source interface {
+	// Receive blocks until the next record is available, ctx ends, or the
+	// source is closed. Records of one partition come in offset order.
+	Receive(ctx context.Context) (imcloud.Record, error)
+	// Commit records that every record of partition up to and including
+	// offset was handled; after a restart, consumption resumes after it.
+	// Committing a partition this consumer no longer owns (a rebalance)
+	// is not an error: the commit is dropped and the new owner redelivers.
+	Commit(ctx context.Context, partition int32, offset int64) error
+}
+
+// NodeDirectory lists the live cloud nodes. logic's memory and Redis
+// routers satisfy it. Safe for concurrent use.
+type NodeDirectory interface {
+	// Nodes returns the nodes whose registration has not expired.
+	Nodes(ctx context.Context) ([]imcloud.Node, error)
+}
+
+// Link delivers messages to one cloud node. The link client in this package
+// satisfies it for a remote node, and *cloud.Server satisfies it directly
+// in one process.
+type Link interface {
+	// Deliver hands msgs to the node and returns once the node accepted
+	// every one of them: placed on each target connection's queue (keys,
+	// room) or accepted for paced delivery (broadcast). It does not wait for
+	// sockets to drain. msgs are not retained or modified. Safe for
+	// concurrent use; concurrent calls are pipelined.
+	Deliver(ctx context.Context, msgs []*imcloud.Message) error
+}

@@ -1,0 +1,39 @@
+package logic
+
+import (
+	"context"
+
+	"github.com/imcloud/imcloud"
+)
+
+// Queue is the producing side of the message queue. The memory queue and
+// the Kafka queue in this package implement it.
+//
+// Publish may be called from many goroutines at once.
+type Queue interface {
+	// Publish returns nil only once the queue accepted every message
+	// (Kafka: acknowledged by the broker with the configured acks). Messages
+	// for one node (keys) or one room keep their order. msgs are not
+	// retained after Publish returns. The implementation retries transient
+	// failures within ctx; an error means some messages may not be queued.
+	Publish(ctx context.Context, msgs []*imcloud.Message) error
+}
+
+// Router resolves who is online where. The memory and Redis routers in this
+// package implement it (and, by their method sets, cloud's SessionStore and
+// job's NodeDirectory).
+//
+// Every method may be called from many goroutines at once; slices passed in
+// are not retained. One call is one round trip to the backend, whatever the
+// number of keys or mids.
+type Router interface {
+	// NodesByKeys returns key -> node id for the keys that are online.
+	NodesByKeys(ctx context.Context, keys []string) (map[string]string, error)
+	// NodesByMids returns key -> node id for every online connection of the
+	// given users.
+	NodesByMids(ctx context.Context, mids []int64) (map[string]string, error)
+	// RoomCounts returns the cluster-wide online count per room.
+	RoomCounts(ctx context.Context) (map[string]int32, error)
+	// Nodes returns the live nodes.
+	Nodes(ctx context.Context) ([]imcloud.Node, error)
+}

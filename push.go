@@ -1,0 +1,160 @@
+package imcloud
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Kind says who a Message is for.
+type Kind uint8
+
+// The kinds of push. The zero Kind is invalid so that a message whose kind
+// was lost is refused rather than delivered to the wrong audience.
+const (
+	// KindKeys targets the connections named in Message.Keys on Message.Node.
+	KindKeys Kind = 1
+	// KindRoom targets every connection in Message.Room on every node.
+	KindRoom Kind = 2
+	// KindBroadcast targets every connection that accepts Message.Op on
+	// every node, paced at Message.Speed connections per second.
+	KindBroadcast Kind = 3
+)
+
+// String returns the kind's name, as used in logs and metrics.
+func (k Kind) String() string {
+	switch k {
+	case KindKeys:
+		return "keys"
+	case KindRoom:
+		return "room"
+	case KindBroadcast:
+		return "broadcast"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Valid reports whether k is one of the known kinds.
+func (k Kind) Valid() bool { return k >= KindKeys && k <= KindBroadcast }
+
+// MessageID identifies one accepted push. Cloud nodes remember recent IDs
+// and drop redeliveries, so a job restart does not show clients duplicates.
+// It is comparable and can be used as a map key.
+type MessageID [16]byte
+
+// String returns the ID in hex.
+func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
+
+// IsZero reports whether the ID is unset.
+func (id MessageID) IsZero() bool { return id == MessageID{} }
+
+// idSource hands out IDs: 8 random bytes drawn once per process followed by
+// an 8-byte counter. Unique across processes without coordination and
+// far cheaper than reading crypto/rand per message.
+type idSource struct {
+	prefix [8]byte
+	next   atomic.Uint64
+}
+
+var ids = newIDSource()
+
+func newIDSource() *idSource {
+	s := &idSource{}
+	if _, err := rand.Read(s.prefix[:]); err != nil {
+		panic("imcloud: crypto/rand unavailable: " + err.Error())
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	s.next.Store(binary.BigEndian.Uint64(seed[:]))
+	return s
+}
+
+// NewMessageID returns a new unique message ID. Safe for concurrent use.
+func NewMessageID() MessageID {
+	var id MessageID
+	copy(id[:8], ids.prefix[:])
+	binary.BigEndian.PutUint64(id[8:], ids.next.Add(1))
+	return id
+}
+
+// Message is the queue message every role shares: logic produces it, the
+// queue carries it (encoded with MarshalBinary), job routes it and cloud
+// delivers it to client connections.
+type Message struct {
+	// ID is unique per accepted push (per target node for key pushes).
+	ID MessageID
+	// Kind says who the message is for.
+	Kind Kind
+	// Op is the push operation clients see (1000 and above by convention).
+	Op int32
+	// Node is the target cloud node's id (KindKeys only).
+	Node string
+	// Keys are the target connection keys on Node (KindKeys only).
+	Keys []string
+	// Room is the room key, "type://id" (KindRoom only).
+	Room string
+	// Body is the payload clients receive.
+	Body []byte
+	// Speed paces a broadcast in connections per second; 0 is unpaced.
+	Speed int32
+	// Accepted is when logic accepted the push.
+	Accepted time.Time
+	// Expires, when non-zero, is when the push stops being worth delivering.
+	Expires time.Time
+}
+
+// Expired reports whether m carries an expiry that is not after now.
+func (m *Message) Expired(now time.Time) bool {
+	return !m.Expires.IsZero() && !now.Before(m.Expires)
+}
+
+// Validate reports whether m is complete enough to be delivered.
+func (m *Message) Validate() error {
+	switch m.Kind {
+	case KindKeys:
+		if m.Node == "" {
+			return fmt.Errorf("%w: keys message without a node", ErrInvalidMessage)
+		}
+		if len(m.Keys) == 0 {
+			return fmt.Errorf("%w: keys message without keys", ErrInvalidMessage)
+		}
+	case KindRoom:
+		if m.Room == "" {
+			return fmt.Errorf("%w: room message without a room", ErrInvalidMessage)
+		}
+	case KindBroadcast:
+		if m.Speed < 0 {
+			return fmt.Errorf("%w: negative broadcast speed", ErrInvalidMessage)
+		}
+	default:
+		return fmt.Errorf("%w: unknown kind %d", ErrInvalidMessage, m.Kind)
+	}
+	return nil
+}
+
+// ErrInvalidMessage is returned by Message.Validate and UnmarshalBinary for a
+// message whose fields do not make sense together.
+var ErrInvalidMessage = errors.New("imcloud: invalid message")
+
+// roomSep separates a room's type from its id in a room key.
+const roomSep = "://"
+
+// RoomKey joins a room type and id into a room key: ("live", "1000") is
+// "live://1000" (goim's encoding).
+func RoomKey(typ, id string) string { return typ + roomSep + id }
+
+// ErrInvalidRoomKey is returned by ParseRoomKey for a key without "://".
+var ErrInvalidRoomKey = errors.New("imcloud: invalid room key")
+
+// ParseRoomKey splits "live://1000" into ("live", "1000").
+func ParseRoomKey(key string) (typ, id string, err error) {
+	i := strings.Index(key, roomSep)
+	if i < 0 {
+		return "", "", fmt.Errorf("%w: %q", ErrInvalidRoomKey, key)
+	}
+	return key[:i], key[i+len(roomSep):], nil
+}
