@@ -1,0 +1,313 @@
+// Package node is the reference server's wiring, importable so that tests
+// and other binaries can run exactly what `go run ./examples/server` runs:
+// flags and environment -> Config -> New -> Run -> Shutdown. One process
+// runs every role on in-memory backends by default, or one role of a
+// cluster with Redis and Kafka.
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// Roles a process can take.
+const (
+	RoleAll   = "all"
+	RoleLogic = "logic"
+	RoleJob   = "job"
+	RoleCloud = "cloud"
+)
+
+// Auth modes.
+const (
+	AuthDev   = "dev"
+	AuthToken = "token"
+)
+
+// Config is everything the reference server can be told. Zero fields mean
+// the defaults that DefaultConfig sets.
+type Config struct {
+	Role string
+
+	// Listeners. In role all, HTTPAddr also serves the admin endpoints.
+	TCPAddr   string
+	WSAddr    string
+	HTTPAddr  string
+	LinkAddr  string
+	AdminAddr string
+
+	// What this node advertises to clients and to job (defaults: derived
+	// from the listen addresses).
+	AdvertiseTCP  string
+	AdvertiseWS   string
+	AdvertiseLink string
+	NodeID        string
+	LinkSecret    string
+
+	// Backends. Empty Redis/Kafka addresses mean in-memory (role all only).
+	RedisAddr     string
+	RedisUser     string
+	RedisPassword string
+	RedisDB       int
+	RedisTLS      bool
+
+	KafkaBrokers      []string
+	KafkaTopic        string
+	KafkaGroup        string
+	KafkaTLS          bool
+	KafkaSASLUser     string
+	KafkaSASLPassword string
+	KafkaSASLMech     string
+
+	// Client auth.
+	Auth        string
+	TokenSecret string
+
+	// TLS for the client listeners (both TCP and WebSocket).
+	TLSCert string
+	TLSKey  string
+
+	// Push API.
+	APIKey      string
+	MaxBodySize int64
+
+	// Client limits and proxies.
+	TrustedProxies []string
+	MaxConns       int
+	MaxConnsPerIP  int
+	HeartbeatMax   time.Duration
+
+	// Operability.
+	Pprof    bool
+	LogLevel string
+	LogJSON  bool
+}
+
+// DefaultConfig is the zero-flag all-in-one server: goim's ports, in-memory
+// backends, dev auth.
+func DefaultConfig() Config {
+	return Config{
+		Role:        RoleAll,
+		TCPAddr:     ":3101",
+		WSAddr:      ":3102",
+		HTTPAddr:    ":3111",
+		LinkAddr:    ":3121",
+		KafkaTopic:  "imcloud-push",
+		KafkaGroup:  "imcloud-job",
+		MaxBodySize: 1 << 20,
+		LogLevel:    "info",
+	}
+}
+
+// envPrefix is prepended to a flag's name (upper case, '-' -> '_') to name
+// its environment variable: -redis-addr is IMCLOUD_REDIS_ADDR.
+const envPrefix = "IMCLOUD_"
+
+// EnvName returns the environment variable that sets flag name.
+func EnvName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// ErrUsage wraps every configuration error, each naming its flag.
+var ErrUsage = errors.New("usage")
+
+// Parse reads flags from args and, for flags not given, the environment
+// (through getenv). Output for -h goes to out. It validates the result.
+func Parse(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var brokers, proxies string
+	fs.StringVar(&cfg.Role, "role", cfg.Role, "role of this process: all, logic, job or cloud")
+	fs.StringVar(&cfg.TCPAddr, "tcp-addr", cfg.TCPAddr, "TCP client listener (cloud); empty disables")
+	fs.StringVar(&cfg.WSAddr, "ws-addr", cfg.WSAddr, "WebSocket client listener, path /sub (cloud); empty disables")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "push API and demo page (logic); in role all also the admin endpoints")
+	fs.StringVar(&cfg.LinkAddr, "link-addr", cfg.LinkAddr, "link listener that job connects to (cloud, clustered)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener: /healthz /readyz /metrics (default: the push API port in roles all and logic, :3119 otherwise)")
+	fs.StringVar(&cfg.AdvertiseTCP, "advertise-tcp", "", "host:port clients use for TCP (default: derived from -tcp-addr)")
+	fs.StringVar(&cfg.AdvertiseWS, "advertise-ws", "", "host:port clients use for WebSocket (default: derived from -ws-addr)")
+	fs.StringVar(&cfg.AdvertiseLink, "advertise-link", "", "host:port job uses to reach this node's link (default: derived from -link-addr)")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "cloud node id (default: host, listen address and a random epoch)")
+	fs.StringVar(&cfg.LinkSecret, "link-secret", "", "shared secret between job and cloud nodes (required when clustered)")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis host:port; empty: in-memory router (role all only)")
+	fs.StringVar(&cfg.RedisUser, "redis-user", "", "Redis ACL user")
+	fs.StringVar(&cfg.RedisPassword, "redis-password", "", "Redis password (AUTH)")
+	fs.IntVar(&cfg.RedisDB, "redis-db", 0, "Redis database number")
+	fs.BoolVar(&cfg.RedisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&brokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty: in-memory queue (role all only)")
+	fs.StringVar(&cfg.KafkaTopic, "kafka-topic", cfg.KafkaTopic, "Kafka topic of push messages")
+	fs.StringVar(&cfg.KafkaGroup, "kafka-group", cfg.KafkaGroup, "Kafka consumer group of job")
+	fs.BoolVar(&cfg.KafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
+	fs.StringVar(&cfg.KafkaSASLUser, "kafka-sasl-user", "", "Kafka SASL user")
+	fs.StringVar(&cfg.KafkaSASLPassword, "kafka-sasl-password", "", "Kafka SASL password")
+	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", "PLAIN", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&cfg.Auth, "auth", "", "client auth: dev (trust the client's JSON) or token (signed JWT); default dev, or token when -token-secret is set")
+	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file for TLS on the client listeners")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key (header X-API-Key or ?api_key=) on push routes")
+	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / PROXY protocol is believed")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "client connections per node (0: the cloud default)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default)")
+	fs.DurationVar(&cfg.HeartbeatMax, "heartbeat-timeout", 0, "close a client silent this long (0: the cloud default, above goim's 240 s beat)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
+
+	if err := applyEnv(fs, getenv); err != nil {
+		return cfg, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	cfg.KafkaBrokers = splitList(brokers)
+	cfg.TrustedProxies = splitList(proxies)
+	if cfg.Auth == "" {
+		cfg.Auth = AuthDev
+		if cfg.TokenSecret != "" {
+			cfg.Auth = AuthToken
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// applyEnv sets every flag whose environment variable is set, before the
+// command line is parsed, so flags win over the environment.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%w: %s=%q (flag -%s): %v", ErrUsage, EnvName(f.Name), v, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func usageErr(flagName, format string, args ...any) error {
+	return fmt.Errorf("%w: -%s: %s", ErrUsage, flagName, fmt.Sprintf(format, args...))
+}
+
+// Clustered reports whether the process uses the distributed backends.
+func (c *Config) Clustered() bool { return c.RedisAddr != "" || len(c.KafkaBrokers) > 0 }
+
+// Validate checks the configuration; each error names its flag.
+func (c *Config) Validate() error {
+	switch c.Role {
+	case RoleAll, RoleLogic, RoleJob, RoleCloud:
+	default:
+		return usageErr("role", "%q is not one of all, logic, job, cloud", c.Role)
+	}
+	if c.Role != RoleAll {
+		if c.RedisAddr == "" {
+			return usageErr("redis-addr", "role %s needs Redis (only role all runs in memory)", c.Role)
+		}
+		if c.Role != RoleCloud && len(c.KafkaBrokers) == 0 {
+			return usageErr("kafka-brokers", "role %s needs Kafka (only role all runs in memory)", c.Role)
+		}
+	}
+	if c.Role == RoleAll && (c.RedisAddr == "") != (len(c.KafkaBrokers) == 0) {
+		return usageErr("kafka-brokers", "role all takes both -redis-addr and -kafka-brokers, or neither")
+	}
+	for name, addr := range map[string]string{
+		"tcp-addr": c.TCPAddr, "ws-addr": c.WSAddr, "http-addr": c.HTTPAddr, "link-addr": c.LinkAddr,
+		"admin-addr": c.AdminAddr, "advertise-tcp": c.AdvertiseTCP, "advertise-ws": c.AdvertiseWS,
+		"advertise-link": c.AdvertiseLink, "redis-addr": c.RedisAddr,
+	} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return usageErr(name, "%q is not host:port: %v", addr, err)
+		}
+	}
+	for _, b := range c.KafkaBrokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return usageErr("kafka-brokers", "%q is not host:port", b)
+		}
+	}
+	if c.needs(RoleLogic) && c.HTTPAddr == "" {
+		return usageErr("http-addr", "role %s serves the push API and needs it", c.Role)
+	}
+	if c.Role == RoleCloud && c.LinkAddr == "" {
+		return usageErr("link-addr", "a clustered cloud node needs a link listener")
+	}
+	if c.Clustered() && (c.needs(RoleCloud) || c.needs(RoleJob)) && c.LinkSecret == "" {
+		return usageErr("link-secret", "clustered job and cloud nodes need a shared link secret")
+	}
+	switch c.Auth {
+	case AuthDev:
+	case AuthToken:
+		if c.TokenSecret == "" {
+			return usageErr("token-secret", "auth mode token needs a secret")
+		}
+	default:
+		return usageErr("auth", "%q is not dev or token", c.Auth)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageErr("tls-key", "-tls-cert and -tls-key go together")
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			return usageErr("trusted-proxies", "%q is not a CIDR", p)
+		}
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HeartbeatMax < 0 {
+		return usageErr("max-conns", "limits cannot be negative")
+	}
+	if c.MaxBodySize <= 0 {
+		return usageErr("max-body", "must be positive")
+	}
+	switch c.KafkaSASLMech {
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		return usageErr("kafka-sasl-mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.KafkaSASLMech)
+	}
+	if _, err := c.level(); err != nil {
+		return usageErr("log-level", "%v", err)
+	}
+	return nil
+}
+
+// needs reports whether this process runs role r.
+func (c *Config) needs(r string) bool { return c.Role == RoleAll || c.Role == r }
+
+func (c *Config) level() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// Logger builds the process logger from the log flags.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	lvl, _ := c.level()
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) string { return "" }
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := Parse(nil, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, RoleAll, cfg.Role)
+	require.Equal(t, ":3101", cfg.TCPAddr)
+	require.Equal(t, ":3102", cfg.WSAddr)
+	require.Equal(t, ":3111", cfg.HTTPAddr)
+	require.Equal(t, AuthDev, cfg.Auth, "the zero-flag server uses dev auth")
+	require.False(t, cfg.Clustered())
+}
+
+func TestParseTokenSecretMakesTokenDefault(t *testing.T) {
+	cfg, err := Parse([]string{"-token-secret", "s3cret"}, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, AuthToken, cfg.Auth)
+}
+
+func TestParseEnvAndFlagPrecedence(t *testing.T) {
+	env := map[string]string{
+		"IMCLOUD_ROLE":          "cloud",
+		"IMCLOUD_REDIS_ADDR":    "127.0.0.1:6379",
+		"IMCLOUD_LINK_SECRET":   "x",
+		"IMCLOUD_KAFKA_BROKERS": "127.0.0.1:9092, 127.0.0.1:9093",
+	}
+	cfg, err := Parse([]string{"-redis-addr", "127.0.0.1:7000"}, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, RoleCloud, cfg.Role)
+	require.Equal(t, "127.0.0.1:7000", cfg.RedisAddr, "a flag wins over its environment variable")
+	require.Equal(t, []string{"127.0.0.1:9092", "127.0.0.1:9093"}, cfg.KafkaBrokers)
+}
+
+func TestParseRefusesBadValues(t *testing.T) {
+	cluster := []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "127.0.0.1:9092", "-link-secret", "s"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		flag string
+	}{
+		{"unknown role", []string{"-role", "gateway"}, nil, "-role"},
+		{"logic without redis", []string{"-role", "logic", "-kafka-brokers", "127.0.0.1:9092"}, nil, "-redis-addr"},
+		{"job without kafka", []string{"-role", "job", "-redis-addr", "127.0.0.1:6379", "-link-secret", "s"}, nil, "-kafka-brokers"},
+		{"all with only redis", []string{"-redis-addr", "127.0.0.1:6379"}, nil, "-kafka-brokers"},
+		{"bad listen address", []string{"-tcp-addr", "3101"}, nil, "-tcp-addr"},
+		{"bad broker", []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "kafka", "-link-secret", "s"}, nil, "-kafka-brokers"},
+		{"clustered without link secret", []string{"-role", "cloud", "-redis-addr", "127.0.0.1:6379"}, nil, "-link-secret"},
+		{"token without secret", []string{"-auth", "token"}, nil, "-token-secret"},
+		{"unknown auth", []string{"-auth", "none"}, nil, "-auth"},
+		{"cert without key", []string{"-tls-cert", "c.pem"}, nil, "-tls-key"},
+		{"bad proxy cidr", append([]string{"-trusted-proxies", "10.0.0.1"}, cluster...), nil, "-trusted-proxies"},
+		{"negative limit", []string{"-max-conns", "-1"}, nil, "-max-conns"},
+		{"bad log level", []string{"-log-level", "loud"}, nil, "-log-level"},
+		{"bad env value", nil, map[string]string{"IMCLOUD_MAX_CONNS": "many"}, "-max-conns"},
+		{"unknown flag", []string{"-nope"}, nil, "nope"},
+		{"stray argument", []string{"extra"}, nil, "extra"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			require.Error(t, err)
+			require.True(t, errors.Is(err, ErrUsage))
+			require.Contains(t, err.Error(), tc.flag, "the error names the flag")
+		})
+	}
+}
