@@ -1,0 +1,403 @@
+package job
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"net"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/link"
+	"github.com/imcloud/imcloud/protocol"
+	"github.com/stretchr/testify/require"
+)
+
+// testNode is a minimal link server built on internal/link and protocol,
+// standing in for a cloud node: it checks the hello, accepts every deliver
+// request in order and records the messages.
+type testNode struct {
+	id     string
+	secret string
+	addr   string
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]bool
+	got      []*imcloud.Message
+	requests int
+	hellos   int
+	reject   string        // non-empty: ack every request with this error
+	silent   bool          // never ack
+	ackDelay time.Duration // wait before each ack
+	changed  chan struct{}
+}
+
+func startTestNode(t *testing.T, id, secret string) *testNode {
+	t.Helper()
+	n := &testNode{id: id, secret: secret, conns: map[net.Conn]bool{}, changed: make(chan struct{})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	n.addr = ln.Addr().String()
+	n.serve(ln)
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *testNode) node() imcloud.Node { return imcloud.Node{ID: n.id, LinkAddr: n.addr} }
+
+func (n *testNode) serve(ln net.Listener) {
+	n.mu.Lock()
+	n.ln = ln
+	n.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.conns[c] = true
+			n.mu.Unlock()
+			go n.handle(c)
+		}
+	}()
+}
+
+// stop closes the listener and every connection (the node goes down).
+func (n *testNode) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ln != nil {
+		n.ln.Close()
+		n.ln = nil
+	}
+	for c := range n.conns {
+		c.Close()
+	}
+	n.conns = map[net.Conn]bool{}
+}
+
+// restart listens again on the same address.
+func (n *testNode) restart(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", n.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(t, err)
+	n.serve(ln)
+}
+
+func (n *testNode) handle(c net.Conn) {
+	defer func() {
+		c.Close()
+		n.mu.Lock()
+		delete(n.conns, c)
+		n.mu.Unlock()
+	}()
+	br := bufio.NewReader(c)
+	var f protocol.Frame
+	if err := protocol.ReadFrame(br, &f, link.MaxFrameBody); err != nil || f.Op != link.OpHello {
+		return
+	}
+	ack := link.HelloAck{Version: link.Version, Node: n.id}
+	_, herr := link.CheckHello(f.Body, n.secret)
+	if herr != nil {
+		ack.Error = herr.Error()
+	}
+	body, _ := json.Marshal(ack)
+	if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: link.OpHelloAck, Body: body})); err != nil || herr != nil {
+		return
+	}
+	n.mu.Lock()
+	n.hellos++
+	n.mu.Unlock()
+	for {
+		if err := protocol.ReadFrame(br, &f, link.MaxFrameBody); err != nil {
+			return
+		}
+		if f.Op != link.OpDeliver {
+			return
+		}
+		var msgs []*imcloud.Message
+		err := link.SplitMessages(f.Body, func(enc []byte) error {
+			m := new(imcloud.Message)
+			if err := m.UnmarshalBinary(enc); err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+			return nil
+		})
+		n.mu.Lock()
+		reject, silent, delay := n.reject, n.silent, n.ackDelay
+		var ackBody []byte
+		switch {
+		case err != nil:
+			ackBody = []byte(err.Error())
+		case reject != "":
+			ackBody = []byte(reject)
+		case !silent:
+			n.got = append(n.got, msgs...)
+			n.requests++
+			close(n.changed)
+			n.changed = make(chan struct{})
+		}
+		n.mu.Unlock()
+		if silent {
+			continue
+		}
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: link.OpAck, Seq: f.Seq, Body: ackBody})); err != nil {
+			return
+		}
+	}
+}
+
+func (n *testNode) set(fn func(n *testNode)) {
+	n.mu.Lock()
+	fn(n)
+	n.mu.Unlock()
+}
+
+func (n *testNode) messages() []*imcloud.Message {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]*imcloud.Message(nil), n.got...)
+}
+
+// waitCount waits until the node accepted at least count messages.
+func (n *testNode) waitCount(t *testing.T, count int, timeout time.Duration) []*imcloud.Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		n.mu.Lock()
+		got, ch := len(n.got), n.changed
+		n.mu.Unlock()
+		if got >= count {
+			return n.messages()
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("node %s: %d messages after %v, want %d", n.id, got, timeout, count)
+		}
+	}
+}
+
+// memDir is a NodeDirectory the test edits.
+type memDir struct {
+	mu    sync.Mutex
+	nodes map[string]imcloud.Node
+	err   error
+	calls int
+}
+
+func newMemDir(nodes ...imcloud.Node) *memDir {
+	d := &memDir{nodes: map[string]imcloud.Node{}}
+	for _, n := range nodes {
+		d.nodes[n.ID] = n
+	}
+	return d
+}
+
+func (d *memDir) Nodes(ctx context.Context) ([]imcloud.Node, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	if d.err != nil {
+		return nil, d.err
+	}
+	out := make([]imcloud.Node, 0, len(d.nodes))
+	for _, n := range d.nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].ID < out[k].ID })
+	return out, nil
+}
+
+func (d *memDir) put(n imcloud.Node) { d.mu.Lock(); d.nodes[n.ID] = n; d.mu.Unlock() }
+func (d *memDir) remove(id string)   { d.mu.Lock(); delete(d.nodes, id); d.mu.Unlock() }
+
+// memSource is a partitioned in-memory Source: records keep their offsets,
+// commits are recorded, and reopen starts a new consumer after the
+// committed offsets (what a restart sees).
+type memSource struct {
+	mu        sync.Mutex
+	parts     [][][]byte
+	cursor    []int64
+	committed []int64
+	commits   int
+	closed    bool
+	wake      chan struct{}
+}
+
+var errSourceClosed = errors.New("memsource: closed")
+
+func newMemSource(partitions int) *memSource {
+	s := &memSource{
+		parts: make([][][]byte, partitions), cursor: make([]int64, partitions),
+		committed: make([]int64, partitions), wake: make(chan struct{}),
+	}
+	for i := range s.committed {
+		s.committed[i] = -1
+	}
+	return s
+}
+
+func partitionKey(m *imcloud.Message) string {
+	switch m.Kind {
+	case imcloud.KindKeys:
+		return m.Node
+	case imcloud.KindRoom:
+		return m.Room
+	}
+	return ""
+}
+
+func (s *memSource) publishRaw(partition int, value []byte) {
+	s.mu.Lock()
+	s.parts[partition] = append(s.parts[partition], value)
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *memSource) publish(msgs ...*imcloud.Message) {
+	for _, m := range msgs {
+		b, _ := m.MarshalBinary()
+		h := fnv.New32a()
+		h.Write([]byte(partitionKey(m)))
+		s.publishRaw(int(h.Sum32()%uint32(len(s.parts))), b)
+	}
+}
+
+func (s *memSource) Receive(ctx context.Context) (imcloud.Record, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return imcloud.Record{}, errSourceClosed
+		}
+		for p := range s.parts {
+			if off := s.cursor[p]; off < int64(len(s.parts[p])) {
+				s.cursor[p]++
+				v := s.parts[p][off]
+				s.mu.Unlock()
+				return imcloud.Record{Partition: int32(p), Offset: off, Value: v}, nil
+			}
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return imcloud.Record{}, ctx.Err()
+		}
+	}
+}
+
+func (s *memSource) Commit(ctx context.Context, partition int32, offset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(partition) >= len(s.parts) || offset >= int64(len(s.parts[partition])) {
+		return errors.New("memsource: commit past the end")
+	}
+	if offset < s.committed[partition] {
+		return errors.New("memsource: commit went back")
+	}
+	s.committed[partition] = offset
+	s.commits++
+	return nil
+}
+
+// reopen rewinds the cursors to the committed offsets (a new consumer).
+func (s *memSource) reopen() {
+	s.mu.Lock()
+	for p := range s.cursor {
+		s.cursor[p] = s.committed[p] + 1
+	}
+	s.mu.Unlock()
+}
+
+func (s *memSource) close() {
+	s.mu.Lock()
+	s.closed = true
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// allCommitted reports whether every published record is committed.
+func (s *memSource) allCommitted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.parts {
+		if s.committed[p] != int64(len(s.parts[p]))-1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *memSource) committedCopy() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int64(nil), s.committed...)
+}
+
+func keysMsg(node string, body string) *imcloud.Message {
+	return &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000, Node: node,
+		Keys: []string{"k"}, Body: []byte(body), Accepted: time.Now()}
+}
+
+func roomMsg(room string, body string) *imcloud.Message {
+	return &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Op: 1000, Room: room,
+		Body: []byte(body), Accepted: time.Now()}
+}
+
+func bodies(msgs []*imcloud.Message, filter func(*imcloud.Message) bool) []string {
+	var out []string
+	for _, m := range msgs {
+		if filter == nil || filter(m) {
+			out = append(out, string(m.Body))
+		}
+	}
+	return out
+}
+
+// startJob runs a job until the test ends.
+func startJob(t *testing.T, cfg Config) *Job {
+	t.Helper()
+	j, err := New(cfg)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- j.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = j.Shutdown(ctx)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after Shutdown")
+		}
+	})
+	return j
+}
+
+func eventually(t *testing.T, cond func() bool, timeout time.Duration, msg string, args ...any) {
+	t.Helper()
+	require.Eventually(t, cond, timeout, 5*time.Millisecond, append([]any{msg}, args...)...)
+}

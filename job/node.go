@@ -1,0 +1,364 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imcloud/imcloud"
+)
+
+// item is one message waiting for one node.
+type item struct {
+	m  *imcloud.Message
+	e  *entry
+	at int64 // when it was routed, Unix nanoseconds
+}
+
+// nodeWorker owns the delivery to one node: a bounded queue filled by the
+// receive loop and a goroutine that drains it in order, one Deliver call
+// at a time, merging whatever is waiting into the call (opportunistic
+// batching: no timer, the batch is what queued up during the previous
+// call). A node that fails is retried with backoff without affecting the
+// other nodes' workers.
+type nodeWorker struct {
+	j  *Job
+	id string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	node    imcloud.Node
+	q       []item
+	head    int
+	gone    bool // left the directory: abandon what is queued
+	stopped bool // the job stops: leave what is queued uncommitted
+	wake    chan struct{}
+	space   chan struct{}
+
+	link    Link
+	ownLink *LinkClient
+
+	delivered, retried atomic.Uint64
+	inflight           atomic.Int64
+	inflightAt         atomic.Int64
+	lastErr            atomic.Pointer[string]
+}
+
+func newNodeWorker(j *Job, n imcloud.Node) *nodeWorker {
+	ctx, cancel := context.WithCancel(j.workCtx())
+	return &nodeWorker{
+		j: j, id: n.ID, node: n, ctx: ctx, cancel: cancel,
+		wake:  make(chan struct{}, 1),
+		space: make(chan struct{}, 1),
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (w *nodeWorker) setNode(n imcloud.Node) {
+	w.mu.Lock()
+	w.node = n
+	w.mu.Unlock()
+}
+
+func (w *nodeWorker) conns() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.node.Conns
+}
+
+// markGone declares the node gone: what is queued or in flight for it is
+// abandoned (it counts as done for the watermark).
+func (w *nodeWorker) markGone() {
+	w.mu.Lock()
+	w.gone = true
+	w.mu.Unlock()
+	w.cancel()
+}
+
+// stop ends the worker, leaving what is queued undelivered and
+// uncommitted (the next consumer gets it again).
+func (w *nodeWorker) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.cancel()
+}
+
+// enqueue adds it to the queue, waiting for room while the queue is full
+// and ctx lasts; once ctx ended (or with a nil ctx) it appends regardless,
+// so that a shutdown can still drain it. It reports false if the node is
+// gone.
+func (w *nodeWorker) enqueue(ctx context.Context, it item) bool {
+	for {
+		w.mu.Lock()
+		if w.gone {
+			w.mu.Unlock()
+			return false
+		}
+		if ctx == nil || len(w.q)-w.head < w.j.cfg.NodeQueue || ctx.Err() != nil || w.stopped {
+			w.q = append(w.q, it)
+			w.mu.Unlock()
+			signal(w.wake)
+			return true
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.space:
+		case <-ctx.Done():
+		case <-w.ctx.Done():
+		}
+	}
+}
+
+// take waits for queued items and moves up to a batch of them into dst.
+// It returns false when the worker must end.
+func (w *nodeWorker) take(dst []item) ([]item, bool) {
+	for {
+		if w.ctx.Err() != nil {
+			return dst, false
+		}
+		w.mu.Lock()
+		if n := len(w.q) - w.head; n > 0 {
+			n = min(n, w.j.cfg.MaxBatch)
+			size := 0
+			i := 0
+			for ; i < n; i++ {
+				size += approxSize(w.q[w.head+i].m)
+				if i > 0 && size > w.j.cfg.MaxBatchBytes {
+					break
+				}
+			}
+			dst = append(dst, w.q[w.head:w.head+i]...)
+			clear(w.q[w.head : w.head+i])
+			w.head += i
+			switch {
+			case w.head == len(w.q):
+				w.q = w.q[:0]
+				w.head = 0
+			case w.head >= 4096 && w.head*2 >= len(w.q):
+				k := copy(w.q, w.q[w.head:])
+				clear(w.q[k:])
+				w.q = w.q[:k]
+				w.head = 0
+			}
+			w.inflight.Store(int64(len(dst)))
+			w.inflightAt.Store(dst[0].at)
+			w.mu.Unlock()
+			signal(w.space)
+			return dst, true
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-w.ctx.Done():
+		}
+	}
+}
+
+func approxSize(m *imcloud.Message) int {
+	n := 64 + len(m.Body) + len(m.Room) + len(m.Node)
+	for _, k := range m.Keys {
+		n += len(k) + 2
+	}
+	return n
+}
+
+// run delivers until the worker is stopped or the node is gone.
+func (w *nodeWorker) run() {
+	defer func() {
+		if w.ownLink != nil {
+			w.ownLink.Close()
+		}
+	}()
+	var batch []item
+	for {
+		var ok bool
+		batch, ok = w.take(batch[:0])
+		if ok {
+			w.deliver(batch)
+			w.inflight.Store(0)
+			if w.ctx.Err() == nil {
+				clear(batch)
+				continue
+			}
+		}
+		// Stopping. If the node is gone, what is left counts as done.
+		w.mu.Lock()
+		gone := w.gone
+		rest := w.q[w.head:]
+		w.q, w.head = nil, 0
+		w.mu.Unlock()
+		if gone {
+			w.abandon(batch)
+			w.abandon(rest)
+		}
+		return
+	}
+}
+
+// abandon finishes items whose node is gone.
+func (w *nodeWorker) abandon(items []item) {
+	for _, it := range items {
+		if it.e == nil {
+			continue
+		}
+		w.j.c.abandoned.Add(1)
+		w.j.finish(it.e)
+	}
+}
+
+// deliver sends batch until the node accepts it or the worker stops. Items
+// it finishes (delivered, expired, skipped) are cleared in batch, so the
+// caller can abandon what is left.
+func (w *nodeWorker) deliver(batch []item) bool {
+	backoff := w.j.cfg.RetryMin
+	for attempt := 0; ; attempt++ {
+		now := time.Now()
+		msgs := make([]*imcloud.Message, 0, len(batch))
+		for i := range batch {
+			if batch[i].e == nil {
+				continue
+			}
+			if batch[i].m.Expired(now) {
+				w.j.c.expired.Add(1)
+				w.j.finish(batch[i].e)
+				batch[i] = item{}
+				continue
+			}
+			msgs = append(msgs, batch[i].m)
+		}
+		if len(msgs) == 0 {
+			return true
+		}
+		err := w.send(msgs)
+		if err == nil {
+			for i := range batch {
+				if batch[i].e != nil {
+					w.j.finish(batch[i].e)
+					batch[i] = item{}
+				}
+			}
+			w.delivered.Add(uint64(len(msgs)))
+			w.j.c.delivered.Add(uint64(len(msgs)))
+			if attempt > 0 {
+				w.j.log.Info("job: node delivering again", "node", w.id, "attempts", attempt+1)
+			}
+			w.lastErr.Store(nil)
+			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, ErrTooLarge) {
+			return w.split(batch)
+		}
+		w.retried.Add(1)
+		w.j.c.retried.Add(1)
+		s := err.Error()
+		w.lastErr.Store(&s)
+		if attempt == 0 || attempt%20 == 0 {
+			w.j.log.Warn("job: delivery to node failed; retrying", "node", w.id, "messages", len(msgs),
+				"attempt", attempt+1, "err", err)
+		}
+		if !sleepCtx(w.ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, w.j.cfg.RetryMax)
+	}
+}
+
+// split delivers a batch the link refused as too large in halves, in
+// order; a single message too large is skipped and counted.
+func (w *nodeWorker) split(batch []item) bool {
+	live := batch[:0:0]
+	for _, it := range batch {
+		if it.e != nil {
+			live = append(live, it)
+		}
+	}
+	if len(live) == 1 {
+		w.j.c.skipped.Add(1)
+		w.j.log.Error("job: message too large for the link; skipped", "node", w.id, "id", live[0].m.ID)
+		w.j.finish(live[0].e)
+		clear(batch)
+		return true
+	}
+	h := len(live) / 2
+	first, second := live[:h], live[h:]
+	clear(batch)
+	if !w.deliver(first) {
+		copy(batch, first)
+		copy(batch[len(first):], second)
+		return false
+	}
+	if !w.deliver(second) {
+		copy(batch, second)
+		return false
+	}
+	return true
+}
+
+// send makes one Deliver call, connecting first if needed.
+func (w *nodeWorker) send(msgs []*imcloud.Message) error {
+	if w.link == nil {
+		w.mu.Lock()
+		node := w.node
+		w.mu.Unlock()
+		if w.j.cfg.Connect == nil {
+			w.ownLink = NewLinkClient(node.LinkAddr, w.j.cfg.LinkSecret, w.j.linkOptions())
+			w.link = w.ownLink
+		} else {
+			l, err := w.j.cfg.Connect(w.ctx, node)
+			if err != nil {
+				return err
+			}
+			w.link = l
+		}
+	}
+	err := w.link.Deliver(w.ctx, msgs)
+	if err != nil && w.ownLink == nil {
+		w.link = nil // ask Connect again
+	}
+	return err
+}
+
+func (j *Job) linkOptions() LinkOptions {
+	o := j.cfg.LinkOptions
+	if o.Logger == nil {
+		o.Logger = j.cfg.Logger
+	}
+	return o
+}
+
+func (w *nodeWorker) stats(now time.Time) NodeStats {
+	w.mu.Lock()
+	s := NodeStats{Addr: w.node.LinkAddr, Lag: len(w.q) - w.head}
+	oldest := int64(0)
+	if s.Lag > 0 {
+		oldest = w.q[w.head].at
+	}
+	w.mu.Unlock()
+	if n := w.inflight.Load(); n > 0 {
+		s.Lag += int(n)
+		oldest = w.inflightAt.Load()
+	}
+	if oldest > 0 {
+		s.Oldest = now.Sub(time.Unix(0, oldest))
+	}
+	s.Delivered = w.delivered.Load()
+	s.Retried = w.retried.Load()
+	if e := w.lastErr.Load(); e != nil {
+		s.LastError = *e
+	}
+	return s
+}

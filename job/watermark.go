@@ -1,0 +1,96 @@
+package job
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// entry is one received record on its way to its target nodes. It is done
+// when every target acknowledged it, was declared gone, or the record needs
+// no delivery (poison, expired, nobody to deliver to).
+type entry struct {
+	p         *partition
+	offset    int64
+	remaining atomic.Int32
+	done      bool // guarded by p.mu
+}
+
+// partition tracks the records of one source partition in the order they
+// were received, so that offsets are committed by a contiguous watermark:
+// the committable offset is that of the last record in an unbroken run of
+// done records from the oldest one. Acknowledgements arriving out of order
+// (a fast node before a slow one) never move it past an unfinished record.
+type partition struct {
+	id int32
+
+	mu        sync.Mutex
+	entries   []*entry // received, not yet behind the watermark
+	head      int
+	lastSeen  int64 // offset of the last record received
+	watermark int64 // highest offset that may be committed, -1 none
+	committed int64 // highest offset committed, -1 none
+}
+
+func newPartition(id int32) *partition {
+	return &partition{id: id, lastSeen: -1, watermark: -1, committed: -1}
+}
+
+// add registers a received record. The caller has checked that offsets
+// grow (a rewind replaces the partition).
+func (p *partition) add(e *entry) {
+	p.mu.Lock()
+	p.entries = append(p.entries, e)
+	p.lastSeen = e.offset
+	p.mu.Unlock()
+}
+
+// markDone marks e done and advances the watermark past every done record
+// at the front. It reports whether the watermark moved.
+func (p *partition) markDone(e *entry) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e.done = true
+	if p.head >= len(p.entries) || p.entries[p.head] != e {
+		return false
+	}
+	for p.head < len(p.entries) && p.entries[p.head].done {
+		p.watermark = p.entries[p.head].offset
+		p.entries[p.head] = nil
+		p.head++
+	}
+	switch {
+	case p.head == len(p.entries):
+		p.entries = p.entries[:0]
+		p.head = 0
+	case p.head >= 1024 && p.head*2 >= len(p.entries):
+		n := copy(p.entries, p.entries[p.head:])
+		clear(p.entries[n:])
+		p.entries = p.entries[:n]
+		p.head = 0
+	}
+	return true
+}
+
+// toCommit returns the watermark if it is past what was committed.
+func (p *partition) toCommit() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.watermark, p.watermark > p.committed
+}
+
+// setCommitted records a successful commit of offset.
+func (p *partition) setCommitted(offset int64) {
+	p.mu.Lock()
+	if offset > p.committed {
+		p.committed = offset
+	}
+	p.mu.Unlock()
+}
+
+// pending is the number of records received and not yet behind the
+// watermark.
+func (p *partition) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.entries) - p.head
+}
