@@ -1,0 +1,177 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// AuthBody is the JSON a client sends in its op 7 auth frame (goim's fields
+// plus token).
+type AuthBody struct {
+	Mid      int64   `json:"mid"`
+	Key      string  `json:"key"`
+	RoomID   string  `json:"room_id"`
+	Platform string  `json:"platform"`
+	Accepts  []int32 `json:"accepts"`
+	Token    string  `json:"token,omitempty"`
+}
+
+// AuthRequest is what an Authenticator sees: the parsed auth body and the
+// connection's context. It is only valid during the call.
+type AuthRequest struct {
+	// Body is the parsed auth JSON; Raw the bytes it came from.
+	Body AuthBody
+	Raw  []byte
+	// ClientIP is the client's address (from a trusted proxy when
+	// configured); RemoteAddr the socket peer.
+	ClientIP   netip.Addr
+	RemoteAddr string
+	// WebSocket reports a WebSocket connection; Header and Query are then
+	// the upgrade request's headers (cookies included) and query string.
+	WebSocket bool
+	Header    http.Header
+	Query     url.Values
+	// TLS reports whether the connection is encrypted.
+	TLS bool
+}
+
+// Cookie returns the named cookie of the WebSocket upgrade request.
+func (r *AuthRequest) Cookie(name string) (*http.Cookie, bool) {
+	if r.Header == nil {
+		return nil, false
+	}
+	c, err := (&http.Request{Header: r.Header}).Cookie(name)
+	return c, err == nil
+}
+
+// Identity is who an authenticator decided the client is.
+type Identity struct {
+	// Mid is the user id.
+	Mid int64
+	// Key is the connection key to use; empty means the server assigns
+	// one.
+	Key string
+	// Room, Platform and Accepts are the connection's initial room, platform
+	// and accepted push ops.
+	Room     string
+	Platform string
+	Accepts  []int32
+	// BindKey binds the key to Mid: a client-chosen key is namespaced as
+	// "mid:key", so no client can claim, evict or receive another user's
+	// key. Token authenticators set it.
+	BindKey bool
+}
+
+// Authenticator decides who a connecting client is. It may be called from
+// many goroutines at once and should return quickly (it runs inside the
+// handshake timeout, which ctx carries). A non-nil error refuses the
+// client: the connection is closed and the refusal counted.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req *AuthRequest) (Identity, error)
+}
+
+// AuthFunc adapts a function to Authenticator.
+type AuthFunc func(ctx context.Context, req *AuthRequest) (Identity, error)
+
+// Authenticate calls f.
+func (f AuthFunc) Authenticate(ctx context.Context, req *AuthRequest) (Identity, error) {
+	return f(ctx, req)
+}
+
+// Errors an authenticator returns.
+var (
+	// ErrAuthRefused is the base of every refusal by this package's
+	// authenticators.
+	ErrAuthRefused = errors.New("cloud: authentication refused")
+	// ErrNoToken: a token authenticator got an auth body without a token.
+	ErrNoToken = fmt.Errorf("%w: no token", ErrAuthRefused)
+	// ErrBadToken: the token is malformed, badly signed or expired.
+	ErrBadToken = fmt.Errorf("%w: invalid token", ErrAuthRefused)
+)
+
+// DevAuthenticator trusts whatever the client's JSON says, as goim does.
+// Only for development and trusted networks: any client can claim any mid
+// and key.
+func DevAuthenticator() Authenticator {
+	return AuthFunc(func(_ context.Context, req *AuthRequest) (Identity, error) {
+		b := req.Body
+		return Identity{Mid: b.Mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts}, nil
+	})
+}
+
+// tokenClaims are the JWT claims NewToken writes and the token
+// authenticator reads: the user id in "mid" (or "sub" when "mid" is
+// absent) and a required expiry.
+type tokenClaims struct {
+	Mid *int64 `json:"mid,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// TokenAuthenticator verifies HS256 JWTs (with a required "exp") carried in
+// the auth body's "token". The verified "mid" claim (or a numeric "sub")
+// overrides the client's mid and the connection key is bound to it.
+type TokenAuthenticator struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+// NewTokenAuthenticator returns a token authenticator for secret.
+func NewTokenAuthenticator(secret []byte) *TokenAuthenticator {
+	return &TokenAuthenticator{
+		secret: append([]byte(nil), secret...),
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithExpirationRequired(),
+			jwt.WithLeeway(5*time.Second),
+		),
+	}
+}
+
+// Authenticate implements Authenticator.
+func (a *TokenAuthenticator) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
+	b := req.Body
+	if b.Token == "" {
+		return Identity{}, ErrNoToken
+	}
+	var claims tokenClaims
+	_, err := a.parser.ParseWithClaims(b.Token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	var mid int64
+	switch {
+	case claims.Mid != nil:
+		mid = *claims.Mid
+	case claims.Subject != "":
+		mid, err = strconv.ParseInt(claims.Subject, 10, 64)
+		if err != nil {
+			return Identity{}, fmt.Errorf("%w: subject is not a mid", ErrBadToken)
+		}
+	default:
+		return Identity{}, fmt.Errorf("%w: no mid claim", ErrBadToken)
+	}
+	return Identity{Mid: mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts, BindKey: true}, nil
+}
+
+// NewToken mints an HS256 token for mid valid for ttl, as
+// NewTokenAuthenticator(secret) verifies it.
+func NewToken(secret []byte, mid int64, ttl time.Duration) (string, error) {
+	now := time.Now()
+	claims := tokenClaims{
+		Mid: &mid,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   strconv.FormatInt(mid, 10),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}

@@ -1,0 +1,203 @@
+package cloud
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config configures a Server. The zero Config is a standalone node (no
+// session store) with defaults a public-facing node can live with, except
+// that Authenticator must be set: the auth mode is always chosen on purpose.
+type Config struct {
+	// NodeID names the node in the cluster. Default: hostname, the first
+	// listen address and a random restart epoch, so that a restarted
+	// process never shares an id with its previous life.
+	NodeID string
+	// Store records sessions, the node and room counts. Nil: standalone,
+	// nothing is registered and sessions are only local. The store is the
+	// caller's; the server never closes it.
+	Store SessionStore
+	// Authenticator decides who a client is. Required: use
+	// DevAuthenticator() to trust the client's JSON (goim's behaviour) on
+	// purpose, NewTokenAuthenticator for signed tokens, or an AuthFunc.
+	Authenticator Authenticator
+	// LinkSecret is the shared secret job presents in its link hello.
+	// Empty refuses every link connection unless InsecureLink is set.
+	LinkSecret string
+	// InsecureLink accepts link hellos with an empty secret (tests and
+	// one-box development only).
+	InsecureLink bool
+	// LinkAddr is the host:port job uses to reach ServeLink, as registered.
+	LinkAddr string
+	// PublicAddrs are the URLs clients use, as registered
+	// ("tcp://host:3101", "ws://host:3102/sub").
+	PublicAddrs []string
+	// TLS, when set, wraps the TCP and WebSocket listeners given to
+	// ServeTCP and ServeWS (not ServeHTTP, whose http.Server owns TLS).
+	TLS *tls.Config
+	// AllowedOrigins, when non-empty, is the WebSocket Origin allow-list
+	// (exact match, e.g. "https://example.com"; "*" allows any). Requests
+	// without an Origin header (non-browser clients) are always allowed.
+	AllowedOrigins []string
+
+	// Buckets is the number of shards connections are spread over by key
+	// hash. Default 64: enough that lock contention is negligible on any
+	// machine up to 64 cores, cheap on small ones.
+	Buckets int
+	// HandshakeTimeout bounds everything before a successful auth (PROXY
+	// header, TLS, WebSocket upgrade, the auth frame). Default 5 s.
+	HandshakeTimeout time.Duration
+	// HeartbeatTimeout closes a connection that sends nothing for this
+	// long. Default 8 min (goim's), above the 240 s goim's benchmark
+	// client beats at.
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is what the AuthReply tells clients to beat at.
+	// Default 30 s (goim's JavaScript client).
+	HeartbeatInterval time.Duration
+	// WriteTimeout bounds one socket write. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxInboundBody caps a client frame's body. Default 4096 bytes.
+	MaxInboundBody int
+	// MaxBatchBody caps the body of one op 9 WebSocket message. Default
+	// 4096 bytes, which goim's reader accepts. A single larger push is sent
+	// alone.
+	MaxBatchBody int
+	// QueueLength bounds each connection's outbound queue (frames waiting
+	// to be written). Default 1024.
+	QueueLength int
+	// DropOldest makes a full queue drop its oldest frame instead of
+	// disconnecting the slow client (the default). Both are counted.
+	DropOldest bool
+	// MaxConns caps connections on this node. Default 1,000,000.
+	MaxConns int
+	// MaxConnsPerIP caps connections per client IP. Default 1000 (large
+	// carrier NATs put many users behind one address). Negative: no cap.
+	MaxConnsPerIP int
+	// AcceptRate caps new connections per second (reconnect storms), with
+	// a burst of the same size. Default 2000. Negative: no cap.
+	AcceptRate int
+	// InboundRate caps client frames per second per connection. Default 50.
+	// Negative: no cap.
+	InboundRate int
+	// TrustedProxies are the networks whose PROXY protocol header (when
+	// ProxyProtocol is set) or X-Forwarded-For (WebSocket) names the real
+	// client. Default none: the peer address is the client.
+	TrustedProxies []netip.Prefix
+	// ProxyProtocol expects a PROXY protocol v1 or v2 header on every
+	// connection from a trusted proxy (ServeTCP and ServeWS).
+	ProxyProtocol bool
+
+	// SessionTTL is how long a stored session lives without renewal; the
+	// node renews every SessionTTL/3. Default 10 min.
+	SessionTTL time.Duration
+	// NodeTTL is how long the node's registration lives; renewed every
+	// NodeTTL/3. Default 30 s.
+	NodeTTL time.Duration
+	// RoomCountInterval is how often room counts are reported and the
+	// cluster-wide counts fetched. Default 10 s.
+	RoomCountInterval time.Duration
+	// StoreBatch is the most sessions per store call. Default 512.
+	StoreBatch int
+	// StoreTimeout bounds one store call. Default 5 s.
+	StoreTimeout time.Duration
+
+	// DedupSize is how many recent message ids are remembered to drop
+	// redeliveries. Default 65536.
+	DedupSize int
+	// MaxBroadcasts bounds paced broadcasts in progress; beyond it Deliver
+	// returns ErrOverloaded. Default 64.
+	MaxBroadcasts int
+
+	// DrainRate is how many connections per second Shutdown closes.
+	// Default 20,000.
+	DrainRate int
+	// ReconnectMin and ReconnectMax bound the randomized reconnect hint
+	// sent in op 6 on drain. Defaults 1 s and 10 s.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// UpstreamHook receives upstream client messages (op 4 and other
+	// unknown ops). It runs on the connection's reader goroutine and must
+	// not block for long; body is only valid during the call.
+	UpstreamHook func(ctx context.Context, m Upstream)
+	// Logger receives operational logs. Nil: silent.
+	Logger *slog.Logger
+}
+
+// Upstream is a message a client sent to the server.
+type Upstream struct {
+	Mid  int64
+	Key  string
+	Room string
+	Op   int32
+	Seq  int32
+	Body []byte
+}
+
+// ErrNoAuthenticator is returned by New when Config.Authenticator is nil.
+var ErrNoAuthenticator = errors.New("cloud: no authenticator configured (choose DevAuthenticator, NewTokenAuthenticator or an AuthFunc)")
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Authenticator == nil {
+		return c, ErrNoAuthenticator
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defi := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		var e [4]byte
+		_, _ = rand.Read(e[:])
+		addr := c.LinkAddr
+		if addr == "" && len(c.PublicAddrs) > 0 {
+			addr = c.PublicAddrs[0]
+		}
+		c.NodeID = fmt.Sprintf("%s/%s/%s", host, addr, hex.EncodeToString(e[:]))
+	}
+	defi(&c.Buckets, 64)
+	if c.Buckets < 1 {
+		c.Buckets = 1
+	}
+	def(&c.HandshakeTimeout, 5*time.Second)
+	def(&c.HeartbeatTimeout, 8*time.Minute)
+	def(&c.HeartbeatInterval, 30*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	defi(&c.MaxInboundBody, 4096)
+	defi(&c.MaxBatchBody, 4096)
+	defi(&c.QueueLength, 1024)
+	defi(&c.MaxConns, 1_000_000)
+	defi(&c.MaxConnsPerIP, 1000)
+	defi(&c.AcceptRate, 2000)
+	defi(&c.InboundRate, 50)
+	def(&c.SessionTTL, 10*time.Minute)
+	def(&c.NodeTTL, 30*time.Second)
+	def(&c.RoomCountInterval, 10*time.Second)
+	defi(&c.StoreBatch, 512)
+	def(&c.StoreTimeout, 5*time.Second)
+	defi(&c.DedupSize, 65536)
+	defi(&c.MaxBroadcasts, 64)
+	defi(&c.DrainRate, 20000)
+	def(&c.ReconnectMin, time.Second)
+	def(&c.ReconnectMax, 10*time.Second)
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = c.ReconnectMin
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

@@ -1,0 +1,501 @@
+package cloud
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// conn is one client connection. Its reader goroutine (serve) owns the
+// read side and the connection's lifecycle; writers are started on demand
+// by enqueue (write.go). An idle connection holds one goroutine, this
+// struct and no buffers.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	r   io.Reader // nc, or a reader replaying bytes read ahead during the upgrade
+	ws  bool
+	ext bool // opted into extensions (auth ver 2)
+
+	// Identity, fixed after auth.
+	mid      int64
+	key      string
+	platform string
+	gen      uint64
+	ip       netip.Addr
+	b        *bucket
+	// room is guarded by b.mu once registered.
+	room string
+	// accepts is the op filter for key, mid and broadcast pushes
+	// (copy-on-write: Sub/Unsub swap it).
+	accepts atomic.Pointer[[]int32]
+	// Indexes in the bucket's lists (bucket.go), guarded by b.mu.
+	allIdx, roomIdx int
+
+	// Outbound state (write.go).
+	mu      sync.Mutex
+	q       []outItem
+	writing bool
+	closing bool // flush the queue, then close (op 6, WS close)
+	dead    bool // socket closed; drop everything
+
+	// Read state, owned by the reader goroutine.
+	hdr     [16]byte
+	rbuf    *[]byte // pooled; released before every blocking read
+	pending []byte  // unread goim frames of the current WS message
+	rateWin int64
+	rateN   int
+}
+
+// Errors that end a connection (counted as protocol errors unless noted).
+var (
+	errWSProtocol  = errors.New("cloud: websocket protocol error")
+	errWSClosed    = errors.New("cloud: websocket closed by peer")
+	errRateLimited = errors.New("cloud: inbound frame rate exceeded")
+	errAuthTimeout = errors.New("cloud: no auth within the handshake timeout")
+)
+
+// readBufs pools inbound body buffers.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096+protocol.HeaderLen); return &b }}
+
+func (c *conn) getRbuf(n int) []byte {
+	bp := readBufs.Get().(*[]byte)
+	if cap(*bp) < n {
+		*bp = make([]byte, 0, n)
+	}
+	c.rbuf = bp
+	return (*bp)[:n]
+}
+
+func (c *conn) putRbuf() {
+	if c.rbuf != nil {
+		if cap(*c.rbuf) <= 64<<10 {
+			readBufs.Put(c.rbuf)
+		}
+		c.rbuf = nil
+	}
+	c.pending = nil
+}
+
+// handshakeInfo is what the accept path learned before auth; it is
+// dropped once the connection is authenticated.
+type handshakeInfo struct {
+	header http.Header
+	query  url.Values
+	tls    bool
+}
+
+// serve runs the connection: handshake, auth, then the read loop. It owns
+// cleanup. Called on its own goroutine, counted in s.wg.
+func (s *Server) serveConn(nc net.Conn, ws bool, hi *handshakeInfo, upgraded bool) {
+	defer s.wg.Done()
+	defer s.handshakeDone(nc)
+	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1}
+	defer s.stats.conns.Add(-1)
+	registered := false
+	defer func() { c.finish(registered) }()
+
+	if !c.prepare(&hi, upgraded) {
+		return
+	}
+	if !s.acquireIP(c.ip) {
+		s.stats.rejected.Add(1)
+		return
+	}
+	defer s.releaseIP(c.ip)
+	ok, err := c.authenticate(hi)
+	hi = nil
+	s.handshakeDone(nc)
+	if !ok {
+		if err != nil {
+			s.cfg.Logger.Debug("cloud: handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	registered = true
+	err = c.readLoop()
+	if err != nil && !isClosedErr(err) {
+		s.cfg.Logger.Debug("cloud: connection ended", "key", c.key, "err", err)
+	}
+}
+
+// prepare reads the PROXY header and performs the standalone WebSocket
+// upgrade, within the handshake deadline, and sets c.ip.
+func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
+	s := c.srv
+	_ = c.nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	peer := addrOf(c.nc.RemoteAddr())
+	c.ip = peer
+	if *hi != nil && (*hi).header != nil {
+		c.ip = s.clientIPFromHeader(peer, (*hi).header)
+	}
+	if !upgraded && s.cfg.ProxyProtocol && s.trusted(peer) {
+		ip, err := readProxyHeader(c.nc)
+		if err != nil {
+			s.stats.protocolErrors.Add(1)
+			return false
+		}
+		if ip.IsValid() {
+			c.ip = ip
+		}
+	}
+	if c.ws && !upgraded {
+		info, err := s.upgradeRaw(c.nc)
+		if err != nil {
+			s.stats.protocolErrors.Add(1)
+			return false
+		}
+		if s.trusted(c.ip) {
+			c.ip = s.clientIPFromHeader(c.ip, info.header)
+		}
+		*hi = info
+	}
+	return true
+}
+
+// authenticate waits for the auth frame, runs the authenticator,
+// registers the connection and queues the AuthReply.
+func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
+	s := c.srv
+	var f protocol.Frame
+	ignored := 0
+	for {
+		if err := c.readFrame(&f); err != nil {
+			c.countReadErr(err)
+			if isTimeout(err) {
+				s.stats.authRefused.Add(1)
+				return false, errAuthTimeout
+			}
+			return false, err
+		}
+		if f.Op == protocol.OpAuth {
+			break
+		}
+		// goim ignores well-formed frames before auth; bound how many.
+		if ignored++; ignored > 16 {
+			s.stats.protocolErrors.Add(1)
+			return false, errors.New("cloud: too many frames before auth")
+		}
+	}
+	req := &AuthRequest{Raw: f.Body, ClientIP: c.ip, RemoteAddr: c.nc.RemoteAddr().String(), WebSocket: c.ws}
+	if hi != nil {
+		req.Header, req.Query, req.TLS = hi.header, hi.query, hi.tls
+	}
+	if _, ok := c.nc.(*tls.Conn); ok {
+		req.TLS = true
+	}
+	if err := json.Unmarshal(f.Body, &req.Body); err != nil {
+		s.stats.authRefused.Add(1)
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	id, err := s.cfg.Authenticator.Authenticate(ctx, req)
+	cancel()
+	if err != nil {
+		s.stats.authRefused.Add(1)
+		return false, err
+	}
+	key, err := bindKey(id)
+	if err != nil || len(id.Room) > maxRoomLen {
+		s.stats.authRefused.Add(1)
+		return false, err
+	}
+	c.ext = f.Ver >= protocol.VerExtensions
+	c.mid, c.key, c.platform, c.room = id.Mid, key, id.Platform, id.Room
+	acc := append([]int32(nil), id.Accepts...)
+	c.accepts.Store(&acc)
+	c.gen = s.gen.Add(1)
+	c.b = s.bs.of(key)
+
+	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: int(s.cfg.HeartbeatInterval / time.Second)})
+	c.enqueue(outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame})
+	if old := c.b.put(c); old != nil {
+		s.stats.replaced.Add(1)
+		old.disconnect("replaced", 0)
+	}
+	s.stats.sessions.Add(1)
+	s.stats.authOK.Add(1)
+	s.sess.put(c.session())
+	if s.isClosed() {
+		// Shutdown began while this client authenticated.
+		c.disconnect("shutdown", s.cfg.ReconnectMin)
+	}
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	return true, nil
+}
+
+const (
+	maxKeyLen  = 128
+	maxRoomLen = 256
+)
+
+type authReply struct {
+	Mid       int64  `json:"mid"`
+	Key       string `json:"key"`
+	RoomID    string `json:"room_id"`
+	Heartbeat int    `json:"heartbeat"`
+}
+
+// bindKey returns the connection key for id: a fresh random one when none
+// was given, namespaced by mid when the identity binds keys.
+func bindKey(id Identity) (string, error) {
+	key := id.Key
+	if key == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		key = hex.EncodeToString(b[:])
+		if id.BindKey {
+			key = strconv.FormatInt(id.Mid, 10) + ":" + key
+		}
+		return key, nil
+	}
+	if len(key) > maxKeyLen {
+		return "", errors.New("cloud: key too long")
+	}
+	if id.BindKey {
+		prefix := strconv.FormatInt(id.Mid, 10) + ":"
+		if len(key) < len(prefix) || key[:len(prefix)] != prefix {
+			key = prefix + key
+		}
+	}
+	return key, nil
+}
+
+// readLoop serves an authenticated connection until it ends.
+func (c *conn) readLoop() error {
+	s := c.srv
+	var f protocol.Frame
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
+		if err := c.readFrame(&f); err != nil {
+			c.countReadErr(err)
+			return err
+		}
+		if !c.allow() {
+			s.stats.rateLimited.Add(1)
+			return errRateLimited
+		}
+		c.handle(&f)
+	}
+}
+
+// allow applies the inbound frames-per-second limit.
+func (c *conn) allow() bool {
+	limit := c.srv.cfg.InboundRate
+	if limit < 0 {
+		return true
+	}
+	now := time.Now().Unix()
+	if now != c.rateWin {
+		c.rateWin, c.rateN = now, 0
+	}
+	c.rateN++
+	return c.rateN <= limit
+}
+
+func (c *conn) handle(f *protocol.Frame) {
+	s := c.srv
+	switch f.Op {
+	case protocol.OpHeartbeat:
+		c.reply(f, protocol.OpHeartbeatReply, protocol.AppendHeartbeatBody(nil, s.online(c.b.roomOf(c))))
+	case protocol.OpAuth:
+		// A second auth is ignored.
+	case protocol.OpChangeRoom:
+		room := string(f.Body)
+		if len(room) > maxRoomLen {
+			s.stats.protocolErrors.Add(1)
+			c.kill()
+			return
+		}
+		c.b.changeRoom(c, room)
+		c.reply(f, protocol.OpChangeRoomReply, f.Body)
+		s.sess.put(c.session())
+	case protocol.OpSub, protocol.OpUnsub:
+		ops := parseOps(f.Body)
+		cur := *c.accepts.Load()
+		next := make([]int32, 0, len(cur)+len(ops))
+		if f.Op == protocol.OpSub {
+			next = append(next, cur...)
+			for _, op := range ops {
+				if !containsOp(next, op) {
+					next = append(next, op)
+				}
+			}
+			c.reply(f, protocol.OpSubReply, f.Body)
+		} else {
+			for _, op := range cur {
+				if !containsOp(ops, op) {
+					next = append(next, op)
+				}
+			}
+			c.reply(f, protocol.OpUnsubReply, f.Body)
+		}
+		c.accepts.Store(&next)
+		s.sess.put(c.session())
+	default:
+		// Upstream message: reply with the same op and seq, empty body,
+		// and hand it to the application.
+		c.reply(f, f.Op, nil)
+		s.stats.upstream.Add(1)
+		if h := s.cfg.UpstreamHook; h != nil {
+			h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body})
+		}
+	}
+}
+
+// reply queues a reply frame echoing f's ver and seq.
+func (c *conn) reply(f *protocol.Frame, op int32, body []byte) {
+	b := protocol.AppendFrame(make([]byte, 0, protocol.HeaderLen+len(body)), &protocol.Frame{Ver: f.Ver, Op: op, Seq: f.Seq, Body: body})
+	c.enqueue(outItem{b: b, kind: itemFrame})
+}
+
+func parseOps(body []byte) []int32 {
+	var ops []int32
+	for _, p := range bytes.Split(body, []byte(",")) {
+		p = bytes.TrimSpace(p)
+		if n, err := strconv.ParseInt(string(p), 10, 32); err == nil {
+			ops = append(ops, int32(n))
+		}
+	}
+	return ops
+}
+
+func containsOp(ops []int32, op int32) bool {
+	for _, o := range ops {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptsOp reports whether key, mid and broadcast pushes of op reach c.
+func (c *conn) acceptsOp(op int32) bool {
+	p := c.accepts.Load()
+	return p != nil && containsOp(*p, op)
+}
+
+// session describes c for the store.
+func (c *conn) session() imcloud.Session {
+	p := c.accepts.Load()
+	var acc []int32
+	if p != nil {
+		acc = *p
+	}
+	return imcloud.Session{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Platform: c.platform, Accepts: acc, Node: c.srv.id, Gen: c.gen}
+}
+
+// disconnect closes c on purpose: with an op 6 reason first if the client
+// opted in (the queue is cleared so the reason goes out at once), at once
+// otherwise.
+func (c *conn) disconnect(reason string, reconnect time.Duration) {
+	if !c.ext {
+		c.kill()
+		return
+	}
+	body, _ := json.Marshal(struct {
+		Reason      string `json:"reason"`
+		ReconnectMS int64  `json:"reconnect_ms"`
+	}{reason, reconnect.Milliseconds()})
+	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
+	c.mu.Lock()
+	if c.dead || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	clear(c.q)
+	c.q = append(c.q[:0], outItem{b: frame, kind: itemFrame})
+	c.closing = true
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.srv.writers.Add(1)
+	}
+	c.mu.Unlock()
+	// Bound how long a stuck socket can delay the close.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// closeGrace bounds the final write of a connection being closed.
+const closeGrace = 2 * time.Second
+
+// kill closes the socket now; the reader notices and cleans up.
+func (c *conn) kill() {
+	c.mu.Lock()
+	c.dead = true
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// finish runs when the reader ends: unregister, remove the session, close
+// the socket (or leave it to a writer flushing a final frame).
+func (c *conn) finish(registered bool) {
+	c.putRbuf()
+	c.mu.Lock()
+	flushing := c.closing && c.writing && !c.dead
+	if !flushing {
+		c.dead = true
+	}
+	c.closing = true
+	c.mu.Unlock()
+	if flushing {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	} else {
+		_ = c.nc.Close()
+	}
+	if registered {
+		s := c.srv
+		s.stats.sessions.Add(-1)
+		if c.b.del(c) {
+			s.sess.remove(imcloud.Session{Mid: c.mid, Key: c.key, Node: s.id, Gen: c.gen})
+		}
+	}
+}
+
+func (c *conn) countReadErr(err error) {
+	switch {
+	case errors.Is(err, protocol.ErrHeaderLen), errors.Is(err, protocol.ErrPackLen),
+		errors.Is(err, protocol.ErrBodyTooLarge), errors.Is(err, protocol.ErrTruncated),
+		errors.Is(err, errWSProtocol), errors.Is(err, io.ErrUnexpectedEOF):
+		c.srv.stats.protocolErrors.Add(1)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errWSClosed)
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,266 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// Deliver places msgs on the target connections' queues (keys, room) or
+// accepts them for paced delivery (broadcast with a Speed), and returns
+// without waiting for sockets. It makes *Server satisfy job.Link for the
+// one-process mode; the link server calls it for remote jobs.
+//
+// Invalid and expired messages are counted and skipped; a message whose
+// id was delivered recently is a redelivery and is dropped. It returns
+// ErrServerClosed after Shutdown began and ErrOverloaded (wrapped) when a
+// paced broadcast cannot be taken; messages before it were delivered, and
+// a retry of the same slice skips them as duplicates. msgs are neither
+// retained nor modified. Safe for concurrent use.
+func (s *Server) Deliver(ctx context.Context, msgs []*imcloud.Message) error {
+	now := time.Now()
+	for i, m := range msgs {
+		if s.isClosed() {
+			return ErrServerClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.stats.messages.Add(1)
+		if m.Validate() != nil {
+			s.stats.invalid.Add(1)
+			continue
+		}
+		if m.Expired(now) {
+			s.stats.expired.Add(1)
+			continue
+		}
+		frame, ok := encodePush(m)
+		if !ok {
+			s.stats.invalid.Add(1)
+			continue
+		}
+		paced := m.Kind == imcloud.KindBroadcast && m.Speed > 0
+		if paced && !s.startBroadcast() {
+			return fmt.Errorf("%w: message %d of %d", ErrOverloaded, i+1, len(msgs))
+		}
+		if !m.ID.IsZero() && !s.dedup.add(m.ID) {
+			s.stats.duplicates.Add(1)
+			if paced {
+				s.endBroadcast()
+			}
+			continue
+		}
+		filter := m.Op != protocol.OpRaw
+		switch m.Kind {
+		case imcloud.KindKeys:
+			for _, key := range m.Keys {
+				c := s.bs.of(key).get(key)
+				if c != nil && (!filter || c.acceptsOp(m.Op)) && c.enqueue(outItem{b: frame}) {
+					s.stats.delivered.Add(1)
+				}
+			}
+		case imcloud.KindRoom:
+			s.fanout(m.Room, frame, 0, false)
+		case imcloud.KindBroadcast:
+			if paced {
+				go s.pacedBroadcast(frame, m.Op, filter, int(m.Speed))
+			} else {
+				s.fanout("", frame, m.Op, filter)
+			}
+		}
+	}
+	return nil
+}
+
+// encodePush encodes m once as the frame bytes every receiver shares. A
+// batch (op 9) from the job is flattened: its inner frames are queued as
+// they are, so op 9 is never nested. It reports false for a malformed
+// batch.
+func encodePush(m *imcloud.Message) ([]byte, bool) {
+	if m.Op != protocol.OpRaw {
+		return protocol.AppendFrame(make([]byte, 0, protocol.HeaderLen+len(m.Body)), &protocol.Frame{Ver: protocol.VerGoim, Op: m.Op, Body: m.Body}), true
+	}
+	if len(m.Body) == 0 {
+		return nil, false
+	}
+	it := protocol.NewBatchIter(m.Body)
+	var f protocol.Frame
+	for it.Next(&f) {
+		if !isPushOp(f.Op) {
+			return nil, false
+		}
+	}
+	if it.Err() != nil {
+		return nil, false
+	}
+	return append([]byte(nil), m.Body...), true
+}
+
+// isPushOp reports whether op may travel as a push: never a reply, auth,
+// op 6 or op 9 (goim's JavaScript client takes every frame inside op 9 as
+// a message).
+func isPushOp(op int32) bool {
+	switch op {
+	case protocol.OpHeartbeatReply, protocol.OpSendMsg, protocol.OpDisconnect, protocol.OpAuthReply,
+		protocol.OpRaw, protocol.OpChangeRoomReply, protocol.OpSubReply, protocol.OpUnsubReply:
+		return false
+	}
+	return true
+}
+
+// parallelMin is the number of sessions from which fan-out spreads buckets
+// over several goroutines; below it one goroutine is faster.
+const parallelMin = 2048
+
+// fanout enqueues frame on every connection of room (every connection for
+// room ""), filtered by accepted op when filter is set. Buckets are visited
+// in parallel on large nodes.
+func (s *Server) fanout(room string, frame []byte, op int32, filter bool) {
+	bs := s.bs.bs
+	workers := runtime.GOMAXPROCS(0)
+	if workers > len(bs) {
+		workers = len(bs)
+	}
+	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
+		var n uint64
+		for _, b := range bs {
+			n += b.push(room, frame, op, filter)
+		}
+		s.stats.delivered.Add(n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var n uint64
+			for i := w; i < len(bs); i += workers {
+				n += bs[i].push(room, frame, op, filter)
+			}
+			s.stats.delivered.Add(n)
+		}(w)
+	}
+	var n uint64
+	for i := 0; i < len(bs); i += workers {
+		n += bs[i].push(room, frame, op, filter)
+	}
+	s.stats.delivered.Add(n)
+	wg.Wait()
+}
+
+// push enqueues frame on the bucket's connections in room ("" = all).
+func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var list []*conn
+	if room == "" {
+		list = b.all.conns
+	} else if l := b.rooms[room]; l != nil {
+		list = l.conns
+	}
+	var n uint64
+	for _, c := range list {
+		if filter && !c.acceptsOp(op) {
+			continue
+		}
+		if c.enqueue(outItem{b: frame}) {
+			n++
+		}
+	}
+	return n
+}
+
+// startBroadcast takes a paced-broadcast slot.
+func (s *Server) startBroadcast() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case s.bcast <- struct{}{}:
+		s.bg.Add(1)
+		s.stats.broadcasts.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) endBroadcast() {
+	<-s.bcast
+	s.stats.broadcasts.Add(-1)
+	s.bg.Done()
+}
+
+// pacedBroadcast delivers frame to every connection at speed connections
+// per second, in slices every 100 ms, bucket by bucket. It stops when
+// Shutdown begins.
+func (s *Server) pacedBroadcast(frame []byte, op int32, filter bool, speed int) {
+	defer s.endBroadcast()
+	const tick = 100 * time.Millisecond
+	slice := max(speed/10, 1)
+	start := time.Now()
+	done := 0
+	var buf []*conn
+	for _, b := range s.bs.bs {
+		buf = b.snapshot(buf[:0], "")
+		for _, c := range buf {
+			if filter && !c.acceptsOp(op) {
+				continue
+			}
+			if c.enqueue(outItem{b: frame}) {
+				s.stats.delivered.Add(1)
+			}
+			if done++; done%slice == 0 {
+				due := start.Add(time.Duration(done/slice) * tick)
+				if d := time.Until(due); d > 0 {
+					t := time.NewTimer(d)
+					select {
+					case <-s.quit:
+						t.Stop()
+						return
+					case <-t.C:
+					}
+				}
+			}
+		}
+		clear(buf)
+	}
+}
+
+// dedup remembers the most recent message ids (a ring of size n plus a
+// set) so redeliveries are dropped.
+type dedup struct {
+	mu   sync.Mutex
+	set  map[imcloud.MessageID]struct{}
+	ring []imcloud.MessageID
+	next int
+}
+
+func newDedup(n int) *dedup {
+	return &dedup{set: make(map[imcloud.MessageID]struct{}, n), ring: make([]imcloud.MessageID, n)}
+}
+
+// add records id and reports whether it was new.
+func (d *dedup) add(id imcloud.MessageID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, seen := d.set[id]; seen {
+		return false
+	}
+	if old := d.ring[d.next]; !old.IsZero() {
+		delete(d.set, old)
+	}
+	d.ring[d.next] = id
+	d.next = (d.next + 1) % len(d.ring)
+	d.set[id] = struct{}{}
+	return true
+}

@@ -1,0 +1,356 @@
+package cloud
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Server is a cloud node: it holds client connections, authenticates
+// them, keeps rooms and heartbeats, and delivers pushes. All methods are
+// safe for concurrent use.
+type Server struct {
+	cfg Config
+	id  string
+	bs  *buckets
+
+	stats   counters
+	gen     atomic.Uint64
+	writers atomic.Int64
+
+	ipMu       sync.Mutex
+	perIP      map[netip.Addr]int
+	acceptRate *rateLimiter
+
+	dedup *dedup
+	sess  *sessionSync
+	bcast chan struct{} // semaphore of paced broadcasts
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	links     map[net.Conn]struct{}
+	pending   map[net.Conn]struct{} // sockets not yet authenticated
+	closed    bool
+
+	wg       sync.WaitGroup // accept loops, connections, link conns, background loops
+	bg       sync.WaitGroup // background loops and paced broadcasts
+	quit     chan struct{}  // closed when Shutdown starts
+	drained  chan struct{}  // closed when Shutdown finished
+	shutOnce sync.Once
+}
+
+// Errors returned by the Server.
+var (
+	// ErrServerClosed is returned by Serve* after Shutdown, and by Deliver.
+	ErrServerClosed = errors.New("cloud: server closed")
+	// ErrOverloaded is returned by Deliver when too many paced broadcasts
+	// are in progress.
+	ErrOverloaded = errors.New("cloud: too many broadcasts in progress")
+)
+
+// New returns a Server for cfg. With a Store, it registers the node and
+// starts the session, node and room-count loops at once.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		id:         cfg.NodeID,
+		bs:         newBuckets(cfg.Buckets),
+		perIP:      make(map[netip.Addr]int),
+		acceptRate: newRateLimiter(cfg.AcceptRate),
+		dedup:      newDedup(cfg.DedupSize),
+		bcast:      make(chan struct{}, cfg.MaxBroadcasts),
+		listeners:  make(map[net.Listener]struct{}),
+		links:      make(map[net.Conn]struct{}),
+		pending:    make(map[net.Conn]struct{}),
+		quit:       make(chan struct{}),
+		drained:    make(chan struct{}),
+	}
+	s.sess = newSessionSync(s)
+	s.sess.start()
+	return s, nil
+}
+
+// ID returns the node id.
+func (s *Server) ID() string { return s.id }
+
+// track registers a listener for Shutdown; false if already shut down.
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// ServeTCP accepts goim TCP clients on ln until Shutdown (then it returns
+// ErrServerClosed). With Config.TLS the listener is wrapped in TLS.
+func (s *Server) ServeTCP(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeWS accepts WebSocket clients on ln (path /sub, any query) until
+// Shutdown, without net/http: the upgrade is read straight off the socket.
+func (s *Server) ServeWS(ln net.Listener) error { return s.serve(ln, true) }
+
+func (s *Server) serve(ln net.Listener, isWS bool) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	if !s.track(ln) {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrack(ln)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.admit(nc) {
+			continue
+		}
+		if !s.addConn(nc) {
+			s.stats.conns.Add(-1)
+			_ = nc.Close()
+			return ErrServerClosed
+		}
+		go s.serveConn(nc, isWS, nil, false)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// addConn adds a connection goroutine to the wait group and nc to the
+// handshaking set, unless shut down.
+func (s *Server) addConn(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	s.pending[nc] = struct{}{}
+	return true
+}
+
+// handshakeDone removes nc from the handshaking set.
+func (s *Server) handshakeDone(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.pending, nc)
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it,
+// so the node mounts in any mux (the path is the mux's choice). The
+// hijacked connection is tracked and drained by Shutdown. TLS, if any, is
+// the http.Server's.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r.Header.Get("Origin")) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.allow() {
+		s.stats.rejected.Add(1)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	if s.isClosed() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	nc, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		s.stats.protocolErrors.Add(1)
+		return
+	}
+	if !s.addConn(nc) {
+		_ = nc.Close()
+		return
+	}
+	s.stats.conns.Add(1)
+	s.stats.accepted.Add(1)
+	hi := &handshakeInfo{header: r.Header.Clone(), query: r.URL.Query(), tls: r.TLS != nil}
+	if n := rw.Reader.Buffered(); n > 0 {
+		// The client sent data right behind the upgrade request: replay it.
+		ahead, _ := rw.Reader.Peek(n)
+		nc = &prefixConn{Conn: nc, ahead: append([]byte(nil), ahead...)}
+	}
+	// Serve on a fresh goroutine so net/http's deep stack is released.
+	go s.serveConn(nc, true, hi, true)
+}
+
+// prefixConn replays bytes read ahead before reading the connection.
+type prefixConn struct {
+	net.Conn
+	ahead []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.ahead) > 0 {
+		n := copy(b, p.ahead)
+		p.ahead = p.ahead[n:]
+		if len(p.ahead) == 0 {
+			p.ahead = nil
+		}
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// Kick closes the connection with key on this node, with an op 6 reason
+// if it opted in. Unknown keys are ignored.
+func (s *Server) Kick(key, reason string) {
+	if c := s.bs.of(key).get(key); c != nil {
+		s.stats.kicked.Add(1)
+		c.disconnect(reason, 0)
+	}
+}
+
+// KickMid closes every connection of user mid on this node.
+func (s *Server) KickMid(mid int64, reason string) {
+	var buf []*conn
+	for _, b := range s.bs.bs {
+		buf = b.snapshot(buf[:0], "")
+		for _, c := range buf {
+			if c.mid == mid {
+				s.stats.kicked.Add(1)
+				c.disconnect(reason, 0)
+			}
+		}
+	}
+}
+
+// online is the room's online count for heartbeat replies: the cluster-wide
+// count when known, the local count otherwise.
+func (s *Server) online(room string) int32 {
+	if room == "" {
+		return 0
+	}
+	if n, ok := s.sess.clusterCount(room); ok {
+		return n
+	}
+	var n int
+	for _, b := range s.bs.bs {
+		n += b.roomCount(room)
+	}
+	return int32(n)
+}
+
+// Shutdown drains the node: it stops accepting, deregisters the node,
+// sends op 6 with a randomized reconnect hint to clients that opted in,
+// closes connections in paced batches (DrainRate per second), and waits
+// for every connection, hijacked WebSockets included. It returns ctx.Err()
+// if ctx ends first (remaining connections are then closed at once). It
+// may be called more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { go s.drain() })
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+		s.killAll()
+		return ctx.Err()
+	}
+}
+
+func (s *Server) drain() {
+	defer close(s.drained)
+	s.mu.Lock()
+	s.closed = true
+	close(s.quit)
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for lc := range s.links {
+		_ = lc.Close()
+	}
+	// Connections still handshaking have no session to drain: close them.
+	for nc := range s.pending {
+		_ = nc.Close()
+	}
+	s.mu.Unlock()
+	s.bg.Wait()
+	s.sess.deregister()
+
+	// Close in paced batches of DrainRate/10 every 100 ms.
+	batch := max(s.cfg.DrainRate/10, 1)
+	span := s.cfg.ReconnectMax - s.cfg.ReconnectMin
+	var buf []*conn
+	sent := 0
+	for _, b := range s.bs.bs {
+		buf = b.snapshot(buf[:0], "")
+		for _, c := range buf {
+			hint := s.cfg.ReconnectMin
+			if span > 0 {
+				hint += rand.N(span)
+			}
+			c.disconnect("shutdown", hint)
+			if sent++; sent%batch == 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	s.wg.Wait()
+	for s.writers.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.sess.flushFinal()
+}
+
+// killAll closes every connection at once (Shutdown's deadline passed, or
+// stragglers that are not authenticated).
+func (s *Server) killAll() {
+	s.mu.Lock()
+	for nc := range s.pending {
+		_ = nc.Close()
+	}
+	s.mu.Unlock()
+	var buf []*conn
+	for _, b := range s.bs.bs {
+		buf = b.snapshot(buf[:0], "")
+		for _, c := range buf {
+			c.kill()
+		}
+	}
+}

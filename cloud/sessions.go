@@ -1,0 +1,286 @@
+package cloud
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imcloud/imcloud"
+)
+
+// maxPendingRemoves bounds removals waiting for the store (during an
+// outage). Beyond it the oldest are dropped and counted: they expire by
+// TTL anyway.
+const maxPendingRemoves = 1 << 17
+
+// sessionSync keeps the store in step with the node: session puts and
+// removals batched (a flush takes whatever queued during the previous
+// round trip), periodic renewal of every session, node registration and
+// room-count reports. With no store every method is a no-op.
+type sessionSync struct {
+	s     *Server
+	store SessionStore
+
+	mu      sync.Mutex
+	puts    map[string]imcloud.Session
+	removes []imcloud.Session
+	wake    chan struct{}
+
+	// needFull: a store call failed; re-put every session once it works.
+	needFull atomic.Bool
+	cluster  atomic.Pointer[map[string]int32]
+}
+
+func newSessionSync(s *Server) *sessionSync {
+	return &sessionSync{s: s, store: s.cfg.Store, puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1)}
+}
+
+func (ss *sessionSync) start() {
+	if ss.store == nil {
+		return
+	}
+	ss.s.bg.Add(2)
+	go ss.flushLoop()
+	go ss.tickLoop()
+}
+
+// put schedules a session put (auth, room or accepts change).
+func (ss *sessionSync) put(sess imcloud.Session) {
+	if ss.store == nil {
+		return
+	}
+	ss.mu.Lock()
+	ss.puts[sess.Key] = sess
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+// remove schedules a conditional removal (disconnect).
+func (ss *sessionSync) remove(sess imcloud.Session) {
+	if ss.store == nil {
+		return
+	}
+	ss.mu.Lock()
+	if p, ok := ss.puts[sess.Key]; ok && p.Gen == sess.Gen {
+		delete(ss.puts, sess.Key)
+	}
+	if len(ss.removes) >= maxPendingRemoves {
+		ss.removes = ss.removes[1:]
+		ss.s.stats.storeErrors.Add(1)
+	}
+	ss.removes = append(ss.removes, sess)
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+func (ss *sessionSync) signal() {
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (ss *sessionSync) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), ss.s.cfg.StoreTimeout)
+}
+
+func (ss *sessionSync) failed(what string, err error) {
+	ss.s.stats.storeErrors.Add(1)
+	ss.s.cfg.Logger.Warn("cloud: session store call failed", "call", what, "err", err)
+}
+
+// flushLoop writes pending puts and removals as they come, batching
+// whatever accumulates during a round trip.
+func (ss *sessionSync) flushLoop() {
+	defer ss.s.bg.Done()
+	for {
+		select {
+		case <-ss.s.quit:
+			return
+		case <-ss.wake:
+		}
+		ss.flush()
+	}
+}
+
+// flush writes what is pending: puts first, then removals, so a put and
+// a removal of the same connection end removed.
+func (ss *sessionSync) flush() {
+	ss.mu.Lock()
+	puts := make([]imcloud.Session, 0, len(ss.puts))
+	for _, p := range ss.puts {
+		puts = append(puts, p)
+	}
+	clear(ss.puts)
+	removes := ss.removes
+	ss.removes = nil
+	ss.mu.Unlock()
+
+	if len(puts) > 0 && !ss.putSessions(puts) {
+		ss.needFull.Store(true)
+	}
+	for i := 0; i < len(removes); i += ss.s.cfg.StoreBatch {
+		chunk := removes[i:min(i+ss.s.cfg.StoreBatch, len(removes))]
+		ctx, cancel := ss.ctx()
+		err := ss.store.RemoveSessions(ctx, chunk)
+		cancel()
+		if err != nil {
+			ss.failed("RemoveSessions", err)
+			ss.mu.Lock()
+			rest := removes[i:]
+			if room := maxPendingRemoves - len(ss.removes); len(rest) > room {
+				rest = rest[len(rest)-room:]
+			}
+			ss.removes = append(rest, ss.removes...)
+			ss.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
+	ttl := ss.s.cfg.SessionTTL
+	for i := 0; i < len(sessions); i += ss.s.cfg.StoreBatch {
+		chunk := sessions[i:min(i+ss.s.cfg.StoreBatch, len(sessions))]
+		ctx, cancel := ss.ctx()
+		err := ss.store.PutSessions(ctx, chunk, ttl)
+		cancel()
+		if err != nil {
+			ss.failed("PutSessions", err)
+			return false
+		}
+	}
+	return true
+}
+
+// putAll renews every session of the node (periodic renewal, and recovery
+// after a store outage).
+func (ss *sessionSync) putAll() {
+	var buf []*conn
+	sessions := make([]imcloud.Session, 0, 256)
+	ok := true
+	for _, b := range ss.s.bs.bs {
+		buf = b.snapshot(buf[:0], "")
+		for _, c := range buf {
+			sessions = append(sessions, c.session())
+		}
+		clear(buf)
+		if len(sessions) >= ss.s.cfg.StoreBatch {
+			ok = ss.putSessions(sessions) && ok
+			sessions = sessions[:0]
+		}
+	}
+	if len(sessions) > 0 {
+		ok = ss.putSessions(sessions) && ok
+	}
+	ss.needFull.Store(!ok)
+}
+
+// tickLoop registers the node, renews sessions and reports room counts.
+func (ss *sessionSync) tickLoop() {
+	defer ss.s.bg.Done()
+	cfg := &ss.s.cfg
+	nodeT := time.NewTicker(cfg.NodeTTL / 3)
+	renewT := time.NewTicker(cfg.SessionTTL / 3)
+	roomT := time.NewTicker(cfg.RoomCountInterval)
+	defer nodeT.Stop()
+	defer renewT.Stop()
+	defer roomT.Stop()
+	ss.putNode()
+	ss.reportRooms()
+	for {
+		select {
+		case <-ss.s.quit:
+			return
+		case <-nodeT.C:
+			ss.putNode()
+		case <-renewT.C:
+			ss.putAll()
+		case <-roomT.C:
+			ss.reportRooms()
+		}
+	}
+}
+
+func (ss *sessionSync) node() imcloud.Node {
+	s := ss.s
+	return imcloud.Node{
+		ID: s.id, LinkAddr: s.cfg.LinkAddr, PublicAddrs: s.cfg.PublicAddrs,
+		Conns: int(s.stats.sessions.Load()), IPs: s.distinctIPs(), Updated: time.Now(),
+	}
+}
+
+func (ss *sessionSync) putNode() {
+	ctx, cancel := ss.ctx()
+	err := ss.store.PutNode(ctx, ss.node(), ss.s.cfg.NodeTTL)
+	cancel()
+	if err != nil {
+		ss.failed("PutNode", err)
+		ss.needFull.Store(true)
+		return
+	}
+	if ss.needFull.Load() {
+		ss.s.cfg.Logger.Info("cloud: session store reachable again; re-registering sessions")
+		ss.putAll()
+	}
+}
+
+// localCounts returns the node's room online counts.
+func (s *Server) localCounts() map[string]int32 {
+	counts := make(map[string]int32)
+	for _, b := range s.bs.bs {
+		b.mu.RLock()
+		for room, l := range b.rooms {
+			counts[room] += int32(len(l.conns))
+		}
+		b.mu.RUnlock()
+	}
+	return counts
+}
+
+func (ss *sessionSync) reportRooms() {
+	counts := ss.s.localCounts()
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	if err := ss.store.PutRoomCounts(ctx, ss.s.id, counts, 3*ss.s.cfg.RoomCountInterval); err != nil {
+		ss.failed("PutRoomCounts", err)
+		return
+	}
+	all, err := ss.store.RoomCounts(ctx)
+	if err != nil {
+		ss.failed("RoomCounts", err)
+		return
+	}
+	ss.cluster.Store(&all)
+}
+
+// clusterCount is the cached cluster-wide count of room, if known.
+func (ss *sessionSync) clusterCount(room string) (int32, bool) {
+	m := ss.cluster.Load()
+	if m == nil {
+		return 0, false
+	}
+	n, ok := (*m)[room]
+	return n, ok
+}
+
+// deregister removes the node from the store (drain).
+func (ss *sessionSync) deregister() {
+	if ss.store == nil {
+		return
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	if err := ss.store.RemoveNode(ctx, ss.s.id); err != nil {
+		ss.failed("RemoveNode", err)
+	}
+}
+
+// flushFinal writes the removals of the drained connections.
+func (ss *sessionSync) flushFinal() {
+	if ss.store == nil {
+		return
+	}
+	ss.flush()
+}

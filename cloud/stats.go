@@ -1,0 +1,71 @@
+package cloud
+
+import "sync/atomic"
+
+// Stats is a snapshot of a node's counters. Counters only grow, except the
+// gauges (Conns, Sessions, Writers, LinkConns, Broadcasts).
+type Stats struct {
+	// Conns is the number of open client sockets (authenticated or not);
+	// Sessions the number of authenticated connections.
+	Conns, Sessions int64
+	// Accepted sockets; Rejected by a limit (max conns, per-IP, accept
+	// rate) before auth.
+	Accepted, Rejected uint64
+	// AuthOK and AuthRefused count auth outcomes (refused includes bad
+	// JSON, bad tokens and handshake timeouts).
+	AuthOK, AuthRefused uint64
+	// Replaced counts connections replaced by a new one with the same key.
+	Replaced uint64
+	// ProtocolErrors counts connections closed for malformed input;
+	// RateLimited those closed for exceeding the inbound frame rate.
+	ProtocolErrors, RateLimited uint64
+	// Upstream counts upstream client messages (op 4 and others).
+	Upstream uint64
+	// Messages counts messages handed to Deliver (link or in process);
+	// Duplicates, Expired and Invalid those dropped before delivery.
+	Messages, Duplicates, Expired, Invalid uint64
+	// Delivered counts frames placed on connection queues.
+	Delivered uint64
+	// Dropped counts frames dropped by the drop-oldest policy;
+	// SlowDisconnects connections closed because their queue was full.
+	Dropped, SlowDisconnects uint64
+	// Kicked counts connections closed by Kick or KickMid.
+	Kicked uint64
+	// StoreErrors counts failed session-store calls.
+	StoreErrors uint64
+	// Writers is the number of writer goroutines running now.
+	Writers int64
+	// LinkConns is the number of open link connections; LinkRefused the
+	// link hellos refused.
+	LinkConns   int64
+	LinkRefused uint64
+	// Broadcasts is the number of paced broadcasts in progress.
+	Broadcasts int64
+}
+
+type counters struct {
+	conns, sessions                        atomic.Int64
+	accepted, rejected                     atomic.Uint64
+	authOK, authRefused, replaced          atomic.Uint64
+	protocolErrors, rateLimited, upstream  atomic.Uint64
+	messages, duplicates, expired, invalid atomic.Uint64
+	delivered, dropped, slowDisconnects    atomic.Uint64
+	kicked, storeErrors, linkRefused       atomic.Uint64
+	linkConns, broadcasts                  atomic.Int64
+}
+
+// Stats returns a snapshot of the node's counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Conns: c.conns.Load(), Sessions: c.sessions.Load(),
+		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(),
+		AuthOK: c.authOK.Load(), AuthRefused: c.authRefused.Load(), Replaced: c.replaced.Load(),
+		ProtocolErrors: c.protocolErrors.Load(), RateLimited: c.rateLimited.Load(), Upstream: c.upstream.Load(),
+		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
+		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
+		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
+		Writers: s.writers.Load(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
+		Broadcasts: c.broadcasts.Load(),
+	}
+}

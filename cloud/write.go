@@ -1,0 +1,221 @@
+package cloud
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// Kinds of outbound item.
+const (
+	// itemPush is one or more complete push frames back to back (shared,
+	// immutable). TCP writes them as they are; WebSocket wraps consecutive
+	// pushes into op 9 messages under the batch cap.
+	itemPush uint8 = iota
+	// itemFrame is one frame that must travel alone on WebSocket (replies,
+	// op 6): never inside an op 9.
+	itemFrame
+	// itemControl is a complete WebSocket control frame (pong, close);
+	// never queued on TCP.
+	itemControl
+)
+
+// outItem is one entry of a connection's outbound queue.
+type outItem struct {
+	b    []byte
+	kind uint8
+}
+
+// keepQueueCap is the largest queue capacity an idle connection keeps, so
+// steady pushes do not allocate while idle connections stay small.
+const keepQueueCap = 8
+
+// writeBufs pools the buffers writers assemble a write in; connections
+// hold none while idle.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
+// maxPooledBuf keeps one huge write from pinning its buffer in the pool.
+const maxPooledBuf = 256 << 10
+
+// enqueue appends an item to c's queue and starts a writer if none runs.
+// It never blocks on the socket. It reports whether the item was queued.
+func (c *conn) enqueue(it outItem) bool {
+	s := c.srv
+	c.mu.Lock()
+	if c.dead || c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.q) >= s.cfg.QueueLength {
+		if !s.cfg.DropOldest {
+			c.mu.Unlock()
+			s.stats.slowDisconnects.Add(1)
+			c.disconnect("slow consumer", 0)
+			return false
+		}
+		// Drop the oldest push, never a reply or control frame if a push
+		// can go instead.
+		drop := 0
+		for i := range c.q {
+			if c.q[i].kind == itemPush {
+				drop = i
+				break
+			}
+		}
+		copy(c.q[drop:], c.q[drop+1:])
+		c.q[len(c.q)-1] = outItem{}
+		c.q = c.q[:len(c.q)-1]
+		s.stats.dropped.Add(1)
+	}
+	c.q = append(c.q, it)
+	start := !c.writing
+	if start {
+		c.writing = true
+		s.writers.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// writeLoop writes everything queued, coalescing what arrived during a
+// write into the next one, and exits when the queue is empty.
+func (c *conn) writeLoop() {
+	s := c.srv
+	defer s.writers.Add(-1)
+	var spare []outItem
+	for {
+		c.mu.Lock()
+		if c.dead || len(c.q) == 0 {
+			closeNow := c.closing && !c.dead
+			if c.dead || cap(c.q) > keepQueueCap {
+				c.q = nil
+			}
+			c.writing = false
+			if closeNow {
+				c.dead = true
+			}
+			c.mu.Unlock()
+			if closeNow {
+				_ = c.nc.Close()
+			}
+			return
+		}
+		batch := c.q
+		c.q = spare[:0]
+		c.mu.Unlock()
+
+		bp := writeBufs.Get().(*[]byte)
+		buf := (*bp)[:0]
+		if c.ws {
+			buf = c.encodeWS(buf, batch)
+		} else {
+			for i := range batch {
+				buf = append(buf, batch[i].b...)
+			}
+		}
+		clear(batch)
+		spare = batch
+		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		_, err := c.nc.Write(buf)
+		if cap(buf) <= maxPooledBuf {
+			*bp = buf[:0]
+			writeBufs.Put(bp)
+		}
+		if err != nil {
+			c.kill()
+		}
+	}
+}
+
+// encodeWS frames a batch as WebSocket binary messages: consecutive pushes
+// share op 9 messages whose body stays under MaxBatchBody; replies, op 6
+// and control frames go alone, in order.
+func (c *conn) encodeWS(buf []byte, batch []outItem) []byte {
+	limit := c.srv.cfg.MaxBatchBody
+	i, off := 0, 0 // cursor: frame at batch[i].b[off:]
+	for i < len(batch) {
+		it := &batch[i]
+		if it.kind != itemPush {
+			if it.kind == itemControl {
+				buf = append(buf, it.b...)
+			} else {
+				buf = appendWSHeader(buf, wsOpBinary, len(it.b))
+				buf = append(buf, it.b...)
+			}
+			i, off = i+1, 0
+			continue
+		}
+		// Measure how many push frames fit in one op 9 body.
+		body := 0
+		ei, eo := i, off
+		for ei < len(batch) && batch[ei].kind == itemPush {
+			n := frameLen(batch[ei].b[eo:])
+			if body > 0 && body+n > limit {
+				break
+			}
+			body += n
+			eo += n
+			if eo >= len(batch[ei].b) {
+				ei, eo = ei+1, 0
+			}
+			if body >= limit {
+				break
+			}
+		}
+		buf = appendWSHeader(buf, wsOpBinary, protocol.HeaderLen+body)
+		buf = protocol.AppendHeader(buf, body, protocol.VerGoim, protocol.OpRaw, 0)
+		for i < ei || (i == ei && off < eo) {
+			b := batch[i].b
+			end := len(b)
+			if i == ei {
+				end = eo
+			}
+			buf = append(buf, b[off:end]...)
+			i, off = i+1, 0
+		}
+		i, off = ei, eo
+	}
+	return buf
+}
+
+// frameLen is the length of the frame at the start of b (validated when
+// the item was built), or len(b) if it cannot be read.
+func frameLen(b []byte) int {
+	if len(b) < protocol.HeaderLen {
+		return len(b)
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if n < protocol.HeaderLen || n > len(b) {
+		return len(b)
+	}
+	return n
+}
+
+// WebSocket opcodes.
+const (
+	wsOpCont   byte = 0x0
+	wsOpText   byte = 0x1
+	wsOpBinary byte = 0x2
+	wsOpClose  byte = 0x8
+	wsOpPing   byte = 0x9
+	wsOpPong   byte = 0xA
+)
+
+// appendWSHeader appends an unmasked, final server frame header.
+func appendWSHeader(dst []byte, op byte, n int) []byte {
+	dst = append(dst, 0x80|op)
+	switch {
+	case n < 126:
+		return append(dst, byte(n))
+	case n <= 0xFFFF:
+		return append(dst, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 127)
+		return binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+}
