@@ -54,6 +54,7 @@ type recorder struct {
 	c    *client.Client
 	mu   sync.Mutex
 	got  []string
+	at   []time.Time
 	more chan struct{}
 }
 
@@ -69,6 +70,7 @@ func dialClient(t testing.TB, addr, key, room string, buffer int) *recorder {
 		for p := range c.Messages() {
 			r.mu.Lock()
 			r.got = append(r.got, string(p.Body))
+			r.at = append(r.at, p.Received)
 			r.mu.Unlock()
 			signal(r.more)
 		}
@@ -81,6 +83,12 @@ func (r *recorder) bodies() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.got...)
+}
+
+func receivedTimes(r *recorder) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.at...)
 }
 
 func (r *recorder) waitFor(t testing.TB, cond func([]string) bool, timeout time.Duration) []string {

@@ -378,7 +378,7 @@ func bodies(msgs []*imcloud.Message, filter func(*imcloud.Message) bool) []strin
 }
 
 // startJob runs a job until the test ends.
-func startJob(t *testing.T, cfg Config) *Job {
+func startJob(t testing.TB, cfg Config) *Job {
 	t.Helper()
 	j, err := New(cfg)
 	require.NoError(t, err)

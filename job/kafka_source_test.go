@@ -54,7 +54,9 @@ func (s *saramaPublisher) publishRaw(t testing.TB, key string, value []byte) {
 
 var topicSeq atomic.Int64
 
-func uniqueName(prefix string) string { return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), topicSeq.Add(1)) }
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), topicSeq.Add(1))
+}
 
 func openKafkaSource(t testing.TB, brokers []string, group, topic string) *KafkaSource {
 	t.Helper()
