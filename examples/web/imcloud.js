@@ -1,0 +1,631 @@
+// imcloud.js: a small, dependency-free browser (and Node) client for the goim v2
+// wire protocol that imcloud's cloud nodes speak over WebSocket.
+//
+// Frame (all integers big-endian, header always 16 bytes):
+//
+//	packLen int32 | headerLen int16 (16) | ver int16 | op int32 | seq int32 | body
+//
+// The module has two layers:
+//   - pure codec helpers (encodeFrame, decodeFrames, unbatch, heartbeatOnline, ...)
+//     that work on Uint8Array/ArrayBuffer with DataView and never touch the network,
+//     so they are unit-tested in Node;
+//   - Client, an EventTarget that connects, authenticates (opting into the protocol
+//     extensions with header ver 2), keeps heartbeats at the interval the server
+//     returns, decodes op 9 batches, and reconnects with jittered exponential
+//     backoff that honours the server's reconnect hint (op 6).
+//
+// Usage:
+//
+//	import { Client } from "./imcloud.js";
+//	const c = new Client("ws://127.0.0.1:3102/sub", { mid: 42, roomId: "live://1000" });
+//	c.addEventListener("message", (e) => console.log(e.detail.op, e.detail.text()));
+//	c.connect();
+
+/** Size of every frame header; headerLen on the wire must equal it. */
+export const HEADER_LEN = 16;
+
+/** ver of goim clients and of pushes. */
+export const VER_GOIM = 1;
+/** ver of an auth frame that opts into extensions (op 6, JSON AuthReply fields). */
+export const VER_EXTENSIONS = 2;
+
+/** Operations (PROTOCOL.md, Operations). Ops of 1000 and above are application pushes. */
+export const Op = Object.freeze({
+  HEARTBEAT: 2,
+  HEARTBEAT_REPLY: 3,
+  SEND_MSG: 4,
+  DISCONNECT: 6,
+  AUTH: 7,
+  AUTH_REPLY: 8,
+  RAW: 9,
+  CHANGE_ROOM: 12,
+  CHANGE_ROOM_REPLY: 13,
+  SUB: 14,
+  SUB_REPLY: 15,
+  UNSUB: 16,
+  UNSUB_REPLY: 17,
+});
+
+/** ProtocolError is thrown by the decoders for malformed input. */
+export class ProtocolError extends Error {
+  constructor(message) {
+    super(`imcloud: ${message}`);
+    this.name = "ProtocolError";
+  }
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/**
+ * toBytes turns a body (undefined/null, string, Uint8Array, any other
+ * ArrayBufferView, ArrayBuffer, or a JSON-able object) into a Uint8Array.
+ * Strings are UTF-8 encoded; plain objects are JSON encoded.
+ */
+export function toBytes(body) {
+  if (body === undefined || body === null) return new Uint8Array(0);
+  if (typeof body === "string") return utf8Encoder.encode(body);
+  if (body instanceof Uint8Array) return body;
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  return utf8Encoder.encode(JSON.stringify(body));
+}
+
+/**
+ * encodeFrame returns the wire encoding of one frame.
+ * @param {{op: number, ver?: number, seq?: number, body?: any}} frame
+ * @returns {Uint8Array}
+ */
+export function encodeFrame({ op, ver = VER_GOIM, seq = 0, body } = {}) {
+  if (!Number.isInteger(op)) throw new TypeError("imcloud: encodeFrame needs an integer op");
+  const b = toBytes(body);
+  const out = new Uint8Array(HEADER_LEN + b.length);
+  const v = new DataView(out.buffer);
+  v.setInt32(0, HEADER_LEN + b.length);
+  v.setInt16(4, HEADER_LEN);
+  v.setInt16(6, ver);
+  v.setInt32(8, op);
+  v.setInt32(12, seq);
+  out.set(b, HEADER_LEN);
+  return out;
+}
+
+/**
+ * decodeFrames decodes one or more complete frames laid back to back (a
+ * WebSocket message, or the body of an op 9 batch). It does not look inside
+ * op 9 frames; see unbatch and decodeMessage. Bodies are views into data, not
+ * copies.
+ *
+ * Throws ProtocolError when data ends inside a frame, when headerLen is not
+ * 16, or when packLen is smaller than the header.
+ * @param {ArrayBuffer|ArrayBufferView} data
+ * @returns {{ver: number, op: number, seq: number, body: Uint8Array}[]}
+ */
+export function decodeFrames(data) {
+  const bytes = toBytes(data);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const frames = [];
+  let off = 0;
+  while (off < bytes.length) {
+    if (bytes.length - off < HEADER_LEN) {
+      throw new ProtocolError(`truncated frame header at offset ${off} (${bytes.length - off} of ${HEADER_LEN} bytes)`);
+    }
+    const packLen = v.getInt32(off);
+    const headerLen = v.getInt16(off + 4);
+    if (headerLen !== HEADER_LEN) {
+      throw new ProtocolError(`header length ${headerLen} at offset ${off}, want ${HEADER_LEN}`);
+    }
+    if (packLen < HEADER_LEN) {
+      throw new ProtocolError(`pack length ${packLen} at offset ${off} is smaller than the header`);
+    }
+    if (packLen > bytes.length - off) {
+      throw new ProtocolError(`truncated frame at offset ${off}: pack length ${packLen}, ${bytes.length - off} bytes left`);
+    }
+    frames.push({
+      ver: v.getInt16(off + 6),
+      op: v.getInt32(off + 8),
+      seq: v.getInt32(off + 12),
+      body: bytes.subarray(off + HEADER_LEN, off + packLen),
+    });
+    off += packLen;
+  }
+  return frames;
+}
+
+/**
+ * unbatch replaces every op 9 frame by the frames of its body, in order. op 9
+ * is never nested (PROTOCOL.md): a nested one is a ProtocolError.
+ */
+export function unbatch(frames) {
+  const out = [];
+  for (const f of frames) {
+    if (f.op !== Op.RAW) {
+      out.push(f);
+      continue;
+    }
+    for (const inner of decodeFrames(f.body)) {
+      if (inner.op === Op.RAW) throw new ProtocolError("op 9 nested in a batch");
+      out.push(inner);
+    }
+  }
+  return out;
+}
+
+/**
+ * decodeMessage decodes one WebSocket message into its frames with op 9
+ * batches flattened. A text message (string) is read as its UTF-8 bytes, like
+ * a binary one.
+ */
+export function decodeMessage(data) {
+  return unbatch(decodeFrames(typeof data === "string" ? utf8Encoder.encode(data) : data));
+}
+
+/** encodeBatch builds an op 9 frame whose body holds the given frames (for tests and tools). */
+export function encodeBatch(frames) {
+  const parts = frames.map((f) => encodeFrame(f));
+  const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    body.set(p, off);
+    off += p.length;
+  }
+  return encodeFrame({ op: Op.RAW, body });
+}
+
+/** heartbeatOnline reads the 4-byte online count of a heartbeat reply (op 3) body. */
+export function heartbeatOnline(body) {
+  const b = toBytes(body);
+  if (b.length !== 4) throw new ProtocolError(`heartbeat reply body is ${b.length} bytes, want 4`);
+  return new DataView(b.buffer, b.byteOffset, 4).getInt32(0);
+}
+
+/** text decodes a body as UTF-8. */
+export function text(body) {
+  return utf8Decoder.decode(toBytes(body));
+}
+
+/**
+ * authBody is the JSON body of the auth frame (op 7). Fields the caller left
+ * out get goim's defaults; token is omitted when empty.
+ */
+export function authBody({ mid = 0, key = "", roomId = "", platform = "web", accepts = [], token = "" } = {}) {
+  const body = { mid: Number(mid), key, room_id: roomId, platform, accepts: accepts.map(Number) };
+  if (token) body.token = token;
+  return JSON.stringify(body);
+}
+
+/** parseOps accepts "1000,1001", [1000, "1001"] or a number and returns an array of ints. */
+export function parseOps(ops) {
+  if (ops === undefined || ops === null || ops === "") return [];
+  const list = Array.isArray(ops) ? ops : String(ops).split(",");
+  return list
+    .map((s) => String(s).trim())
+    .filter((s) => s !== "")
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n)) throw new TypeError(`imcloud: op ${JSON.stringify(s)} is not an integer`);
+      return n;
+    });
+}
+
+/**
+ * backoffDelay is the wait before reconnect attempt n (0 for the first retry):
+ * exponential from minMs by factor, capped at maxMs, with "equal jitter" (half
+ * fixed, half random) so a crowd of clients spreads out. When the server sent
+ * a reconnect hint (op 6 reconnect_ms), the wait is at least the hint, plus up
+ * to jitter*hint so that all clients of a drained node do not return in the
+ * same millisecond.
+ * @param {number} attempt
+ * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number}} opts
+ * @param {number|null} hintMs
+ * @param {() => number} random  returns [0, 1)
+ */
+export function backoffDelay(attempt, opts = {}, hintMs = null, random = Math.random) {
+  const { minMs = 500, maxMs = 30000, factor = 2, jitter = 0.5 } = opts;
+  const base = Math.min(maxMs, minMs * Math.pow(factor, Math.max(0, attempt)));
+  const backoff = base * (1 - jitter) + random() * base * jitter;
+  if (hintMs === null || hintMs === undefined || !(hintMs >= 0)) return Math.round(backoff);
+  const spread = hintMs * jitter * random();
+  return Math.round(hintMs > 0 ? hintMs + spread : backoff);
+}
+
+/** Message is a push (or any frame the client does not consume itself). */
+export class Message {
+  constructor(frame, receivedAt) {
+    /** @type {number} */ this.op = frame.op;
+    /** @type {number} */ this.ver = frame.ver;
+    /** @type {number} */ this.seq = frame.seq;
+    /** @type {Uint8Array} */ this.body = frame.body;
+    /** @type {number} ms since the epoch, when the WebSocket message arrived */
+    this.receivedAt = receivedAt;
+  }
+  /** The body decoded as UTF-8. */
+  text() {
+    return text(this.body);
+  }
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function makeEvent(type, detail) {
+  if (typeof CustomEvent === "function") return new CustomEvent(type, { detail });
+  const e = new Event(type);
+  e.detail = detail;
+  return e;
+}
+
+/** Connection states, in Client.state. */
+export const State = Object.freeze({
+  IDLE: "idle", // not started, or closed by close()
+  CONNECTING: "connecting", // socket opening, or auth sent and not yet answered
+  OPEN: "open", // authenticated
+  WAITING: "waiting", // disconnected, a reconnect is scheduled
+});
+
+const replyOps = new Map([
+  [Op.CHANGE_ROOM_REPLY, Op.CHANGE_ROOM],
+  [Op.SUB_REPLY, Op.SUB],
+  [Op.UNSUB_REPLY, Op.UNSUB],
+]);
+
+/**
+ * Client is one logical connection to a cloud node over WebSocket that
+ * survives reconnects. It is an EventTarget; every event is a CustomEvent
+ * whose detail is described below. `on(type, fn)` is a shorthand that passes
+ * the detail and returns an unsubscribe function.
+ *
+ * Events:
+ *   open        {url}                       the socket opened; auth is sent
+ *   auth        {mid, key, room_id, heartbeat}  the server accepted auth (AuthReply)
+ *   message     Message                     a push: {op, ver, seq, body, receivedAt, text(), json()}
+ *   online      {count}                     the room's online count (heartbeat reply)
+ *   room        {room}                      ChangeRoom acknowledged by the server
+ *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
+ *   close       {code, reason, wasClean, reconnect, delayMs, attempt}  the socket closed
+ *   error       {error}                     a protocol error (the socket is then closed)
+ *   state       {state}                     State changed
+ */
+export class Client extends EventTarget {
+  /**
+   * @param {string} url  ws:// or wss:// address of the cloud node, path /sub
+   * @param {object} options
+   * @param {number} [options.mid]       user id (ignored by a server that verifies tokens)
+   * @param {string} [options.key]       connection key; empty lets the server assign one
+   * @param {string} [options.roomId]    room key "type://id", or empty
+   * @param {string} [options.platform]  default "web"
+   * @param {number[]|string} [options.accepts]  push ops for key/mid/broadcast pushes; default [1000,1001,1002]
+   * @param {string} [options.token]     token for a server with a token authenticator
+   * @param {boolean} [options.reconnect]  default true
+   * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number}} [options.backoff]
+   * @param {number} [options.heartbeatMs]  used until the server's AuthReply says otherwise; default 30000
+   * @param {number} [options.requestTimeoutMs]  how long changeRoom/sub/unsub/send wait for a reply; default 10000
+   * @param {Function} [options.WebSocket]  WebSocket constructor (default globalThis.WebSocket)
+   */
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.mid = options.mid ?? 0;
+    this.key = options.key ?? "";
+    this.roomId = options.roomId ?? "";
+    this.platform = options.platform ?? "web";
+    this.accepts = parseOps(options.accepts ?? [1000, 1001, 1002]);
+    this.token = options.token ?? "";
+    this.reconnect = options.reconnect ?? true;
+    this.backoff = { ...options.backoff };
+    this.heartbeatMs = options.heartbeatMs ?? 30000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    /** @type {string} */ this.state = State.IDLE;
+    /** Online count of the current room, from the last heartbeat reply. */
+    this.online = null;
+    /** The last op 6 the server sent: {reason, reconnectMs}, or null. */
+    this.lastDisconnect = null;
+    this._ws = null;
+    this._seq = 0;
+    this._attempt = 0;
+    this._hintMs = null;
+    this._hbTimer = null;
+    this._deadTimer = null;
+    this._retryTimer = null;
+    this._pending = new Map(); // seq -> {op, resolve, reject, timer}
+  }
+
+  /** on adds a listener that receives the event's detail; returns a function that removes it. */
+  on(type, fn) {
+    const h = (e) => fn(e.detail, e);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+
+  /** connect opens the connection (and keeps it open until close()). */
+  connect() {
+    if (this.state !== State.IDLE && this.state !== State.WAITING) return;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._closedByUser = false;
+    this._open();
+  }
+
+  /** close closes the connection and stops reconnecting. */
+  close(code = 1000, reason = "client close") {
+    this._closedByUser = true;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._stopTimers();
+    const ws = this._ws;
+    this._ws = null;
+    this._failPending(new Error("imcloud: connection closed"));
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closing
+      }
+      this._emit("close", { code, reason, wasClean: true, reconnect: false, delayMs: null, attempt: this._attempt });
+    }
+    this._setState(State.IDLE);
+  }
+
+  /**
+   * changeRoom moves the connection to room ("type://id"; "" leaves the room).
+   * Resolves with the room once the server replied (op 13). The room is also
+   * remembered for reconnects.
+   */
+  async changeRoom(room) {
+    room = room ?? "";
+    this.roomId = room;
+    if (this.state !== State.OPEN) return room; // applied at the next auth
+    await this._request(Op.CHANGE_ROOM, room);
+    this._emit("room", { room });
+    this.heartbeat(); // refresh the online count for the new room
+    return room;
+  }
+
+  /** sub adds push ops to accept (op 14); remembered for reconnects. */
+  async sub(ops) {
+    const list = parseOps(ops);
+    for (const op of list) if (!this.accepts.includes(op)) this.accepts.push(op);
+    if (this.state === State.OPEN) await this._request(Op.SUB, list.join(","));
+    return this.accepts.slice();
+  }
+
+  /** unsub stops accepting push ops (op 16); remembered for reconnects. */
+  async unsub(ops) {
+    const list = parseOps(ops);
+    this.accepts = this.accepts.filter((op) => !list.includes(op));
+    if (this.state === State.OPEN) await this._request(Op.UNSUB, list.join(","));
+    return this.accepts.slice();
+  }
+
+  /** send sends an upstream message (op 4 by default); resolves when the server echoed the op. */
+  send(body, op = Op.SEND_MSG) {
+    if (this.state !== State.OPEN) return Promise.reject(new Error("imcloud: not connected"));
+    return this._request(op, body);
+  }
+
+  /** heartbeat sends a heartbeat now (the reply carries the online count). */
+  heartbeat() {
+    this._write(Op.HEARTBEAT, null);
+  }
+
+  // ---- internals ----
+
+  _emit(type, detail) {
+    this.dispatchEvent(makeEvent(type, detail));
+  }
+
+  _setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit("state", { state });
+  }
+
+  _nextSeq() {
+    this._seq = (this._seq + 1) | 0;
+    if (this._seq <= 0) this._seq = 1;
+    return this._seq;
+  }
+
+  _write(op, body, ver = VER_GOIM) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return 0;
+    const seq = this._nextSeq();
+    ws.send(encodeFrame({ op, ver, seq, body }));
+    return seq;
+  }
+
+  _request(op, body) {
+    return new Promise((resolve, reject) => {
+      const seq = this._write(op, body);
+      if (!seq) {
+        reject(new Error("imcloud: not connected"));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this._pending.delete(seq);
+        reject(new Error(`imcloud: no reply to op ${op} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+      this._pending.set(seq, { op, resolve, reject, timer });
+    });
+  }
+
+  _settle(frame, expectOp) {
+    const p = this._pending.get(frame.seq);
+    if (!p || p.op !== expectOp) return false;
+    this._pending.delete(frame.seq);
+    clearTimeout(p.timer);
+    p.resolve(frame.body);
+    return true;
+  }
+
+  _failPending(err) {
+    for (const p of this._pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this._pending.clear();
+  }
+
+  _open() {
+    this._setState(State.CONNECTING);
+    this._hintMs = null;
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url);
+    } catch (error) {
+      this._emit("error", { error });
+      this._scheduleReconnect({ code: 0, reason: String(error), wasClean: false });
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this._ws = ws;
+    ws.onopen = () => {
+      this._emit("open", { url: this.url });
+      const body = authBody({
+        mid: this.mid,
+        key: this.key,
+        roomId: this.roomId,
+        platform: this.platform,
+        accepts: this.accepts,
+        token: this.token,
+      });
+      this._write(Op.AUTH, body, VER_EXTENSIONS);
+      this._armDeadline(this.heartbeatMs * 2);
+    };
+    ws.onmessage = (ev) => this._onMessage(ev.data);
+    ws.onerror = () => {}; // the close event that follows carries what we need
+    ws.onclose = (ev) => {
+      if (this._ws !== ws) return;
+      this._ws = null;
+      this._stopTimers();
+      this._failPending(new Error("imcloud: connection closed"));
+      this._scheduleReconnect({ code: ev.code, reason: ev.reason, wasClean: ev.wasClean });
+    };
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  }
+
+  _scheduleReconnect({ code, reason, wasClean }) {
+    if (this._closedByUser || !this.reconnect) {
+      this._emit("close", { code, reason, wasClean, reconnect: false, delayMs: null, attempt: this._attempt });
+      this._setState(State.IDLE);
+      return;
+    }
+    const delayMs = backoffDelay(this._attempt, this.backoff, this._hintMs);
+    const attempt = this._attempt;
+    this._attempt++;
+    this._setState(State.WAITING);
+    this._emit("close", { code, reason, wasClean, reconnect: true, delayMs, attempt });
+    this.nextRetryAt = Date.now() + delayMs;
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (this.state === State.WAITING) this._open();
+    }, delayMs);
+  }
+
+  _stopTimers() {
+    clearInterval(this._hbTimer);
+    clearTimeout(this._deadTimer);
+    this._hbTimer = this._deadTimer = null;
+  }
+
+  // _armDeadline closes a connection that has been silent for ms: a half-open
+  // TCP connection otherwise goes unnoticed until the OS gives up.
+  _armDeadline(ms) {
+    clearTimeout(this._deadTimer);
+    const ws = this._ws;
+    this._deadTimer = setTimeout(() => {
+      if (this._ws === ws && ws) {
+        try {
+          ws.close(4000, "heartbeat timeout");
+        } catch {
+          // ignore
+        }
+      }
+    }, ms);
+  }
+
+  _onMessage(data) {
+    const receivedAt = Date.now();
+    let frames;
+    try {
+      frames = decodeMessage(data);
+    } catch (error) {
+      this._emit("error", { error });
+      this._ws?.close(4002, "protocol error");
+      return;
+    }
+    this._armDeadline(this.heartbeatMs * 2 + 5000);
+    for (const f of frames) this._dispatch(f, receivedAt);
+  }
+
+  _dispatch(f, receivedAt) {
+    switch (f.op) {
+      case Op.AUTH_REPLY: {
+        let info = {};
+        if (f.body.length) {
+          try {
+            info = JSON.parse(text(f.body));
+          } catch {
+            info = {}; // goim sends an empty body
+          }
+        }
+        if (info.key) this.key = info.key;
+        if (Number(info.heartbeat) > 0) this.heartbeatMs = Number(info.heartbeat) * 1000;
+        this._attempt = 0;
+        this.lastDisconnect = null;
+        this._setState(State.OPEN);
+        clearInterval(this._hbTimer);
+        this._hbTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
+        this._armDeadline(this.heartbeatMs * 2 + 5000);
+        this._emit("auth", { mid: info.mid ?? this.mid, key: this.key, room_id: info.room_id ?? this.roomId, heartbeat: this.heartbeatMs / 1000 });
+        this.heartbeat(); // the first reply brings the room's online count
+        return;
+      }
+      case Op.HEARTBEAT_REPLY: {
+        let count;
+        try {
+          count = heartbeatOnline(f.body);
+        } catch (error) {
+          this._emit("error", { error });
+          return;
+        }
+        this.online = count;
+        this._emit("online", { count });
+        return;
+      }
+      case Op.DISCONNECT: {
+        let info = {};
+        try {
+          info = JSON.parse(text(f.body));
+        } catch {
+          info = { reason: text(f.body) };
+        }
+        const reconnectMs = Number.isFinite(Number(info.reconnect_ms)) && info.reconnect_ms !== undefined ? Number(info.reconnect_ms) : null;
+        this._hintMs = reconnectMs;
+        this.lastDisconnect = { reason: info.reason ?? "", reconnectMs };
+        this._emit("disconnect", this.lastDisconnect);
+        return;
+      }
+      case Op.CHANGE_ROOM_REPLY:
+      case Op.SUB_REPLY:
+      case Op.UNSUB_REPLY:
+        this._settle(f, replyOps.get(f.op));
+        return;
+      default:
+        // An upstream send is answered with the same op and seq; anything
+        // else is a push.
+        if (f.seq !== 0 && this._settle(f, f.op)) return;
+        this._emit("message", new Message(f, receivedAt));
+    }
+  }
+}
