@@ -55,11 +55,14 @@ func (l *connList) remove(c *conn, idx *int, idxOf func(*conn) *int) {
 func allIdx(c *conn) *int  { return &c.allIdx }
 func roomIdx(c *conn) *int { return &c.roomIdx }
 
-// put registers c under its key and returns the connection it replaced
-// (same key on this node), if any.
-func (b *bucket) put(c *conn) (old *conn) {
+// put registers c under its key, queues first (the AuthReply) on it while
+// still holding the lock so no push can overtake it and a client that got
+// its AuthReply is already reachable, and returns the connection it
+// replaced (same key on this node), if any.
+func (b *bucket) put(c *conn, first outItem) (old *conn) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	c.enqueue(first)
 	old = b.keys[c.key]
 	if old != nil {
 		b.removeLocked(old)

@@ -224,8 +224,8 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	c.b = s.bs.of(key)
 
 	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: int(s.cfg.HeartbeatInterval / time.Second)})
-	c.enqueue(outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame})
-	if old := c.b.put(c); old != nil {
+	first := outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame}
+	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
 		old.disconnect("replaced", 0)
 	}
@@ -330,6 +330,7 @@ func (c *conn) handle(f *protocol.Frame) {
 		ops := parseOps(f.Body)
 		cur := *c.accepts.Load()
 		next := make([]int32, 0, len(cur)+len(ops))
+		replyOp := protocol.OpSubReply
 		if f.Op == protocol.OpSub {
 			next = append(next, cur...)
 			for _, op := range ops {
@@ -337,16 +338,17 @@ func (c *conn) handle(f *protocol.Frame) {
 					next = append(next, op)
 				}
 			}
-			c.reply(f, protocol.OpSubReply, f.Body)
 		} else {
+			replyOp = protocol.OpUnsubReply
 			for _, op := range cur {
 				if !containsOp(ops, op) {
 					next = append(next, op)
 				}
 			}
-			c.reply(f, protocol.OpUnsubReply, f.Body)
 		}
+		// Update before replying: a client that saw the reply relies on it.
 		c.accepts.Store(&next)
+		c.reply(f, replyOp, f.Body)
 		s.sess.put(c.session())
 	default:
 		// Upstream message: reply with the same op and seq, empty body,

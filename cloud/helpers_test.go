@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -380,4 +382,22 @@ func (f *fakeStore) node(id string) (imcloud.Node, bool) {
 	defer f.mu.Unlock()
 	n, ok := f.nodes[id]
 	return n, ok
+}
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
+
+func mustPrefixes(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }

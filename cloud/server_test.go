@@ -120,7 +120,7 @@ func TestOp9OnlyPushes(t *testing.T) {
 	sawA, sawB := false, false
 	for pushes < 102 || replies < 5 {
 		fs, err := c.readMsg(5 * time.Second)
-		require.NoError(t, err)
+		require.NoError(t, err, "pushes %d replies %d stats %+v", pushes, replies, n.srv.Stats())
 		require.Len(t, fs, 1, "one goim frame per WebSocket message")
 		f := fs[0]
 		if f.op != 9 {
