@@ -297,7 +297,7 @@ func TestLimits(t *testing.T) {
 	t.Run("proxy protocol and forwarded-for", func(t *testing.T) {
 		var ips sync.Map
 		n := startNode(t, cloud.Config{
-			ProxyProtocol: true,
+			ProxyProtocol:  true,
 			TrustedProxies: mustPrefixes("127.0.0.0/8"),
 			Authenticator: cloud.AuthFunc(func(_ context.Context, r *cloud.AuthRequest) (cloud.Identity, error) {
 				ips.Store(r.Body.Mid, r.ClientIP.String())
