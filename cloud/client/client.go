@@ -333,6 +333,12 @@ func (c *Client) run(s *session) {
 	defer c.wg.Done()
 	defer close(c.done)
 	defer close(c.msgs)
+	defer func() {
+		// Stopped for good: later calls see ErrClosed.
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+	}()
 	backoff := c.cfg.BackoffMin
 	for {
 		c.serve(s)

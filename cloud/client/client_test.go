@@ -1,0 +1,161 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/cloud/client"
+)
+
+var secret = []byte("client-test-secret")
+
+type testNode struct {
+	srv     *cloud.Server
+	tcpAddr string
+	wsAddr  string
+}
+
+func startNode(t *testing.T, cfg cloud.Config) *testNode {
+	t.Helper()
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = cloud.NewTokenAuthenticator(secret)
+	}
+	srv, err := cloud.New(cfg)
+	require.NoError(t, err)
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.ServeTCP(tl) }()
+	go func() { _ = srv.ServeWS(wl) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return &testNode{srv: srv, tcpAddr: tl.Addr().String(), wsAddr: wl.Addr().String()}
+}
+
+func push(t *testing.T, srv *cloud.Server, m *imcloud.Message) {
+	t.Helper()
+	m.ID = imcloud.NewMessageID()
+	require.NoError(t, srv.Deliver(context.Background(), []*imcloud.Message{m}))
+}
+
+func recv(t *testing.T, c *client.Client) client.Push {
+	t.Helper()
+	select {
+	case p, ok := <-c.Messages():
+		require.True(t, ok, "messages closed")
+		return p
+	case <-time.After(5 * time.Second):
+		t.Fatal("no push")
+	}
+	return client.Push{}
+}
+
+func TestClient(t *testing.T) {
+	for _, network := range []string{"tcp", "ws"} {
+		t.Run(network, func(t *testing.T) {
+			n := startNode(t, cloud.Config{})
+			addr := n.tcpAddr
+			if network == "ws" {
+				addr = n.wsAddr
+			}
+			tok, err := cloud.NewToken(secret, 77, time.Minute)
+			require.NoError(t, err)
+			ctx := context.Background()
+			c, err := client.Dial(ctx, client.Config{Network: network, Addr: addr, Token: tok, Room: "live://c", Accepts: []int32{1000}, Extensions: true})
+			require.NoError(t, err)
+			defer c.Close()
+			a := c.Auth()
+			assert.Equal(t, int64(77), a.Mid)
+			assert.Equal(t, "live://c", a.RoomID)
+			assert.Equal(t, 30, a.Heartbeat)
+
+			online, err := c.Heartbeat(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, int32(1), online)
+			assert.Equal(t, int32(1), c.Online())
+
+			push(t, n.srv, &imcloud.Message{Kind: imcloud.KindKeys, Node: "x", Keys: []string{a.Key}, Op: 1000, Body: []byte("hi")})
+			p := recv(t, c)
+			assert.Equal(t, int32(1000), p.Op)
+			assert.Equal(t, "hi", string(p.Body))
+			assert.False(t, p.Received.IsZero())
+
+			require.NoError(t, c.ChangeRoom(ctx, "live://d"))
+			push(t, n.srv, &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://d", Op: 1003, Body: []byte("room")})
+			assert.Equal(t, "room", string(recv(t, c).Body))
+
+			require.NoError(t, c.Sub(ctx, 1009))
+			require.NoError(t, c.Unsub(ctx, 1000))
+			push(t, n.srv, &imcloud.Message{Kind: imcloud.KindBroadcast, Op: 1000, Body: []byte("no")})
+			push(t, n.srv, &imcloud.Message{Kind: imcloud.KindBroadcast, Op: 1009, Body: []byte("yes")})
+			assert.Equal(t, "yes", string(recv(t, c).Body))
+
+			require.NoError(t, c.Send(ctx, []byte("up")))
+
+			// Kick with reason: op 6 event, and no reconnect without Reconnect.
+			n.srv.Kick(a.Key, "bye")
+			select {
+			case d := <-c.Disconnects():
+				assert.Equal(t, "bye", d.Reason)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no op 6")
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("client did not stop")
+			}
+			assert.ErrorIs(t, c.Send(ctx, nil), client.ErrClosed)
+		})
+	}
+}
+
+func TestClientRefused(t *testing.T) {
+	n := startNode(t, cloud.Config{})
+	_, err := client.Dial(context.Background(), client.Config{Addr: n.tcpAddr, Token: "bad"})
+	require.ErrorIs(t, err, client.ErrAuthRefused)
+}
+
+// TestClientReconnect: after a drain-like kick with a reconnect hint the
+// client comes back with the same key and room.
+func TestClientReconnect(t *testing.T) {
+	n := startNode(t, cloud.Config{})
+	tok, err := cloud.NewToken(secret, 5, time.Minute)
+	require.NoError(t, err)
+	c, err := client.Dial(context.Background(), client.Config{
+		Addr: n.tcpAddr, Token: tok, Room: "live://r", Extensions: true,
+		Reconnect: true, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	defer c.Close()
+	key := c.Auth().Key
+	require.NoError(t, c.ChangeRoom(context.Background(), "live://r2"))
+	n.srv.Kick(key, "maintenance")
+	<-c.Disconnects()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.srv.Stats().AuthOK < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, uint64(2), n.srv.Stats().AuthOK)
+	assert.Equal(t, key, c.Auth().Key)
+	assert.Equal(t, "live://r2", c.Auth().RoomID)
+	for !c.Connected() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://r2", Op: 1000, Body: []byte("back")})
+	assert.Equal(t, "back", string(recv(t, c).Body))
+	require.NoError(t, c.Close())
+	_, ok := <-c.Messages()
+	assert.False(t, ok)
+}
