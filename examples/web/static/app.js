@@ -1,0 +1,289 @@
+// The demo page: one imcloud.js Client, a feed of the pushes it receives with
+// their latency, and a form that pushes through the HTTP API of the origin the
+// page came from.
+//
+// Query string (all optional):
+//   ws=ws://host:port/sub   WebSocket address (default ws://<page host>:3102/sub)
+//   api=http://host:port    push API base (default: this page's origin)
+//   mid=42 room=live://1000 token=... accepts=1000,1001
+//   autoconnect=0           do not connect on load
+import { Client, State } from "./imcloud.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MAX_FEED = 200;
+const MAX_LOG = 50;
+
+function defaultWsURL() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const host = location.hostname || "localhost";
+  const bracketed = host.includes(":") ? `[${host}]` : host;
+  return `${scheme}//${bracketed}:3102/sub`;
+}
+
+const apiBase = (params.get("api") || location.origin).replace(/\/+$/, "");
+
+$("ws-url").value = params.get("ws") || defaultWsURL();
+$("mid").value = params.get("mid") || String(1 + Math.floor(Math.random() * 9999));
+$("room").value = params.get("room") ?? "live://1000";
+$("token").value = params.get("token") || "";
+$("accepts").value = params.get("accepts") || "1000,1001,1002";
+$("push-room").value = $("room").value;
+$("push-mids").value = $("mid").value;
+$("curl-hint").textContent = `curl -d 'hello' '${apiBase}/goim/push/room?operation=1000&type=live&room=1000'`;
+
+/** @type {Client|null} */
+let client = null;
+let pushCount = 0;
+let countdown = null;
+
+// ---- connection log ----
+
+function log(text, kind = "") {
+  const li = document.createElement("li");
+  if (kind) li.className = kind;
+  const time = document.createElement("time");
+  time.textContent = clock(Date.now());
+  li.append(time, " ", text);
+  $("log").prepend(li);
+  while ($("log").children.length > MAX_LOG) $("log").lastElementChild.remove();
+}
+
+function clock(ms) {
+  const d = new Date(ms);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+// ---- status ----
+
+function setStatus(state, label) {
+  const el = $("status");
+  el.dataset.state = state;
+  el.textContent = label ?? state;
+  const connected = client !== null;
+  $("connect").disabled = connected;
+  $("disconnect").disabled = !connected;
+  $("change-room").disabled = state !== State.OPEN;
+  for (const id of ["ws-url", "mid", "token", "accepts"]) $(id).disabled = connected;
+}
+
+function showRoom(room) {
+  $("room-current").textContent = room || "(none)";
+  $("room").value = room;
+}
+
+function stopCountdown() {
+  clearInterval(countdown);
+  countdown = null;
+}
+
+// ---- connect ----
+
+function connect() {
+  if (client) return;
+  const c = new Client($("ws-url").value.trim(), {
+    mid: Number($("mid").value),
+    roomId: $("room").value.trim(),
+    token: $("token").value,
+    accepts: $("accepts").value,
+  });
+  client = c;
+  c.on("state", ({ state }) => {
+    if (client !== c) return;
+    if (state === State.WAITING) return; // the close handler shows the countdown
+    stopCountdown();
+    const labels = { [State.OPEN]: "connected", [State.CONNECTING]: "connecting…", [State.IDLE]: "disconnected" };
+    setStatus(state, labels[state]);
+  });
+  c.on("open", ({ url }) => log(`socket open to ${url}, sending auth`));
+  c.on("auth", ({ mid, key, room_id: room, heartbeat }) => {
+    log(`authenticated as mid ${mid}, key ${key}`, "ok");
+    $("key").textContent = key || "–";
+    $("heartbeat").textContent = `every ${heartbeat} s`;
+    $("push-mids").placeholder = String(mid);
+    showRoom(room);
+  });
+  c.on("online", ({ count }) => {
+    $("online").textContent = String(count);
+  });
+  c.on("room", ({ room }) => {
+    log(`moved to room ${room || "(none)"}`, "ok");
+    showRoom(room);
+  });
+  c.on("disconnect", ({ reason, reconnectMs }) => {
+    const hint = reconnectMs === null ? "" : ` (reconnect after ${reconnectMs} ms)`;
+    $("disconnect-reason").textContent = `${reason || "no reason given"}${hint}`;
+    log(`server disconnect: ${reason}${hint}`, "warn");
+  });
+  c.on("close", ({ code, reason, reconnect, delayMs }) => {
+    if (client !== c) return;
+    $("online").textContent = "–";
+    const why = `socket closed (code ${code}${reason ? `, ${reason}` : ""})`;
+    if (!reconnect) {
+      log(why);
+      return;
+    }
+    log(`${why}; reconnecting in ${(delayMs / 1000).toFixed(1)} s`, "warn");
+    stopCountdown();
+    const tick = () => {
+      const left = Math.max(0, (c.nextRetryAt ?? 0) - Date.now());
+      setStatus(State.WAITING, `reconnecting in ${(left / 1000).toFixed(1)} s`);
+    };
+    tick();
+    countdown = setInterval(tick, 100);
+  });
+  c.on("error", ({ error }) => log(`protocol error: ${error.message}`, "err"));
+  c.on("message", (m) => addPush(m));
+  setStatus(State.CONNECTING, "connecting…");
+  c.connect();
+}
+
+function disconnect() {
+  const c = client;
+  if (!c) return;
+  stopCountdown();
+  client = null;
+  c.close();
+  setStatus(State.IDLE, "disconnected");
+  $("online").textContent = "–";
+  $("key").textContent = "–";
+}
+
+// ---- the feed ----
+
+function addPush(m) {
+  pushCount++;
+  $("push-count").textContent = String(pushCount);
+  $("empty").hidden = true;
+
+  const raw = m.text();
+  const json = m.json();
+  let shown = raw;
+  let latency = null;
+  if (json && typeof json === "object" && Number.isFinite(json.sent_ms)) {
+    latency = m.receivedAt - json.sent_ms;
+    if (typeof json.text === "string" && Object.keys(json).length === 2) shown = json.text;
+  }
+
+  const li = document.createElement("li");
+  li.className = "push";
+  li.dataset.op = String(m.op);
+  if (latency !== null) li.dataset.latency = String(latency);
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const op = document.createElement("span");
+  op.className = "op";
+  op.textContent = `op ${m.op}`;
+  const room = document.createElement("span");
+  room.className = "in-room";
+  room.textContent = client?.roomId || "";
+  const when = document.createElement("time");
+  when.textContent = clock(m.receivedAt);
+  const lat = document.createElement("span");
+  lat.className = latency === null ? "latency none" : "latency";
+  lat.textContent = latency === null ? "no sent_ms" : `${latency} ms`;
+  lat.title = latency === null ? "the body has no sent_ms field; showing arrival time" : "now − sent_ms";
+  meta.append(op, room, when, lat);
+  const body = document.createElement("div");
+  body.className = "body";
+  body.textContent = shown === "" ? "(empty body)" : shown;
+  li.append(meta, body);
+  $("pushes").prepend(li);
+  while ($("pushes").children.length > MAX_FEED) $("pushes").lastElementChild.remove();
+}
+
+// ---- pushing through the HTTP API ----
+
+function pushURL(target, op) {
+  const q = new URLSearchParams({ operation: String(op) });
+  if (target === "room") {
+    const room = $("push-room").value.trim() || $("room").value.trim();
+    const i = room.indexOf("://");
+    if (i <= 0) throw new Error(`room "${room}" is not of the form type://id`);
+    q.set("type", room.slice(0, i));
+    q.set("room", room.slice(i + 3));
+    return `${apiBase}/goim/push/room?${q}`;
+  }
+  if (target === "mids") {
+    const mids = ($("push-mids").value.trim() || $("mid").value).split(",").map((s) => s.trim()).filter(Boolean);
+    if (mids.length === 0) throw new Error("no user ids");
+    for (const mid of mids) {
+      if (!/^\d+$/.test(mid)) throw new Error(`user id "${mid}" is not a number`);
+      q.append("mids", mid);
+    }
+    return `${apiBase}/goim/push/mids?${q}`;
+  }
+  return `${apiBase}/goim/push/all?${q}`;
+}
+
+async function push() {
+  const result = $("push-result");
+  const target = new FormData($("push-form")).get("target");
+  const text = $("push-body").value;
+  const body = $("push-stamp").checked ? JSON.stringify({ text, sent_ms: Date.now() }) : text;
+  let url;
+  try {
+    url = pushURL(target, Number($("push-op").value));
+  } catch (err) {
+    result.className = "result err";
+    result.textContent = err.message;
+    return;
+  }
+  result.className = "result";
+  result.textContent = "sending…";
+  try {
+    const resp = await fetch(url, { method: "POST", body });
+    const reply = (await resp.text()).trim();
+    result.className = resp.ok ? "result ok" : "result err";
+    result.textContent = `${resp.status} ${resp.statusText}${reply ? `: ${reply.slice(0, 200)}` : ""}`;
+  } catch (err) {
+    result.className = "result err";
+    result.textContent = `failed: ${err.message}`;
+  }
+}
+
+function syncTarget() {
+  const target = new FormData($("push-form")).get("target");
+  $("push-room-field").hidden = target !== "room";
+  $("push-mids-field").hidden = target !== "mids";
+}
+
+// ---- wiring ----
+
+$("connect-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  connect();
+});
+$("disconnect").addEventListener("click", disconnect);
+$("room-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!client) return;
+  const room = $("new-room").value.trim();
+  try {
+    await client.changeRoom(room);
+    showRoom(room);
+    $("push-room").value = room;
+  } catch (err) {
+    log(`change room failed: ${err.message}`, "err");
+  }
+});
+$("push-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  push();
+});
+$("push-form").addEventListener("change", syncTarget);
+$("clear").addEventListener("click", () => {
+  $("pushes").replaceChildren();
+  pushCount = 0;
+  $("push-count").textContent = "0";
+  $("empty").hidden = false;
+});
+
+syncTarget();
+showRoom($("room").value);
+setStatus(State.IDLE, "disconnected");
+if (params.get("autoconnect") !== "0") connect();
+
+// For tests and the curious: the live client.
+window.imcloudDemo = { get client() { return client; } };

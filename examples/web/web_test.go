@@ -1,0 +1,56 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Handler())
+	t.Cleanup(srv.Close)
+
+	module, err := os.ReadFile("imcloud.js")
+	require.NoError(t, err)
+
+	tests := []struct {
+		method, path string
+		status       int
+		contentType  string
+		contains     string
+	}{
+		{"GET", "/", 200, "text/html; charset=utf-8", `<script type="module" src="app.js">`},
+		{"GET", "/index.html", 200, "text/html; charset=utf-8", "imcloud"},
+		{"GET", "/imcloud.js", 200, "text/javascript; charset=utf-8", string(module)},
+		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `from "./imcloud.js"`},
+		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
+		{"HEAD", "/imcloud.js", 200, "text/javascript; charset=utf-8", ""},
+		{"GET", "/nope.js", 404, "", ""},
+		{"GET", "/static/index.html", 404, "", ""},
+		{"GET", "/../web.go", 404, "", ""},
+		{"POST", "/", 405, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			if tc.contentType != "" {
+				assert.Equal(t, tc.contentType, resp.Header.Get("Content-Type"))
+				assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+			}
+			assert.Contains(t, string(body), tc.contains)
+		})
+	}
+}
