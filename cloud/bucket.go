@@ -3,6 +3,7 @@ package cloud
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // bucket is one shard of the node's connections, chosen by key hash: it
@@ -14,6 +15,9 @@ type bucket struct {
 	keys  map[string]*conn
 	all   connList
 	rooms map[string]*connList
+	// writers counts running writers of this bucket's connections.
+	writers atomic.Int64
+	_       [40]byte // keep hot counters of neighbouring buckets apart
 }
 
 // connList is a set of connections kept as a slice for fast iteration; each

@@ -48,7 +48,10 @@ type conn struct {
 	// Indexes in the bucket's lists (bucket.go), guarded by b.mu.
 	allIdx, roomIdx int
 
-	// Outbound state (write.go).
+	// Outbound state (write.go). writeFn is c.writeLoop bound once, so
+	// starting a writer does not allocate a closure.
+	writeFn func()
+	wctr    *atomic.Int64 // where the running writer is counted
 	mu      sync.Mutex
 	q       []outItem
 	writing bool
@@ -93,6 +96,12 @@ func (c *conn) putRbuf() {
 	c.pending = nil
 }
 
+func newConn(s *Server, nc net.Conn, ws bool) *conn {
+	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1}
+	c.writeFn = c.writeLoop
+	return c
+}
+
 // handshakeInfo is what the accept path learned before auth; it is
 // dropped once the connection is authenticated.
 type handshakeInfo struct {
@@ -106,7 +115,7 @@ type handshakeInfo struct {
 func (s *Server) serveConn(nc net.Conn, ws bool, hi *handshakeInfo, upgraded bool) {
 	defer s.wg.Done()
 	defer s.handshakeDone(nc)
-	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1}
+	c := newConn(s, nc, ws)
 	defer s.stats.conns.Add(-1)
 	registered := false
 	defer func() { c.finish(registered) }()
@@ -221,7 +230,9 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	acc := append([]int32(nil), id.Accepts...)
 	c.accepts.Store(&acc)
 	c.gen = s.gen.Add(1)
+	c.mu.Lock()
 	c.b = s.bs.of(key)
+	c.mu.Unlock()
 
 	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: int(s.cfg.HeartbeatInterval / time.Second)})
 	first := outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame}
@@ -427,13 +438,14 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 	start := !c.writing
 	if start {
 		c.writing = true
-		c.srv.writers.Add(1)
+		c.wctr = c.writerCounter()
+		c.wctr.Add(1)
 	}
 	c.mu.Unlock()
 	// Bound how long a stuck socket can delay the close.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	if start {
-		go c.writeLoop()
+		go c.writeFn()
 	}
 }
 

@@ -187,11 +187,12 @@ func (c *conn) closeWS(code []byte) {
 	start := !c.writing
 	if start {
 		c.writing = true
-		c.srv.writers.Add(1)
+		c.wctr = c.writerCounter()
+		c.wctr.Add(1)
 	}
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		go c.writeFn()
 	}
 }
 

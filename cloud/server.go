@@ -332,10 +332,19 @@ func (s *Server) drain() {
 		}
 	}
 	s.wg.Wait()
-	for s.writers.Load() > 0 {
+	for s.writerCount() > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	s.sess.flushFinal()
+}
+
+// writerCount is the number of writer goroutines running.
+func (s *Server) writerCount() int64 {
+	n := s.writers.Load()
+	for _, b := range s.bs.bs {
+		n += b.writers.Load()
+	}
+	return n
 }
 
 // killAll closes every connection at once (Shutdown's deadline passed, or

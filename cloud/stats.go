@@ -65,7 +65,7 @@ func (s *Server) Stats() Stats {
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
 		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
-		Writers: s.writers.Load(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
+		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		Broadcasts: c.broadcasts.Load(),
 	}
 }

@@ -3,6 +3,7 @@ package cloud
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcloud/imcloud/protocol"
@@ -73,20 +74,32 @@ func (c *conn) enqueue(it outItem) bool {
 	start := !c.writing
 	if start {
 		c.writing = true
-		s.writers.Add(1)
+		c.wctr = c.writerCounter()
+		c.wctr.Add(1)
 	}
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		go c.writeFn()
 	}
 	return true
+}
+
+// writerCounter is where c's running writer is counted: its bucket's
+// counter once registered (spreading the atomic over shards so fan-out
+// workers do not fight over one cache line), the server's before auth.
+// Called under c.mu; the writer decrements the counter it was started
+// with (c.wctr).
+func (c *conn) writerCounter() *atomic.Int64 {
+	if b := c.b; b != nil {
+		return &b.writers
+	}
+	return &c.srv.writers
 }
 
 // writeLoop writes everything queued, coalescing what arrived during a
 // write into the next one, and exits when the queue is empty.
 func (c *conn) writeLoop() {
 	s := c.srv
-	defer s.writers.Add(-1)
 	var spare []outItem
 	for {
 		c.mu.Lock()
@@ -95,11 +108,17 @@ func (c *conn) writeLoop() {
 			if c.dead || cap(c.q) > keepQueueCap {
 				c.q = nil
 			}
+			if c.q == nil && !c.dead && cap(spare) <= keepQueueCap {
+				// Keep a small queue so the next push does not allocate.
+				c.q = spare[:0]
+			}
 			c.writing = false
 			if closeNow {
 				c.dead = true
 			}
+			ctr := c.wctr
 			c.mu.Unlock()
+			ctr.Add(-1)
 			if closeNow {
 				_ = c.nc.Close()
 			}
