@@ -1,0 +1,320 @@
+// Package routertest is the conformance suite for imcloud's router: logic's
+// Router together with cloud's SessionStore (and job's NodeDirectory, whose
+// one method is Router.Nodes). The memory router and the Redis router both
+// run it, so every role can rely on one set of semantics:
+//
+//   - sessions put are found by key and by mid until removed or expired;
+//     renewal rewrites the route;
+//   - a removal deletes a route only if it still names the same node and
+//     generation;
+//   - nodes and room-count reports live for their ttl; room counts sum over
+//     nodes; removing a node drops its reports;
+//   - many keys or mids resolve in one call; an ended ctx is an error.
+package routertest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Store is the router under test: logic.Router plus cloud.SessionStore.
+type Store interface {
+	NodesByKeys(ctx context.Context, keys []string) (map[string]string, error)
+	NodesByMids(ctx context.Context, mids []int64) (map[string]string, error)
+	RoomCounts(ctx context.Context) (map[string]int32, error)
+	Nodes(ctx context.Context) ([]imcloud.Node, error)
+	PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error
+	RemoveSessions(ctx context.Context, sessions []imcloud.Session) error
+	PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error
+	RemoveNode(ctx context.Context, id string) error
+	PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error
+}
+
+// Harness is one fresh, empty router under test.
+type Harness struct {
+	Store Store
+	// Advance lets time pass by d for the store's expiries: a fake clock
+	// moved forward, or a real sleep for a real backend.
+	Advance func(d time.Duration)
+}
+
+// Run runs the suite; newHarness is called once per subtest and must return
+// an empty router.
+func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"PutAndLookup", testPutAndLookup},
+		{"Renewal", testRenewal},
+		{"RemoveOnlyIfSameNodeAndGen", testRemove},
+		{"SessionExpiry", testSessionExpiry},
+		{"Nodes", testNodes},
+		{"RoomCounts", testRoomCounts},
+		{"ManyKeysOneCall", testMany},
+		{"Concurrent", testConcurrent},
+		{"ContextEnded", testContextEnded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+const ttl = time.Minute
+
+func sess(mid int64, key, node string, gen uint64) imcloud.Session {
+	return imcloud.Session{Mid: mid, Key: key, Node: node, Gen: gen, Room: "live://1", Platform: "web", Accepts: []int32{1000}}
+}
+
+func testPutAndLookup(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{
+		sess(1, "k1", "node-a", 1),
+		sess(1, "k2", "node-b", 1),
+		sess(2, "k3", "node-a", 2),
+		sess(0, "anon", "node-b", 3), // no user: reachable by key only
+	}, ttl))
+
+	got, err := s.NodesByKeys(ctx, []string{"k1", "k3", "anon", "missing"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-a", "k3": "node-a", "anon": "node-b"}, got)
+
+	got, err = s.NodesByMids(ctx, []int64{1, 2, 99})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-a", "k2": "node-b", "k3": "node-a"}, got)
+
+	got, err = s.NodesByMids(ctx, []int64{0})
+	require.NoError(t, err)
+	assert.Empty(t, got, "mid 0 is nobody")
+
+	got, err = s.NodesByKeys(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	got, err = s.NodesByMids(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}
+
+func testRenewal(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k1", "node-a", 1)}, ttl))
+	// The same key reconnects on another node (a newer generation there).
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k1", "node-b", 7)}, ttl))
+	got, err := s.NodesByKeys(ctx, []string{"k1"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-b"}, got)
+	got, err = s.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-b"}, got)
+}
+
+func testRemove(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{
+		sess(1, "k1", "node-a", 5),
+		sess(1, "k2", "node-a", 6),
+	}, ttl))
+	// Stale removals: another node, an older generation on this node.
+	require.NoError(t, s.RemoveSessions(ctx, []imcloud.Session{
+		sess(1, "k1", "node-b", 5),
+		sess(1, "k2", "node-a", 4),
+		sess(1, "never-put", "node-a", 1),
+	}))
+	got, err := s.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-a", "k2": "node-a"}, got, "stale removals leave live routes")
+
+	require.NoError(t, s.RemoveSessions(ctx, []imcloud.Session{sess(1, "k1", "node-a", 5)}))
+	got, err = s.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k2": "node-a"}, got)
+	got, err = s.NodesByKeys(ctx, []string{"k1", "k2"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k2": "node-a"}, got)
+
+	require.NoError(t, s.RemoveSessions(ctx, []imcloud.Session{sess(1, "k2", "node-a", 6)}))
+	got, err = s.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	require.NoError(t, s.RemoveSessions(ctx, nil))
+}
+
+func testSessionExpiry(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	short := 300 * time.Millisecond
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k1", "node-a", 1), sess(2, "k2", "node-a", 1)}, short))
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(3, "k3", "node-a", 1)}, ttl))
+	h.Advance(2 * short)
+	got, err := s.NodesByMids(ctx, []int64{1, 2, 3})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k3": "node-a"}, got)
+	got, err = s.NodesByKeys(ctx, []string{"k1", "k2", "k3"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k3": "node-a"}, got)
+}
+
+func testNodes(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	nodes, err := s.Nodes(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+
+	a := imcloud.Node{ID: "node-a", LinkAddr: "127.0.0.1:7000", PublicAddrs: []string{"tcp://a:3101", "ws://a:3102/sub"},
+		Conns: 10, IPs: 7, Updated: time.Unix(1700000000, 0)}
+	b := imcloud.Node{ID: "node-b", LinkAddr: "127.0.0.1:7001", Conns: 3, IPs: 3, Updated: time.Unix(1700000001, 0)}
+	require.NoError(t, s.PutNode(ctx, a, ttl))
+	require.NoError(t, s.PutNode(ctx, b, 300*time.Millisecond))
+	nodes, err = s.Nodes(ctx)
+	require.NoError(t, err)
+	require.Len(t, nodes, 2)
+	byID := map[string]imcloud.Node{}
+	for _, n := range nodes {
+		byID[n.ID] = n
+	}
+	assert.Equal(t, a.LinkAddr, byID["node-a"].LinkAddr)
+	assert.Equal(t, a.PublicAddrs, byID["node-a"].PublicAddrs)
+	assert.Equal(t, 10, byID["node-a"].Conns)
+	assert.Equal(t, 7, byID["node-a"].IPs)
+	assert.True(t, a.Updated.Equal(byID["node-a"].Updated))
+
+	// Renewal replaces the registration.
+	a.Conns = 11
+	require.NoError(t, s.PutNode(ctx, a, ttl))
+	h.Advance(600 * time.Millisecond)
+	nodes, err = s.Nodes(ctx)
+	require.NoError(t, err)
+	require.Len(t, nodes, 1, "node-b expired")
+	assert.Equal(t, "node-a", nodes[0].ID)
+	assert.Equal(t, 11, nodes[0].Conns)
+
+	require.NoError(t, s.RemoveNode(ctx, "node-a"))
+	require.NoError(t, s.RemoveNode(ctx, "never-registered"))
+	nodes, err = s.Nodes(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+}
+
+func testRoomCounts(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	counts, err := s.RoomCounts(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, counts)
+
+	for _, id := range []string{"node-a", "node-b", "node-c"} {
+		require.NoError(t, s.PutNode(ctx, imcloud.Node{ID: id}, ttl))
+	}
+	require.NoError(t, s.PutRoomCounts(ctx, "node-a", map[string]int32{"live://1": 3, "live://2": 1}, ttl))
+	require.NoError(t, s.PutRoomCounts(ctx, "node-b", map[string]int32{"live://1": 4, "chat://9": 2}, ttl))
+	require.NoError(t, s.PutRoomCounts(ctx, "node-c", map[string]int32{"live://1": 100}, 300*time.Millisecond))
+	counts, err = s.RoomCounts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int32{"live://1": 107, "live://2": 1, "chat://9": 2}, counts)
+
+	// A report replaces the node's previous one.
+	require.NoError(t, s.PutRoomCounts(ctx, "node-a", map[string]int32{"live://1": 5}, ttl))
+	h.Advance(600 * time.Millisecond) // node-c's report expires
+	counts, err = s.RoomCounts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int32{"live://1": 9, "chat://9": 2}, counts)
+
+	// An empty report clears the node's rooms; removing a node drops them.
+	require.NoError(t, s.PutRoomCounts(ctx, "node-a", map[string]int32{}, ttl))
+	require.NoError(t, s.RemoveNode(ctx, "node-b"))
+	counts, err = s.RoomCounts(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, counts)
+}
+
+func testMany(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	const n = 2000
+	sessions := make([]imcloud.Session, n)
+	keys := make([]string, n)
+	mids := make([]int64, n/2)
+	for i := range sessions {
+		mid := int64(i/2 + 1)
+		sessions[i] = sess(mid, fmt.Sprintf("key-%d", i), fmt.Sprintf("node-%d", i%5), uint64(i))
+		keys[i] = sessions[i].Key
+		mids[i/2] = mid
+	}
+	require.NoError(t, s.PutSessions(ctx, sessions, ttl))
+	got, err := s.NodesByKeys(ctx, keys)
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	got, err = s.NodesByMids(ctx, mids)
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	for i, se := range sessions {
+		require.Equal(t, se.Node, got[se.Key], "session %d", i)
+	}
+	require.NoError(t, s.RemoveSessions(ctx, sessions))
+	got, err = s.NodesByKeys(ctx, keys)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func testConcurrent(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				mid := int64(g*1000 + i + 1)
+				key := fmt.Sprintf("c-%d-%d", g, i)
+				if err := s.PutSessions(ctx, []imcloud.Session{sess(mid, key, "node-a", 1)}, ttl); err != nil {
+					errs <- err
+					return
+				}
+				got, err := s.NodesByMids(ctx, []int64{mid})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got[key] != "node-a" {
+					errs <- fmt.Errorf("mid %d: got %v", mid, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+func testContextEnded(t *testing.T, h Harness) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s := h.Store
+	_, err := s.NodesByKeys(ctx, []string{"k"})
+	assert.Error(t, err)
+	_, err = s.NodesByMids(ctx, []int64{1})
+	assert.Error(t, err)
+	assert.Error(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k", "n", 1)}, ttl))
+}

@@ -1,0 +1,19 @@
+package logic_test
+
+import (
+	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/job"
+	"github.com/imcloud/imcloud/logic"
+)
+
+// The routers are also cloud's session store and job's node directory, and
+// the memory queue is also job's source, by their method sets. logic does
+// not import cloud or job, so the assertions live here.
+var (
+	_ logic.Router       = (*logic.MemoryRouter)(nil)
+	_ cloud.SessionStore = (*logic.MemoryRouter)(nil)
+	_ job.NodeDirectory  = (*logic.MemoryRouter)(nil)
+
+	_ logic.Queue = (*logic.MemoryQueue)(nil)
+	_ job.Source  = (*logic.MemoryQueue)(nil)
+)

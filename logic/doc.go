@@ -1,0 +1,37 @@
+// Package logic is imcloud's producing side: the Pusher that applications
+// call (or reach through the goim-compatible HTTP API from NewHandler), the
+// Router and Queue contracts it depends on, and their implementations: the
+// in-process MemoryRouter and MemoryQueue (the embedded default), the Redis
+// router (gomodule/redigo) and the Kafka queue (IBM/sarama).
+//
+// A key or mid push is resolved through the Router into one queue message
+// per target cloud node; a room or broadcast push is one message. The work
+// runs on an ants pool owned by the Pusher, bounded in workers and in
+// waiting callers, so an overloaded Pusher answers ErrOverloaded (HTTP 503)
+// instead of growing without bound.
+//
+// # Delivery
+//
+// A synchronous push (PushKeys, PushMids, PushRoom, Broadcast) returns nil
+// only once the Queue accepted every message (Kafka: acknowledged by the
+// broker). The asynchronous variants return once the pool took the work and
+// report the outcome to a callback; the HTTP handler's EarlyReply mode uses
+// them. A push to users who are not online succeeds and targets nobody
+// (Result.Keys == 0), as in goim.
+//
+// # Concurrency and lifecycle
+//
+// Every exported method of Pusher, MemoryRouter, MemoryQueue, RedisRouter
+// and KafkaQueue is safe for concurrent use. Asynchronous callbacks run on a
+// pool worker and must not block. Backends handed to New are the caller's:
+// Pusher.Shutdown waits for pushes in flight and releases the pool, but
+// closes neither the Router nor the Queue.
+//
+//	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+//	queue := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+//	p, err := logic.New(logic.Config{Router: router, Queue: queue})
+//	if err != nil { ... }
+//	defer p.Shutdown(ctx)
+//	res, err := p.PushMids(ctx, 1000, []int64{42}, []byte("hello"))
+//	http.Handle("/goim/", logic.NewHandler(p, logic.HandlerConfig{}))
+package logic

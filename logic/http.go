@@ -1,0 +1,419 @@
+package logic
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// HandlerConfig configures the goim-compatible HTTP API. Every zero field
+// means the documented default.
+type HandlerConfig struct {
+	// Prefix is where the routes are mounted. Default "/goim", goim's own.
+	Prefix string
+	// APIKey, when set, is required on the push routes, in an "X-Api-Key"
+	// header or as "Authorization: Bearer <key>"; a request without it is
+	// answered 401. Default "": no check (goim has none). The online and
+	// nodes routes are always open.
+	APIKey string
+	// MaxBodyBytes limits a push request's body; past it the answer is
+	// 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// EarlyReply answers a push 200 "accepted" as soon as the Pusher's
+	// pool took it, before the Queue accepted it (the im-cloud article's
+	// mode). Later failures are only logged and counted (Pusher.Stats).
+	// Default false: the answer waits for the Queue.
+	EarlyReply bool
+	// EarlyReplyTimeout bounds an early-replied push's work. Default 10s.
+	EarlyReplyTimeout time.Duration
+
+	// The remaining fields are what nodes/weighted reports, as goim's
+	// logic configuration does.
+
+	// Domain is the default client-facing domain, listed as the only node
+	// when no node has an address for the platform. Default "".
+	Domain string
+	// TCPPort, WSPort and WSSPort are the client ports. Defaults 3101,
+	// 3102 and 3103 (goim's).
+	TCPPort, WSPort, WSSPort int
+	// Heartbeat is the client heartbeat interval. Default 4m (goim's).
+	Heartbeat time.Duration
+	// HeartbeatMax is how many missed heartbeats end a connection.
+	// Default 2.
+	HeartbeatMax int
+	// Backoff is the client reconnect policy. Default goim's: max 300,
+	// base 3, factor 1.8, jitter 1.3.
+	Backoff Backoff
+	// Logger receives request failures (500s). Nil is silent.
+	Logger *slog.Logger
+}
+
+// Backoff is the client reconnect policy nodes/weighted reports.
+type Backoff struct {
+	MaxDelay  int32   `json:"max_delay"`
+	BaseDelay int32   `json:"base_delay"`
+	Factor    float32 `json:"factor"`
+	Jitter    float32 `json:"jitter"`
+}
+
+// Response codes in the JSON body, goim's.
+const (
+	codeOK          = 0
+	codeBadRequest  = -400
+	codeServerError = -500
+)
+
+type handler struct {
+	p   *Pusher
+	cfg HandlerConfig
+	log *slog.Logger
+}
+
+// NewHandler returns goim's REST API over p:
+//
+//	POST {prefix}/push/keys?operation=&keys=     body = the message
+//	POST {prefix}/push/mids?operation=&mids=
+//	POST {prefix}/push/room?operation=&type=&room=
+//	POST {prefix}/push/all?operation=&speed=
+//	GET  {prefix}/online/top?type=&limit=
+//	GET  {prefix}/online/room?type=&rooms=
+//	GET  {prefix}/online/total
+//	GET  {prefix}/nodes/weighted?platform=
+//	GET  {prefix}/nodes/instances
+//
+// Lists may be repeated parameters (keys=a&keys=b) or comma-separated
+// (keys=a,b). A push whose Content-Type is application/json may instead
+// carry {"operation":1000,"mids":[1,2],"msg":"..."} (also "keys", "type",
+// "room", "speed"); a JSON string msg is sent as its text, any other JSON
+// value as its encoding. Answers are {"code":0,"message":"","data":...};
+// bad parameters are HTTP 400 with code -400, server failures 500 with code
+// -500, an overloaded Pusher 503.
+func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/goim"
+	}
+	cfg.Prefix = "/" + strings.Trim(cfg.Prefix, "/")
+	if cfg.Prefix == "/" {
+		cfg.Prefix = ""
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.EarlyReplyTimeout <= 0 {
+		cfg.EarlyReplyTimeout = 10 * time.Second
+	}
+	if cfg.TCPPort == 0 {
+		cfg.TCPPort = 3101
+	}
+	if cfg.WSPort == 0 {
+		cfg.WSPort = 3102
+	}
+	if cfg.WSSPort == 0 {
+		cfg.WSSPort = 3103
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 4 * time.Minute
+	}
+	if cfg.HeartbeatMax <= 0 {
+		cfg.HeartbeatMax = 2
+	}
+	if cfg.Backoff == (Backoff{}) {
+		cfg.Backoff = Backoff{MaxDelay: 300, BaseDelay: 3, Factor: 1.8, Jitter: 1.3}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &handler{p: p, cfg: cfg, log: log}
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path, ok := strings.CutPrefix(r.URL.Path, h.cfg.Prefix)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	var (
+		method string
+		serve  func(http.ResponseWriter, *http.Request)
+		push   bool
+	)
+	switch path {
+	case "/push/keys":
+		method, serve, push = http.MethodPost, h.pushKeys, true
+	case "/push/mids":
+		method, serve, push = http.MethodPost, h.pushMids, true
+	case "/push/room":
+		method, serve, push = http.MethodPost, h.pushRoom, true
+	case "/push/all":
+		method, serve, push = http.MethodPost, h.pushAll, true
+	case "/online/top":
+		method, serve = http.MethodGet, h.onlineTop
+	case "/online/room":
+		method, serve = http.MethodGet, h.onlineRoom
+	case "/online/total":
+		method, serve = http.MethodGet, h.onlineTotal
+	case "/nodes/weighted":
+		method, serve = http.MethodGet, h.nodesWeighted
+	case "/nodes/instances":
+		method, serve = http.MethodGet, h.nodesInstances
+	default:
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if push && h.cfg.APIKey != "" && !h.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "missing or wrong API key")
+		return
+	}
+	serve(w, r)
+}
+
+func (h *handler) authorized(r *http.Request) bool {
+	key := r.Header.Get("X-Api-Key")
+	if key == "" {
+		if a, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			key = a
+		}
+	}
+	return subtle.ConstantTimeCompare([]byte(key), []byte(h.cfg.APIKey)) == 1
+}
+
+// pushRequest is a push's parameters, from the query or a JSON body.
+type pushRequest struct {
+	Operation json.Number     `json:"operation"`
+	Keys      []string        `json:"keys"`
+	Mids      []int64         `json:"mids"`
+	Type      string          `json:"type"`
+	Room      string          `json:"room"`
+	Speed     json.Number     `json:"speed"`
+	Msg       json.RawMessage `json:"msg"`
+
+	op    int32
+	speed int32
+	body  []byte
+	json  bool
+}
+
+// readPush reads the body and, for a JSON request, decodes it. It writes
+// the error answer itself and returns false on failure.
+func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest, bool) {
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBodyBytes))
+		} else {
+			writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		}
+		return nil, false
+	}
+	req := &pushRequest{body: body}
+	q := r.URL.Query()
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt == "application/json" {
+			req.json = true
+			if err := json.Unmarshal(body, req); err != nil {
+				writeError(w, http.StatusBadRequest, "JSON body: "+err.Error())
+				return nil, false
+			}
+			req.body = nil
+			if len(req.Msg) > 0 {
+				var s string
+				if json.Unmarshal(req.Msg, &s) == nil {
+					req.body = []byte(s)
+				} else {
+					req.body = req.Msg
+				}
+			}
+		}
+	}
+	if req.Operation == "" {
+		req.Operation = json.Number(q.Get("operation"))
+	}
+	if req.Operation == "" {
+		writeError(w, http.StatusBadRequest, "operation is required")
+		return nil, false
+	}
+	op, err := req.Operation.Int64()
+	if err != nil || op <= 0 || op > 1<<31-1 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("operation %q is not a positive 32-bit integer", req.Operation))
+		return nil, false
+	}
+	req.op = int32(op)
+	if req.Speed == "" {
+		req.Speed = json.Number(q.Get("speed"))
+	}
+	if req.Speed != "" {
+		s, err := req.Speed.Int64()
+		if err != nil || s < 0 || s > 1<<31-1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("speed %q is not a non-negative 32-bit integer", req.Speed))
+			return nil, false
+		}
+		req.speed = int32(s)
+	}
+	if req.Type == "" {
+		req.Type = q.Get("type")
+	}
+	if req.Room == "" {
+		req.Room = q.Get("room")
+	}
+	return req, true
+}
+
+// readBody reads r's body whole, refusing more than limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		// Anything past Content-Length is a broken request.
+		var one [1]byte
+		if n, _ := rd.Read(one[:]); n > 0 {
+			return nil, errors.New("body longer than Content-Length")
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
+}
+
+func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.readPush(w, r)
+	if !ok {
+		return
+	}
+	keys := req.Keys
+	if !req.json || keys == nil {
+		keys = splitList(r.URL.Query()["keys"])
+	}
+	if len(keys) == 0 {
+		writeError(w, http.StatusBadRequest, "keys is required")
+		return
+	}
+	if h.cfg.EarlyReply {
+		ctx, done := h.earlyCtx(r)
+		h.answerAsync(w, h.p.PushKeysAsync(ctx, req.op, keys, req.body, done))
+		return
+	}
+	res, err := h.p.PushKeys(r.Context(), req.op, keys, req.body)
+	h.answerPush(w, res, err)
+}
+
+func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.readPush(w, r)
+	if !ok {
+		return
+	}
+	mids := req.Mids
+	if !req.json || mids == nil {
+		var err error
+		if mids, err = parseInts(r.URL.Query()["mids"]); err != nil {
+			writeError(w, http.StatusBadRequest, "mids: "+err.Error())
+			return
+		}
+	}
+	if len(mids) == 0 {
+		writeError(w, http.StatusBadRequest, "mids is required")
+		return
+	}
+	if h.cfg.EarlyReply {
+		ctx, done := h.earlyCtx(r)
+		h.answerAsync(w, h.p.PushMidsAsync(ctx, req.op, mids, req.body, done))
+		return
+	}
+	res, err := h.p.PushMids(r.Context(), req.op, mids, req.body)
+	h.answerPush(w, res, err)
+}
+
+func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.readPush(w, r)
+	if !ok {
+		return
+	}
+	if req.Type == "" || req.Room == "" {
+		writeError(w, http.StatusBadRequest, "type and room are required")
+		return
+	}
+	room := req.Type + "://" + req.Room
+	if h.cfg.EarlyReply {
+		ctx, done := h.earlyCtx(r)
+		h.answerAsync(w, h.p.PushRoomAsync(ctx, req.op, room, req.body, done))
+		return
+	}
+	res, err := h.p.PushRoom(r.Context(), req.op, room, req.body)
+	h.answerPush(w, res, err)
+}
+
+func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.readPush(w, r)
+	if !ok {
+		return
+	}
+	if h.cfg.EarlyReply {
+		ctx, done := h.earlyCtx(r)
+		h.answerAsync(w, h.p.BroadcastAsync(ctx, req.op, req.body, req.speed, done))
+		return
+	}
+	res, err := h.p.Broadcast(r.Context(), req.op, req.body, req.speed)
+	h.answerPush(w, res, err)
+}
+
+// earlyCtx is the context of an early-replied push: detached from the
+// request, which ends with the answer, and bounded by EarlyReplyTimeout.
+func (h *handler) earlyCtx(r *http.Request) (context.Context, AsyncFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.cfg.EarlyReplyTimeout)
+	return ctx, func(Result, error) { cancel() }
+}
+
+func (h *handler) answerAsync(w http.ResponseWriter, err error) {
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"code":0,"message":"accepted"}`))
+}
+
+func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	b := make([]byte, 0, 96)
+	b = append(b, `{"code":0,"message":"","data":{"nodes":`...)
+	b = appendInt(b, res.Nodes)
+	b = append(b, `,"keys":`...)
+	b = appendInt(b, res.Keys)
+	b = append(b, `,"messages":`...)
+	b = appendInt(b, res.Messages)
+	b = append(b, "}}"...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (h *handler) answerErr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrInvalidArgument):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		h.log.Warn("logic: request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}

@@ -1,0 +1,215 @@
+package logic
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (h *handler) onlineTop(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	typ := q.Get("type")
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if typ == "" || err != nil || limit <= 0 {
+		writeError(w, http.StatusBadRequest, "type and a positive limit are required")
+		return
+	}
+	tops, err := h.p.TopRooms(r.Context(), typ, limit)
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	type top struct {
+		RoomID string `json:"room_id"`
+		Count  int32  `json:"count"`
+	}
+	out := make([]top, len(tops))
+	for i, t := range tops {
+		out[i] = top{t.Room, t.Count}
+	}
+	h.answerData(w, out)
+}
+
+func (h *handler) onlineRoom(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	typ := q.Get("type")
+	ids := splitList(q["rooms"])
+	if typ == "" || len(ids) == 0 {
+		writeError(w, http.StatusBadRequest, "type and rooms are required")
+		return
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = typ + "://" + id
+	}
+	counts, err := h.p.RoomCounts(r.Context(), keys)
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	out := make(map[string]int32, len(ids))
+	for i, id := range ids {
+		out[id] = counts[keys[i]]
+	}
+	h.answerData(w, out)
+}
+
+func (h *handler) onlineTotal(w http.ResponseWriter, r *http.Request) {
+	t, err := h.p.Totals(r.Context())
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	h.answerData(w, map[string]int{"ip_count": t.IPs, "conn_count": t.Conns})
+}
+
+// nodesWeighted answers goim's nodes/weighted: the client connection
+// settings and the hosts to connect to, least loaded first. Platform "web"
+// gets the hosts of the nodes' ws/wss addresses, any other platform those
+// of their tcp addresses.
+func (h *handler) nodesWeighted(w http.ResponseWriter, r *http.Request) {
+	nodes, err := h.p.Nodes(r.Context())
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	web := r.URL.Query().Get("platform") == "web"
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Conns < nodes[j].Conns })
+	hosts := []string{}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		for _, a := range n.PublicAddrs {
+			u, err := url.Parse(a)
+			if err != nil || u.Hostname() == "" {
+				continue
+			}
+			if (u.Scheme == "ws" || u.Scheme == "wss") != web || seen[u.Hostname()] {
+				continue
+			}
+			seen[u.Hostname()] = true
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	if len(hosts) == 0 && h.cfg.Domain != "" {
+		hosts = append(hosts, h.cfg.Domain)
+	}
+	h.answerData(w, struct {
+		Domain       string   `json:"domain"`
+		TCPPort      int      `json:"tcp_port"`
+		WSPort       int      `json:"ws_port"`
+		WSSPort      int      `json:"wss_port"`
+		Heartbeat    int      `json:"heartbeat"`
+		HeartbeatMax int      `json:"heartbeat_max"`
+		Backoff      Backoff  `json:"backoff"`
+		Nodes        []string `json:"nodes"`
+	}{
+		Domain: h.cfg.Domain, TCPPort: h.cfg.TCPPort, WSPort: h.cfg.WSPort, WSSPort: h.cfg.WSSPort,
+		Heartbeat: int(h.cfg.Heartbeat / time.Second), HeartbeatMax: h.cfg.HeartbeatMax,
+		Backoff: h.cfg.Backoff, Nodes: hosts,
+	})
+}
+
+// nodeJSON is a node as nodes/instances reports it.
+type nodeJSON struct {
+	ID       string    `json:"id"`
+	LinkAddr string    `json:"link_addr"`
+	Addrs    []string  `json:"addrs"`
+	Conns    int       `json:"conn_count"`
+	IPs      int       `json:"ip_count"`
+	Updated  time.Time `json:"updated"`
+}
+
+func (h *handler) nodesInstances(w http.ResponseWriter, r *http.Request) {
+	nodes, err := h.p.Nodes(r.Context())
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	out := make([]nodeJSON, len(nodes))
+	for i, n := range nodes {
+		addrs := n.PublicAddrs
+		if addrs == nil {
+			addrs = []string{}
+		}
+		out[i] = nodeJSON{n.ID, n.LinkAddr, addrs, n.Conns, n.IPs, n.Updated}
+	}
+	h.answerData(w, out)
+}
+
+func (h *handler) answerData(w http.ResponseWriter, data any) {
+	b, err := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    any    `json:"data"`
+	}{codeOK, "", data})
+	if err != nil {
+		h.answerErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+// writeError answers status with code -status (-400, -500, ...) and msg.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{-status, msg})
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = jsonContentType
+	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
+// splitList flattens repeated and comma-separated values, dropping empty
+// items (a trailing comma).
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		if !strings.Contains(v, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+			continue
+		}
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+var errNotInt = errors.New("not a list of integers")
+
+// parseInts parses repeated and comma-separated decimal integers.
+func parseInts(vals []string) ([]int64, error) {
+	items := splitList(vals)
+	if len(items) == 0 {
+		return nil, nil
+	}
+	out := make([]int64, len(items))
+	for i, s := range items {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, errNotInt
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func appendInt(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) }

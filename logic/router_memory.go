@@ -1,0 +1,276 @@
+package logic
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/imcloud/imcloud"
+)
+
+var _ Router = (*MemoryRouter)(nil)
+
+// MemoryRouterConfig configures a MemoryRouter. The zero value is ready.
+type MemoryRouterConfig struct {
+	// Now is the clock; nil means time.Now. Tests move it to expire
+	// entries without sleeping.
+	Now func() time.Time
+}
+
+// MemoryRouter is the in-process Router, the embedded default for a
+// single-process deployment. It is also the session and node store cloud
+// writes to (cloud.SessionStore) and the node directory job reads
+// (job.NodeDirectory), by its method set.
+//
+// Entries expire like the Redis router's: a session, node or room-count
+// report not renewed within its ttl disappears. Expired entries are
+// invisible at once and their memory is reclaimed by a sweep that runs at
+// most once a second, piggybacked on writes. All methods are safe for
+// concurrent use and never block on I/O; ctx is accepted for the contract
+// and checked once on entry.
+type MemoryRouter struct {
+	now func() time.Time
+
+	mu        sync.RWMutex
+	keys      map[string]memRoute           // connection key -> route
+	mids      map[int64]map[string]struct{} // mid -> its keys
+	nodes     map[string]memNode            // node id -> registration
+	counts    map[string]memCounts          // node id -> room counts
+	lastSweep time.Time
+}
+
+type memRoute struct {
+	mid     int64
+	node    string
+	gen     uint64
+	expires time.Time
+}
+
+type memNode struct {
+	node    imcloud.Node
+	expires time.Time
+}
+
+type memCounts struct {
+	counts  map[string]int32
+	expires time.Time
+}
+
+// NewMemoryRouter returns an empty MemoryRouter.
+func NewMemoryRouter(cfg MemoryRouterConfig) *MemoryRouter {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryRouter{
+		now:    now,
+		keys:   make(map[string]memRoute),
+		mids:   make(map[int64]map[string]struct{}),
+		nodes:  make(map[string]memNode),
+		counts: make(map[string]memCounts),
+	}
+}
+
+// NodesByKeys returns key -> node id for the keys that are online.
+func (r *MemoryRouter) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := r.now()
+	out := make(map[string]string, len(keys))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, k := range keys {
+		if rt, ok := r.keys[k]; ok && now.Before(rt.expires) {
+			out[k] = rt.node
+		}
+	}
+	return out, nil
+}
+
+// NodesByMids returns key -> node id for every online connection of mids.
+func (r *MemoryRouter) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := r.now()
+	out := make(map[string]string, len(mids))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, mid := range mids {
+		for k := range r.mids[mid] {
+			if rt, ok := r.keys[k]; ok && rt.mid == mid && now.Before(rt.expires) {
+				out[k] = rt.node
+			}
+		}
+	}
+	return out, nil
+}
+
+// PutSessions records or renews sessions for ttl.
+func (r *MemoryRouter) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := r.now()
+	exp := now.Add(ttl)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range sessions {
+		if old, ok := r.keys[s.Key]; ok && old.mid != s.Mid {
+			r.unlinkMid(old.mid, s.Key)
+		}
+		r.keys[s.Key] = memRoute{mid: s.Mid, node: s.Node, gen: s.Gen, expires: exp}
+		if s.Mid != 0 {
+			set := r.mids[s.Mid]
+			if set == nil {
+				set = make(map[string]struct{}, 1)
+				r.mids[s.Mid] = set
+			}
+			set[s.Key] = struct{}{}
+		}
+	}
+	r.maybeSweep(now)
+	return nil
+}
+
+// RemoveSessions removes the sessions whose routes still name the same
+// Node and Gen.
+func (r *MemoryRouter) RemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range sessions {
+		rt, ok := r.keys[s.Key]
+		if !ok || rt.node != s.Node || rt.gen != s.Gen {
+			continue
+		}
+		delete(r.keys, s.Key)
+		r.unlinkMid(rt.mid, s.Key)
+	}
+	return nil
+}
+
+func (r *MemoryRouter) unlinkMid(mid int64, key string) {
+	if set := r.mids[mid]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(r.mids, mid)
+		}
+	}
+}
+
+// PutNode registers or renews node for ttl. Updated is set to now when
+// zero.
+func (r *MemoryRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := r.now()
+	if node.Updated.IsZero() {
+		node.Updated = now
+	}
+	node.PublicAddrs = append([]string(nil), node.PublicAddrs...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nodes[node.ID] = memNode{node: node, expires: now.Add(ttl)}
+	r.maybeSweep(now)
+	return nil
+}
+
+// RemoveNode deregisters the node and drops its room counts at once.
+func (r *MemoryRouter) RemoveNode(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.nodes, id)
+	delete(r.counts, id)
+	return nil
+}
+
+// Nodes returns the live nodes, ordered by id.
+func (r *MemoryRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := r.now()
+	r.mu.RLock()
+	out := make([]imcloud.Node, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		if now.Before(n.expires) {
+			nd := n.node
+			nd.PublicAddrs = append([]string(nil), nd.PublicAddrs...)
+			out = append(out, nd)
+		}
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// PutRoomCounts replaces node's room counts for ttl.
+func (r *MemoryRouter) PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := r.now()
+	cp := make(map[string]int32, len(counts))
+	for k, v := range counts {
+		cp[k] = v
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[node] = memCounts{counts: cp, expires: now.Add(ttl)}
+	r.maybeSweep(now)
+	return nil
+}
+
+// RoomCounts returns the sum of every unexpired node report per room.
+func (r *MemoryRouter) RoomCounts(ctx context.Context) (map[string]int32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := r.now()
+	out := make(map[string]int32)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, c := range r.counts {
+		if !now.Before(c.expires) {
+			continue
+		}
+		for room, n := range c.counts {
+			out[room] += n
+		}
+	}
+	return out, nil
+}
+
+// maybeSweep drops expired entries, at most once a second. r.mu is held
+// for writing.
+func (r *MemoryRouter) maybeSweep(now time.Time) {
+	if now.Sub(r.lastSweep) < time.Second {
+		return
+	}
+	r.lastSweep = now
+	for k, rt := range r.keys {
+		if !now.Before(rt.expires) {
+			delete(r.keys, k)
+			r.unlinkMid(rt.mid, k)
+		}
+	}
+	for id, n := range r.nodes {
+		if !now.Before(n.expires) {
+			delete(r.nodes, id)
+		}
+	}
+	for id, c := range r.counts {
+		if !now.Before(c.expires) {
+			delete(r.counts, id)
+		}
+	}
+}
