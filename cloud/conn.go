@@ -64,6 +64,7 @@ type conn struct {
 	pending []byte  // unread goim frames of the current WS message
 	rateWin int64
 	rateN   int
+	ipHeld  bool
 }
 
 // Errors that end a connection (counted as protocol errors unless noted).
@@ -110,38 +111,56 @@ type handshakeInfo struct {
 	tls    bool
 }
 
-// serve runs the connection: handshake, auth, then the read loop. It owns
-// cleanup. Called on its own goroutine, counted in s.wg.
+// serveConn runs the handshake (PROXY header, WebSocket upgrade, auth)
+// and then hands the connection to a fresh goroutine for its read loop, so
+// the deep stack the handshake grew (JSON, JWT, upgrade parsing) is not
+// kept for the connection's idle life. Counted in s.wg until the
+// connection ends.
 func (s *Server) serveConn(nc net.Conn, ws bool, hi *handshakeInfo, upgraded bool) {
-	defer s.wg.Done()
-	defer s.handshakeDone(nc)
 	c := newConn(s, nc, ws)
-	defer s.stats.conns.Add(-1)
-	registered := false
-	defer func() { c.finish(registered) }()
-
-	if !c.prepare(&hi, upgraded) {
+	if !c.handshake(hi, upgraded) {
+		c.end(false)
 		return
+	}
+	go c.run()
+}
+
+func (c *conn) handshake(hi *handshakeInfo, upgraded bool) bool {
+	s := c.srv
+	if !c.prepare(&hi, upgraded) {
+		return false
 	}
 	if !s.acquireIP(c.ip) {
 		s.stats.rejected.Add(1)
-		return
+		return false
 	}
-	defer s.releaseIP(c.ip)
+	c.ipHeld = true
 	ok, err := c.authenticate(hi)
-	hi = nil
-	s.handshakeDone(nc)
-	if !ok {
-		if err != nil {
-			s.cfg.Logger.Debug("cloud: handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
-		}
-		return
+	if !ok && err != nil {
+		s.cfg.Logger.Debug("cloud: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
-	registered = true
-	err = c.readLoop()
+	return ok
+}
+
+// run is the authenticated connection's reader goroutine.
+func (c *conn) run() {
+	err := c.readLoop()
 	if err != nil && !isClosedErr(err) {
-		s.cfg.Logger.Debug("cloud: connection ended", "key", c.key, "err", err)
+		c.srv.cfg.Logger.Debug("cloud: connection ended", "key", c.key, "err", err)
 	}
+	c.end(true)
+}
+
+// end releases everything the connection held.
+func (c *conn) end(registered bool) {
+	s := c.srv
+	c.finish(registered)
+	if c.ipHeld {
+		s.releaseIP(c.ip)
+	}
+	s.handshakeDone(c.nc)
+	s.stats.conns.Add(-1)
+	s.wg.Done()
 }
 
 // prepare reads the PROXY header and performs the standalone WebSocket
@@ -240,6 +259,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		s.stats.replaced.Add(1)
 		old.disconnect("replaced", 0)
 	}
+	s.handshakeDone(c.nc)
 	s.stats.sessions.Add(1)
 	s.stats.authOK.Add(1)
 	s.sess.put(c.session())

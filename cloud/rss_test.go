@@ -1,0 +1,136 @@
+package cloud_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imcloud/imcloud/cloud"
+)
+
+// TestRSSClientHelper is not a test: BenchmarkIdleConnRSS runs the test
+// binary again with IMCLOUD_RSS_ADDR set, so the clients live in another
+// process. It opens IMCLOUD_RSS_N authenticated goim TCP connections and
+// holds them until stdin closes.
+func TestRSSClientHelper(t *testing.T) {
+	addr := os.Getenv("IMCLOUD_RSS_ADDR")
+	if addr == "" {
+		t.Skip("helper process for BenchmarkIdleConnRSS")
+	}
+	n, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_N"))
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		_, _ = nc.Write(encodeRaw(1, 7, 1, []byte(goimAuth(int64(i), "", "live://rss", 1000))))
+		conns = append(conns, nc)
+	}
+	fmt.Println("ready")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	for _, nc := range conns {
+		_ = nc.Close()
+	}
+}
+
+func rssKB() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			v, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// tcpMemPages is the kernel's TCP socket memory (pages) from
+// /proc/net/sockstat.
+func tcpMemPages() int64 {
+	b, _ := os.ReadFile("/proc/net/sockstat")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "TCP:") {
+			f := strings.Fields(line)
+			for i := 0; i+1 < len(f); i++ {
+				if f[i] == "mem" {
+					v, _ := strconv.ParseInt(f[i+1], 10, 64)
+					return v
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// BenchmarkIdleConnRSS reports the server's RSS per idle authenticated
+// plaintext TCP connection: the slope between 5,000 and 15,000
+// connections held by clients in other processes, at default GOGC. Run it
+// with -benchtime=1x; it is not a -race figure.
+func BenchmarkIdleConnRSS(b *testing.B) {
+	if os.Getenv("IMCLOUD_RSS_ADDR") != "" {
+		b.Skip()
+	}
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.ServeTCP(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+
+	spawn := func(n int) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRSSClientHelper$", "-test.bench=^$")
+		cmd.Env = append(os.Environ(), "IMCLOUD_RSS_ADDR="+ln.Addr().String(), "IMCLOUD_RSS_N="+strconv.Itoa(n))
+		stdin, _ := cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if !strings.HasPrefix(line, "ready") {
+			b.Fatalf("helper: %q", line)
+		}
+		b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+		return cmd
+	}
+	settle := func(want int64) (int64, int64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for srv.Stats().Sessions < want && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := srv.Stats().Sessions; got < want {
+			b.Fatalf("only %d of %d sessions", got, want)
+		}
+		time.Sleep(time.Second)
+		runtime.GC()
+		time.Sleep(500 * time.Millisecond)
+		return rssKB(), tcpMemPages()
+	}
+	for i := 0; i < b.N; i++ {
+		spawn(5000)
+		r1, k1 := settle(5000)
+		spawn(10000)
+		r2, k2 := settle(15000)
+		perConn := float64(r2-r1) * 1024 / 10000
+		b.ReportMetric(perConn, "B-RSS/conn")
+		b.ReportMetric(float64(k2-k1)*float64(os.Getpagesize())/10000/2, "B-kernel-tcp/conn-side")
+		b.Logf("RSS %d KB at 5,000, %d KB at 15,000: %.0f B per connection; kernel TCP mem %d -> %d pages (both ends)", r1, r2, perConn, k1, k2)
+	}
+}
