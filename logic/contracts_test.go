@@ -14,6 +14,10 @@ var (
 	_ cloud.SessionStore = (*logic.MemoryRouter)(nil)
 	_ job.NodeDirectory  = (*logic.MemoryRouter)(nil)
 
+	_ logic.Router       = (*logic.RedisRouter)(nil)
+	_ cloud.SessionStore = (*logic.RedisRouter)(nil)
+	_ job.NodeDirectory  = (*logic.RedisRouter)(nil)
+
 	_ logic.Queue = (*logic.MemoryQueue)(nil)
 	_ job.Source  = (*logic.MemoryQueue)(nil)
 )

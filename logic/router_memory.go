@@ -209,7 +209,7 @@ func (r *MemoryRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 		}
 	}
 	r.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sortNodes(out)
 	return out, nil
 }
 
@@ -247,7 +247,16 @@ func (r *MemoryRouter) RoomCounts(ctx context.Context) (map[string]int32, error)
 			out[room] += n
 		}
 	}
+	for room, n := range out {
+		if n == 0 {
+			delete(out, room)
+		}
+	}
 	return out, nil
+}
+
+func sortNodes(nodes []imcloud.Node) {
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
 }
 
 // maybeSweep drops expired entries, at most once a second. r.mu is held

@@ -1,0 +1,388 @@
+package logic
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/imcloud/imcloud"
+)
+
+var _ Router = (*RedisRouter)(nil)
+
+// RedisConfig configures a RedisRouter. Every zero field means the
+// documented default.
+type RedisConfig struct {
+	// Addr is the server's host:port. Default "127.0.0.1:6379".
+	Addr string
+	// Username and Password authenticate (AUTH, or ACL AUTH with a
+	// username). Default none.
+	Username, Password string
+	// DB is the database number. Default 0.
+	DB int
+	// TLS, when set, makes connections use TLS with this configuration.
+	TLS *tls.Config
+	// PoolSize bounds the open connections. A caller waits for a free one
+	// (up to PoolWait). Default 32.
+	PoolSize int
+	// PoolWait is how long a call waits for a free connection before
+	// failing. Default 1s.
+	PoolWait time.Duration
+	// IdleTimeout closes connections idle this long. Default 4m.
+	IdleTimeout time.Duration
+	// DialTimeout, ReadTimeout and WriteTimeout bound connecting and each
+	// read and write, whatever the caller's ctx. Defaults 2s, 2s, 2s.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// KeyPrefix is prepended to every key, to share a Redis between
+	// deployments. Default "": goim's bare key names.
+	KeyPrefix string
+	// Lookups is the number of goroutines that carry key and mid lookups
+	// to Redis; concurrent lookups waiting for one are coalesced into a
+	// single round trip (one MGET and one script call), so throughput grows
+	// with load without a fixed batching delay. Default 4.
+	Lookups int
+	// MaxBatch bounds the lookups coalesced into one round trip. Default
+	// 256.
+	MaxBatch int
+	// Logger receives connection problems. Nil is silent.
+	Logger *slog.Logger
+}
+
+// RedisRouter is the Router, cloud session store and job node directory
+// over Redis (gomodule/redigo), with goim's key schema extended by
+// connection generations, a node registry and expiring room counts (see
+// router_redis_scripts.go). Every call is one round trip whatever the
+// number of keys, mids or sessions; concurrent lookups share round trips.
+// Writes are Lua scripts, atomic on the server.
+//
+// Safe for concurrent use. Close releases the connections.
+type RedisRouter struct {
+	cfg    RedisConfig
+	pool   *redis.Pool
+	prefix string
+	log    *slog.Logger
+
+	lookups   chan *lookup
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewRedisRouter returns a router over the Redis at cfg.Addr. It does not
+// connect until first used; call Ping to check the server.
+func NewRedisRouter(cfg RedisConfig) (*RedisRouter, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:6379"
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = 32
+	}
+	if cfg.PoolWait <= 0 {
+		cfg.PoolWait = time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 4 * time.Minute
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 2 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Second
+	}
+	if cfg.Lookups <= 0 {
+		cfg.Lookups = 4
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	if cfg.DB < 0 {
+		return nil, fmt.Errorf("%w: negative Redis DB %d", ErrInvalidArgument, cfg.DB)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(cfg.DialTimeout),
+		redis.DialReadTimeout(cfg.ReadTimeout),
+		redis.DialWriteTimeout(cfg.WriteTimeout),
+		redis.DialDatabase(cfg.DB),
+	}
+	if cfg.Password != "" {
+		opts = append(opts, redis.DialPassword(cfg.Password))
+	}
+	if cfg.Username != "" {
+		opts = append(opts, redis.DialUsername(cfg.Username))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(cfg.TLS))
+	}
+	r := &RedisRouter{
+		cfg:    cfg,
+		prefix: cfg.KeyPrefix,
+		log:    log,
+		pool: &redis.Pool{
+			DialContext: func(ctx context.Context) (redis.Conn, error) {
+				return redis.DialContext(ctx, "tcp", cfg.Addr, opts...)
+			},
+			MaxIdle:     cfg.PoolSize,
+			MaxActive:   cfg.PoolSize,
+			Wait:        true,
+			IdleTimeout: cfg.IdleTimeout,
+		},
+		lookups: make(chan *lookup, cfg.MaxBatch*cfg.Lookups),
+		quit:    make(chan struct{}),
+	}
+	for i := 0; i < cfg.Lookups; i++ {
+		r.wg.Add(1)
+		go r.lookupLoop()
+	}
+	return r, nil
+}
+
+// Close stops the lookup goroutines and closes the connections. Calls in
+// flight fail; later calls return ErrClosed. Idempotent.
+func (r *RedisRouter) Close() error {
+	r.closeOnce.Do(func() {
+		close(r.quit)
+		r.wg.Wait()
+		_ = r.pool.Close()
+	})
+	return nil
+}
+
+// Ping checks that the server answers.
+func (r *RedisRouter) Ping(ctx context.Context) error {
+	_, err := r.do(ctx, "PING")
+	return err
+}
+
+// conn takes a pooled connection, waiting at most PoolWait.
+func (r *RedisRouter) conn(ctx context.Context) (redis.Conn, error) {
+	select {
+	case <-r.quit:
+		return nil, ErrClosed
+	default:
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.PoolWait)
+	defer cancel()
+	c, err := r.pool.GetContext(wctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("logic: redis %s: %w", r.cfg.Addr, err)
+	}
+	return c, nil
+}
+
+func (r *RedisRouter) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	c, err := r.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	reply, err := redis.DoContext(c, ctx, cmd, args...)
+	if err != nil {
+		return nil, fmt.Errorf("logic: redis %s: %w", cmd, err)
+	}
+	return reply, nil
+}
+
+// script runs s with args in one round trip: EVALSHA, and EVAL (which
+// loads it) when the server does not know it yet (first use, restart).
+func (r *RedisRouter) script(ctx context.Context, s *redis.Script, args ...any) (any, error) {
+	c, err := r.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	reply, err := s.DoContext(ctx, c, args...)
+	if err != nil {
+		return nil, fmt.Errorf("logic: redis script: %w", err)
+	}
+	return reply, nil
+}
+
+// scripts pipelines several calls of s, one per argument list, in one
+// round trip, loading s first if the server does not know it.
+func (r *RedisRouter) scripts(ctx context.Context, s *redis.Script, calls [][]any) error {
+	if len(calls) == 0 {
+		return ctx.Err()
+	}
+	if len(calls) == 1 {
+		_, err := r.script(ctx, s, calls[0]...)
+		return err
+	}
+	c, err := r.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for attempt := 0; ; attempt++ {
+		for _, args := range calls {
+			if err := s.SendHash(c, args...); err != nil {
+				return fmt.Errorf("logic: redis send: %w", err)
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("logic: redis flush: %w", err)
+		}
+		var first error
+		for range calls {
+			if _, err := redis.ReceiveContext(c, ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+		if first == nil {
+			return nil
+		}
+		if attempt == 0 && isNoScript(first) {
+			if err := s.Load(c); err != nil {
+				return fmt.Errorf("logic: redis script load: %w", err)
+			}
+			continue // the scripts are idempotent: run the batch again
+		}
+		return fmt.Errorf("logic: redis script: %w", first)
+	}
+}
+
+func isNoScript(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
+}
+
+// sessionChunk bounds the sessions per script call, so one call never
+// holds the server for long.
+const sessionChunk = 256
+
+// PutSessions records or renews sessions for ttl, in one round trip.
+func (r *RedisRouter) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+	ms := ttlMillis(ttl)
+	var calls [][]any
+	for i := 0; i < len(sessions); i += sessionChunk {
+		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
+		args := make([]any, 0, 2+4*len(chunk))
+		args = append(args, r.prefix, ms)
+		for _, s := range chunk {
+			args = append(args, strconv.FormatInt(s.Mid, 10), s.Key, s.Node, strconv.FormatUint(s.Gen, 10))
+		}
+		calls = append(calls, args)
+	}
+	return r.scripts(ctx, putSessionsScript, calls)
+}
+
+// RemoveSessions removes the sessions whose routes still name the same
+// Node and Gen, in one round trip.
+func (r *RedisRouter) RemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
+	var calls [][]any
+	for i := 0; i < len(sessions); i += sessionChunk {
+		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
+		args := make([]any, 0, 1+3*len(chunk))
+		args = append(args, r.prefix)
+		for _, s := range chunk {
+			args = append(args, s.Key, s.Node, strconv.FormatUint(s.Gen, 10))
+		}
+		calls = append(calls, args)
+	}
+	return r.scripts(ctx, removeSessionsScript, calls)
+}
+
+func ttlMillis(ttl time.Duration) int64 {
+	ms := ttl.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	return ms
+}
+
+// nodeRecord is a node's registration as stored in Redis.
+type nodeRecord struct {
+	ID          string   `json:"id"`
+	LinkAddr    string   `json:"link_addr,omitempty"`
+	PublicAddrs []string `json:"public_addrs,omitempty"`
+	Conns       int      `json:"conns"`
+	IPs         int      `json:"ips"`
+	Updated     int64    `json:"updated"` // unix nanoseconds
+}
+
+// PutNode registers or renews node for ttl. Updated is set to now when
+// zero.
+func (r *RedisRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
+	if node.Updated.IsZero() {
+		node.Updated = time.Now()
+	}
+	b, err := json.Marshal(nodeRecord{node.ID, node.LinkAddr, node.PublicAddrs, node.Conns, node.IPs, node.Updated.UnixNano()})
+	if err != nil {
+		return err
+	}
+	_, err = r.script(ctx, putNodeScript, r.prefix, node.ID, ttlMillis(ttl), b)
+	return err
+}
+
+// RemoveNode deregisters the node and drops its room counts.
+func (r *RedisRouter) RemoveNode(ctx context.Context, id string) error {
+	_, err := r.script(ctx, removeNodeScript, r.prefix, id)
+	return err
+}
+
+// Nodes returns the live nodes, ordered by id.
+func (r *RedisRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
+	vals, err := redis.ByteSlices(r.script(ctx, nodesScript, r.prefix))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]imcloud.Node, 0, len(vals))
+	for _, v := range vals {
+		var rec nodeRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			r.log.Warn("logic: undecodable node registration in Redis", "err", err)
+			continue
+		}
+		out = append(out, imcloud.Node{ID: rec.ID, LinkAddr: rec.LinkAddr, PublicAddrs: rec.PublicAddrs,
+			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated)})
+	}
+	sortNodes(out)
+	return out, nil
+}
+
+// PutRoomCounts replaces node's room counts for ttl.
+func (r *RedisRouter) PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error {
+	args := make([]any, 0, 3+2*len(counts))
+	args = append(args, r.prefix, node, ttlMillis(ttl))
+	for room, n := range counts {
+		args = append(args, room, n)
+	}
+	_, err := r.script(ctx, putCountsScript, args...)
+	return err
+}
+
+// RoomCounts returns the sum of every unexpired node report per room, in
+// one round trip.
+func (r *RedisRouter) RoomCounts(ctx context.Context) (map[string]int32, error) {
+	vals, err := redis.Values(r.script(ctx, roomCountsScript, r.prefix))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int32, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		room, err1 := redis.String(vals[i], nil)
+		n, err2 := redis.Int64(vals[i+1], nil)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("logic: redis room counts: unexpected reply")
+		}
+		out[room] = int32(n)
+	}
+	return out, nil
+}

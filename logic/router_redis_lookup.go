@@ -1,0 +1,195 @@
+package logic
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// lookup is one NodesByKeys or NodesByMids call waiting for a round trip.
+type lookup struct {
+	ctx  context.Context
+	keys []string
+	mids []int64
+	out  map[string]string
+	err  error
+	done chan struct{}
+}
+
+// NodesByKeys returns key -> node id for the keys that are online. Calls
+// made while another is in flight share the next round trip (one MGET).
+func (r *RedisRouter) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
+	return r.lookup(ctx, &lookup{ctx: ctx, keys: keys})
+}
+
+// NodesByMids returns key -> node id for every live connection of mids.
+// Calls made while another is in flight share the next round trip (one
+// script call for all their mids).
+func (r *RedisRouter) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
+	return r.lookup(ctx, &lookup{ctx: ctx, mids: mids})
+}
+
+func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(l.keys) == 0 && len(l.mids) == 0 {
+		return map[string]string{}, nil
+	}
+	l.done = make(chan struct{})
+	select {
+	case r.lookups <- l:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.quit:
+		return nil, ErrClosed
+	}
+	select {
+	case <-l.done:
+		return l.out, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err() // the loop finishes l and nobody reads it
+	case <-r.quit:
+		return nil, ErrClosed
+	}
+}
+
+// lookupLoop takes one waiting lookup, then every other one already
+// waiting (up to MaxBatch), and resolves them all in one round trip.
+// Under light load a batch is one lookup and adds no delay; under heavy
+// load batches grow and round trips per lookup fall.
+func (r *RedisRouter) lookupLoop() {
+	defer r.wg.Done()
+	batch := make([]*lookup, 0, r.cfg.MaxBatch)
+	for {
+		select {
+		case l := <-r.lookups:
+			batch = append(batch[:0], l)
+		case <-r.quit:
+			return
+		}
+	fill:
+		for len(batch) < r.cfg.MaxBatch {
+			select {
+			case l := <-r.lookups:
+				batch = append(batch, l)
+			default:
+				break fill
+			}
+		}
+		r.resolve(batch)
+		clear(batch)
+	}
+}
+
+// resolve answers a batch of lookups with one MGET (all keys) and one
+// script call (all mids), pipelined on one connection.
+func (r *RedisRouter) resolve(batch []*lookup) {
+	var nkeys, nmids int
+	live := batch[:0:0]
+	for _, l := range batch {
+		if err := l.ctx.Err(); err != nil {
+			l.err = err
+			close(l.done)
+			continue
+		}
+		live = append(live, l)
+		nkeys += len(l.keys)
+		nmids += len(l.mids)
+	}
+	if len(live) == 0 {
+		return
+	}
+	var keyArgs, midArgs []any
+	if nkeys > 0 {
+		keyArgs = make([]any, 0, nkeys)
+		for _, l := range live {
+			for _, k := range l.keys {
+				keyArgs = append(keyArgs, r.prefix+"key_"+k)
+			}
+		}
+	}
+	if nmids > 0 {
+		midArgs = make([]any, 0, nmids+1)
+		midArgs = append(midArgs, r.prefix)
+		for _, l := range live {
+			for _, m := range l.mids {
+				midArgs = append(midArgs, strconv.FormatInt(m, 10))
+			}
+		}
+	}
+	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	ki, mi := 0, 0
+	for _, l := range live {
+		switch {
+		case err != nil:
+			l.err = err
+		case len(l.keys) > 0:
+			l.out = make(map[string]string, len(l.keys))
+			for _, k := range l.keys {
+				if node, ok := keyReply[ki].([]byte); ok {
+					l.out[k] = string(node)
+				}
+				ki++
+			}
+		default:
+			l.out = make(map[string]string, len(l.mids))
+			for range l.mids {
+				routes, _ := midReply[mi].([]any)
+				for j := 0; j+1 < len(routes); j += 2 {
+					k, _ := routes[j].([]byte)
+					n, _ := routes[j+1].([]byte)
+					l.out[string(k)] = string(n)
+				}
+				mi++
+			}
+		}
+		close(l.done)
+	}
+}
+
+func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys, mids []any, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
+	c, err := r.conn(ctx)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	if keyArgs != nil {
+		if err := c.Send("MGET", keyArgs...); err != nil {
+			return nil, nil, fmt.Errorf("logic: redis MGET: %w", err)
+		}
+	}
+	if midArgs != nil {
+		if err := midsScript.SendHash(c, midArgs...); err != nil {
+			return nil, nil, fmt.Errorf("logic: redis mids: %w", err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return nil, nil, fmt.Errorf("logic: redis flush: %w", err)
+	}
+	if keyArgs != nil {
+		if keys, err = redis.Values(c.Receive()); err != nil {
+			return nil, nil, fmt.Errorf("logic: redis MGET: %w", err)
+		}
+		if len(keys) != len(keyArgs) {
+			return nil, nil, fmt.Errorf("logic: redis MGET: %d replies for %d keys", len(keys), len(keyArgs))
+		}
+	}
+	if midArgs != nil {
+		mids, err = redis.Values(c.Receive())
+		if err != nil && isNoScript(err) {
+			mids, err = redis.Values(midsScript.Do(c, midArgs...)) // EVAL loads it
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("logic: redis mids: %w", err)
+		}
+		if len(mids) != len(midArgs)-1 {
+			return nil, nil, fmt.Errorf("logic: redis mids: %d replies for %d mids", len(mids), len(midArgs)-1)
+		}
+	}
+	return keys, mids, nil
+}

@@ -1,0 +1,162 @@
+package logic
+
+import "github.com/gomodule/redigo/redis"
+
+// The Redis router's Lua scripts. Each runs atomically on the server, so a
+// removal racing a re-registration can never delete the new route, and
+// each does a whole batch in one round trip. Key names are built inside the
+// scripts from the prefix (ARGV[1]), so the router needs a single Redis (or
+// a single Redis Cluster hash slot), not Cluster-wide key routing.
+//
+// Schema (goim's, extended; see DESIGN.md):
+//
+//	{p}key_{key}   string  node id                          PX ttl
+//	{p}gen_{key}   string  node "\n" gen "\n" mid           PX ttl
+//	{p}mid_{mid}   hash    key -> node id                   PX ttl (renewed by every put)
+//	{p}node_{id}   string  JSON registration                PX ttl
+//	{p}nodes       zset    id scored by expiry (unix ms)
+//	{p}ol_{id}     hash    room -> count                    PX ttl
+//	{p}ol          zset    id scored by expiry (unix ms)
+
+// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...
+var putSessionsScript = redis.NewScript(0, `
+local p = ARGV[1]
+local ttl = tonumber(ARGV[2])
+for i = 3, #ARGV, 4 do
+  local mid, key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local gk = p .. 'gen_' .. key
+  local old = redis.call('GET', gk)
+  if old then
+    local om = string.match(old, '\n[^\n]*\n(.*)$')
+    if om and om ~= mid and om ~= '0' then
+      redis.call('HDEL', p .. 'mid_' .. om, key)
+    end
+  end
+  redis.call('SET', p .. 'key_' .. key, node, 'PX', ttl)
+  redis.call('SET', gk, node .. '\n' .. gen .. '\n' .. mid, 'PX', ttl)
+  if mid ~= '0' then
+    local mk = p .. 'mid_' .. mid
+    redis.call('HSET', mk, key, node)
+    redis.call('PEXPIRE', mk, ttl)
+  end
+end
+return 0
+`)
+
+// removeSessionsScript: ARGV = prefix, then (key, node, gen)...; a route is
+// removed only when it still names node and gen.
+var removeSessionsScript = redis.NewScript(0, `
+local p = ARGV[1]
+local n = 0
+for i = 2, #ARGV, 3 do
+  local key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local gk = p .. 'gen_' .. key
+  local cur = redis.call('GET', gk)
+  local want = node .. '\n' .. gen .. '\n'
+  if cur and string.sub(cur, 1, #want) == want then
+    local mid = string.sub(cur, #want + 1)
+    redis.call('DEL', gk, p .. 'key_' .. key)
+    if mid ~= '0' then redis.call('HDEL', p .. 'mid_' .. mid, key) end
+    n = n + 1
+  end
+end
+return n
+`)
+
+// midsScript: ARGV = prefix, then mids...; returns, per mid, a flat array
+// key, node, key, node... of its live routes. A hash field whose key_
+// entry expired or moved (a crashed node never removed it) is dropped and
+// cleaned up on the way.
+var midsScript = redis.NewScript(0, `
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local mk = p .. 'mid_' .. ARGV[i]
+  local f = redis.call('HGETALL', mk)
+  local live = {}
+  for j = 1, #f, 2 do
+    local node = redis.call('GET', p .. 'key_' .. f[j])
+    if node == f[j+1] then
+      live[#live+1] = f[j]
+      live[#live+1] = node
+    else
+      redis.call('HDEL', mk, f[j])
+    end
+  end
+  out[#out+1] = live
+end
+return out
+`)
+
+// now in scripts: Redis's own clock, so expiry scores do not depend on the
+// clocks of the machines writing them.
+const luaNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// putNodeScript: ARGV = prefix, id, ttl ms, JSON.
+var putNodeScript = redis.NewScript(0, luaNow+`
+local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.call('SET', p .. 'node_' .. id, ARGV[4], 'PX', ttl)
+redis.call('ZADD', p .. 'nodes', now + ttl, id)
+redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', now)
+return 0
+`)
+
+// nodesScript: ARGV = prefix; returns the JSON of every live node.
+var nodesScript = redis.NewScript(0, luaNow+`
+local p = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')
+local out = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('GET', p .. 'node_' .. id)
+  if v then out[#out+1] = v end
+end
+return out
+`)
+
+// removeNodeScript: ARGV = prefix, id.
+var removeNodeScript = redis.NewScript(0, `
+local p, id = ARGV[1], ARGV[2]
+redis.call('DEL', p .. 'node_' .. id, p .. 'ol_' .. id)
+redis.call('ZREM', p .. 'nodes', id)
+redis.call('ZREM', p .. 'ol', id)
+return 0
+`)
+
+// putCountsScript: ARGV = prefix, node, ttl ms, then (room, count)...
+var putCountsScript = redis.NewScript(0, luaNow+`
+local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local k = p .. 'ol_' .. id
+redis.call('DEL', k)
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', k, ARGV[i], ARGV[i+1])
+end
+if #ARGV >= 4 then redis.call('PEXPIRE', k, ttl) end
+redis.call('ZADD', p .. 'ol', now + ttl, id)
+redis.call('ZREMRANGEBYSCORE', p .. 'ol', '-inf', now)
+return 0
+`)
+
+// roomCountsScript: ARGV = prefix; returns room, sum, room, sum... over the
+// unexpired reports.
+var roomCountsScript = redis.NewScript(0, luaNow+`
+local p = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', p .. 'ol', '(' .. now, '+inf')
+local sum = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HGETALL', p .. 'ol_' .. id)
+  for j = 1, #f, 2 do
+    sum[f[j]] = (sum[f[j]] or 0) + tonumber(f[j+1])
+  end
+end
+local out = {}
+for room, n in pairs(sum) do
+  if n ~= 0 then
+    out[#out+1] = room
+    out[#out+1] = n
+  end
+end
+return out
+`)
