@@ -165,6 +165,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return cfg, err
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
 		return cfg, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {

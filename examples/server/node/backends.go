@@ -1,0 +1,74 @@
+package node
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
+
+	"github.com/imcloud/imcloud/logic"
+)
+
+// openBackends opens the router and the queue (producer and/or consumer
+// side) this process's roles need: in memory when not clustered, Redis and
+// Kafka otherwise. Clients of unreachable backends are still built: Redis
+// pools dial lazily, and Kafka clients are created by the roles' retry
+// loops where the APIs allow it.
+func (a *App) openBackends() error {
+	if !a.cfg.Clustered() {
+		r := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+		q := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+		a.router, a.queue, a.source = r, q, q
+		a.closer = append(a.closer, q.Close)
+		return nil
+	}
+	return a.openClustered()
+}
+
+// saramaConfig builds the Kafka client configuration from the flags:
+// TLS and SASL where the deployment needs them.
+func (a *App) saramaConfig() (*sarama.Config, error) {
+	sc := sarama.NewConfig()
+	sc.ClientID = "imcloud-" + a.cfg.Role
+	if a.cfg.KafkaTLS {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if a.cfg.KafkaSASLUser != "" {
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.User = a.cfg.KafkaSASLUser
+		sc.Net.SASL.Password = a.cfg.KafkaSASLPassword
+		switch a.cfg.KafkaSASLMech {
+		case "PLAIN":
+			sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		case "SCRAM-SHA-256":
+			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+		case "SCRAM-SHA-512":
+			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+		default:
+			return nil, fmt.Errorf("%w: -kafka-sasl-mechanism: %q", ErrUsage, a.cfg.KafkaSASLMech)
+		}
+	}
+	return sc, nil
+}
+
+// scramClient adapts xdg-go/scram to sarama's SCRAMClient.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (c *scramClient) Begin(user, pass, authzID string) error {
+	cl, err := c.hash.NewClient(user, pass, authzID)
+	if err != nil {
+		return err
+	}
+	c.conv = cl.NewConversation()
+	return nil
+}
+
+func (c *scramClient) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
+func (c *scramClient) Done() bool                            { return c.conv.Done() }

@@ -1,0 +1,415 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/job"
+	"github.com/imcloud/imcloud/logic"
+)
+
+// The backends each role needs, by the small interfaces the roles declare.
+// The memory and Redis routers satisfy all three router-side contracts.
+type router interface {
+	logic.Router
+	cloud.SessionStore
+	job.NodeDirectory
+}
+
+// App is one process of the reference server: every role (the default) or
+// one of them, with its listeners and backends.
+type App struct {
+	cfg Config
+	log *slog.Logger
+
+	router router
+	queue  logic.Queue
+	source job.Source
+	closer []func() error // backends this App owns, closed last
+
+	pusher *logic.Pusher
+	cloud  *cloud.Server
+	job    *job.Job
+	admin  *admin
+
+	listeners map[string]net.Listener
+	httpSrv   *http.Server
+	adminSrv  *http.Server
+
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup
+	errs      chan error
+	stopOnce  sync.Once
+}
+
+// New builds the roles of cfg and binds their listeners, so that Addr
+// answers before Run. Backends that are unreachable are not an error here:
+// the roles report and retry.
+func New(cfg Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &App{cfg: cfg, log: log, listeners: map[string]net.Listener{}, errs: make(chan error, 8)}
+	a.runCtx, a.cancelRun = context.WithCancel(context.Background())
+	a.admin = newAdmin(cfg.Pprof)
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeAll()
+		}
+	}()
+	if err := a.bind(); err != nil {
+		return nil, err
+	}
+	if err := a.openBackends(); err != nil {
+		return nil, err
+	}
+	if cfg.needs(RoleCloud) {
+		if err := a.newCloud(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.needs(RoleLogic) {
+		if err := a.newLogic(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.needs(RoleJob) {
+		if err := a.newJob(); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return a, nil
+}
+
+// bind opens every listener this process serves.
+func (a *App) bind() error {
+	c := a.cfg
+	want := map[string]string{}
+	if c.needs(RoleCloud) {
+		want["tcp"], want["ws"] = c.TCPAddr, c.WSAddr
+		if c.Clustered() {
+			want["link"] = c.LinkAddr
+		}
+	}
+	if c.needs(RoleLogic) {
+		want["http"] = c.HTTPAddr
+	}
+	if admin := a.adminAddr(); admin != "" {
+		want["admin"] = admin
+	}
+	for name, addr := range want {
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			flagName := map[string]string{"tcp": "tcp-addr", "ws": "ws-addr", "link": "link-addr", "http": "http-addr", "admin": "admin-addr"}[name]
+			return fmt.Errorf("%w: -%s: listen %s: %v", ErrUsage, flagName, addr, err)
+		}
+		a.listeners[name] = ln
+	}
+	return nil
+}
+
+// adminAddr is where the admin endpoints get their own listener; "" means
+// they share the push API's.
+func (a *App) adminAddr() string {
+	if a.cfg.AdminAddr != "" {
+		return a.cfg.AdminAddr
+	}
+	if a.cfg.needs(RoleLogic) {
+		return ""
+	}
+	return ":3119"
+}
+
+// Addr returns the bound address of a listener: "tcp", "ws", "link",
+// "http" or "admin" ("" when this process has none).
+func (a *App) Addr(name string) string {
+	if ln, ok := a.listeners[name]; ok {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// advertised picks the address others should use for listener name:
+// the flag when set, else the bound address with an unspecified host
+// replaced by this machine's name for the cluster (loopback stays).
+func (a *App) advertised(flagValue, name string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	addr := a.Addr(name)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (a *App) newCloud() error {
+	auth, err := a.authenticator()
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if a.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("%w: -tls-cert: %v", ErrUsage, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	var proxies []netip.Prefix
+	for _, p := range a.cfg.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("%w: -trusted-proxies: %v", ErrUsage, err)
+		}
+		proxies = append(proxies, pfx)
+	}
+	var public []string
+	scheme := map[bool][2]string{false: {"tcp", "ws"}, true: {"tcps", "wss"}}[tlsCfg != nil]
+	if a.Addr("tcp") != "" {
+		public = append(public, scheme[0]+"://"+a.advertised(a.cfg.AdvertiseTCP, "tcp"))
+	}
+	if a.Addr("ws") != "" {
+		public = append(public, scheme[1]+"://"+a.advertised(a.cfg.AdvertiseWS, "ws")+"/sub")
+	}
+	srv, err := cloud.New(cloud.Config{
+		NodeID:           a.cfg.NodeID,
+		Store:            a.router,
+		Authenticator:    auth,
+		LinkSecret:       a.cfg.LinkSecret,
+		LinkAddr:         a.advertised(a.cfg.AdvertiseLink, "link"),
+		PublicAddrs:      public,
+		TLS:              tlsCfg,
+		TrustedProxies:   proxies,
+		MaxConns:         a.cfg.MaxConns,
+		MaxConnsPerIP:    a.cfg.MaxConnsPerIP,
+		HeartbeatTimeout: a.cfg.HeartbeatMax,
+		Logger:           a.log.With("role", RoleCloud),
+	})
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	a.cloud = srv
+	a.admin.addStats("cloud", func() any { return srv.Stats() })
+	return nil
+}
+
+func (a *App) authenticator() (cloud.Authenticator, error) {
+	switch a.cfg.Auth {
+	case AuthToken:
+		return cloud.NewTokenAuthenticator([]byte(a.cfg.TokenSecret)), nil
+	case AuthDev:
+		a.log.Warn("client auth is in dev mode: clients are trusted to say who they are (goim's behaviour); use -auth token with -token-secret in production")
+		return cloud.DevAuthenticator(), nil
+	}
+	return nil, fmt.Errorf("%w: -auth: %q", ErrUsage, a.cfg.Auth)
+}
+
+func (a *App) newLogic() error {
+	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Logger: a.log.With("role", RoleLogic)})
+	if err != nil {
+		return fmt.Errorf("logic: %w", err)
+	}
+	a.pusher = p
+	a.admin.addStats("logic", func() any { return p.Stats() })
+	a.admin.addCheck("router", func(ctx context.Context) error {
+		_, err := a.router.Nodes(ctx)
+		return err
+	})
+	return nil
+}
+
+func (a *App) newJob() error {
+	cfg := job.Config{
+		Source:     a.source,
+		Directory:  a.router,
+		LinkSecret: a.cfg.LinkSecret,
+		DeadLetter: a.deadLetter(),
+		Logger:     a.log.With("role", RoleJob),
+	}
+	if !a.cfg.Clustered() {
+		// One process: deliver straight into the gateway, no link.
+		srv := a.cloud
+		cfg.Connect = func(context.Context, imcloud.Node) (job.Link, error) { return srv, nil }
+	}
+	j, err := job.New(cfg)
+	if err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	a.job = j
+	a.admin.addStats("job", func() any { return j.Stats() })
+	return nil
+}
+
+// pushAPI is the push API's mux: goim's routes, the admin endpoints when
+// they share the port, and the demo page.
+func (a *App) pushAPI() http.Handler {
+	mux := http.NewServeMux()
+	api := logic.NewHandler(a.pusher, logic.HandlerConfig{
+		APIKey:       a.cfg.APIKey,
+		MaxBodyBytes: a.cfg.MaxBodySize,
+		TCPPort:      portOf(a.advertised(a.cfg.AdvertiseTCP, "tcp")),
+		WSPort:       portOf(a.advertised(a.cfg.AdvertiseWS, "ws")),
+		Logger:       a.log.With("role", RoleLogic),
+	})
+	mux.Handle("/goim/", api)
+	if a.adminAddr() == "" {
+		mux.Handle("/healthz", a.admin.handler)
+		mux.Handle("/readyz", a.admin.handler)
+		mux.Handle("/metrics", a.admin.handler)
+		mux.Handle("/debug/pprof/", a.admin.handler)
+	}
+	mountDemo(mux)
+	return mux
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Run serves until ctx ends or a listener fails; then it returns (call
+// Shutdown to drain).
+func (a *App) Run(ctx context.Context) error {
+	a.start()
+	a.logStartup()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-a.errs:
+		return err
+	}
+}
+
+func (a *App) goServe(name string, serve func() error) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := serve(); err != nil && !isClosed(err) {
+			a.errs <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, cloud.ErrServerClosed)
+}
+
+func (a *App) start() {
+	if a.cloud != nil {
+		if ln := a.listeners["tcp"]; ln != nil {
+			a.goServe("tcp", func() error { return a.cloud.ServeTCP(ln) })
+		}
+		if ln := a.listeners["ws"]; ln != nil {
+			a.goServe("ws", func() error { return a.cloud.ServeWS(ln) })
+		}
+		if ln := a.listeners["link"]; ln != nil {
+			a.goServe("link", func() error { return a.cloud.ServeLink(ln) })
+		}
+	}
+	if a.job != nil {
+		a.goServe("job", func() error { return a.job.Run(a.runCtx) })
+	}
+	if ln := a.listeners["http"]; ln != nil {
+		a.httpSrv = &http.Server{Handler: a.pushAPI(), ReadHeaderTimeout: 10 * time.Second}
+		a.goServe("http", func() error { return a.httpSrv.Serve(ln) })
+	}
+	if ln := a.listeners["admin"]; ln != nil {
+		a.adminSrv = &http.Server{Handler: a.admin.handler, ReadHeaderTimeout: 10 * time.Second}
+		a.goServe("admin", func() error { return a.adminSrv.Serve(ln) })
+	}
+}
+
+func (a *App) logStartup() {
+	attrs := []any{"role", a.cfg.Role, "backends", map[bool]string{false: "memory", true: "redis+kafka"}[a.cfg.Clustered()]}
+	for _, name := range []string{"tcp", "ws", "link", "http", "admin"} {
+		if addr := a.Addr(name); addr != "" {
+			attrs = append(attrs, name, addr)
+		}
+	}
+	if a.cloud != nil {
+		attrs = append(attrs, "node", a.cloud.ID())
+	}
+	a.log.Info("imcloud listening", attrs...)
+	if http := a.Addr("http"); http != "" {
+		host := a.advertised("", "http")
+		a.log.Info("push a first message: curl -d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'" +
+			"  (clients: TCP " + a.advertised(a.cfg.AdvertiseTCP, "tcp") + ", WebSocket ws://" + a.advertised(a.cfg.AdvertiseWS, "ws") + "/sub, demo page http://" + host + "/)")
+	}
+}
+
+// Shutdown stops accepting pushes, drains clients (op 6 to those that
+// opted in), lets job finish what it holds, and closes the backends this
+// App opened. It returns ctx.Err() if ctx ends first.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	a.stopOnce.Do(func() {
+		if a.httpSrv != nil {
+			errs = append(errs, a.httpSrv.Shutdown(ctx))
+		}
+		if a.pusher != nil {
+			errs = append(errs, a.pusher.Shutdown(ctx))
+		}
+		if a.job != nil {
+			errs = append(errs, a.job.Shutdown(ctx))
+		}
+		a.cancelRun()
+		if a.cloud != nil {
+			errs = append(errs, a.cloud.Shutdown(ctx))
+		}
+		if a.adminSrv != nil {
+			errs = append(errs, a.adminSrv.Shutdown(ctx))
+		}
+		a.closeAll()
+		done := make(chan struct{})
+		go func() { a.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// closeAll closes listeners not yet served and the backends this App owns.
+func (a *App) closeAll() {
+	for _, ln := range a.listeners {
+		_ = ln.Close()
+	}
+	for i := len(a.closer) - 1; i >= 0; i-- {
+		if err := a.closer[i](); err != nil {
+			a.log.Warn("closing a backend", "err", err)
+		}
+	}
+	a.closer = nil
+}
+

@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud/cloud/client"
+)
+
+// startAllInOne runs the zero-flag server, but on free loopback ports.
+func startAllInOne(t *testing.T, args ...string) *App {
+	t.Helper()
+	base := []string{"-tcp-addr", "127.0.0.1:0", "-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}
+	cfg, err := Parse(append(base, args...), noEnv, io.Discard)
+	require.NoError(t, err)
+	app, err := New(cfg, testLogger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		require.NoError(t, app.Shutdown(sctx))
+	})
+	return app
+}
+
+type apiReply struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func post(t *testing.T, app *App, path, body string) apiReply {
+	t.Helper()
+	resp, err := http.Post("http://"+app.Addr("http")+path, "text/plain", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var r apiReply
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
+	require.Equal(t, http.StatusOK, resp.StatusCode, "push %s: %+v", path, r)
+	return r
+}
+
+func receive(t *testing.T, c *client.Client, wantOp int32, wantBody string) {
+	t.Helper()
+	select {
+	case p := <-c.Messages():
+		require.Equal(t, wantOp, p.Op)
+		require.Equal(t, wantBody, string(p.Body))
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no push %q within 10s", wantBody)
+	}
+}
+
+func TestAllInOneDefaultMode(t *testing.T) {
+	app := startAllInOne(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ws, err := client.Dial(ctx, client.Config{Network: "ws", Addr: app.Addr("ws"), Mid: 42, Room: "live://1000", Accepts: []int32{1000}})
+	require.NoError(t, err)
+	defer ws.Close()
+	tcp, err := client.Dial(ctx, client.Config{Network: "tcp", Addr: app.Addr("tcp"), Mid: 7, Room: "live://1000", Accepts: []int32{1000}})
+	require.NoError(t, err)
+	defer tcp.Close()
+
+	post(t, app, "/goim/push/room?operation=1000&type=live&room=1000", "to the room")
+	receive(t, ws, 1000, "to the room")
+	receive(t, tcp, 1000, "to the room")
+
+	post(t, app, "/goim/push/mids?operation=1000&mids=42", "to user 42")
+	receive(t, ws, 1000, "to user 42")
+
+	post(t, app, "/goim/push/keys?operation=1000&keys="+tcp.Auth().Key, "to a key")
+	receive(t, tcp, 1000, "to a key")
+
+	post(t, app, "/goim/push/all?operation=1000", "to everyone")
+	receive(t, ws, 1000, "to everyone")
+	receive(t, tcp, 1000, "to everyone")
+
+	select {
+	case p := <-ws.Messages():
+		t.Fatalf("unexpected push %q", p.Body)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestAllInOneAdminOnPushPort(t *testing.T) {
+	app := startAllInOne(t)
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "imcloud_cloud_", "/": "<html"} {
+		resp, err := http.Get("http://" + app.Addr("http") + path)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Contains(t, strings.ToLower(string(body)), strings.ToLower(want), path)
+	}
+}
+
+// testLogger logs to the test's output when IMCLOUD_TEST_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("IMCLOUD_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
