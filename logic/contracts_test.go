@@ -18,6 +18,7 @@ var (
 	_ cloud.SessionStore = (*logic.RedisRouter)(nil)
 	_ job.NodeDirectory  = (*logic.RedisRouter)(nil)
 
+	_ logic.Queue = (*logic.KafkaQueue)(nil)
 	_ logic.Queue = (*logic.MemoryQueue)(nil)
 	_ job.Source  = (*logic.MemoryQueue)(nil)
 )
