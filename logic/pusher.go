@@ -31,6 +31,10 @@ type Config struct {
 	MaxBlockingTasks int
 	// PoolExpiry is how long an idle pool worker lives. Default 10s.
 	PoolExpiry time.Duration
+	// Timeout bounds each push's work (lookup and publish) on top of the
+	// caller's ctx, so a backend that hangs frees the pool worker. Default
+	// 10s.
+	Timeout time.Duration
 	// PushExpiry is the expiry given to pushes that carry none
 	// (WithExpiry); job drops a message past it. Default 0: no expiry.
 	PushExpiry time.Duration
@@ -54,6 +58,7 @@ type Pusher struct {
 	queue      Queue
 	pool       *ants.Pool
 	pushExpiry time.Duration
+	timeout    time.Duration
 	log        *slog.Logger
 
 	mu       sync.Mutex // guards closed and inflight.Add against Shutdown
@@ -78,6 +83,9 @@ func New(cfg Config) (*Pusher, error) {
 	if cfg.MaxBlockingTasks == 0 {
 		cfg.MaxBlockingTasks = cfg.PoolSize
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
 	if cfg.PoolExpiry <= 0 {
 		cfg.PoolExpiry = 10 * time.Second
 	}
@@ -100,6 +108,7 @@ func New(cfg Config) (*Pusher, error) {
 		queue:      cfg.Queue,
 		pool:       pool,
 		pushExpiry: cfg.PushExpiry,
+		timeout:    cfg.Timeout,
 		log:        log,
 		stopped:    make(chan struct{}),
 	}, nil
@@ -408,7 +417,9 @@ func (p *Pusher) runAsync(ctx context.Context, w *push, done AsyncFunc) error {
 
 // execute resolves and publishes one push; it runs on a pool worker.
 func (p *Pusher) execute(ctx context.Context, w *push) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	res, err := p.resolveAndPublish(ctx, w)
+	cancel()
 	if err != nil {
 		p.stats.failed.Add(1)
 		return res, err
