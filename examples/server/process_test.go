@@ -142,13 +142,24 @@ type pushReply struct {
 // push POSTs to the push API and returns the HTTP status and reply.
 func push(t *testing.T, api, path, body string) (int, pushReply) {
 	t.Helper()
-	resp, err := http.Post("http://"+api+path, "text/plain", strings.NewReader(body))
+	code, r, err := tryPush(api, path, body)
 	require.NoError(t, err)
+	return code, r
+}
+
+// tryPush is push for use inside require.Eventually (no t).
+func tryPush(api, path, body string) (int, pushReply, error) {
+	resp, err := http.Post("http://"+api+path, "text/plain", strings.NewReader(body))
+	if err != nil {
+		return 0, pushReply{}, err
+	}
 	defer resp.Body.Close()
 	var r pushReply
 	raw, _ := io.ReadAll(resp.Body)
-	require.NoError(t, json.Unmarshal(raw, &r), "reply %s", raw)
-	return resp.StatusCode, r
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return resp.StatusCode, r, fmt.Errorf("reply %q: %w", raw, err)
+	}
+	return resp.StatusCode, r, nil
 }
 
 // rawClient is a goim-style TCP client written from the wire layout alone

@@ -26,11 +26,9 @@ func (a *App) openBackends() error {
 	return a.openClustered()
 }
 
-// saramaConfig builds the Kafka client configuration from the flags:
-// TLS and SASL where the deployment needs them.
-func (a *App) saramaConfig() (*sarama.Config, error) {
-	sc := sarama.NewConfig()
-	sc.ClientID = "imcloud-" + a.cfg.Role
+// kafkaSecurity applies the TLS and SASL flags to a Kafka client
+// configuration.
+func (a *App) kafkaSecurity(sc *sarama.Config) error {
 	if a.cfg.KafkaTLS {
 		sc.Net.TLS.Enable = true
 		sc.Net.TLS.Config = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -49,10 +47,10 @@ func (a *App) saramaConfig() (*sarama.Config, error) {
 			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
 		default:
-			return nil, fmt.Errorf("%w: -kafka-sasl-mechanism: %q", ErrUsage, a.cfg.KafkaSASLMech)
+			return fmt.Errorf("%w: -kafka-sasl-mechanism: %q", ErrUsage, a.cfg.KafkaSASLMech)
 		}
 	}
-	return sc, nil
+	return nil
 }
 
 // scramClient adapts xdg-go/scram to sarama's SCRAMClient.

@@ -36,6 +36,7 @@ type App struct {
 	router router
 	queue  logic.Queue
 	source job.Source
+	dlq    func(context.Context, imcloud.Record) error
 	closer []func() error // backends this App owns, closed last
 
 	pusher *logic.Pusher
@@ -94,6 +95,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 			return nil, err
 		}
 	}
+	a.admin.addCheck("router", a.routerReady)
 	ok = true
 	return a, nil
 }
@@ -236,11 +238,14 @@ func (a *App) newLogic() error {
 	}
 	a.pusher = p
 	a.admin.addStats("logic", func() any { return p.Stats() })
-	a.admin.addCheck("router", func(ctx context.Context) error {
-		_, err := a.router.Nodes(ctx)
-		return err
-	})
 	return nil
+}
+
+// routerReady is the readiness check every role shares: the router
+// answers.
+func (a *App) routerReady(ctx context.Context) error {
+	_, err := a.router.Nodes(ctx)
+	return err
 }
 
 func (a *App) newJob() error {
