@@ -57,8 +57,9 @@ var (
 	ErrOverloaded = errors.New("cloud: too many broadcasts in progress")
 )
 
-// New returns a Server for cfg. With a Store, it registers the node and
-// starts the session, node and room-count loops at once.
+// New returns a Server for cfg. With a Store, it registers the node before
+// returning (waiting at most StoreTimeout; a failure is retried by the
+// background loop), then starts the session, node and room-count loops.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

@@ -40,6 +40,10 @@ func (ss *sessionSync) start() {
 	if ss.store == nil {
 		return
 	}
+	// Register before New returns, so that a job reading the directory
+	// right after (one process, or a fast cluster) already sees the node.
+	ss.putNode()
+	ss.reportRooms()
 	ss.s.bg.Add(2)
 	go ss.flushLoop()
 	go ss.tickLoop()
@@ -187,8 +191,6 @@ func (ss *sessionSync) tickLoop() {
 	defer nodeT.Stop()
 	defer renewT.Stop()
 	defer roomT.Stop()
-	ss.putNode()
-	ss.reportRooms()
 	for {
 		select {
 		case <-ss.s.quit:

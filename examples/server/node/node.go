@@ -417,4 +417,3 @@ func (a *App) closeAll() {
 	}
 	a.closer = nil
 }
-
