@@ -151,11 +151,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file for TLS on the client listeners")
-	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key (header X-API-Key or ?api_key=) on push routes")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>)")
 	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / PROXY protocol is believed")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "client connections per node (0: the cloud default)")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default, 1000; -1: no cap)")
 	fs.DurationVar(&cfg.HeartbeatMax, "heartbeat-timeout", 0, "close a client silent this long (0: the cloud default, above goim's 240 s beat)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -279,8 +279,14 @@ func (c *Config) Validate() error {
 			return usageErr("trusted-proxies", "%q is not a CIDR", p)
 		}
 	}
-	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HeartbeatMax < 0 {
-		return usageErr("max-conns", "limits cannot be negative")
+	if c.MaxConns < 0 {
+		return usageErr("max-conns", "cannot be negative")
+	}
+	if c.MaxConnsPerIP < -1 {
+		return usageErr("max-conns-per-ip", "must be -1 (no cap), 0 (default) or positive")
+	}
+	if c.HeartbeatMax < 0 {
+		return usageErr("heartbeat-timeout", "cannot be negative")
 	}
 	if c.MaxBodySize <= 0 {
 		return usageErr("max-body", "must be positive")
