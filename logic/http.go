@@ -221,8 +221,8 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		return nil, false
 	}
 	req := &pushRequest{body: body}
-	q := r.URL.Query()
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	rawQuery := r.URL.RawQuery
+	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
 		if mt, _, _ := mime.ParseMediaType(ct); mt == "application/json" {
 			req.json = true
 			if err := json.Unmarshal(body, req); err != nil {
@@ -241,7 +241,7 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		}
 	}
 	if req.Operation == "" {
-		req.Operation = json.Number(q.Get("operation"))
+		req.Operation = json.Number(queryFirst(rawQuery, "operation"))
 	}
 	if req.Operation == "" {
 		writeError(w, http.StatusBadRequest, "operation is required")
@@ -254,7 +254,7 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 	}
 	req.op = int32(op)
 	if req.Speed == "" {
-		req.Speed = json.Number(q.Get("speed"))
+		req.Speed = json.Number(queryFirst(rawQuery, "speed"))
 	}
 	if req.Speed != "" {
 		s, err := req.Speed.Int64()
@@ -265,10 +265,10 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		req.speed = int32(s)
 	}
 	if req.Type == "" {
-		req.Type = q.Get("type")
+		req.Type = queryFirst(rawQuery, "type")
 	}
 	if req.Room == "" {
-		req.Room = q.Get("room")
+		req.Room = queryFirst(rawQuery, "room")
 	}
 	return req, true
 }
@@ -278,20 +278,15 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	rd := http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength >= 0 {
+		// net/http already stops the body at Content-Length.
 		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(rd, buf); err != nil {
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			return nil, err
-		}
-		// Anything past Content-Length is a broken request.
-		var one [1]byte
-		if n, _ := rd.Read(one[:]); n > 0 {
-			return nil, errors.New("body longer than Content-Length")
 		}
 		return buf, nil
 	}
-	return io.ReadAll(rd)
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
@@ -301,7 +296,7 @@ func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	keys := req.Keys
 	if !req.json || keys == nil {
-		keys = splitList(r.URL.Query()["keys"])
+		keys = splitList(queryAll(r.URL.RawQuery, "keys"))
 	}
 	if len(keys) == 0 {
 		writeError(w, http.StatusBadRequest, "keys is required")
@@ -324,7 +319,7 @@ func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
 	mids := req.Mids
 	if !req.json || mids == nil {
 		var err error
-		if mids, err = parseInts(r.URL.Query()["mids"]); err != nil {
+		if mids, err = parseInts(queryAll(r.URL.RawQuery, "mids")); err != nil {
 			writeError(w, http.StatusBadRequest, "mids: "+err.Error())
 			return
 		}

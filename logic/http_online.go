@@ -212,4 +212,40 @@ func parseInts(vals []string) ([]int64, error) {
 	return out, nil
 }
 
+// queryAll returns the unescaped values of name in a raw query string,
+// like url.ParseQuery(raw)[name] without building the whole map: the push
+// routes read two or three parameters on every request. Malformed escapes
+// are kept verbatim (the values are then refused as bad input).
+func queryAll(raw, name string) []string {
+	var out []string
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k != name {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if uk, err := url.QueryUnescape(k); err != nil || uk != name {
+				continue
+			}
+		}
+		if strings.ContainsAny(v, "%+") {
+			if uv, err := url.QueryUnescape(v); err == nil {
+				v = uv
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// queryFirst is the first value of name in a raw query string, or "".
+func queryFirst(raw, name string) string {
+	if v := queryAll(raw, name); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func appendInt(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) }

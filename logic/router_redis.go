@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -47,7 +48,9 @@ type RedisConfig struct {
 	// Lookups is the number of goroutines that carry key and mid lookups
 	// to Redis; concurrent lookups waiting for one are coalesced into a
 	// single round trip (one MGET and one script call), so throughput grows
-	// with load without a fixed batching delay. Default 4.
+	// with load without a fixed batching delay. Default 2: fewer loops
+	// make bigger batches, and a second one keeps lookups moving while one
+	// round trip is slow.
 	Lookups int
 	// MaxBatch bounds the lookups coalesced into one round trip. Default
 	// 256.
@@ -71,6 +74,7 @@ type RedisRouter struct {
 	log    *slog.Logger
 
 	lookups   chan *lookup
+	stats     struct{ lookups, roundTrips atomic.Uint64 }
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -101,7 +105,7 @@ func NewRedisRouter(cfg RedisConfig) (*RedisRouter, error) {
 		cfg.WriteTimeout = 2 * time.Second
 	}
 	if cfg.Lookups <= 0 {
-		cfg.Lookups = 4
+		cfg.Lookups = 2
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
@@ -160,6 +164,21 @@ func (r *RedisRouter) Close() error {
 		_ = r.pool.Close()
 	})
 	return nil
+}
+
+// RedisStats are a RedisRouter's counters since NewRedisRouter.
+type RedisStats struct {
+	// Lookups is the number of NodesByKeys and NodesByMids calls that
+	// reached Redis.
+	Lookups uint64
+	// RoundTrips is the number of round trips that carried them;
+	// Lookups/RoundTrips is how many lookups shared one.
+	RoundTrips uint64
+}
+
+// Stats returns the router's counters.
+func (r *RedisRouter) Stats() RedisStats {
+	return RedisStats{Lookups: r.stats.lookups.Load(), RoundTrips: r.stats.roundTrips.Load()}
 }
 
 // Ping checks that the server answers.

@@ -1,0 +1,248 @@
+package logic_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	metrics "github.com/rcrowley/go-metrics"
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/logic"
+	"github.com/stretchr/testify/require"
+)
+
+// Benchmarks of the push path end to end through a real redis-server and
+// an in-process kfake broker. Run them one at a time, bounded, e.g.
+//
+//	go test ./logic -run '^$' -bench BenchmarkHTTPPushMids -benchtime 200000x
+//
+// The bare sarama producer benchmark measures the broker's own ceiling, so
+// a push figure is never just the harness's.
+
+const benchMids = 100000
+
+// benchRegistry holds the benchmark producer's sarama metrics.
+var benchRegistry metrics.Registry
+
+// reportKafkaBatching reports how many records a produce request carried.
+func reportKafkaBatching(b *testing.B) {
+	if benchRegistry == nil {
+		return
+	}
+	if h, ok := benchRegistry.Get("records-per-request").(metrics.Histogram); ok {
+		b.ReportMetric(h.Mean(), "records/kafka-req")
+	}
+}
+
+// benchBackends starts Redis and kfake and puts benchMids users online,
+// one connection each, spread over 8 nodes.
+func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
+	b.Helper()
+	srv := testenv.StartRedis(b)
+	k := testenv.StartKafka(b, "bench")
+	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = router.Close() })
+	sessions := make([]imcloud.Session, 0, 1000)
+	ctx := context.Background()
+	for mid := int64(1); mid <= benchMids; mid++ {
+		sessions = append(sessions, imcloud.Session{Mid: mid, Key: fmt.Sprintf("key-%d", mid), Node: fmt.Sprintf("node-%d", mid%8), Gen: 1})
+		if len(sessions) == cap(sessions) {
+			require.NoError(b, router.PutSessions(ctx, sessions, time.Hour))
+			sessions = sessions[:0]
+		}
+	}
+	sc := logic.NewKafkaSaramaConfig()
+	benchRegistry = metrics.NewRegistry()
+	sc.MetricRegistry = benchRegistry
+	q, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: "bench", Sarama: sc})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = q.Close() })
+	return router, q
+}
+
+// BenchmarkSaramaProducerCeiling is the kfake broker's ceiling with a bare
+// sarama async producer in the Kafka queue's configuration: b.N messages
+// of a typical push's size, pipelined, waiting for every ack.
+func BenchmarkSaramaProducerCeiling(b *testing.B) {
+	k := testenv.StartKafka(b, "ceiling")
+	cfg := logic.NewKafkaSaramaConfig()
+	cfg.Producer.Return.Successes = true
+	p, err := sarama.NewAsyncProducer(k.Brokers, cfg)
+	require.NoError(b, err)
+	defer p.Close()
+	m := &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000, Node: "node-1",
+		Keys: []string{"key-12345"}, Body: []byte("hello, world"), Accepted: time.Now()}
+	v, _ := m.MarshalBinary()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			p.Input() <- &sarama.ProducerMessage{Topic: "ceiling", Key: sarama.StringEncoder(fmt.Sprint("node-", i%8)), Value: sarama.ByteEncoder(v)}
+		}
+	}()
+	for i := 0; i < b.N; i++ {
+		select {
+		case <-p.Successes():
+		case err := <-p.Errors():
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkPushMids is Pusher.PushMids through Redis and kfake, from 100
+// concurrent callers, with 1 and with 100 online mids per push.
+func BenchmarkPushMids(b *testing.B) {
+	router, q := benchBackends(b)
+	p, err := logic.New(logic.Config{Router: router, Queue: q})
+	require.NoError(b, err)
+	defer p.Close()
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("mids=%d", n), func(b *testing.B) {
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(100 / max(1, runtimeProcs()))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				mids := make([]int64, n)
+				for pb.Next() {
+					base := next.Add(int64(n))
+					for i := range mids {
+						mids[i] = (base+int64(i))%benchMids + 1
+					}
+					res, err := p.PushMids(context.Background(), 1000, mids, []byte("hello, world"))
+					if err != nil || res.Keys != n {
+						b.Errorf("push: %v %+v", err, res)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pushes/s")
+		})
+	}
+}
+
+// BenchmarkHTTPPushMids is the goim API under load: 100 concurrent
+// keep-alive clients POSTing /goim/push/mids with one online mid each,
+// through Redis and kfake, reporting requests/s and the p99 latency.
+func BenchmarkHTTPPushMids(b *testing.B) {
+	router, q := benchBackends(b)
+	benchHTTP(b, router, q)
+}
+
+// BenchmarkHTTPPushMidsMemory is the same over the memory backends: the
+// HTTP and Pusher overhead alone.
+func BenchmarkHTTPPushMidsMemory(b *testing.B) {
+	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+	ctx := context.Background()
+	for mid := int64(1); mid <= benchMids; mid++ {
+		_ = router.PutSessions(ctx, []imcloud.Session{{Mid: mid, Key: fmt.Sprint("key-", mid), Node: fmt.Sprint("node-", mid%8), Gen: 1}}, time.Hour)
+	}
+	benchHTTP(b, router, logic.NewMemoryQueue(logic.MemoryQueueConfig{Capacity: 1 << 24}))
+}
+
+func benchHTTP(b *testing.B, router logic.Router, q logic.Queue) {
+	b.Run("client=net-http", func(b *testing.B) { benchHTTPWith(b, router, q, false) })
+	b.Run("client=raw", func(b *testing.B) { benchHTTPWith(b, router, q, true) })
+}
+
+func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
+	p, err := logic.New(logic.Config{Router: router, Queue: q})
+	require.NoError(b, err)
+	defer p.Close()
+	srv := httptest.NewUnstartedServer(logic.NewHandler(p, logic.HandlerConfig{}))
+	srv.Start()
+	defer srv.Close()
+	const clients = 100
+	tr := &http.Transport{
+		MaxIdleConns: clients, MaxIdleConnsPerHost: clients,
+		DialContext: (&net.Dialer{}).DialContext,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	body := []byte("hello, world")
+	addr := srv.Listener.Addr().String()
+
+	var next atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.ReportAllocs()
+	b.SetParallelism(clients / max(1, runtimeProcs()))
+	b.ResetTimer()
+	start := time.Now()
+	cpu0 := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		var rc *rawClient
+		if raw {
+			var err error
+			if rc, err = dialRaw(addr); err != nil {
+				b.Error(err)
+				return
+			}
+			defer rc.close()
+		}
+		target := make([]byte, 0, 64)
+		for pb.Next() {
+			mid := next.Add(1)%benchMids + 1
+			target = strconv.AppendInt(append(target[:0], "/goim/push/mids?operation=1000&mids="...), mid, 10)
+			var status int
+			if raw {
+				var d time.Duration
+				var err error
+				if status, d, err = rc.post(string(target), body); err != nil {
+					b.Error(err)
+					return
+				}
+				local = append(local, d)
+			} else {
+				t0 := time.Now()
+				resp, err := client.Post(srv.URL+string(target), "text/plain", bytes.NewReader(body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				local = append(local, time.Since(t0))
+				status = resp.StatusCode
+			}
+			if status != http.StatusOK {
+				b.Errorf("status %d", status)
+				return
+			}
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	if rr, ok := router.(*logic.RedisRouter); ok {
+		st := rr.Stats()
+		b.ReportMetric(float64(st.Lookups)/float64(max(1, st.RoundTrips)), "lookups/redis-rt")
+		reportKafkaBatching(b)
+	}
+}
