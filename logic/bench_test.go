@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	metrics "github.com/rcrowley/go-metrics"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/logic"
+	metrics "github.com/rcrowley/go-metrics"
 	"github.com/stretchr/testify/require"
 )
 
