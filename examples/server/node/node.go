@@ -364,10 +364,14 @@ func (a *App) logStartup() {
 		attrs = append(attrs, "node", a.cloud.ID())
 	}
 	a.log.Info("imcloud listening", attrs...)
-	if http := a.Addr("http"); http != "" {
-		host := a.advertised("", "http")
-		a.log.Info("push a first message: curl -d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'" +
-			"  (clients: TCP " + a.advertised(a.cfg.AdvertiseTCP, "tcp") + ", WebSocket ws://" + a.advertised(a.cfg.AdvertiseWS, "ws") + "/sub, demo page http://" + host + "/)")
+	if a.Addr("http") == "" {
+		return
+	}
+	host := a.advertised("", "http")
+	a.log.Info("push a first message: curl -d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'")
+	if a.cloud != nil {
+		a.log.Info("clients connect to TCP " + a.advertised(a.cfg.AdvertiseTCP, "tcp") +
+			" or WebSocket ws://" + a.advertised(a.cfg.AdvertiseWS, "ws") + "/sub; demo page http://" + host + "/")
 	}
 }
 
