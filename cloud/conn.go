@@ -455,12 +455,7 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 	clear(c.q)
 	c.q = append(c.q[:0], outItem{b: frame, kind: itemFrame})
 	c.closing = true
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.wctr = c.writerCounter()
-		c.wctr.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	// Bound how long a stuck socket can delay the close.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))

@@ -184,12 +184,7 @@ func (c *conn) closeWS(code []byte) {
 	}
 	c.q = append(c.q, outItem{b: frame, kind: itemControl})
 	c.closing = true
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.wctr = c.writerCounter()
-		c.wctr.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeFn()

@@ -71,12 +71,7 @@ func (c *conn) enqueue(it outItem) bool {
 		s.stats.dropped.Add(1)
 	}
 	c.q = append(c.q, it)
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.wctr = c.writerCounter()
-		c.wctr.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeFn()
@@ -237,4 +232,17 @@ func appendWSHeader(dst []byte, op byte, n int) []byte {
 		dst = append(dst, 127)
 		return binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
+}
+
+// claimWriterLocked marks the connection as having a writer and reports
+// whether the caller must start it (go c.writeFn() after unlocking): true
+// when none was running. Call with c.mu held.
+func (c *conn) claimWriterLocked() bool {
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	c.wctr = c.writerCounter()
+	c.wctr.Add(1)
+	return true
 }
