@@ -31,9 +31,11 @@ type Config struct {
 	MaxBlockingTasks int
 	// PoolExpiry is how long an idle pool worker lives. Default 10s.
 	PoolExpiry time.Duration
-	// Timeout bounds each push's work (lookup and publish) on top of the
-	// caller's ctx, so a backend that hangs frees the pool worker. Default
-	// 10s.
+	// Timeout bounds each push's work (lookup and publish), so a backend
+	// that hangs frees the pool worker. A synchronous push's caller waits
+	// at most until its own ctx ends; the work goes on until Timeout (the
+	// work does not stop with the caller's ctx: a push already handed to
+	// the Queue cannot be taken back anyway). Default 10s.
 	Timeout time.Duration
 	// PushExpiry is the expiry given to pushes that carry none
 	// (WithExpiry); job drops a message past it. Default 0: no expiry.
@@ -66,6 +68,7 @@ type Pusher struct {
 	inflight sync.WaitGroup
 	stopOnce sync.Once
 	stopped  chan struct{}
+	bucket   atomic.Pointer[workBucket]
 
 	stats struct {
 		pushes, failed, overloaded, messages, asyncFailed atomic.Uint64
@@ -372,8 +375,10 @@ type outcome struct {
 
 var outcomePool = sync.Pool{New: func() any { return make(chan outcome, 1) }}
 
-// run executes w on the pool and waits for it or for ctx. When ctx ends
-// first the push may still complete; the caller gets ctx's error.
+// run executes w on the pool and waits for it or for ctx. The work itself
+// runs under a shared work context bounded by Config.Timeout (workCtx), not
+// under ctx: when ctx ends first the caller gets ctx's error at once and
+// the push may still complete in the background.
 func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
 	if err := p.begin(); err != nil {
 		return Result{}, err
@@ -381,7 +386,7 @@ func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
 	ch := outcomePool.Get().(chan outcome)
 	err := p.submit(func() {
 		defer p.inflight.Done()
-		res, err := p.execute(ctx, w)
+		res, err := p.execute(p.workCtx(), w)
 		ch <- outcome{res, err}
 	})
 	if err != nil {
@@ -404,7 +409,9 @@ func (p *Pusher) runAsync(ctx context.Context, w *push, done AsyncFunc) error {
 	}
 	return p.submit(func() {
 		defer p.inflight.Done()
+		ctx, cancel := context.WithTimeout(ctx, p.timeout)
 		res, err := p.execute(ctx, w)
+		cancel()
 		if err != nil {
 			p.stats.asyncFailed.Add(1)
 			p.log.Warn("logic: asynchronous push failed", "kind", w.kind.String(), "op", w.op, "err", err)
@@ -417,9 +424,7 @@ func (p *Pusher) runAsync(ctx context.Context, w *push, done AsyncFunc) error {
 
 // execute resolves and publishes one push; it runs on a pool worker.
 func (p *Pusher) execute(ctx context.Context, w *push) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	res, err := p.resolveAndPublish(ctx, w)
-	cancel()
 	if err != nil {
 		p.stats.failed.Add(1)
 		return res, err
@@ -489,6 +494,30 @@ func (p *Pusher) publish(ctx context.Context, res Result, msgs ...*imcloud.Messa
 	}
 	res.Messages = len(msgs)
 	return res, nil
+}
+
+// workBucket is a context shared by the synchronous pushes that start
+// within workGranularity of each other, ending Config.Timeout (plus at most
+// one granularity) after they started. Sharing it replaces a context and a
+// timer per push with one per granularity.
+type workBucket struct {
+	ctx     context.Context
+	started time.Time
+}
+
+const workGranularity = 10 * time.Millisecond
+
+// workCtx returns the current work bucket's context.
+func (p *Pusher) workCtx() context.Context {
+	now := time.Now()
+	if b := p.bucket.Load(); b != nil && now.Sub(b.started) < workGranularity {
+		return b.ctx
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout+workGranularity)
+	_ = cancel // the timer releases it; there is nothing to release early
+	b := &workBucket{ctx: ctx, started: now}
+	p.bucket.Store(b)
+	return ctx
 }
 
 // Shutdown stops accepting pushes (they get ErrClosed), waits for the
