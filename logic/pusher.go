@@ -466,11 +466,20 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		return Result{}, fmt.Errorf("%w: %w", ErrRouter, err)
 	}
 	res := Result{Keys: len(routes)}
-	if len(routes) == 0 {
+	switch len(routes) {
+	case 0:
 		return res, nil
+	case 1: // one connection: the common case of a push to one user
+		m := base
+		for key, node := range routes {
+			m.Node, m.Keys = node, []string{key}
+		}
+		m.ID = imcloud.NewMessageID()
+		res.Nodes = 1
+		return p.publish(ctx, res, &m)
 	}
-	// Group keys by node. One node is by far the common case.
-	byNode := make(map[string][]string, 1)
+	// Group keys by node.
+	byNode := make(map[string][]string, 2)
 	for key, node := range routes {
 		byNode[node] = append(byNode[node], key)
 	}
