@@ -1,0 +1,267 @@
+// End-to-end test of the demo page in a real browser: Debian's chromium,
+// headless, driven by playwright-core, against a running examples/server.
+//
+//	cd examples/web && npm ci && node --test e2e/browser.test.mjs
+//
+// The server binary is $IMCLOUD_SERVER_BIN, or built here from ./examples/server.
+// Without chromium, playwright-core or a buildable server the test skips and
+// says why; with IMCLOUD_REQUIRE_BACKENDS=1 (CI) it fails instead.
+// A screenshot of the page (wide and phone-sized) and the server's log are
+// left in e2e/artifacts/.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, createWriteStream } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "../../..");
+const artifacts = join(here, "artifacts");
+const chromiumPath = process.env.IMCLOUD_CHROMIUM || "/usr/bin/chromium";
+const required = process.env.IMCLOUD_REQUIRE_BACKENDS === "1";
+
+// Flags a closed network needs (no background fetches, no QUIC, no updates).
+const chromiumArgs = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** unavailable skips the test (or fails it under IMCLOUD_REQUIRE_BACKENDS=1). */
+function unavailable(t, why) {
+  if (required) assert.fail(`browser test cannot run: ${why}`);
+  t.skip(why);
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** serverBinary returns the server to run, or {skip: reason}. */
+function serverBinary(tmp) {
+  if (process.env.IMCLOUD_SERVER_BIN) return { bin: process.env.IMCLOUD_SERVER_BIN };
+  const dir = join(repoRoot, "examples/server");
+  const hasGo = existsSync(dir) && readdirSync(dir).some((f) => f.endsWith(".go") && !f.endsWith("_test.go"));
+  if (!hasGo) return { skip: "examples/server has no Go files yet; set IMCLOUD_SERVER_BIN or write the server" };
+  const bin = join(tmp, "imcloud-server");
+  const r = spawnSync("go", ["build", "-o", bin, "./examples/server"], { cwd: repoRoot, encoding: "utf8" });
+  if (r.error) return { skip: `cannot run go build: ${r.error.message}` };
+  if (r.status !== 0) return { skip: `go build ./examples/server failed:\n${(r.stderr || r.stdout).trim().split("\n").slice(0, 15).join("\n")}` };
+  return { bin };
+}
+
+/** Server runs the server binary on fixed loopback ports and logs to a file. */
+class Server {
+  constructor(bin, ports, logPath) {
+    this.bin = bin;
+    this.ports = ports;
+    this.log = createWriteStream(logPath, { flags: "a" });
+    this.output = "";
+  }
+
+  get args() {
+    const { tcp, ws, http } = this.ports;
+    return ["-tcp-addr", `127.0.0.1:${tcp}`, "-ws-addr", `127.0.0.1:${ws}`, "-http-addr", `127.0.0.1:${http}`, "-auth", "dev"];
+  }
+
+  async start() {
+    this.log.write(`\n=== start ${this.bin} ${this.args.join(" ")}\n`);
+    const p = spawn(this.bin, this.args, { stdio: ["ignore", "pipe", "pipe"] });
+    this.proc = p;
+    this.exited = new Promise((res) => p.on("exit", (code, signal) => res({ code, signal })));
+    const take = (d) => {
+      this.log.write(d);
+      this.output = (this.output + d).slice(-8000);
+    };
+    p.stdout.on("data", take);
+    p.stderr.on("data", take);
+    const deadline = Date.now() + 20000;
+    let early = null;
+    this.exited.then((e) => (early = e));
+    while (Date.now() < deadline) {
+      if (early) throw new Error(`server exited early (${JSON.stringify(early)}):\n${this.output}`);
+      try {
+        const r = await fetch(`http://127.0.0.1:${this.ports.http}/`);
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`server did not answer on its HTTP port within 20 s:\n${this.output}`);
+  }
+
+  /** drain sends SIGTERM and waits for the process to exit. */
+  async drain(timeoutMs = 20000) {
+    this.log.write("\n=== SIGTERM\n");
+    this.proc.kill("SIGTERM");
+    const r = await Promise.race([this.exited, sleep(timeoutMs, null, { ref: false })]);
+    if (r === null) {
+      this.proc.kill("SIGKILL");
+      throw new Error(`server did not exit within ${timeoutMs} ms of SIGTERM:\n${this.output}`);
+    }
+    return r;
+  }
+
+  async stop() {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill("SIGKILL");
+      await this.exited;
+    }
+    this.log.end();
+  }
+}
+
+async function pushAPI(ports, path, body) {
+  const r = await fetch(`http://127.0.0.1:${ports.http}${path}`, { method: "POST", body });
+  const text = await r.text();
+  assert.equal(r.status, 200, `POST ${path}: ${r.status} ${text}`);
+  return text;
+}
+
+const stamp = (text) => JSON.stringify({ text, sent_ms: Date.now() });
+
+test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { timeout: 180000 }, async (t) => {
+  if (!existsSync(chromiumPath)) return unavailable(t, `${chromiumPath} not found (apt-get install chromium)`);
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (err) {
+    return unavailable(t, `playwright-core is not installed (cd examples/web && npm ci): ${err.message}`);
+  }
+  const tmp = mkdtempSync(join(tmpdir(), "imcloud-e2e-"));
+  let server = null;
+  let context = null;
+  t.after(async () => {
+    await context?.close().catch(() => {});
+    await server?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  const built = serverBinary(tmp);
+  if (built.skip) return unavailable(t, built.skip);
+
+  mkdirSync(artifacts, { recursive: true });
+  const ports = { tcp: await freePort(), ws: await freePort(), http: await freePort() };
+  server = new Server(built.bin, ports, join(artifacts, "server.log"));
+  await server.start();
+
+  context = await chromium.launchPersistentContext(join(tmp, "profile"), {
+    executablePath: chromiumPath,
+    headless: true,
+    args: chromiumArgs,
+    viewport: { width: 1100, height: 860 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const pageErrors = [];
+  page.on("crash", () => pageErrors.push("the page crashed"));
+  page.on("close", () => pageErrors.push("the page closed"));
+  page.on("pageerror", (err) => pageErrors.push(err.message));
+  page.on("console", (msg) => {
+    // A reconnect attempt while the server is down logs a failed WebSocket
+    // connection; that is expected here.
+    if (msg.type() === "error" && !/WebSocket connection to .* failed/.test(msg.text())) pageErrors.push(`console: ${msg.text()}`);
+  });
+
+  const shoot = async (name) => {
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }).catch(() => {});
+  };
+  const wsURL = `ws://127.0.0.1:${ports.ws}/sub`;
+  const pushes = page.locator("#pushes li.push");
+  const pushWith = (text) => pushes.filter({ hasText: text });
+
+  try {
+    await t.test("the page connects", async () => {
+      await page.goto(`http://127.0.0.1:${ports.http}/?ws=${encodeURIComponent(wsURL)}&mid=4242&room=live://1000`);
+      await page.locator('#status[data-state="open"]').waitFor({ timeout: 15000 });
+      assert.notEqual(await page.locator("#key").textContent(), "–");
+      await page.waitForFunction(() => document.querySelector("#online").textContent === "1", null, { timeout: 10000 });
+      assert.equal(await page.locator("#room-current").textContent(), "live://1000");
+    });
+
+    await t.test("a push through the HTTP API appears with its latency", async () => {
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=1000", stamp("hello room 1000"));
+      const item = pushWith("hello room 1000");
+      await item.waitFor({ timeout: 10000 });
+      assert.equal(await item.getAttribute("data-op"), "1000");
+      const latency = Number(await item.getAttribute("data-latency"));
+      assert.ok(latency >= 0 && latency < 10000, `latency ${latency}`);
+      assert.match(await item.locator(".latency").textContent(), /^\d+ ms$/);
+
+      // A body without sent_ms shows its arrival time instead.
+      await pushAPI(ports, "/goim/push/room?operation=1001&type=live&room=1000", "plain text push");
+      const plain = pushWith("plain text push");
+      await plain.waitFor({ timeout: 10000 });
+      assert.equal(await plain.getAttribute("data-latency"), null);
+      assert.equal(await plain.locator(".latency").textContent(), "no sent_ms");
+    });
+
+    await t.test("the page's push form reaches a user and everyone", async () => {
+      await page.locator('input[name="target"][value="mids"]').check();
+      await page.locator("#push-mids").fill("4242");
+      await page.locator("#push-body").fill("to user 4242 from the form");
+      await page.locator("#push").click();
+      await pushWith("to user 4242 from the form").waitFor({ timeout: 10000 });
+      await page.waitForFunction(() => document.querySelector("#push-result").textContent.startsWith("200"));
+
+      await page.locator('input[name="target"][value="all"]').check();
+      await page.locator("#push-op").fill("1002");
+      await page.locator("#push-body").fill("broadcast from the form");
+      await page.locator("#push").click();
+      const item = pushWith("broadcast from the form");
+      await item.waitFor({ timeout: 10000 });
+      assert.equal(await item.getAttribute("data-op"), "1002");
+    });
+
+    await t.test("ChangeRoom moves the page to another room's pushes", async () => {
+      await page.locator("#new-room").fill("live://2000");
+      await page.locator("#change-room").click();
+      await page.waitForFunction(() => document.querySelector("#room-current").textContent === "live://2000", null, { timeout: 10000 });
+      await page.waitForFunction(() => document.querySelector("#online").textContent === "1", null, { timeout: 10000 });
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=1000", stamp("left behind in 1000"));
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("hello room 2000"));
+      await pushWith("hello room 2000").waitFor({ timeout: 10000 });
+      await sleep(300); // room 1000's push, if wrongly delivered, would be here by now
+      assert.equal(await pushWith("left behind in 1000").count(), 0, "a push to the old room reached the page");
+    });
+
+    await t.test("a server drain shows the disconnect reason, then the page reconnects", async () => {
+      assert.equal(await page.locator("#disconnect-reason").textContent(), "–");
+      await server.drain();
+      await page.waitForFunction(() => document.querySelector("#disconnect-reason").textContent !== "–", null, { timeout: 10000 });
+      const reason = await page.locator("#disconnect-reason").textContent();
+      assert.ok(reason.trim().length > 0, "empty disconnect reason");
+      await page.locator('#status[data-state="waiting"]').waitFor({ timeout: 5000 });
+      await shoot("drained");
+
+      await server.start(); // same ports
+      await page.locator('#status[data-state="open"]').waitFor({ timeout: 45000 });
+      assert.equal(await page.locator("#room-current").textContent(), "live://2000");
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("after the restart"));
+      await pushWith("after the restart").waitFor({ timeout: 10000 });
+    });
+
+    assert.deepEqual(pageErrors, [], "errors in the page");
+    page.removeAllListeners("close");
+  } finally {
+    await shoot("browser");
+    await page.setViewportSize({ width: 390, height: 844 }).catch(() => {});
+    await shoot("browser-phone");
+  }
+});
