@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit run bench fuzz
+.PHONY: test deps vet unit js run bench fuzz
 
 test: deps vet unit
 
@@ -13,6 +13,10 @@ vet:
 
 unit:
 	$(GO) test -race ./...
+
+# The browser client's unit tests (examples/web/imcloud.js), Node's own runner.
+js:
+	cd examples/web && npm ci --no-audit --no-fund && node --test imcloud.test.mjs
 
 run:
 	$(GO) run ./examples/server

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, when missing and
 # when this user can: redis-server (the Redis router's tests run against a
-# real server). Without root or apt-get it says what is missing and carries
-# on; the tests then skip or (with IMCLOUD_REQUIRE_BACKENDS=1) fail.
+# real server); Node.js, npm and Debian's chromium, and examples/web's npm
+# packages from its lockfile, for the browser client's tests (the browser test
+# never downloads a browser). Without root or apt-get it says what is missing
+# and carries on; the tests then skip or (with IMCLOUD_REQUIRE_BACKENDS=1) fail.
 set -euo pipefail
 
 apt_install() {
@@ -27,4 +29,23 @@ apt_install() {
 if ! command -v redis-server >/dev/null 2>&1; then
 	echo "install-test-deps: installing redis-server"
 	apt_install redis-server
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "install-test-deps: installing nodejs and npm"
+	apt_install nodejs npm
+fi
+if [ ! -x /usr/bin/chromium ]; then
+	echo "install-test-deps: installing chromium"
+	apt_install chromium
+fi
+# examples/web's packages (playwright-core), exactly as its lockfile says.
+web="$(dirname "$0")/../examples/web"
+if command -v npm >/dev/null 2>&1; then
+	if [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+		echo "install-test-deps: npm ci in examples/web"
+		(cd "$web" && npm ci --no-audit --no-fund >/dev/null)
+	fi
+else
+	echo "install-test-deps: no npm; please install nodejs and npm, then run npm ci in examples/web" >&2
 fi

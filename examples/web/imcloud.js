@@ -213,19 +213,19 @@ export function parseOps(ops) {
  * exponential from minMs by factor, capped at maxMs, with "equal jitter" (half
  * fixed, half random) so a crowd of clients spreads out. When the server sent
  * a reconnect hint (op 6 reconnect_ms), the wait is at least the hint, plus up
- * to jitter*hint so that all clients of a drained node do not return in the
- * same millisecond.
+ * to hintJitter*hint (default 0.2) so that clients given the same hint do not
+ * return in the same millisecond (a server may already spread its hints).
  * @param {number} attempt
- * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number}} opts
+ * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} opts
  * @param {number|null} hintMs
  * @param {() => number} random  returns [0, 1)
  */
 export function backoffDelay(attempt, opts = {}, hintMs = null, random = Math.random) {
-  const { minMs = 500, maxMs = 30000, factor = 2, jitter = 0.5 } = opts;
+  const { minMs = 500, maxMs = 30000, factor = 2, jitter = 0.5, hintJitter = 0.2 } = opts;
   const base = Math.min(maxMs, minMs * Math.pow(factor, Math.max(0, attempt)));
   const backoff = base * (1 - jitter) + random() * base * jitter;
   if (hintMs === null || hintMs === undefined || !(hintMs >= 0)) return Math.round(backoff);
-  const spread = hintMs * jitter * random();
+  const spread = hintMs * hintJitter * random();
   return Math.round(hintMs > 0 ? hintMs + spread : backoff);
 }
 
@@ -302,7 +302,8 @@ export class Client extends EventTarget {
    * @param {number[]|string} [options.accepts]  push ops for key/mid/broadcast pushes; default [1000,1001,1002]
    * @param {string} [options.token]     token for a server with a token authenticator
    * @param {boolean} [options.reconnect]  default true
-   * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number}} [options.backoff]
+   * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} [options.backoff]
+   *   reconnect waits (see backoffDelay); defaults 500 ms, 30 s, 2, 0.5, 0.2
    * @param {number} [options.heartbeatMs]  used until the server's AuthReply says otherwise; default 30000
    * @param {number} [options.requestTimeoutMs]  how long changeRoom/sub/unsub/send wait for a reply; default 10000
    * @param {Function} [options.WebSocket]  WebSocket constructor (default globalThis.WebSocket)

@@ -72,7 +72,7 @@ class Server {
   constructor(bin, ports, logPath) {
     this.bin = bin;
     this.ports = ports;
-    this.log = createWriteStream(logPath, { flags: "a" });
+    this.log = createWriteStream(logPath);
     this.output = "";
   }
 
@@ -180,6 +180,7 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
   });
 
   const shoot = async (name) => {
+    await page.evaluate(() => window.scrollTo(0, 0)).catch(() => {});
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }).catch(() => {});
   };
   const wsURL = `ws://127.0.0.1:${ports.ws}/sub`;

@@ -178,6 +178,7 @@ function addPush(m) {
   const room = document.createElement("span");
   room.className = "in-room";
   room.textContent = client?.roomId || "";
+  room.title = "the room this page was in when the push arrived";
   const when = document.createElement("time");
   when.textContent = clock(m.receivedAt);
   const lat = document.createElement("span");
