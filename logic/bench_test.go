@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/logic"
@@ -32,6 +34,35 @@ import (
 // a push figure is never just the harness's.
 
 const benchMids = 100000
+
+// benchRedisAddr is the benchmark's redis-server, whose own CPU time is
+// reported beside the process's.
+var benchRedisAddr string
+
+// redisCPU returns the redis-server's CPU time (INFO cpu).
+func redisCPU() time.Duration {
+	if benchRedisAddr == "" {
+		return 0
+	}
+	c, err := redis.Dial("tcp", benchRedisAddr)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	info, err := redis.String(c.Do("INFO", "cpu"))
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
 
 // benchRegistry holds the benchmark producer's sarama metrics.
 var benchRegistry metrics.Registry
@@ -51,6 +82,7 @@ func reportKafkaBatching(b *testing.B) {
 func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
 	b.Helper()
 	srv := testenv.StartRedis(b)
+	benchRedisAddr = srv.Addr
 	k := testenv.StartKafka(b, "bench")
 	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
 	require.NoError(b, err)
@@ -184,7 +216,7 @@ func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
 	b.SetParallelism(clients / max(1, runtimeProcs()))
 	b.ResetTimer()
 	start := time.Now()
-	cpu0 := processCPU()
+	cpu0, rcpu0 := processCPU(), redisCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		local := make([]time.Duration, 0, 1024)
 		var rc *rawClient
@@ -234,6 +266,9 @@ func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
 	cpu := processCPU() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
+	if _, ok := router.(*logic.RedisRouter); ok {
+		b.ReportMetric(float64((redisCPU()-rcpu0).Microseconds())/float64(b.N), "redis-cpu-µs/req")
+	}
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")

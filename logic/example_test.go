@@ -1,0 +1,51 @@
+package logic_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
+)
+
+// A Pusher over the embedded memory backends. A cloud node would put its
+// sessions into the router; here one user is put online by hand.
+func ExampleNew() {
+	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+	queue := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+	p, err := logic.New(logic.Config{Router: router, Queue: queue})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Shutdown(context.Background())
+
+	ctx := context.Background()
+	_ = router.PutSessions(ctx, []imcloud.Session{{Mid: 42, Key: "conn-1", Node: "node-a", Gen: 1}}, time.Minute)
+
+	res, err := p.PushMids(ctx, 1000, []int64{42, 43}, []byte("hello"), logic.WithExpiry(time.Minute))
+	fmt.Println(res.Nodes, res.Keys, err)
+	// Output: 1 1 <nil>
+}
+
+// The goim-compatible REST API, mounted under its default prefix.
+func ExampleNewHandler() {
+	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+	queue := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+	p, _ := logic.New(logic.Config{Router: router, Queue: queue})
+	defer p.Close()
+	srv := httptest.NewServer(logic.NewHandler(p, logic.HandlerConfig{}))
+	defer srv.Close()
+
+	resp, err := http.Post(srv.URL+"/goim/push/room?operation=1000&type=live&room=1000", "text/plain", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body))
+	// Output: 200 {"code":0,"message":"","data":{"nodes":0,"keys":0,"messages":1}}
+}
