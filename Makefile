@@ -1,9 +1,11 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js run bench fuzz
+.PHONY: test deps vet unit js browser run bench fuzz
 
-test: deps vet unit
+# Everything CI checks: Go vet and race tests, the JavaScript client's unit
+# tests, and the demo page in headless chromium against the real server.
+test: deps vet unit js browser
 
 deps:
 	./scripts/install-test-deps.sh
@@ -17,6 +19,11 @@ unit:
 # The browser client's unit tests (examples/web/imcloud.js), Node's own runner.
 js:
 	cd examples/web && npm ci --no-audit --no-fund && node --test imcloud.test.mjs
+
+# The demo page driven in Debian's chromium (playwright-core) against a
+# freshly built examples/server.
+browser:
+	cd examples/web && npm ci --no-audit --no-fund && node --test e2e/browser.test.mjs
 
 run:
 	$(GO) run ./examples/server
