@@ -454,6 +454,11 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 	}
 	clear(c.q)
 	c.q = append(c.q[:0], outItem{b: frame, kind: itemFrame})
+	if c.ws {
+		// Close the WebSocket properly (1001 going away) so browsers
+		// report a clean close rather than 1006.
+		c.q = append(c.q, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
+	}
 	c.closing = true
 	start := c.claimWriterLocked()
 	c.mu.Unlock()

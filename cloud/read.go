@@ -191,6 +191,20 @@ func (c *conn) closeWS(code []byte) {
 	}
 }
 
+// wsCloseGoingAway is the RFC 6455 status of a server going down or
+// dropping a client on purpose.
+const wsCloseGoingAway = 1001
+
+// wsCloseFrame builds a close frame with a status code and a reason (cut to
+// fit a control frame's 125 bytes).
+func wsCloseFrame(code uint16, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	payload := append([]byte{byte(code >> 8), byte(code)}, reason...)
+	return append(appendWSHeader(nil, wsOpClose, len(payload)), payload...)
+}
+
 func eofUnexpected(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -167,7 +169,16 @@ func TestOp6OnlyOptedIn(t *testing.T) {
 		n.srv.Kick(re.Key, "bye")
 		f := ext.nextOp(6)
 		assert.Contains(t, string(f.body), `"reason":"bye"`)
-		ext.expectClosed(t)
+		if isWS {
+			// A proper WebSocket close (1001 going away), not a dropped socket.
+			_, err := ext.next(5 * time.Second)
+			var closed wsutil.ClosedError
+			require.ErrorAs(t, err, &closed)
+			assert.Equal(t, ws.StatusGoingAway, closed.Code)
+			assert.Equal(t, "bye", closed.Reason)
+		} else {
+			ext.expectClosed(t)
+		}
 		for {
 			f, err := goim.next(5 * time.Second)
 			if err != nil {
