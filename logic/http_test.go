@@ -80,6 +80,7 @@ func TestHTTPPushRoutes(t *testing.T) {
 		{"keys JSON", "/push/keys", "application/json; charset=utf-8", `{"operation":1000,"keys":["k2"],"msg":"hello"}`, `{"nodes":1,"keys":1,"messages":1}`, 1},
 		{"room JSON", "/push/room", "application/json", `{"operation":1000,"type":"live","room":"7","msg":"hello"}`, `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all JSON", "/push/all", "application/json", `{"operation":1000,"speed":5,"msg":"hello"}`, `{"nodes":0,"keys":0,"messages":1}`, 1},
+		{"escaped comma list", "/push/mids?operation=1000&mid%73=1%2C2", "", "hello", `{"nodes":2,"keys":3,"messages":2}`, 2},
 		{"JSON with query targets", "/push/mids?mids=2", "application/json", `{"operation":1000,"msg":"hello"}`, `{"nodes":1,"keys":1,"messages":1}`, 1},
 	}
 	for _, tc := range cases {
@@ -266,6 +267,20 @@ func TestHTTPEarlyReply(t *testing.T) {
 	close(release)
 	require.NoError(t, e.p.Close())
 	assert.Equal(t, uint64(1), e.p.Stats().Pushes)
+}
+
+func TestHTTPEarlyReplyOverloaded(t *testing.T) {
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	defer close(release)
+	_, srv := newAPI(t, logic.Config{Queue: blockingQueue(started, release), PoolSize: 1, MaxBlockingTasks: -1},
+		logic.HandlerConfig{EarlyReply: true})
+	status, _ := call(t, "POST", srv.URL+"/goim/push/all?operation=1000", "", "")
+	require.Equal(t, 200, status)
+	<-started // the one worker is busy
+	status, r := call(t, "POST", srv.URL+"/goim/push/all?operation=1000", "", "")
+	assert.Equal(t, 503, status, "early reply still refuses what the pool cannot take")
+	assert.Equal(t, -503, r.Code)
 }
 
 func TestHTTPServerErrors(t *testing.T) {
