@@ -184,12 +184,17 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 		q.mu.RUnlock()
 		return ErrClosed
 	}
+	in := q.producer.Input()
 	for i := range pms {
 		select {
-		case q.producer.Input() <- &pms[i]:
-		case <-ctx.Done():
-			q.mu.RUnlock()
-			return fmt.Errorf("%w: kafka: %w", ErrQueue, ctx.Err())
+		case in <- &pms[i]: // the common case: room in sarama's buffer
+		default:
+			select {
+			case in <- &pms[i]:
+			case <-ctx.Done():
+				q.mu.RUnlock()
+				return fmt.Errorf("%w: kafka: %w", ErrQueue, ctx.Err())
+			}
 		}
 	}
 	q.mu.RUnlock()

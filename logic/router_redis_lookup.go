@@ -41,11 +41,15 @@ func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string,
 	}
 	l.done = make(chan struct{})
 	select {
-	case r.lookups <- l:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-r.quit:
-		return nil, ErrClosed
+	case r.lookups <- l: // the common case: room in the queue
+	default:
+		select {
+		case r.lookups <- l:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.quit:
+			return nil, ErrClosed
+		}
 	}
 	select {
 	case <-l.done:
