@@ -63,7 +63,7 @@ type Pusher struct {
 	timeout    time.Duration
 	log        *slog.Logger
 
-	mu       sync.Mutex // guards closed and inflight.Add against Shutdown
+	mu       sync.RWMutex // closed; read-held around inflight.Add so Shutdown's Wait comes after every Add
 	closed   bool
 	inflight sync.WaitGroup
 	stopOnce sync.Once
@@ -342,8 +342,8 @@ func (p *Pusher) broadcastPush(op int32, body []byte, speed int32, opts []PushOp
 
 // begin registers one push in flight, or refuses it after Shutdown.
 func (p *Pusher) begin() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	if p.closed {
 		return ErrClosed
 	}
