@@ -215,6 +215,9 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if err := probe(ctx, cfg, tg, st.rec, out); err != nil {
+		return false, err
+	}
 	ok = true
 	for i, rate := range cfg.rates {
 		tag := i + 1
@@ -230,9 +233,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 			}
 			close(measureStart)
 		}()
+		stepStart := time.Now()
 		publishStep(ctx, cfg, tg, rate, cfg.warmup, cfg.window, tag, &st.ctr)
 		<-measureStart
 		after := sampleProcs(cfg.pids)
+		cpuWindow := time.Since(stepStart.Add(cfg.warmup))
 		c := &st.ctr[tag]
 		deadline := time.Now().Add(cfg.drain)
 		for st.rec.received(tag) < c.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
@@ -249,8 +254,9 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 		}
 		summarize(&r, stepTally{sent: c.sent.Load(), accepted: c.accepted.Load(), rejected: c.rejected.Load(),
 			errors: c.errors.Load(), expected: c.expected.Load(), received: received,
-			disconnects: st.fl.disconnects.Load() - d0, window: cfg.window, hist: hist, maxP99: cfg.maxP99})
-		r.Procs = procDelta(cfg.pids, before, after, cfg.window)
+			disconnects: st.fl.disconnects.Load() - d0, offered: rate * cfg.window.Seconds(),
+			window: cfg.window, hist: hist, maxP99: cfg.maxP99})
+		r.Procs = procDelta(cfg.pids, before, after, cpuWindow)
 		if bad := st.rec.badBodies(); bad > 0 {
 			r.Extra = map[string]float64{"unparsable_bodies": float64(bad)}
 		}
@@ -367,4 +373,46 @@ func (st *runState) writePlot() {
 	if err := os.WriteFile(st.cfg.svgOut, renderSVG(title, st.plot), 0o644); err != nil {
 		fmt.Fprintf(stderr, "bench: -svg: %v\n", err)
 	}
+}
+
+// probe pushes untagged pushes one at a time until one is delivered to
+// every target it should reach (twice in a row), so that a clustered
+// server's asynchronous session registration and room counts have caught
+// up before anything is measured. It gives up after 30 s.
+func probe(ctx context.Context, cfg *config, tg targeter, rec *recorder, out io.Writer) error {
+	api := &apiClient{addr: cfg.api}
+	defer api.close()
+	deadline := time.Now().Add(30 * time.Second)
+	var path, body []byte
+	good := 0
+	for i := int64(0); good < 2; i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(out, "bench: probe: pushes still not fully delivered after 30 s; measuring anyway\n")
+			return nil
+		}
+		before := rec.received(0)
+		tgt := tg(path[:0], i*7919)
+		path = tgt.path
+		body = appendBody(body[:0], 0, time.Now(), cfg.bodySize)
+		status, err := api.post(path, body)
+		if err != nil || status != 200 {
+			good = 0
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		wait := time.Now().Add(time.Second)
+		for rec.received(0)-before < uint64(tgt.expected) && time.Now().Before(wait) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if rec.received(0)-before >= uint64(tgt.expected) {
+			good++
+		} else {
+			good = 0
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
 }

@@ -223,8 +223,8 @@ func publishStep(ctx context.Context, cfg *config, tg targeter, rate float64, wa
 				var sched time.Time
 				if rate > 0 {
 					sched = slotTime(start, rate, i)
-					if !sched.Before(end) {
-						return
+					if !sched.Before(end) || time.Now().After(end) {
+						return // a publisher that fell behind does not stretch the window
 					}
 					if d := time.Until(sched); d > 0 {
 						time.Sleep(d) // < publishers/rate, well inside -duration

@@ -64,6 +64,7 @@ type procResult struct {
 type stepTally struct {
 	sent, accepted, rejected, errors, expected, received uint64
 	disconnects                                          int64
+	offered                                              float64 // paced pushes due in the window, 0: flat out
 	window                                               time.Duration
 	hist                                                 *latencyHist
 	maxP99                                               time.Duration
@@ -72,8 +73,9 @@ type stepTally struct {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // summarize fills r's figures from t and decides whether the step passed:
-// every accepted push delivered to every target exactly once, no request
-// failed, no connection lost, and p99 within the criterion.
+// every accepted push delivered to every target exactly once, the offered
+// rate actually sent (99%), no request failed, no connection lost, and p99
+// within the criterion.
 func summarize(r *result, t stepTally) {
 	r.Sent, r.Accepted, r.Rejected, r.Errors = t.sent, t.accepted, t.rejected, t.errors
 	r.Expected, r.Received = t.expected, t.received
@@ -89,6 +91,7 @@ func summarize(r *result, t stepTally) {
 	}
 	r.MaxP99 = ms(t.maxP99)
 	r.Pass = r.Lost == 0 && t.errors == 0 && t.disconnects == 0 && t.accepted > 0 &&
+		float64(t.accepted) >= 0.99*t.offered && // the generator kept the pace
 		(t.maxP99 <= 0 || r.P99 <= ms(t.maxP99))
 }
 
@@ -174,7 +177,10 @@ func parsePids(s string) ([]namedPid, error) {
 func sampleProcs(ps []namedPid) []procUsage {
 	out := make([]procUsage, len(ps))
 	for i, p := range ps {
-		out[i], _ = readProc(p.pid)
+		var err error
+		if out[i], err = readProc(p.pid); err != nil {
+			fmt.Fprintf(stderr, "bench: %s: %v\n", p.name, err)
+		}
 	}
 	return out
 }

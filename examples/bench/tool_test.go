@@ -67,6 +67,8 @@ func TestSummarize(t *testing.T) {
 		{"request errors", stepTally{sent: 10, accepted: 9, errors: 1, expected: 9, received: 9, window: time.Second, hist: h}, 0, 9, 9, false},
 		{"rejections alone pass", stepTally{sent: 10, accepted: 9, rejected: 1, expected: 9, received: 9, window: time.Second, hist: h}, 0, 9, 9, true},
 		{"disconnect", stepTally{sent: 1, accepted: 1, expected: 1, received: 1, disconnects: 1, window: time.Second, hist: h}, 0, 1, 1, false},
+		{"pace kept", stepTally{sent: 297, accepted: 297, offered: 300, expected: 297, received: 297, window: time.Second, hist: h}, 0, 297, 297, true},
+		{"generator fell behind", stepTally{sent: 290, accepted: 290, offered: 300, expected: 290, received: 290, window: time.Second, hist: h}, 0, 290, 290, false},
 		{"nothing accepted", stepTally{sent: 5, rejected: 5, window: time.Second, hist: newLatencyHist()}, 0, 0, 0, false},
 	}
 	for _, tt := range tests {
