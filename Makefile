@@ -28,6 +28,11 @@ browser:
 run:
 	$(GO) run ./examples/server
 
+# End-to-end scenarios with examples/bench (about 12 minutes; not part of
+# `make test`): writes the tables into BENCHMARKS.md and docs/bench-scenario1.svg.
+bench:
+	./scripts/bench.sh
+
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s

@@ -196,7 +196,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	go func() { defer close(progDone); st.progress(progCtx) }()
 	defer func() { stopProg(); <-progDone; st.writePlot() }()
 
-	base := result{Scenario: cfg.scenario, Label: cfg.label, Command: "go run ./examples/bench " + strings.Join(os.Args[1:], " "),
+	base := result{Scenario: cfg.scenario, Label: cfg.label, Command: "go run ./examples/bench " + shellJoin(os.Args[1:]),
 		Time: time.Now().UTC().Format(time.RFC3339), Load: strings.TrimSpace(string(load)), Proto: cfg.proto,
 		Mode: cfg.mode, Rooms: cfg.rooms, Publishers: cfg.publishers, MaxP99: ms(cfg.maxP99)}
 
@@ -415,4 +415,17 @@ func probe(ctx context.Context, cfg *config, tg targeter, rec *recorder, out io.
 		}
 	}
 	return nil
+}
+
+// shellJoin quotes the arguments that need it, so the recorded command can
+// be pasted into a shell.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]#~!{}") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

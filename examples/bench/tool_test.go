@@ -294,3 +294,8 @@ func TestRenderSVG(t *testing.T) {
 	require.Equal(t, 5.0, niceCeil(3))
 	require.Equal(t, 1.0, niceCeil(0))
 }
+
+func TestShellJoin(t *testing.T) {
+	require.Equal(t, `-scenario '1. room (p99 < 50 ms)' -rate 1,10 '' 'it'\''s'`,
+		shellJoin([]string{"-scenario", "1. room (p99 < 50 ms)", "-rate", "1,10", "", "it's"}))
+}
