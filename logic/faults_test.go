@@ -97,3 +97,30 @@ func TestFaultKafkaStopped(t *testing.T) {
 	// The producer's reconnects settle; nothing grew without bound.
 	assert.LessOrEqual(t, settledGoroutines(before+20), before+20)
 }
+
+// TestCloseLeavesNoGoroutines checks that a Pusher over the Redis router
+// and the Kafka queue gives back every goroutine it started once all three
+// are closed.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	k := testenv.StartKafka(t, "leak")
+	time.Sleep(50 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
+	require.NoError(t, err)
+	queue, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: "leak"})
+	require.NoError(t, err)
+	p, err := logic.New(logic.Config{Router: router, Queue: queue})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, router.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "k", Node: "n", Gen: 1}}, time.Minute))
+	for i := 0; i < 50; i++ {
+		_, err := p.PushMids(ctx, 1000, []int64{1}, []byte("x"))
+		require.NoError(t, err)
+	}
+	require.NoError(t, p.Close())
+	require.NoError(t, queue.Close())
+	require.NoError(t, router.Close())
+	assert.LessOrEqual(t, settledGoroutines(before), before)
+}
