@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -153,7 +154,7 @@ func (a *App) Addr(name string) string {
 
 // advertised picks the address others should use for listener name:
 // the flag when set, else the bound address with an unspecified host
-// replaced by this machine's name for the cluster (loopback stays).
+// replaced: by 127.0.0.1 in one process, by the host name in a cluster.
 func (a *App) advertised(flagValue, name string) string {
 	if flagValue != "" {
 		return flagValue
@@ -164,7 +165,12 @@ func (a *App) advertised(flagValue, name string) string {
 		return addr
 	}
 	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		// Bound to every interface: in one process clients are local;
+		// in a cluster other machines need this host's name.
 		host = "127.0.0.1"
+		if name, err := os.Hostname(); err == nil && a.cfg.Clustered() {
+			host = name
+		}
 	}
 	return net.JoinHostPort(host, port)
 }
