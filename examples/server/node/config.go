@@ -93,15 +93,16 @@ type Config struct {
 // backends, dev auth.
 func DefaultConfig() Config {
 	return Config{
-		Role:        RoleAll,
-		TCPAddr:     ":3101",
-		WSAddr:      ":3102",
-		HTTPAddr:    ":3111",
-		LinkAddr:    ":3121",
-		KafkaTopic:  "imcloud-push",
-		KafkaGroup:  "imcloud-job",
-		MaxBodySize: 1 << 20,
-		LogLevel:    "info",
+		Role:          RoleAll,
+		TCPAddr:       ":3101",
+		WSAddr:        ":3102",
+		HTTPAddr:      ":3111",
+		LinkAddr:      ":3121",
+		KafkaTopic:    "imcloud-push",
+		KafkaGroup:    "imcloud-job",
+		MaxBodySize:   1 << 20,
+		KafkaSASLMech: "PLAIN",
+		LogLevel:      "info",
 	}
 }
 
@@ -146,7 +147,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.BoolVar(&cfg.KafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
 	fs.StringVar(&cfg.KafkaSASLUser, "kafka-sasl-user", "", "Kafka SASL user")
 	fs.StringVar(&cfg.KafkaSASLPassword, "kafka-sasl-password", "", "Kafka SASL password")
-	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", "PLAIN", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", cfg.KafkaSASLMech, "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.StringVar(&cfg.Auth, "auth", "", "client auth: dev (trust the client's JSON) or token (signed JWT); default dev, or token when -token-secret is set")
 	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")

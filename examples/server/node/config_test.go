@@ -21,6 +21,12 @@ func TestParseDefaults(t *testing.T) {
 	require.False(t, cfg.Clustered())
 }
 
+func TestDefaultConfigIsValid(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Auth = AuthDev
+	require.NoError(t, cfg.Validate(), "DefaultConfig is usable as is by code that embeds the wiring")
+}
+
 func TestParseTokenSecretMakesTokenDefault(t *testing.T) {
 	cfg, err := Parse([]string{"-token-secret", "s3cret"}, noEnv, io.Discard)
 	require.NoError(t, err)
