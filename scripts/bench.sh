@@ -21,7 +21,7 @@ echo "bench: work dir $OUT"
 
 go build -o "$OUT/bin/server" ./examples/server
 go build -o "$OUT/bin/bench" ./examples/bench
-go build -o "$OUT/bin/kfake" ./examples/bench/kfake
+go build -o "$OUT/bin/kfake" ./examples/kfake
 BENCH=$OUT/bin/bench
 SERVER=$OUT/bin/server
 
@@ -143,7 +143,7 @@ wait_ready 127.0.0.1:23129
 	echo
 	echo '```'
 	echo "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
-	echo "go run ./examples/bench/kfake -addr $KAFKA -topic imcloud-push -partitions 4"
+	echo "go run ./examples/kfake -addr $KAFKA -topic imcloud-push -partitions 4"
 	echo "./server $CLOUD_ARGS"
 	echo "./server $LOGIC_ARGS"
 	echo "./server $JOB_ARGS"
