@@ -112,6 +112,12 @@ func (c *conn) readWSMessage() ([]byte, error) {
 				return nil, eofUnexpected(err)
 			}
 			n = int64(binary.BigEndian.Uint64(c.hdr[2:10]))
+			if n < 0 {
+				// RFC 6455: the top bit must be 0. Read as negative, the
+				// length would pass the size checks below (found by
+				// FuzzInboundWS: it panicked the node).
+				return nil, fmt.Errorf("%w: 64-bit length with the top bit set", errWSProtocol)
+			}
 		}
 		var mask [4]byte
 		if _, err := io.ReadFull(c.r, mask[:]); err != nil {
