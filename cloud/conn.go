@@ -62,9 +62,11 @@ type conn struct {
 	hdr     [16]byte
 	rbuf    *[]byte // pooled; released before every blocking read
 	pending []byte  // unread goim frames of the current WS message
-	rateWin int64
-	rateN   int
-	ipHeld  bool
+	// hdrAhead: the next WS frame's first two bytes are in hdr already.
+	hdrAhead bool
+	rateWin  int64
+	rateN    int
+	ipHeld   bool
 }
 
 // Errors that end a connection (counted as protocol errors unless noted).

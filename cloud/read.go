@@ -19,6 +19,18 @@ import (
 // waiting for a frame header.
 func (c *conn) readFrame(f *protocol.Frame) error {
 	if c.ws {
+		if len(c.pending) == 0 {
+			// Wait for the next WebSocket frame here rather than deep in
+			// readWSMessage: an idle connection then blocks at the same
+			// stack depth as on TCP and its goroutine stays within the
+			// initial 2 KB stack (blocking in readWSMessage grew it to
+			// 4 KB, +2 KB RSS per idle connection).
+			c.putRbuf()
+			if _, err := io.ReadFull(c.r, c.hdr[:2]); err != nil {
+				return err
+			}
+			c.hdrAhead = true
+		}
 		return c.readWSFrame(f)
 	}
 	c.putRbuf()
@@ -92,7 +104,9 @@ func (c *conn) readWSMessage() ([]byte, error) {
 	var msg []byte
 	started := false
 	for {
-		if _, err := io.ReadFull(c.r, c.hdr[:2]); err != nil {
+		if c.hdrAhead {
+			c.hdrAhead = false // readFrame read the first two bytes
+		} else if _, err := io.ReadFull(c.r, c.hdr[:2]); err != nil {
 			return nil, err
 		}
 		b0, b1 := c.hdr[0], c.hdr[1]

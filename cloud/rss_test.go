@@ -8,32 +8,49 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/imcloud/imcloud/cloud"
 )
 
 // TestRSSClientHelper is not a test: BenchmarkIdleConnRSS runs the test
 // binary again with IMCLOUD_RSS_ADDR set, so the clients live in another
-// process. It opens IMCLOUD_RSS_N authenticated goim TCP connections and
-// holds them until stdin closes.
+// process. It opens IMCLOUD_RSS_N authenticated goim connections (TCP, or
+// WebSocket when IMCLOUD_RSS_WS=1) and holds them until stdin closes.
 func TestRSSClientHelper(t *testing.T) {
 	addr := os.Getenv("IMCLOUD_RSS_ADDR")
 	if addr == "" {
 		t.Skip("helper process for BenchmarkIdleConnRSS")
 	}
 	n, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_N"))
+	isWS := os.Getenv("IMCLOUD_RSS_WS") == "1"
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		nc, err := net.Dial("tcp", addr)
+		auth := encodeRaw(1, 7, 1, []byte(goimAuth(int64(i), "", "live://rss", 1000)))
+		var nc net.Conn
+		var err error
+		if isWS {
+			nc, _, _, err = ws.Dial(context.Background(), "ws://"+addr+"/sub")
+			if err == nil {
+				err = wsutil.WriteClientBinary(nc, auth)
+			}
+		} else {
+			nc, err = net.Dial("tcp", addr)
+			if err == nil {
+				_, err = nc.Write(auth)
+			}
+		}
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
-		_, _ = nc.Write(encodeRaw(1, 7, 1, []byte(goimAuth(int64(i), "", "live://rss", 1000))))
 		conns = append(conns, nc)
 	}
 	fmt.Println("ready")
@@ -73,13 +90,22 @@ func tcpMemPages() int64 {
 }
 
 // BenchmarkIdleConnRSS reports the server's RSS per idle authenticated
-// plaintext TCP connection: the slope between 5,000 and 15,000
-// connections held by clients in other processes, at default GOGC. Run it
-// with -benchtime=1x; it is not a -race figure.
+// plaintext connection (TCP, and WebSocket through ServeWS): the slope
+// between 5,000 and 15,000 connections held by clients in other processes,
+// at default GOGC. Run it with -benchtime=1x, one transport per process
+// (-bench 'IdleConnRSS/tcp$', then 'IdleConnRSS/ws$'), since memory the
+// first one freed would flatter the second; it is not a -race figure.
 func BenchmarkIdleConnRSS(b *testing.B) {
 	if os.Getenv("IMCLOUD_RSS_ADDR") != "" {
 		b.Skip()
 	}
+	for _, transport := range []string{"tcp", "ws"} {
+		b.Run(transport, func(b *testing.B) { benchIdleConnRSS(b, transport == "ws") })
+	}
+}
+
+func benchIdleConnRSS(b *testing.B, isWS bool) {
+	debug.FreeOSMemory()
 	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1})
 	if err != nil {
 		b.Fatal(err)
@@ -88,7 +114,13 @@ func BenchmarkIdleConnRSS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() { _ = srv.ServeTCP(ln) }()
+	go func() {
+		if isWS {
+			_ = srv.ServeWS(ln)
+		} else {
+			_ = srv.ServeTCP(ln)
+		}
+	}()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -98,6 +130,9 @@ func BenchmarkIdleConnRSS(b *testing.B) {
 	spawn := func(n int) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRSSClientHelper$", "-test.bench=^$")
 		cmd.Env = append(os.Environ(), "IMCLOUD_RSS_ADDR="+ln.Addr().String(), "IMCLOUD_RSS_N="+strconv.Itoa(n))
+		if isWS {
+			cmd.Env = append(cmd.Env, "IMCLOUD_RSS_WS=1")
+		}
 		stdin, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
@@ -110,7 +145,8 @@ func BenchmarkIdleConnRSS(b *testing.B) {
 		b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
 		return cmd
 	}
-	settle := func(want int64) (int64, int64) {
+	var ms [2]runtime.MemStats
+	settle := func(want int64, m *runtime.MemStats) (int64, int64) {
 		deadline := time.Now().Add(60 * time.Second)
 		for srv.Stats().Sessions < want && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
@@ -121,16 +157,19 @@ func BenchmarkIdleConnRSS(b *testing.B) {
 		time.Sleep(time.Second)
 		runtime.GC()
 		time.Sleep(500 * time.Millisecond)
+		runtime.ReadMemStats(m)
 		return rssKB(), tcpMemPages()
 	}
 	for i := 0; i < b.N; i++ {
 		spawn(5000)
-		r1, k1 := settle(5000)
+		r1, k1 := settle(5000, &ms[0])
 		spawn(10000)
-		r2, k2 := settle(15000)
+		r2, k2 := settle(15000, &ms[1])
 		perConn := float64(r2-r1) * 1024 / 10000
 		b.ReportMetric(perConn, "B-RSS/conn")
 		b.ReportMetric(float64(k2-k1)*float64(os.Getpagesize())/10000/2, "B-kernel-tcp/conn-side")
 		b.Logf("RSS %d KB at 5,000, %d KB at 15,000: %.0f B per connection; kernel TCP mem %d -> %d pages (both ends)", r1, r2, perConn, k1, k2)
+		b.Logf("per connection: heap in use %d B, stacks %d B (runtime.MemStats slope)",
+			int64(ms[1].HeapInuse-ms[0].HeapInuse)/10000, int64(ms[1].StackInuse-ms[0].StackInuse)/10000)
 	}
 }
