@@ -166,13 +166,27 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 		list = l.conns
 	}
 	var n uint64
+	var starts []*conn
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			continue
 		}
-		if c.enqueue(outItem{b: frame}) {
+		queued, start := c.enqueueClaim(outItem{b: frame})
+		if queued {
 			n++
 		}
+		if start {
+			if starts == nil {
+				starts = make([]*conn, 0, writeBatchSize)
+			}
+			if starts = append(starts, c); len(starts) == writeBatchSize {
+				startWriteBatch(starts)
+				starts = nil
+			}
+		}
+	}
+	if len(starts) > 0 {
+		startWriteBatch(starts)
 	}
 	return n
 }

@@ -43,18 +43,29 @@ const maxPooledBuf = 256 << 10
 // enqueue appends an item to c's queue and starts a writer if none runs.
 // It never blocks on the socket. It reports whether the item was queued.
 func (c *conn) enqueue(it outItem) bool {
+	queued, start := c.enqueueClaim(it)
+	if start {
+		go c.writeFn()
+	}
+	return queued
+}
+
+// enqueueClaim is enqueue without starting the writer: start reports that
+// the caller claimed it (claimWriterLocked) and must run it, either with
+// go c.writeFn() or in a batch writer (writebatch.go).
+func (c *conn) enqueueClaim(it outItem) (queued, start bool) {
 	s := c.srv
 	c.mu.Lock()
 	if c.dead || c.closing {
 		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	if len(c.q) >= s.cfg.QueueLength {
 		if !s.cfg.DropOldest {
 			c.mu.Unlock()
 			s.stats.slowDisconnects.Add(1)
 			c.disconnect("slow consumer", 0)
-			return false
+			return false, false
 		}
 		// Drop the oldest push, never a reply or control frame if a push
 		// can go instead.
@@ -71,12 +82,9 @@ func (c *conn) enqueue(it outItem) bool {
 		s.stats.dropped.Add(1)
 	}
 	c.q = append(c.q, it)
-	start := c.claimWriterLocked()
+	start = c.claimWriterLocked()
 	c.mu.Unlock()
-	if start {
-		go c.writeFn()
-	}
-	return true
+	return true, start
 }
 
 // writerCounter is where c's running writer is counted: its bucket's
@@ -94,56 +102,64 @@ func (c *conn) writerCounter() *atomic.Int64 {
 // writeLoop writes everything queued, coalescing what arrived during a
 // write into the next one, and exits when the queue is empty.
 func (c *conn) writeLoop() {
-	s := c.srv
 	var spare []outItem
-	for {
-		c.mu.Lock()
-		if c.dead || len(c.q) == 0 {
-			closeNow := c.closing && !c.dead
-			if c.dead || cap(c.q) > keepQueueCap {
-				c.q = nil
-			}
-			if c.q == nil && !c.dead && cap(spare) <= keepQueueCap {
-				// Keep a small queue so the next push does not allocate.
-				c.q = spare[:0]
-			}
-			c.writing = false
-			if closeNow {
-				c.dead = true
-			}
-			ctr := c.wctr
-			c.mu.Unlock()
-			ctr.Add(-1)
-			if closeNow {
-				_ = c.nc.Close()
-			}
-			return
-		}
-		batch := c.q
-		c.q = spare[:0]
-		c.mu.Unlock()
+	for c.writeStep(&spare) {
+	}
+}
 
-		bp := writeBufs.Get().(*[]byte)
-		buf := (*bp)[:0]
-		if c.ws {
-			buf = c.encodeWS(buf, batch)
-		} else {
-			for i := range batch {
-				buf = append(buf, batch[i].b...)
-			}
+// writeStep performs one write of everything queued and reports true. With
+// nothing queued (or the connection dead) it releases the writer claim
+// (claimWriterLocked), closes the socket if a close was pending, and
+// reports false. spare is the queue array recycled between steps.
+func (c *conn) writeStep(spare *[]outItem) bool {
+	s := c.srv
+	c.mu.Lock()
+	if c.dead || len(c.q) == 0 {
+		closeNow := c.closing && !c.dead
+		if c.dead || cap(c.q) > keepQueueCap {
+			c.q = nil
 		}
-		clear(batch)
-		spare = batch
-		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		_, err := c.nc.Write(buf)
-		if cap(buf) <= maxPooledBuf {
-			*bp = buf[:0]
-			writeBufs.Put(bp)
+		if c.q == nil && !c.dead && cap(*spare) <= keepQueueCap {
+			// Keep a small queue so the next push does not allocate.
+			c.q = (*spare)[:0]
 		}
-		if err != nil {
-			c.kill()
+		c.writing = false
+		if closeNow {
+			c.dead = true
+		}
+		ctr := c.wctr
+		c.mu.Unlock()
+		ctr.Add(-1)
+		if closeNow {
+			_ = c.nc.Close()
+		}
+		return false
+	}
+	batch := c.q
+	c.q = (*spare)[:0]
+	c.mu.Unlock()
+
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if c.ws {
+		buf = c.encodeWS(buf, batch)
+	} else {
+		for i := range batch {
+			buf = append(buf, batch[i].b...)
 		}
 	}
+	clear(batch)
+	*spare = batch
+	_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_, err := c.nc.Write(buf)
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf[:0]
+		writeBufs.Put(bp)
+	}
+	if err != nil {
+		c.kill()
+	}
+	return true
 }
 
 // encodeWS frames a batch as WebSocket binary messages: consecutive pushes
