@@ -166,7 +166,7 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 		list = l.conns
 	}
 	var n uint64
-	var starts []*conn
+	var wb *writeBatch
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			continue
@@ -176,17 +176,17 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 			n++
 		}
 		if start {
-			if starts == nil {
-				starts = make([]*conn, 0, writeBatchSize)
+			if wb == nil {
+				wb = newWriteBatch()
 			}
-			if starts = append(starts, c); len(starts) == writeBatchSize {
-				startWriteBatch(starts)
-				starts = nil
+			if wb.add(c) {
+				wb.start()
+				wb = nil
 			}
 		}
 	}
-	if len(starts) > 0 {
-		startWriteBatch(starts)
+	if wb != nil {
+		wb.start()
 	}
 	return n
 }

@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,31 +28,60 @@ const writeBatchSize = 32
 // before its remaining connections move to a new goroutine.
 const stallCheck = 5 * time.Millisecond
 
-// writeBatch is one batch writer's work: conns[next:] remain.
+// writeBatch is one batch writer's work: conns[next:n] remain. Batches
+// are pooled (with their timer and bound functions) so fan-out allocates
+// nothing per batch in the steady state.
 type writeBatch struct {
-	conns []*conn
+	conns [writeBatchSize]*conn
+	n     atomic.Int32 // connections in conns
 	next  atomic.Int32 // index of the next connection to take
 	done  atomic.Int32 // connections finished
-	seen  int32        // done at the last check (check goroutines only)
+	seen  atomic.Int32 // done at the last check
 	timer atomic.Pointer[time.Timer]
+	runFn func() // wb.run and wb.check, bound once
+	check func()
 }
 
-// startWriteBatch writes the queues of conns, each already claimed for
-// writing, on a new goroutine.
-func startWriteBatch(conns []*conn) {
-	go runWriteBatch(conns)
+// writeBatches pools batches (no New: its closure would make an
+// initialization cycle through run).
+var writeBatches sync.Pool
+
+// newWriteBatch returns an empty batch.
+func newWriteBatch() *writeBatch {
+	if v := writeBatches.Get(); v != nil {
+		return v.(*writeBatch)
+	}
+	wb := &writeBatch{}
+	wb.runFn, wb.check = wb.run, wb.checkStall
+	return wb
 }
 
-func runWriteBatch(conns []*conn) {
-	wb := &writeBatch{conns: conns}
-	wb.timer.Store(time.AfterFunc(stallCheck, wb.check))
+// add appends c, already claimed for writing, and reports whether the
+// batch is full.
+func (wb *writeBatch) add(c *conn) bool {
+	n := wb.n.Load()
+	wb.conns[n] = c
+	wb.n.Store(n + 1)
+	return n+1 == writeBatchSize
+}
+
+// start writes the batch's connections on a new goroutine.
+func (wb *writeBatch) start() { go wb.runFn() }
+
+func (wb *writeBatch) run() {
+	if t := wb.timer.Load(); t != nil {
+		t.Reset(stallCheck)
+	} else {
+		wb.timer.Store(time.AfterFunc(stallCheck, wb.check))
+	}
+	n := wb.n.Load()
 	var spare []outItem
 	for {
-		i := int(wb.next.Add(1)) - 1
-		if i >= len(conns) {
+		i := wb.next.Add(1) - 1
+		if i >= n {
 			break
 		}
-		c := conns[i]
+		c := wb.conns[i]
 		if c.writeStep(&spare) && c.writeStep(&spare) {
 			// More arrived during the write: a writer of its own.
 			go c.writeFn()
@@ -59,24 +89,39 @@ func runWriteBatch(conns []*conn) {
 		spare = nil // now c's queue array, or dropped
 		wb.done.Add(1)
 	}
-	wb.timer.Load().Stop()
+	// Reuse the batch only if no stall check is running or can still run
+	// (Stop found the timer pending); otherwise leave it to the GC.
+	if wb.timer.Load().Stop() {
+		clear(wb.conns[:n])
+		wb.n.Store(0)
+		wb.next.Store(0)
+		wb.done.Store(0)
+		wb.seen.Store(0)
+		writeBatches.Put(wb)
+	}
 }
 
-// check runs every stallCheck while the batch is unfinished; it hands the
-// remaining connections to a new goroutine when none finished since the
+// checkStall runs every stallCheck while the batch is unfinished; it hands
+// the remaining connections to a new batch when none finished since the
 // last check (a write is blocked).
-func (wb *writeBatch) check() {
-	n := int32(len(wb.conns))
+func (wb *writeBatch) checkStall() {
+	n := wb.n.Load()
 	d := wb.done.Load()
 	if d >= n {
 		return
 	}
-	if d != wb.seen {
-		wb.seen = d
-		wb.timer.Store(time.AfterFunc(stallCheck, wb.check))
+	if d != wb.seen.Load() {
+		wb.seen.Store(d)
+		wb.timer.Load().Reset(stallCheck) // last: run may reuse wb once the timer is pending
 		return
 	}
-	if old := wb.next.Swap(n); old < n {
-		startWriteBatch(wb.conns[old:])
+	old := wb.next.Swap(n)
+	if old >= n {
+		return
 	}
+	rest := newWriteBatch()
+	for _, c := range wb.conns[old:n] {
+		rest.add(c)
+	}
+	rest.start()
 }
