@@ -257,13 +257,15 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 
 	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: int(s.cfg.HeartbeatInterval / time.Second)})
 	first := outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame}
+	// Count the session before the reply can reach the client, so Stats
+	// never lags what a client has already seen.
+	s.stats.sessions.Add(1)
+	s.stats.authOK.Add(1)
 	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
 		old.disconnect("replaced", 0)
 	}
 	s.handshakeDone(c.nc)
-	s.stats.sessions.Add(1)
-	s.stats.authOK.Add(1)
 	s.sess.put(c.session())
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.
