@@ -185,6 +185,13 @@ func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
 			c.ip = ip
 		}
 	}
+	if s.cfg.TLS != nil && !upgraded {
+		// TLS starts after the plaintext PROXY header, as load balancers
+		// send it; the handshake runs on first read, under the deadline.
+		tc := tls.Server(c.nc, s.cfg.TLS)
+		s.rekeyPending(c.nc, tc)
+		c.nc, c.r = tc, tc
+	}
 	if c.ws && !upgraded {
 		info, err := s.upgradeRaw(c.nc)
 		if err != nil {

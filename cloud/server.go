@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -107,7 +106,8 @@ func (s *Server) untrack(ln net.Listener) {
 }
 
 // ServeTCP accepts goim TCP clients on ln until Shutdown (then it returns
-// ErrServerClosed). With Config.TLS the listener is wrapped in TLS.
+// ErrServerClosed). With Config.TLS every connection speaks TLS (after
+// its PROXY header, when ProxyProtocol is set).
 func (s *Server) ServeTCP(ln net.Listener) error { return s.serve(ln, false) }
 
 // ServeWS accepts WebSocket clients on ln (path /sub, any query) until
@@ -115,9 +115,8 @@ func (s *Server) ServeTCP(ln net.Listener) error { return s.serve(ln, false) }
 func (s *Server) ServeWS(ln net.Listener) error { return s.serve(ln, true) }
 
 func (s *Server) serve(ln net.Listener, isWS bool) error {
-	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
-	}
+	// With Config.TLS, each connection is wrapped after its PROXY header
+	// (conn.prepare), not the listener: the header comes before TLS.
 	if !s.track(ln) {
 		_ = ln.Close()
 		return ErrServerClosed
@@ -167,6 +166,17 @@ func (s *Server) addConn(nc net.Conn) bool {
 	s.wg.Add(1)
 	s.pending[nc] = struct{}{}
 	return true
+}
+
+// rekeyPending replaces a handshaking connection by its TLS wrapper, so
+// Shutdown closes (and handshakeDone finds) the connection in use.
+func (s *Server) rekeyPending(old, nc net.Conn) {
+	s.mu.Lock()
+	if _, ok := s.pending[old]; ok {
+		delete(s.pending, old)
+		s.pending[nc] = struct{}{}
+	}
+	s.mu.Unlock()
 }
 
 // handshakeDone removes nc from the handshaking set.

@@ -183,3 +183,34 @@ func recvPush(t *testing.T, c *client.Client) client.Push {
 	}
 	return client.Push{}
 }
+
+// TestTLSBehindProxyProtocol: a load balancer sends the plaintext PROXY
+// header first and then the client's TLS; the node reads the header off the
+// raw socket, then speaks TLS, and sees the real client address.
+func TestTLSBehindProxyProtocol(t *testing.T) {
+	cert, pool := selfSigned(t)
+	seen := make(chan *cloud.AuthRequest, 1)
+	dev := cloud.DevAuthenticator()
+	n := startNode(t, cloud.Config{
+		TLS:            &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ProxyProtocol:  true,
+		TrustedProxies: mustPrefixes("127.0.0.1/32"),
+		Authenticator: cloud.AuthFunc(func(ctx context.Context, req *cloud.AuthRequest) (cloud.Identity, error) {
+			seen <- req
+			return dev.Authenticate(ctx, req)
+		}),
+	})
+	nc, err := net.Dial("tcp", n.tcpAddr)
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = nc.Write([]byte("PROXY TCP4 203.0.113.7 10.0.0.1 5555 3101\r\n"))
+	require.NoError(t, err)
+	tc := tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	raw := &goimClient{t: t, nc: tc, br: bufio.NewReader(tc)}
+	raw.auth(1, goimAuth(7, "", "live://proxied", 1000))
+	req := <-seen
+	assert.True(t, req.TLS, "the authenticator sees a TLS connection")
+	assert.Equal(t, "203.0.113.7", req.ClientIP.String(), "the client address comes from the PROXY header")
+	deliver(t, n.srv, roomMsg("live://proxied", 1000, "through the proxy"))
+	assert.Equal(t, "through the proxy", string(raw.nextOp(1000).body))
+}
