@@ -353,3 +353,49 @@ func TestServeAfterShutdown(t *testing.T) {
 	require.ErrorIs(t, srv.ServeTCP(ln), cloud.ErrServerClosed)
 	require.ErrorIs(t, srv.Deliver(context.Background(), []*imcloud.Message{roomMsg("a://b", 1000, "")}), cloud.ErrServerClosed)
 }
+
+// TestRoomRunSharesOneWrite: room pushes that arrive together (job merges
+// the ones that waited) reach each receiver packed, one WebSocket message
+// of op 9 for the lot, in order; TCP clients read the same frames back to
+// back; each push is counted once per receiver.
+func TestRoomRunSharesOneWrite(t *testing.T) {
+	n := startNode(t, cloud.Config{})
+	wsc := dialRaw(t, n.wsAddr, true)
+	wsc.auth(1, goimAuth(1, "", "live://run"))
+	tcp := dialRaw(t, n.tcpAddr, false)
+	tcp.auth(1, goimAuth(2, "", "live://run"))
+	other := dialRaw(t, n.tcpAddr, false)
+	other.auth(1, goimAuth(3, "", "live://elsewhere"))
+	before := n.srv.Stats().Delivered
+
+	deliver(t, n.srv,
+		roomMsg("live://run", 1000, "a"), roomMsg("live://run", 1001, "b"),
+		roomMsg("live://elsewhere", 1000, "x"), roomMsg("live://run", 1002, "c"))
+
+	// WebSocket: "a" and "b" travel in one op 9 message (with "c" too
+	// when its write had not started yet), in order.
+	fs, err := wsc.readMsg(5 * time.Second)
+	require.NoError(t, err)
+	require.Len(t, fs, 1)
+	require.Equal(t, int32(9), fs[0].op)
+	inner, err := decodeRaw(fs[0].body)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(inner), 2, "the run shares one message")
+	got := []string{}
+	for _, f := range inner {
+		got = append(got, string(f.body))
+	}
+	if len(got) < 3 {
+		got = append(got, string(wsc.nextOp(1002).body))
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, got)
+	assert.Equal(t, int32(1001), inner[1].op)
+
+	for _, want := range []string{"a", "b", "c"} {
+		f, err := tcp.next(5 * time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(f.body))
+	}
+	assert.Equal(t, "x", string(other.nextOp(1000).body))
+	assert.Equal(t, before+7, n.srv.Stats().Delivered, "3 pushes x 2 receivers + 1")
+}
