@@ -302,13 +302,8 @@ func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "keys is required")
 		return
 	}
-	if h.cfg.EarlyReply {
-		ctx, done := h.earlyCtx(r)
-		h.answerAsync(w, h.p.PushKeysAsync(ctx, req.op, keys, req.body, done))
-		return
-	}
-	res, err := h.p.PushKeys(r.Context(), req.op, keys, req.body)
-	h.answerPush(w, res, err)
+	pw, err := h.p.keysPush(req.op, keys, req.body, nil)
+	h.submit(w, r, pw, err)
 }
 
 func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
@@ -328,13 +323,8 @@ func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "mids is required")
 		return
 	}
-	if h.cfg.EarlyReply {
-		ctx, done := h.earlyCtx(r)
-		h.answerAsync(w, h.p.PushMidsAsync(ctx, req.op, mids, req.body, done))
-		return
-	}
-	res, err := h.p.PushMids(r.Context(), req.op, mids, req.body)
-	h.answerPush(w, res, err)
+	pw, err := h.p.midsPush(req.op, mids, req.body, nil)
+	h.submit(w, r, pw, err)
 }
 
 func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
@@ -347,13 +337,8 @@ func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := req.Type + "://" + req.Room
-	if h.cfg.EarlyReply {
-		ctx, done := h.earlyCtx(r)
-		h.answerAsync(w, h.p.PushRoomAsync(ctx, req.op, room, req.body, done))
-		return
-	}
-	res, err := h.p.PushRoom(r.Context(), req.op, room, req.body)
-	h.answerPush(w, res, err)
+	pw, err := h.p.roomPush(req.op, room, req.body, nil)
+	h.submit(w, r, pw, err)
 }
 
 func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
@@ -361,12 +346,29 @@ func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if h.cfg.EarlyReply {
-		ctx, done := h.earlyCtx(r)
-		h.answerAsync(w, h.p.BroadcastAsync(ctx, req.op, req.body, req.speed, done))
+	pw, err := h.p.broadcastPush(req.op, req.body, req.speed, nil)
+	h.submit(w, r, pw, err)
+}
+
+// submit runs a push the route built (or answers its validation error):
+// in early-reply mode it answers "accepted" once the pool took the push,
+// otherwise once the Queue accepted its messages.
+func (h *handler) submit(w http.ResponseWriter, r *http.Request, pw *push, err error) {
+	if err != nil {
+		h.answerErr(w, err)
 		return
 	}
-	res, err := h.p.Broadcast(r.Context(), req.op, req.body, req.speed)
+	if h.cfg.EarlyReply {
+		ctx, done := h.earlyCtx(r)
+		if err := h.p.runAsync(ctx, pw, done); err != nil {
+			done(Result{}, err) // never ran: release its context now
+			h.answerErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(`{"code":0,"message":"accepted"}`))
+		return
+	}
+	res, err := h.p.run(r.Context(), pw)
 	h.answerPush(w, res, err)
 }
 
@@ -375,14 +377,6 @@ func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
 func (h *handler) earlyCtx(r *http.Request) (context.Context, AsyncFunc) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.cfg.EarlyReplyTimeout)
 	return ctx, func(Result, error) { cancel() }
-}
-
-func (h *handler) answerAsync(w http.ResponseWriter, err error) {
-	if err != nil {
-		h.answerErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, []byte(`{"code":0,"message":"accepted"}`))
 }
 
 func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
