@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -52,6 +53,11 @@ type conn struct {
 	// starting a writer does not allocate a closure.
 	writeFn func()
 	wctr    *atomic.Int64 // where the running writer is counted
+	// raw is the plain TCP socket for writes that never wait (nil for TLS
+	// and other connections); slow holds what the socket did not take,
+	// owned by the writer claim.
+	raw     syscall.RawConn
+	slow    []byte
 	mu      sync.Mutex
 	q       []outItem
 	writing bool
@@ -203,6 +209,7 @@ func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
 		}
 		*hi = info
 	}
+	c.raw = rawConnOf(c.nc)
 	return true
 }
 

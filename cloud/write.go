@@ -2,8 +2,10 @@ package cloud
 
 import (
 	"encoding/binary"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/imcloud/imcloud/protocol"
@@ -100,19 +102,38 @@ func (c *conn) writerCounter() *atomic.Int64 {
 }
 
 // writeLoop writes everything queued, coalescing what arrived during a
-// write into the next one, and exits when the queue is empty.
+// write into the next one, and exits when the queue is empty. It runs on
+// a goroutine of its own, so its writes may block.
 func (c *conn) writeLoop() {
 	var spare []outItem
-	for c.writeStep(&spare) {
+	for c.writeStep(&spare, true) == stepWrote {
 	}
 }
 
-// writeStep performs one write of everything queued and reports true. With
-// nothing queued (or the connection dead) it releases the writer claim
+// What one writeStep did.
+type stepResult uint8
+
+const (
+	// stepIdle: nothing was queued; the writer claim is released.
+	stepIdle stepResult = iota
+	// stepWrote: everything queued was written (or the connection died);
+	// the caller still holds the writer claim and should step again.
+	stepWrote
+	// stepHandedOff: the socket took only part of a write; the rest, and
+	// the writer claim, went to a goroutine of the connection's own.
+	stepHandedOff
+)
+
+// writeStep performs one write of everything queued. With nothing queued
+// (or the connection dead) it releases the writer claim
 // (claimWriterLocked), closes the socket if a close was pending, and
-// reports false. spare is the queue array recycled between steps.
-func (c *conn) writeStep(spare *[]outItem) bool {
-	s := c.srv
+// reports stepIdle. spare is the queue array recycled between steps.
+//
+// own says the caller is a goroutine dedicated to c, which may block in
+// the write. A shared writer (own false) never blocks on a plain TCP
+// socket: it writes without waiting (c.raw) and, if the socket buffer is
+// full, hands the rest to a new goroutine (stepHandedOff).
+func (c *conn) writeStep(spare *[]outItem, own bool) stepResult {
 	c.mu.Lock()
 	if c.dead || len(c.q) == 0 {
 		closeNow := c.closing && !c.dead
@@ -133,10 +154,18 @@ func (c *conn) writeStep(spare *[]outItem) bool {
 		if closeNow {
 			_ = c.nc.Close()
 		}
-		return false
+		return stepIdle
 	}
 	batch := c.q
-	c.q = (*spare)[:0]
+	if k := itemsWithin(c.q, maxWriteBytes); k < len(c.q) {
+		// Leave the rest queued, in order: one step writes what a socket
+		// can plausibly take, so a shared writer's pass stays short.
+		c.q = append((*spare)[:0], c.q[k:]...)
+		clear(batch[k:])
+		batch = batch[:k]
+	} else {
+		c.q = (*spare)[:0]
+	}
 	c.mu.Unlock()
 
 	bp := writeBufs.Get().(*[]byte)
@@ -150,8 +179,22 @@ func (c *conn) writeStep(spare *[]outItem) bool {
 	}
 	clear(batch)
 	*spare = batch
-	_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	_, err := c.nc.Write(buf)
+	rest := buf
+	var err error
+	if c.raw != nil {
+		var n int
+		n, err = c.tryWrite(buf)
+		rest = buf[n:]
+	}
+	result := stepWrote
+	switch {
+	case err != nil || len(rest) == 0:
+	case own || c.raw == nil:
+		err = c.writeBlocking(rest)
+	default:
+		c.slow = append(c.slow[:0], rest...)
+		result = stepHandedOff
+	}
 	if cap(buf) <= maxPooledBuf {
 		*bp = buf[:0]
 		writeBufs.Put(bp)
@@ -159,7 +202,101 @@ func (c *conn) writeStep(spare *[]outItem) bool {
 	if err != nil {
 		c.kill()
 	}
-	return true
+	if result == stepHandedOff {
+		go c.finishSlowWrite()
+	}
+	return result
+}
+
+// maxWriteBytes bounds the queued bytes one writeStep takes (at least one
+// item): about what a socket buffer takes at once.
+const maxWriteBytes = 256 << 10
+
+// itemsWithin returns how many items from the start of q fit in max bytes,
+// at least one.
+func itemsWithin(q []outItem, max int) int {
+	n := 0
+	for i := range q {
+		n += len(q[i].b)
+		if n > max && i > 0 {
+			return i
+		}
+	}
+	return len(q)
+}
+
+// writeBlocking writes b, waiting for the socket at most WriteTimeout.
+func (c *conn) writeBlocking(b []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	_, err := c.nc.Write(b)
+	if c.raw != nil && err == nil {
+		// tryWrite fails once a deadline passed: clear it again.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+// finishSlowWrite is the goroutine of a connection whose socket buffer
+// filled: it writes what the shared writer could not, then whatever
+// queued meanwhile, until the queue is empty.
+func (c *conn) finishSlowWrite() {
+	err := c.writeBlocking(c.slow)
+	if cap(c.slow) > maxPooledBuf {
+		c.slow = nil
+	} else {
+		c.slow = c.slow[:0]
+	}
+	if err != nil {
+		c.kill()
+	}
+	c.writeLoop()
+}
+
+// tryWrite writes as much of b as the socket takes now, without waiting:
+// the shared writers' path on plain TCP (no write deadline to arm, and
+// one client that does not read cannot hold up the others).
+func (c *conn) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			switch e {
+			case nil:
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true
+			default:
+				werr = e
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// rawConnOf returns the raw socket under nc when writes can go to it
+// directly: a plain TCP connection, possibly behind a replay of bytes
+// read ahead. TLS connections return nil.
+func rawConnOf(nc net.Conn) syscall.RawConn {
+	switch t := nc.(type) {
+	case *net.TCPConn:
+		rc, err := t.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return rc
+	case *prefixConn:
+		return rawConnOf(t.Conn)
+	}
+	return nil
 }
 
 // encodeWS frames a batch as WebSocket binary messages: consecutive pushes

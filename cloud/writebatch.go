@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,10 @@ import (
 // batch, each batch is watched: if it completes no connection for a whole
 // stallCheck period, its remaining connections are handed to a new batch
 // goroutine. A connection still busy after two writes (pushes keep
-// arriving) gets a writer goroutine of its own.
+// arriving) gets a writer goroutine of its own. On plain TCP, writes never
+// block (write.go, tryWrite): a batch keeps its busy connections and
+// writes them pass after pass, and a socket that is full gets a goroutine
+// of its own for the rest.
 
 // writeBatchSize is how many connections one batch writer serves.
 const writeBatchSize = 32
@@ -76,15 +80,25 @@ func (wb *writeBatch) run() {
 	}
 	n := wb.n.Load()
 	var spare []outItem
+	// again holds the plain TCP connections that had something to write:
+	// more may arrive while the batch runs.
+	var again [writeBatchSize]*conn
+	na := 0
 	for {
 		i := wb.next.Add(1) - 1
 		if i >= n {
 			break
 		}
 		c := wb.conns[i]
-		if c.writeStep(&spare) && c.writeStep(&spare) {
-			// More arrived during the write: a writer of its own.
-			go c.writeFn()
+		if c.writeStep(&spare, false) == stepWrote {
+			if c.raw != nil {
+				again[na] = c
+				na++
+			} else if c.writeStep(&spare, false) == stepWrote {
+				// More arrived during a write that may block: a
+				// writer of its own.
+				go c.writeFn()
+			}
 		}
 		spare = nil // now c's queue array, or dropped
 		wb.done.Add(1)
@@ -98,6 +112,25 @@ func (wb *writeBatch) run() {
 		wb.done.Store(0)
 		wb.seen.Store(0)
 		writeBatches.Put(wb)
+	}
+	// Keep writing those connections while pushes keep arriving for them,
+	// a pass at a time, yielding between passes. Their writes never block
+	// (tryWrite), so this goroutine cannot stall; what arrives during a
+	// pass coalesces into the next one; and the number of runnable writer
+	// goroutines stays one per batch, not one per connection, so under
+	// load the push API and the job still get the CPU promptly.
+	for na > 0 {
+		runtime.Gosched()
+		k := 0
+		for _, c := range again[:na] {
+			if c.writeStep(&spare, false) == stepWrote {
+				again[k] = c
+				k++
+			}
+			spare = nil
+		}
+		clear(again[k:na])
+		na = k
 	}
 }
 

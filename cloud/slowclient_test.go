@@ -1,0 +1,90 @@
+package cloud_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud/cloud"
+)
+
+// TestFanoutClientNeverReads: in a room fan-out over real TCP, one client
+// that never reads fills its socket buffer; the shared batch writer hands
+// the rest to a goroutine of that connection's own and goes on, so every
+// other client of the room receives every push long before WriteTimeout,
+// and the stuck one is dropped when WriteTimeout passes.
+func TestFanoutClientNeverReads(t *testing.T) {
+	const writeTimeout = 30 * time.Second
+	n := startNode(t, cloud.Config{WriteTimeout: writeTimeout, Buckets: 1})
+	const room = "live://stuck"
+	const readers = 8
+	stuck := dialSmallWindow(t, n.tcpAddr)
+	stuck.auth(1, goimAuth(1, "stuck", room))
+	clients := make([]*goimClient, readers)
+	for i := range clients {
+		clients[i] = dialRaw(t, n.tcpAddr, false)
+		clients[i].auth(1, goimAuth(int64(i+2), fmt.Sprintf("reader-%d", i), room))
+	}
+	// 4 MiB in 256 pushes: far more than the stuck client's small receive
+	// window and the server's send buffer hold.
+	const pushes = 256
+	body := strings.Repeat("x", 16<<10)
+	start := time.Now()
+	done := make(chan error, readers)
+	for _, c := range clients {
+		go func(c *goimClient) {
+			for i := 0; i < pushes; i++ {
+				f, err := c.next(writeTimeout / 2)
+				if err != nil {
+					done <- fmt.Errorf("push %d: %w", i, err)
+					return
+				}
+				if want := fmt.Sprintf("%08d", i); f.op != 1000 || len(f.body) != len(body)+8 || string(f.body[:8]) != want {
+					done <- fmt.Errorf("push %d: op %d, %d bytes, %.8q", i, f.op, len(f.body), f.body)
+					return
+				}
+			}
+			done <- nil
+		}(c)
+	}
+	for i := 0; i < pushes; i++ {
+		deliver(t, n.srv, roomMsg(room, 1000, fmt.Sprintf("%08d", i)+body))
+	}
+	for range clients {
+		require.NoError(t, <-done)
+	}
+	require.Less(t, time.Since(start), writeTimeout/2, "the readers waited on the stuck client's socket")
+	st := n.srv.Stats()
+	require.Zero(t, st.SlowDisconnects, "the stuck client is still inside WriteTimeout")
+	require.GreaterOrEqual(t, st.Writers, int64(1), "the stuck client's write waits on its own goroutine")
+	// The stuck client's socket is closed by the server (here: by the
+	// client itself, ending the test without waiting WriteTimeout); the
+	// blocked writer ends and nothing is left running.
+	_ = stuck.nc.Close()
+	waitFor(t, "writers to finish", func() bool { return n.srv.Stats().Writers == 0 })
+}
+
+// dialSmallWindow is dialRaw over TCP with a small receive buffer, so a
+// client that does not read fills its window quickly.
+func dialSmallWindow(t *testing.T, addr string) *goimClient {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	nc, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	return &goimClient{t: t, nc: nc, br: newReader(nc)}
+}
