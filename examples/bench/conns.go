@@ -30,6 +30,10 @@ type client struct {
 	br   *bufio.Reader // WebSocket only
 	wmu  sync.Mutex    // heartbeats and pongs
 	sh   *shard
+	// fd is the socket's descriptor once an epoll reader took it over
+	// (detached: conn is closed then; writes go to fd).
+	fd       int
+	detached bool
 }
 
 // fleet is every connection of a run.
@@ -39,6 +43,8 @@ type fleet struct {
 
 	mu      sync.Mutex
 	clients []*client
+
+	polls *pollers // epoll readers, or nil: a goroutine per connection
 
 	live        atomic.Int64
 	roomLive    []atomic.Int64
@@ -112,6 +118,16 @@ func (f *fleet) connectTo(ctx context.Context, n int) {
 				f.mu.Unlock()
 				f.live.Add(1)
 				f.roomLive[c.room].Add(1)
+				if f.polls != nil {
+					var ahead []byte
+					if c.br != nil {
+						ahead, _ = c.br.Peek(c.br.Buffered())
+					}
+					if err := f.polls.add(c, ahead); err != nil {
+						f.lost(c, err)
+					}
+					continue
+				}
 				f.wg.Add(1)
 				go f.read(c)
 			}
@@ -125,7 +141,7 @@ func (f *fleet) connectTo(ctx context.Context, n int) {
 func (f *fleet) dial(ctx context.Context, i int) (*client, error) {
 	cfg := f.cfg
 	c := &client{id: i, mid: int64(i + 1), key: "bench-" + strconv.Itoa(i), room: i % cfg.rooms,
-		ws: cfg.proto == "ws", sh: f.rec.shards[i%len(f.rec.shards)]}
+		ws: cfg.proto == "ws", sh: f.rec.shards[i%len(f.rec.shards)], fd: -1}
 	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: sourceIP(i, cfg.perIP)}}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -168,6 +184,13 @@ func (f *fleet) dial(ctx context.Context, i int) (*client, error) {
 // on WebSocket.
 func (c *client) write(frame []byte) error {
 	c.wmu.Lock()
+	if c.detached {
+		c.wmu.Unlock()
+		if c.ws {
+			frame = maskedBinary(frame)
+		}
+		return c.writeFd(frame)
+	}
 	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if c.ws {
@@ -265,6 +288,11 @@ func (f *fleet) read(c *client) {
 	} else {
 		err = f.readTCPLoop(c)
 	}
+	f.lost(c, err)
+}
+
+// lost accounts for a connection that ended with err.
+func (f *fleet) lost(c *client, err error) {
 	f.live.Add(-1)
 	f.roomLive[c.room].Add(-1)
 	if !f.closing.Load() {
@@ -404,6 +432,9 @@ func (f *fleet) heartbeat(ctx context.Context, interval time.Duration) {
 // close ends every connection and waits for the readers.
 func (f *fleet) close() {
 	f.closing.Store(true)
+	if f.polls != nil {
+		f.polls.close()
+	}
 	f.mu.Lock()
 	for _, c := range f.clients {
 		c.conn.Close()

@@ -26,6 +26,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +55,8 @@ type config struct {
 	gcURL                               string
 	rssProc                             string
 	quiet                               bool
+	cpuProfile                          string
+	reader                              string
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -94,6 +98,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.gcURL, "gc-url", "", "idle mode: GET this before each RSS reading (the server's /debug/pprof/heap?gc=1 runs a GC)")
 	fs.StringVar(&c.rssProc, "rss-proc", "", "idle mode: the -pids name whose RSS is read per connection (default: the first)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no per-second progress")
+	fs.StringVar(&c.reader, "reader", "epoll", "how the generator reads its connections: epoll (a few goroutines on level-triggered epoll sets, Linux) or goroutine (one per connection)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (what one delivery costs the client side)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -119,6 +125,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, errors.New("bench: too many connections for the 127.x source addresses")
 	case c.heartbeat <= 0 || c.window <= 0 || c.duration <= 0:
 		return nil, errors.New("bench: -heartbeat, -window and -duration must be positive")
+	}
+	if c.reader != "epoll" && c.reader != "goroutine" {
+		return nil, fmt.Errorf("bench: -reader %q is not epoll or goroutine", c.reader)
 	}
 	switch c.mode {
 	case "room", "mids", "keys", "all", "idle":
@@ -162,7 +171,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	stopProfile := func() {}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	ok, err := run(ctx, cfg, os.Stdout)
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -188,6 +210,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	st := &runState{cfg: cfg, rec: newRecorder(64), start: time.Now()}
 	st.fl = newFleet(cfg, st.rec)
+	if cfg.reader == "epoll" {
+		if st.fl.polls, err = newPollers(st.fl, runtime.GOMAXPROCS(0)); err != nil {
+			return false, err
+		}
+	}
 	defer st.fl.close()
 	fmt.Fprintf(out, "bench: %s, load average at start: %s", strings.Join(os.Args, " "), load)
 

@@ -1,0 +1,357 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// The generator's receive side on Linux: a few goroutines, each waiting on
+// its own level-triggered epoll set, read every connection that has data
+// with one read(2) and parse what arrived. With a goroutine per connection
+// (fleet.read), every delivery cost the generator a netpoll wake-up, a
+// goroutine switch and two reads (the data, then EAGAIN before parking),
+// on the same two cores as the server it measures; here it costs one read
+// and a share of one epoll_wait.
+//
+// After its handshake a connection's socket is moved out of Go's netpoller
+// (its descriptor is duplicated and the net.Conn closed), so only the
+// poller sees its events. Heartbeats and pongs are written to the raw
+// descriptor (small, non-blocking writes).
+
+// pollers is the fleet's set of epoll readers.
+type pollers struct {
+	f    *fleet
+	eps  []*poller
+	mu   sync.Mutex
+	n    int
+	stop atomic.Bool
+	wg   sync.WaitGroup
+}
+
+// poller is one epoll set and its goroutine.
+type poller struct {
+	ps    *pollers
+	f     *fleet
+	epfd  int
+	mu    sync.Mutex
+	conns map[int32]*polled
+}
+
+// polled is one connection's receive state.
+type polled struct {
+	c       *client
+	fd      int
+	pending []byte // bytes of an incomplete frame (TCP) or WS frame
+	msg     []byte // payload of a fragmented WS message being assembled
+	ds      []delivery
+}
+
+func newPollers(f *fleet, n int) (*pollers, error) {
+	ps := &pollers{f: f}
+	for i := 0; i < n; i++ {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			ps.close()
+			return nil, fmt.Errorf("bench: epoll: %w", err)
+		}
+		p := &poller{ps: ps, f: f, epfd: epfd, conns: make(map[int32]*polled)}
+		ps.eps = append(ps.eps, p)
+		ps.wg.Add(1)
+		go p.run()
+	}
+	return ps, nil
+}
+
+// add moves c's socket to a poller; leftover is what the handshake read
+// ahead.
+func (ps *pollers) add(c *client, leftover []byte) error {
+	fd, err := detach(c.conn)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	c.fd, c.detached = fd, true
+	c.wmu.Unlock()
+	ps.mu.Lock()
+	p := ps.eps[ps.n%len(ps.eps)]
+	ps.n++
+	ps.mu.Unlock()
+	pc := &polled{c: c, fd: fd, pending: append([]byte(nil), leftover...)}
+	if len(pc.pending) > 0 {
+		// Frames that arrived with the auth reply, parsed before the
+		// poller can see the connection.
+		if err := p.parse(pc, time.Now().UnixNano()); err != nil {
+			c.closeRaw()
+			return err
+		}
+	}
+	p.mu.Lock()
+	p.conns[int32(fd)] = pc
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(fd))
+		p.mu.Unlock()
+		c.closeRaw()
+		return fmt.Errorf("bench: epoll add: %w", err)
+	}
+	return nil
+}
+
+// detach returns a duplicate of nc's descriptor (still non-blocking) and
+// closes nc, which takes the socket out of Go's netpoller.
+func detach(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("bench: connection has no descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) { fd, derr = syscall.Dup(int(f)) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	syscall.CloseOnExec(fd)
+	_ = nc.Close()
+	return fd, nil
+}
+
+func (p *poller) run() {
+	defer p.ps.wg.Done()
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 64<<10)
+	for !p.ps.stop.Load() {
+		n, err := syscall.EpollWait(p.epfd, events, 100)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, ev := range events[:n] {
+			p.mu.Lock()
+			pc := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if pc == nil {
+				continue
+			}
+			if err := p.readOnce(pc, buf, now); err != nil {
+				p.drop(pc, err)
+			}
+		}
+	}
+}
+
+// readOnce reads what the socket holds (one read; level-triggered epoll
+// reports it again if more is left) and records the pushes in it.
+func (p *poller) readOnce(pc *polled, buf []byte, now int64) error {
+	n, err := syscall.Read(pc.fd, buf)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return nil
+	case err != nil:
+		return err
+	case n == 0:
+		return io.EOF
+	}
+	pc.pending = append(pc.pending, buf[:n]...)
+	return p.parse(pc, now)
+}
+
+// parse consumes the complete frames in pc.pending.
+func (p *poller) parse(pc *polled, now int64) error {
+	c := pc.c
+	bad := 0
+	ds := pc.ds[:0]
+	var used int
+	var err error
+	if c.ws {
+		used, ds, err = consumeWS(pc, now, ds, &bad)
+	} else {
+		used, ds, err = consume(pc.pending, now, ds, &bad)
+	}
+	pc.ds = ds
+	if len(ds) > 0 || bad > 0 {
+		c.sh.add(ds, bad)
+	}
+	rest := copy(pc.pending, pc.pending[used:])
+	pc.pending = pc.pending[:rest]
+	if cap(pc.pending) > 64<<10 && rest < 4096 {
+		pc.pending = append([]byte(nil), pc.pending...)
+	}
+	return err
+}
+
+// consumeWS walks the complete WebSocket frames in pc.pending (server
+// frames: unmasked), answering pings, and records the pushes of each
+// complete binary message.
+func consumeWS(pc *polled, now int64, ds []delivery, bad *int) (int, []delivery, error) {
+	b := pc.pending
+	used := 0
+	for {
+		h := b[used:]
+		if len(h) < 2 {
+			return used, ds, nil
+		}
+		fin, op := h[0]&0x80 != 0, h[0]&0x0f
+		masked := h[1]&0x80 != 0
+		size, hl := int64(h[1]&0x7f), 2
+		switch size {
+		case 126:
+			if len(h) < 4 {
+				return used, ds, nil
+			}
+			size, hl = int64(binary.BigEndian.Uint16(h[2:])), 4
+		case 127:
+			if len(h) < 10 {
+				return used, ds, nil
+			}
+			size, hl = int64(binary.BigEndian.Uint64(h[2:])), 10
+		}
+		if masked {
+			return used, ds, fmt.Errorf("bench: masked frame from the server")
+		}
+		if size > 1<<24 {
+			return used, ds, fmt.Errorf("bench: WebSocket frame of %d bytes", size)
+		}
+		if int64(len(h)) < int64(hl)+size {
+			return used, ds, nil
+		}
+		payload := h[hl : int64(hl)+size]
+		used += hl + int(size)
+		switch op {
+		case 0x9: // ping
+			_ = pc.c.writeFd(wsClientFrame(0xA, payload))
+			continue
+		case 0xA:
+			continue
+		case 0x8:
+			return used, ds, io.EOF
+		}
+		if !fin || op == 0x0 && len(pc.msg) > 0 {
+			pc.msg = append(pc.msg, payload...)
+			if !fin {
+				continue
+			}
+			payload = pc.msg
+		}
+		n, out, err := consume(payload, now, ds, bad)
+		ds = out
+		pc.msg = pc.msg[:0]
+		if err == nil && n != len(payload) {
+			err = protocol.ErrTruncated
+		}
+		if err != nil {
+			return used, ds, err
+		}
+	}
+}
+
+// wsClientFrame is a masked client frame (mask key zero: the payload is
+// unchanged, which RFC 6455 allows).
+func wsClientFrame(op byte, payload []byte) []byte {
+	b := make([]byte, 0, 14+len(payload))
+	b = append(b, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	b = append(b, 0, 0, 0, 0)
+	return append(b, payload...)
+}
+
+// drop ends a connection the poller read an error from.
+func (p *poller) drop(pc *polled, err error) {
+	p.mu.Lock()
+	_, ok := p.conns[int32(pc.fd)]
+	delete(p.conns, int32(pc.fd))
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, pc.fd, nil)
+	pc.c.closeRaw()
+	p.f.lost(pc.c, err)
+}
+
+// close stops the pollers and closes every connection they hold.
+func (ps *pollers) close() {
+	ps.stop.Store(true)
+	ps.wg.Wait()
+	for _, p := range ps.eps {
+		p.mu.Lock()
+		for fd, pc := range p.conns {
+			pc.c.closeRaw()
+			delete(p.conns, fd)
+		}
+		p.mu.Unlock()
+		_ = syscall.Close(p.epfd)
+	}
+}
+
+// writeFd writes b to a detached connection's descriptor. Writes are
+// small (heartbeats, pongs); a full socket is retried for a while.
+func (c *client) writeFd(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b) > 0 {
+		if c.fd < 0 {
+			return net.ErrClosed
+		}
+		n, err := syscall.Write(c.fd, b)
+		if n > 0 {
+			b = b[n:]
+		}
+		switch {
+		case err == nil || err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if time.Now().After(deadline) {
+				return os.ErrDeadlineExceeded
+			}
+			time.Sleep(time.Millisecond)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// closeRaw closes a detached connection's descriptor.
+func (c *client) closeRaw() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.fd >= 0 {
+		_ = syscall.Close(c.fd)
+		c.fd = -1
+	}
+}
+
+// maskedBinary wraps a goim frame as a client binary message for a
+// detached WebSocket connection.
+func maskedBinary(frame []byte) []byte { return wsClientFrame(0x2, frame) }
