@@ -23,7 +23,9 @@ import (
 // arriving) gets a writer goroutine of its own. On plain TCP, writes never
 // block (write.go, tryWrite): a batch keeps its busy connections and
 // writes them pass after pass, and a socket that is full gets a goroutine
-// of its own for the rest.
+// of its own for the rest. A batch that holds such connections never
+// writes one that may block (TLS, wrapped sockets) itself: that gets a
+// writer of its own, so the kept connections do not wait for it.
 
 // writeBatchSize is how many connections one batch writer serves.
 const writeBatchSize = 32
@@ -90,7 +92,13 @@ func (wb *writeBatch) run() {
 			break
 		}
 		c := wb.conns[i]
-		if c.writeStep(&spare, false) == stepWrote {
+		if c.raw == nil && na > 0 {
+			// Its write may block, and this goroutine holds the writers of
+			// the connections in again: they would wait for it (their
+			// queues filling up to a slow-consumer drop). A writer of its
+			// own instead.
+			go c.writeFn()
+		} else if c.writeStep(&spare, false) == stepWrote {
 			if c.raw != nil {
 				again[na] = c
 				na++
