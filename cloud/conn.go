@@ -275,6 +275,11 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	// never lags what a client has already seen.
 	s.stats.sessions.Add(1)
 	s.stats.authOK.Add(1)
+	// Clear the handshake's write deadline before the AuthReply can be
+	// written: it may have passed already (a late auth, a slow
+	// authenticator), and the non-blocking writes on plain TCP (tryWrite)
+	// fail once it has, which would kill the connection just accepted.
+	_ = c.nc.SetWriteDeadline(time.Time{})
 	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
 		old.disconnect("replaced", 0)
@@ -285,7 +290,6 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		// Shutdown began while this client authenticated.
 		c.disconnect("shutdown", s.cfg.ReconnectMin)
 	}
-	_ = c.nc.SetWriteDeadline(time.Time{})
 	return true, nil
 }
 

@@ -1,0 +1,70 @@
+package cloud
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// TestLateAuthReplyWritten: an authenticator may answer after the
+// handshake deadline (the client sent its auth late, the check was slow:
+// the authenticator gets HandshakeTimeout of its own). The handshake's
+// write deadline has then passed, and a non-blocking write on plain TCP
+// (tryWrite) fails on it, so it must be cleared before the AuthReply can
+// be written, not after: otherwise a writer that runs first kills the
+// connection the client was just told it has. Holding s.mu between the
+// authenticator's return and the rest of the handshake stands in for the
+// scheduler running the AuthReply's writer first.
+func TestLateAuthReplyWritten(t *testing.T) {
+	const handshake = 200 * time.Millisecond
+	var s *Server
+	release := make(chan struct{})
+	dev := DevAuthenticator()
+	s, err := New(Config{
+		HandshakeTimeout: handshake,
+		Authenticator: AuthFunc(func(ctx context.Context, req *AuthRequest) (Identity, error) {
+			time.Sleep(handshake + 100*time.Millisecond) // past the handshake deadline
+			s.mu.Lock()                                  // handshakeDone waits, after the AuthReply is queued
+			go func() { <-release; s.mu.Unlock() }()
+			return dev.Authenticate(ctx, req)
+		}),
+	})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = s.ServeTCP(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		<-served
+	}()
+
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpAuth, Seq: 1,
+		Body: []byte(`{"mid":1,"key":"late","room_id":"live://late","platform":"web"}`)}))
+	require.NoError(t, err)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(nc)
+	var f protocol.Frame
+	err = protocol.ReadFrame(br, &f, 1<<16)
+	close(release)
+	require.NoError(t, err, "the AuthReply did not arrive")
+	require.Equal(t, protocol.OpAuthReply, f.Op)
+
+	// The connection stays healthy: a heartbeat is answered.
+	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpHeartbeat, Seq: 2}))
+	require.NoError(t, err)
+	require.NoError(t, protocol.ReadFrame(br, &f, 1<<16))
+	require.Equal(t, protocol.OpHeartbeatReply, f.Op)
+	require.Equal(t, int32(2), f.Seq)
+}
