@@ -241,11 +241,9 @@ func (c *conn) writeBlocking(b []byte) error {
 // queued meanwhile, until the queue is empty.
 func (c *conn) finishSlowWrite() {
 	err := c.writeBlocking(c.slow)
-	if cap(c.slow) > maxPooledBuf {
-		c.slow = nil
-	} else {
-		c.slow = c.slow[:0]
-	}
+	// Keep nothing: an idle connection holds no buffer (a slow write's
+	// rest is up to maxWriteBytes, and socket-full episodes are rare).
+	c.slow = nil
 	if err != nil {
 		c.kill()
 	}

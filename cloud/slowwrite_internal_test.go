@@ -1,0 +1,91 @@
+package cloud
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// TestSlowWriteKeepsNoBuffer: when a fan-out write finds the socket full,
+// the rest goes to a goroutine of the connection's own (c.slow); once the
+// client caught up and the connection is idle again, it holds no buffer
+// (an idle connection is this struct and one goroutine, whatever it went
+// through: up to 256 KiB each would add up over many connections).
+func TestSlowWriteKeepsNoBuffer(t *testing.T) {
+	s, err := New(Config{Authenticator: DevAuthenticator(), Buckets: 1})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = s.ServeTCP(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		<-served
+	}()
+
+	// A client with a small receive window that reads only when told.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	nc, err := d.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	const room = "live://slow"
+	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpAuth, Seq: 1,
+		Body: []byte(`{"mid":1,"key":"slow","room_id":"` + room + `","platform":"web"}`)}))
+	require.NoError(t, err)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	var f protocol.Frame
+	require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
+	require.Equal(t, protocol.OpAuthReply, f.Op)
+	c := s.bs.of("slow").get("slow")
+	require.NotNil(t, c)
+	require.NotNil(t, c.raw, "plain TCP writes without waiting")
+
+	// Pushes until the socket is full and a write was handed off (a
+	// writer left running while the client does not read).
+	body := strings.Repeat("x", 16<<10)
+	pushes := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Writers == 0 || pushes < 64 {
+		require.True(t, time.Now().Before(deadline), "no write was ever left waiting")
+		require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{
+			ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%08d", pushes) + body)}}))
+		pushes++
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < pushes; i++ {
+		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20), "push %d", i)
+		require.Equal(t, fmt.Sprintf("%08d", i), string(f.Body[:8]))
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for s.Stats().Writers != 0 {
+		require.True(t, time.Now().Before(deadline), "writers did not finish")
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.mu.Lock() // the writer released its claim under c.mu: c.slow is settled
+	writing, slow := c.writing, cap(c.slow)
+	c.mu.Unlock()
+	require.False(t, writing)
+	require.Zero(t, slow, "an idle connection keeps the slow write's buffer")
+}
