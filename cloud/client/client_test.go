@@ -148,11 +148,13 @@ func TestClientReconnect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	require.Equal(t, uint64(2), n.srv.Stats().AuthOK)
-	assert.Equal(t, key, c.Auth().Key)
-	assert.Equal(t, "live://r2", c.Auth().RoomID)
-	for !c.Connected() && time.Now().Before(deadline) {
+	// The server counts the auth before its reply reaches the client:
+	// wait for the client to have read the new AuthReply.
+	for (!c.Connected() || c.Auth().RoomID != "live://r2") && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	assert.Equal(t, key, c.Auth().Key)
+	assert.Equal(t, "live://r2", c.Auth().RoomID)
 	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://r2", Op: 1000, Body: []byte("back")})
 	assert.Equal(t, "back", string(recv(t, c).Body))
 	require.NoError(t, c.Close())
