@@ -9,9 +9,15 @@
 //
 // Every Server method is safe for concurrent use. Deliver never blocks on a
 // socket: a push is encoded once, appended to each receiver's bounded
-// queue, and written by a writer goroutine that exists only while the
-// queue is non-empty. An idle connection holds one goroutine (its reader)
-// and no buffers. Authenticator and UpstreamHook run on connection reader
+// queue, and written by a writer that exists only while the queue is
+// non-empty. A fan-out's connections are written by shared batch writers
+// (one goroutine per 32 connections) which, on plain TCP, never wait on a
+// socket: a write the socket cannot take at once continues on a goroutine
+// of that connection's own, bounded by WriteTimeout. Pushes that arrive
+// while a connection's write is pending coalesce into its next write (op 9
+// on WebSocket), so under load a write carries many pushes instead of the
+// machine making one system call per push per client. An idle connection
+// holds one goroutine (its reader) and no buffers. Authenticator and UpstreamHook run on connection reader
 // goroutines and must not block for long.
 //
 // # Lifecycle
