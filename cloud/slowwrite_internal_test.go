@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,29 +23,11 @@ import (
 func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 	s, err := New(Config{Authenticator: DevAuthenticator(), Buckets: 1})
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan struct{})
-	go func() { defer close(served); _ = s.ServeTCP(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, s.Shutdown(ctx))
-		<-served
-	}()
+	addr := serveTCPForTest(t, s)
 
 	// A client with a small receive window that reads only when told.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	nc, err := d.Dial("tcp", ln.Addr().String())
+	d := net.Dialer{Control: smallReceiveWindow}
+	nc, err := d.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer nc.Close()
 	const room = "live://slow"

@@ -1,0 +1,45 @@
+package cloud
+
+import (
+	"context"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// serveTCPForTest serves s's TCP clients on a loopback listener until the
+// test ends, then shuts s down; it returns the listener's address.
+func serveTCPForTest(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = s.ServeTCP(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		<-served
+	})
+	return ln.Addr().String()
+}
+
+// smallReceiveWindow is a net.Dialer Control giving the socket a 4 KB
+// receive buffer, so a client that does not read fills its window (and
+// the server's socket) quickly.
+func smallReceiveWindow(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// SmallReceiveWindow is smallReceiveWindow for package cloud_test.
+var SmallReceiveWindow = smallReceiveWindow
