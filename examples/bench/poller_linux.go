@@ -92,7 +92,7 @@ func (ps *pollers) add(c *client, leftover []byte) error {
 	if len(pc.pending) > 0 {
 		// Frames that arrived with the auth reply, parsed before the
 		// poller can see the connection.
-		if err := p.parse(pc, time.Now().UnixNano()); err != nil {
+		if err := p.parse(pc, pc.pending, time.Now().UnixNano()); err != nil {
 			c.closeRaw()
 			return err
 		}
@@ -174,39 +174,52 @@ func (p *poller) readOnce(pc *polled, buf []byte, now int64) error {
 	case n == 0:
 		return io.EOF
 	}
+	if len(pc.pending) == 0 {
+		// The common case: parse straight from the read buffer and keep
+		// only an incomplete tail.
+		return p.parse(pc, buf[:n], now)
+	}
 	pc.pending = append(pc.pending, buf[:n]...)
-	return p.parse(pc, now)
+	return p.parse(pc, pc.pending, now)
 }
 
-// parse consumes the complete frames in pc.pending.
-func (p *poller) parse(pc *polled, now int64) error {
+// parse consumes the complete frames in data (pc.pending, or the read
+// buffer when nothing was pending) and leaves the incomplete rest in
+// pc.pending.
+func (p *poller) parse(pc *polled, data []byte, now int64) error {
 	c := pc.c
 	bad := 0
 	ds := pc.ds[:0]
 	var used int
 	var err error
 	if c.ws {
-		used, ds, err = consumeWS(pc, now, ds, &bad)
+		used, ds, err = consumeWS(pc, data, now, ds, &bad)
 	} else {
-		used, ds, err = consume(pc.pending, now, ds, &bad)
+		used, ds, err = consume(data, now, ds, &bad)
 	}
 	pc.ds = ds
 	if len(ds) > 0 || bad > 0 {
 		c.sh.add(ds, bad)
 	}
-	rest := copy(pc.pending, pc.pending[used:])
-	pc.pending = pc.pending[:rest]
-	if cap(pc.pending) > 64<<10 && rest < 4096 {
-		pc.pending = append([]byte(nil), pc.pending...)
+	rest := data[used:]
+	switch {
+	case len(rest) == 0:
+		pc.pending = pc.pending[:0]
+		if cap(pc.pending) > 64<<10 {
+			pc.pending = nil
+		}
+	case len(pc.pending) > 0: // data is pc.pending: shift the tail down
+		pc.pending = pc.pending[:copy(pc.pending, rest)]
+	default:
+		pc.pending = append(pc.pending[:0], rest...)
 	}
 	return err
 }
 
-// consumeWS walks the complete WebSocket frames in pc.pending (server
-// frames: unmasked), answering pings, and records the pushes of each
-// complete binary message.
-func consumeWS(pc *polled, now int64, ds []delivery, bad *int) (int, []delivery, error) {
-	b := pc.pending
+// consumeWS walks the complete WebSocket frames in b (server frames:
+// unmasked), answering pings, and records the pushes of each complete
+// binary message; fragments collect in pc.msg.
+func consumeWS(pc *polled, b []byte, now int64, ds []delivery, bad *int) (int, []delivery, error) {
 	used := 0
 	for {
 		h := b[used:]

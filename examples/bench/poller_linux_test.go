@@ -52,7 +52,7 @@ func TestConsumeWS(t *testing.T) {
 	c := &client{ws: true, fd: -1}
 	pc := &polled{c: c, pending: b}
 	bad := 0
-	used, ds, err := consumeWS(pc, now.UnixNano(), nil, &bad)
+	used, ds, err := consumeWS(pc, pc.pending, now.UnixNano(), nil, &bad)
 	require.NoError(t, err)
 	require.Zero(t, bad)
 	require.Equal(t, whole, used, "the partial frame waits for more bytes")
@@ -61,11 +61,11 @@ func TestConsumeWS(t *testing.T) {
 	require.Equal(t, delivery{2, 2 * time.Millisecond}, ds[1])
 
 	pc = &polled{c: c, pending: serverFrame(true, 0x8, []byte{3, 0xe9})}
-	_, _, err = consumeWS(pc, 0, nil, &bad)
+	_, _, err = consumeWS(pc, pc.pending, 0, nil, &bad)
 	require.ErrorIs(t, err, io.EOF)
 
 	masked := wsClientFrame(0x2, goim(1, 0))
 	pc = &polled{c: c, pending: masked}
-	_, _, err = consumeWS(pc, 0, nil, &bad)
+	_, _, err = consumeWS(pc, pc.pending, 0, nil, &bad)
 	require.Error(t, err, "servers never mask")
 }
