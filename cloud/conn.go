@@ -482,10 +482,11 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 		c.q = append(c.q, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
 	}
 	c.closing = true
+	// Bound how long a stuck socket can delay the close (set under c.mu,
+	// so a writer clearing its own deadline cannot undo it: writeBlocking).
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	start := c.claimWriterLocked()
 	c.mu.Unlock()
-	// Bound how long a stuck socket can delay the close.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	if start {
 		go c.writeFn()
 	}
@@ -512,10 +513,11 @@ func (c *conn) finish(registered bool) {
 		c.dead = true
 	}
 	c.closing = true
-	c.mu.Unlock()
 	if flushing {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
-	} else {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace)) // under c.mu: see disconnect
+	}
+	c.mu.Unlock()
+	if !flushing {
 		_ = c.nc.Close()
 	}
 	if registered {

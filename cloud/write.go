@@ -230,8 +230,14 @@ func (c *conn) writeBlocking(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	_, err := c.nc.Write(b)
 	if c.raw != nil && err == nil {
-		// tryWrite fails once a deadline passed: clear it again.
-		_ = c.nc.SetWriteDeadline(time.Time{})
+		// tryWrite fails once a deadline passed: clear it again, unless
+		// the connection is closing, whose grace deadline (set under c.mu)
+		// must stay.
+		c.mu.Lock()
+		if !c.closing {
+			_ = c.nc.SetWriteDeadline(time.Time{})
+		}
+		c.mu.Unlock()
 	}
 	return err
 }
