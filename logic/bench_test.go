@@ -77,13 +77,13 @@ func reportKafkaBatching(b *testing.B) {
 	}
 }
 
-// benchBackends starts Redis and kfake and puts benchMids users online,
-// one connection each, spread over 8 nodes.
+// benchBackends starts Redis and kfake (in memory) and puts benchMids
+// users online, one connection each, spread over 8 nodes.
 func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
 	b.Helper()
 	srv := testenv.StartRedis(b)
 	benchRedisAddr = srv.Addr
-	k := testenv.StartKafka(b, "bench")
+	k := testenv.StartKafkaInMemory(b, "bench")
 	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = router.Close() })
@@ -109,7 +109,7 @@ func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
 // sarama async producer in the Kafka queue's configuration: b.N messages
 // of a typical push's size, pipelined, waiting for every ack.
 func BenchmarkSaramaProducerCeiling(b *testing.B) {
-	k := testenv.StartKafka(b, "ceiling")
+	k := testenv.StartKafkaInMemory(b, "ceiling")
 	cfg := logic.NewKafkaSaramaConfig()
 	cfg.Producer.Return.Successes = true
 	p, err := sarama.NewAsyncProducer(k.Brokers, cfg)

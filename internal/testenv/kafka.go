@@ -9,14 +9,14 @@ import (
 
 // Kafka is a Kafka-protocol broker (kfake) running in the test's process on
 // loopback, with its data in a temporary directory so that it can be
-// stopped and started again without losing records or committed offsets.
+// stopped and started again without losing records or committed offsets
+// (StartKafka), or in memory only (StartKafkaInMemory).
 type Kafka struct {
 	// Brokers are the broker addresses, host:port on 127.0.0.1.
 	Brokers []string
 
 	t       testing.TB
 	port    int
-	dir     string
 	mu      sync.Mutex
 	cluster *kfake.Cluster
 	opts    []kfake.Opt
@@ -30,13 +30,28 @@ const DefaultPartitions = 4
 // topic creation allowed. It is closed when the test ends.
 func StartKafka(t testing.TB, topics ...string) *Kafka {
 	t.Helper()
-	k := &Kafka{t: t, dir: t.TempDir()}
-	k.opts = []kfake.Opt{
+	dir := t.TempDir()
+	return startKafka(t, []kfake.Opt{kfake.DataDir(dir)}, topics)
+}
+
+// StartKafkaInMemory is StartKafka without the data directory: records
+// live in memory only, so Stop loses them, and the broker writes no file
+// per produce request (which costs the test's process about 5% of its CPU
+// under a push benchmark; a real broker runs elsewhere and writes to its
+// page cache). For benchmarks.
+func StartKafkaInMemory(t testing.TB, topics ...string) *Kafka {
+	t.Helper()
+	return startKafka(t, nil, topics)
+}
+
+func startKafka(t testing.TB, extra []kfake.Opt, topics []string) *Kafka {
+	t.Helper()
+	k := &Kafka{t: t}
+	k.opts = append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(DefaultPartitions),
-		kfake.DataDir(k.dir),
-	}
+	}, extra...)
 	if len(topics) > 0 {
 		k.opts = append(k.opts, kfake.SeedTopics(DefaultPartitions, topics...))
 	}
