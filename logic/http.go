@@ -205,11 +205,12 @@ type pushRequest struct {
 	speed int32
 	body  []byte
 	json  bool
+	list  []string // the query's keys or mids values
 }
 
 // readPush reads the body and, for a JSON request, decodes it. It writes
 // the error answer itself and returns false on failure.
-func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest, bool) {
+func (h *handler) readPush(w http.ResponseWriter, r *http.Request, listName string) (*pushRequest, bool) {
 	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -221,7 +222,8 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		return nil, false
 	}
 	req := &pushRequest{body: body}
-	rawQuery := r.URL.RawQuery
+	q := parsePushQuery(r.URL.RawQuery, listName)
+	req.list = q.list
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
 		if mt, _, _ := mime.ParseMediaType(ct); mt == "application/json" {
 			req.json = true
@@ -241,7 +243,7 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		}
 	}
 	if req.Operation == "" {
-		req.Operation = json.Number(queryFirst(rawQuery, "operation"))
+		req.Operation = json.Number(q.operation)
 	}
 	if req.Operation == "" {
 		writeError(w, http.StatusBadRequest, "operation is required")
@@ -254,7 +256,7 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 	}
 	req.op = int32(op)
 	if req.Speed == "" {
-		req.Speed = json.Number(queryFirst(rawQuery, "speed"))
+		req.Speed = json.Number(q.speed)
 	}
 	if req.Speed != "" {
 		s, err := req.Speed.Int64()
@@ -265,10 +267,10 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request) (*pushRequest
 		req.speed = int32(s)
 	}
 	if req.Type == "" {
-		req.Type = queryFirst(rawQuery, "type")
+		req.Type = q.typ
 	}
 	if req.Room == "" {
-		req.Room = queryFirst(rawQuery, "room")
+		req.Room = q.room
 	}
 	return req, true
 }
@@ -290,13 +292,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
-	req, ok := h.readPush(w, r)
+	req, ok := h.readPush(w, r, "keys")
 	if !ok {
 		return
 	}
 	keys := req.Keys
 	if !req.json || keys == nil {
-		keys = splitList(queryAll(r.URL.RawQuery, "keys"))
+		keys = splitList(req.list)
 	}
 	if len(keys) == 0 {
 		writeError(w, http.StatusBadRequest, "keys is required")
@@ -307,14 +309,14 @@ func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
-	req, ok := h.readPush(w, r)
+	req, ok := h.readPush(w, r, "mids")
 	if !ok {
 		return
 	}
 	mids := req.Mids
 	if !req.json || mids == nil {
 		var err error
-		if mids, err = parseInts(queryAll(r.URL.RawQuery, "mids")); err != nil {
+		if mids, err = parseInts(req.list); err != nil {
 			writeError(w, http.StatusBadRequest, "mids: "+err.Error())
 			return
 		}
@@ -328,7 +330,7 @@ func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
-	req, ok := h.readPush(w, r)
+	req, ok := h.readPush(w, r, "")
 	if !ok {
 		return
 	}
@@ -342,7 +344,7 @@ func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
-	req, ok := h.readPush(w, r)
+	req, ok := h.readPush(w, r, "")
 	if !ok {
 		return
 	}

@@ -2,12 +2,10 @@ package logic
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -163,89 +161,25 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, b)
 }
 
+// writeJSON answers status with the JSON b. A body that fits net/http's
+// response buffer gets its Content-Length from net/http when the handler
+// returns (nothing to format or allocate here, on every push); a larger
+// one is given it, so it is not sent chunked.
 func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	hd := w.Header()
 	hd["Content-Type"] = jsonContentType
-	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	if len(b) > netHTTPBufferedBody {
+		hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
+// netHTTPBufferedBody is how much of a response body net/http's server
+// buffers before it must choose between Content-Length and chunking
+// (bufferBeforeChunkingSize in net/http).
+const netHTTPBufferedBody = 2048
+
 var jsonContentType = []string{"application/json; charset=utf-8"}
-
-// splitList flattens repeated and comma-separated values, dropping empty
-// items (a trailing comma).
-func splitList(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		if !strings.Contains(v, ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				out = append(out, v)
-			}
-			continue
-		}
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
-var errNotInt = errors.New("not a list of integers")
-
-// parseInts parses repeated and comma-separated decimal integers.
-func parseInts(vals []string) ([]int64, error) {
-	items := splitList(vals)
-	if len(items) == 0 {
-		return nil, nil
-	}
-	out := make([]int64, len(items))
-	for i, s := range items {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, errNotInt
-		}
-		out[i] = n
-	}
-	return out, nil
-}
-
-// queryAll returns the unescaped values of name in a raw query string,
-// like url.ParseQuery(raw)[name] without building the whole map: the push
-// routes read two or three parameters on every request. Malformed escapes
-// are kept verbatim (the values are then refused as bad input).
-func queryAll(raw, name string) []string {
-	var out []string
-	for raw != "" {
-		var kv string
-		kv, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k != name {
-			if !strings.ContainsAny(k, "%+") {
-				continue
-			}
-			if uk, err := url.QueryUnescape(k); err != nil || uk != name {
-				continue
-			}
-		}
-		if strings.ContainsAny(v, "%+") {
-			if uv, err := url.QueryUnescape(v); err == nil {
-				v = uv
-			}
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
-// queryFirst is the first value of name in a raw query string, or "".
-func queryFirst(raw, name string) string {
-	if v := queryAll(raw, name); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
 
 func appendInt(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) }

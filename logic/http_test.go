@@ -73,6 +73,9 @@ func TestHTTPPushRoutes(t *testing.T) {
 		{"mids", "/push/mids?operation=1000&mids=1", "", "hello", `{"nodes":2,"keys":2,"messages":2}`, 2},
 		{"mids comma and repeated", "/push/mids?operation=1000&mids=1,2&mids=3", "", "hello", `{"nodes":2,"keys":3,"messages":2}`, 2},
 		{"mids offline", "/push/mids?operation=1000&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0}`, 0},
+		{"escaped names and values", "/push/keys?op%65ration=1%30%30%30&%6beys=k%31", "", "hello", `{"nodes":1,"keys":1,"messages":1}`, 1},
+		{"first operation counts", "/push/mids?operation=1000&operation=x&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0}`, 0},
+		{"room with escapes", "/push/room?operation=1000&type=live&room=a+b%2Fc", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"room", "/push/room?operation=1000&type=live&room=1000", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all", "/push/all?operation=1000&speed=10", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all no speed", "/push/all?operation=1000", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
@@ -98,6 +101,20 @@ func TestHTTPPushRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPPushAnswerHasContentLength: the short push answer is sent with
+// a Content-Length (net/http's, as the handler returns), not chunked.
+func TestHTTPPushAnswerHasContentLength(t *testing.T) {
+	_, srv := newAPI(t, logic.Config{}, logic.HandlerConfig{})
+	resp, err := http.Post(srv.URL+"/goim/push/mids?operation=1000&mids=1", "text/plain", strings.NewReader("hello"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.TransferEncoding, "not chunked")
+	assert.Equal(t, int64(len(body)), resp.ContentLength)
 }
 
 func TestHTTPJSONMsgObject(t *testing.T) {

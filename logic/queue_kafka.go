@@ -117,13 +117,32 @@ func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
 }
 
 // kafkaBatch tracks one Publish call's messages until each is acknowledged
-// or failed.
+// or failed. A call with one message (a push to one user's connections on
+// one node, the common case) keeps its record inside the batch.
 type kafkaBatch struct {
 	remaining atomic.Int32
 	mu        sync.Mutex
 	err       error
 	done      chan struct{}
+	one       [1]kafkaRecord
 }
+
+// kafkaRecord is one message's producer record with its key and value,
+// which are their own sarama encoders: the message is handed to sarama
+// without boxing a StringEncoder and a ByteEncoder, and the key is turned
+// into bytes once rather than by each Encode call (the partitioner's and
+// the request's).
+type kafkaRecord struct {
+	pm    sarama.ProducerMessage
+	key   recordBytes
+	value recordBytes
+}
+
+// recordBytes is a record's key or value as a sarama.Encoder.
+type recordBytes struct{ b []byte }
+
+func (r *recordBytes) Encode() ([]byte, error) { return r.b, nil }
+func (r *recordBytes) Length() int             { return len(r.b) }
 
 func (b *kafkaBatch) finish(err error) {
 	if err != nil {
@@ -164,20 +183,20 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 	if len(msgs) == 0 {
 		return nil
 	}
-	pms := make([]sarama.ProducerMessage, len(msgs))
 	b := &kafkaBatch{done: make(chan struct{})}
 	b.remaining.Store(int32(len(msgs)))
+	recs := b.one[:]
+	if len(msgs) > 1 {
+		recs = make([]kafkaRecord, len(msgs))
+	}
 	for i, m := range msgs {
 		if err := m.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 		}
-		v, _ := m.MarshalBinary()
-		pms[i] = sarama.ProducerMessage{
-			Topic:    q.topic,
-			Key:      sarama.StringEncoder(PartitionKey(m)),
-			Value:    sarama.ByteEncoder(v),
-			Metadata: b,
-		}
+		r := &recs[i]
+		r.key.b = []byte(PartitionKey(m))
+		r.value.b, _ = m.MarshalBinary()
+		r.pm = sarama.ProducerMessage{Topic: q.topic, Key: &r.key, Value: &r.value, Metadata: b}
 	}
 	q.mu.RLock()
 	if q.closed {
@@ -185,12 +204,12 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 		return ErrClosed
 	}
 	in := q.producer.Input()
-	for i := range pms {
+	for i := range recs {
 		select {
-		case in <- &pms[i]: // the common case: room in sarama's buffer
+		case in <- &recs[i].pm: // the common case: room in sarama's buffer
 		default:
 			select {
-			case in <- &pms[i]:
+			case in <- &recs[i].pm:
 			case <-ctx.Done():
 				q.mu.RUnlock()
 				return fmt.Errorf("%w: kafka: %w", ErrQueue, ctx.Err())
