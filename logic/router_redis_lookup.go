@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"strconv"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -68,6 +67,7 @@ func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string,
 func (r *RedisRouter) lookupLoop() {
 	defer r.wg.Done()
 	batch := make([]*lookup, 0, r.cfg.MaxBatch)
+	nodes := nodeNames{}
 	for {
 		select {
 		case l := <-r.lookups:
@@ -89,14 +89,35 @@ func (r *RedisRouter) lookupLoop() {
 				break fill
 			}
 		}
-		r.resolve(batch)
+		r.resolve(batch, nodes)
 		clear(batch)
 	}
 }
 
+// nodeNames interns node ids: a cluster has a few nodes and every route
+// names one, so a reply's node ids become strings once rather than once per
+// route. One per lookup loop (not shared between goroutines).
+type nodeNames map[string]string
+
+// maxNodeNames bounds a nodeNames: past it (node ids churning over a long
+// life) it starts again empty.
+const maxNodeNames = 4096
+
+func (n nodeNames) get(b []byte) string {
+	if s, ok := n[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if len(n) >= maxNodeNames {
+		clear(n)
+	}
+	s := string(b)
+	n[s] = s
+	return s
+}
+
 // resolve answers a batch of lookups with one MGET (all keys) and one
 // script call (all mids), pipelined on one connection.
-func (r *RedisRouter) resolve(batch []*lookup) {
+func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 	var nkeys, nmids int
 	live := batch[:0:0]
 	for _, l := range batch {
@@ -126,7 +147,7 @@ func (r *RedisRouter) resolve(batch []*lookup) {
 		midArgs = append(midArgs, r.prefix)
 		for _, l := range live {
 			for _, m := range l.mids {
-				midArgs = append(midArgs, strconv.FormatInt(m, 10))
+				midArgs = append(midArgs, m) // redigo formats it without allocating
 			}
 		}
 	}
@@ -142,7 +163,7 @@ func (r *RedisRouter) resolve(batch []*lookup) {
 			l.out = make(map[string]string, len(l.keys))
 			for _, k := range l.keys {
 				if node, ok := keyReply[ki].([]byte); ok {
-					l.out[k] = string(node)
+					l.out[k] = nodes.get(node)
 				}
 				ki++
 			}
@@ -153,7 +174,7 @@ func (r *RedisRouter) resolve(batch []*lookup) {
 				for j := 0; j+1 < len(routes); j += 2 {
 					k, _ := routes[j].([]byte)
 					n, _ := routes[j+1].([]byte)
-					l.out[string(k)] = string(n)
+					l.out[string(k)] = nodes.get(n)
 				}
 				mi++
 			}
