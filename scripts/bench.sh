@@ -121,7 +121,7 @@ stop "$pid_server"
 # --- Scenario 3: push-mids, one connection per user -----------------------
 start_allinone
 bench -scenario "3. Push-mids step-up: 5,000 WebSocket clients, one per user (p99 < 10 ms)" \
-	-proto ws -conns 5000 -mode mids -rate 2000,5000,10000,20000,37000 -stop-on-fail -max-p99 10ms \
+	-proto ws -conns 5000 -mode mids -rate 2000,5000,10000,15000,20000,25000,30000,37000 -stop-on-fail -max-p99 10ms \
 	-warmup 3s -window "$WINDOW" -publishers 32 -pids "server=$pid_server"
 stop "$pid_server"
 
