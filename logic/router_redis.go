@@ -53,8 +53,10 @@ type RedisConfig struct {
 	// redis-server CPU on a 2-core VM, against about 3 µs per mid looked
 	// up) is what a busy Redis spends most on. With 100 concurrent pushes
 	// it measured 12-16 mids per round trip against 7-9 with two loops, and
-	// 3-5% more pushes/s (BENCHMARKS.md). More loops help only when one
-	// round trip's latency, not Redis's CPU, is the limit (a distant Redis).
+	// 3-5% more pushes/s (BENCHMARKS.md). The price: one slow round trip
+	// (bounded by PoolWait and ReadTimeout) holds up every lookup behind
+	// it. More loops help when one round trip's latency, not Redis's CPU,
+	// is the limit (a distant or sometimes slow Redis).
 	Lookups int
 	// MaxBatch bounds the lookups coalesced into one round trip. Default
 	// 256.

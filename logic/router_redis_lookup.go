@@ -147,7 +147,7 @@ func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 		midArgs = append(midArgs, r.prefix)
 		for _, l := range live {
 			for _, m := range l.mids {
-				midArgs = append(midArgs, m) // redigo formats it without allocating
+				midArgs = append(midArgs, m) // redigo formats it; no string per mid
 			}
 		}
 	}
