@@ -25,7 +25,10 @@ type KafkaConfig struct {
 	// except that Producer.Return.Successes and Producer.Return.Errors are
 	// forced on (Publish waits for each message's ack). Set TLS (Net.TLS),
 	// SASL (Net.SASL), required acks, retries, compression and batching
-	// there. Nil means NewKafkaSaramaConfig().
+	// there. Nil means NewKafkaSaramaConfig(). A custom Partitioner or
+	// interceptor sees each message's Key and Value as plain
+	// sarama.Encoders (call Encode; they are not StringEncoder or
+	// ByteEncoder); the key is PartitionKey's.
 	Sarama *sarama.Config
 	// Logger receives producer problems. Nil is silent.
 	Logger *slog.Logger
