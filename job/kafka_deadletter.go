@@ -7,6 +7,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/nometrics"
 )
 
 // KafkaDeadLetterConfig configures a KafkaDeadLetter.
@@ -16,7 +17,8 @@ type KafkaDeadLetterConfig struct {
 	// Topic is the dead-letter topic (required).
 	Topic string
 	// Sarama is the base client configuration (TLS, SASL, version).
-	// Default sarama.NewConfig(). It is copied; the publisher sets
+	// Default sarama.NewConfig() with sarama's internal metrics off (a
+	// no-op MetricRegistry). It is copied; the publisher sets
 	// Producer.Return.Successes and waits for all in-sync replicas.
 	Sarama *sarama.Config
 }
@@ -35,6 +37,7 @@ func NewKafkaDeadLetter(cfg KafkaDeadLetterConfig) (*KafkaDeadLetter, error) {
 		return nil, fmt.Errorf("%w: brokers and dead-letter topic are required", ErrKafkaConfig)
 	}
 	sc := sarama.NewConfig()
+	sc.MetricRegistry = nometrics.Registry{}
 	if cfg.Sarama != nil {
 		c := *cfg.Sarama
 		sc = &c

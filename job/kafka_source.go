@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/nometrics"
 )
 
 // ErrSourceClosed is returned by KafkaSource.Receive after Close.
@@ -35,7 +36,8 @@ type KafkaSourceConfig struct {
 	// sarama.OffsetNewest.
 	InitialOffset int64
 	// Sarama is the base client configuration, for TLS, SASL, the Kafka
-	// version and timeouts. Default sarama.NewConfig(). It is copied; the
+	// version and timeouts. Default sarama.NewConfig() with sarama's
+	// internal metrics off (a no-op MetricRegistry). It is copied; the
 	// source sets Consumer.Return.Errors, Consumer.Offsets (initial offset,
 	// auto-commit of marked offsets) and, where the fields below are set,
 	// the group session timeouts.
@@ -99,6 +101,7 @@ func NewKafkaSource(cfg KafkaSourceConfig) (*KafkaSource, error) {
 		return nil, fmt.Errorf("%w: brokers, group id and topic are required", ErrKafkaConfig)
 	}
 	sc := sarama.NewConfig()
+	sc.MetricRegistry = nometrics.Registry{}
 	if cfg.Sarama != nil {
 		c := *cfg.Sarama
 		sc = &c

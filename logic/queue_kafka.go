@@ -10,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/nometrics"
 )
 
 var _ Queue = (*KafkaQueue)(nil)
@@ -47,7 +48,11 @@ type KafkaConfig struct {
 //     bounded by Producer.MaxMessageBytes), so throughput grows with load
 //     without a fixed linger delay;
 //   - dial, read and write timeouts of 5s, 10s and 10s, so a dead broker
-//     is an error in seconds rather than sarama's 30s.
+//     is an error in seconds rather than sarama's 30s;
+//   - sarama's internal metrics off (MetricRegistry is a no-op registry):
+//     they update meters and histograms per request and per message, ~1.5%
+//     of the push path's throughput (BENCHMARKS.md). Set MetricRegistry to
+//     metrics.NewRegistry() to have them.
 func NewKafkaSaramaConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "imcloud-logic"
@@ -64,6 +69,7 @@ func NewKafkaSaramaConfig() *sarama.Config {
 	c.Metadata.Retry.Max = 3
 	c.Metadata.Retry.Backoff = 100 * time.Millisecond
 	c.ChannelBufferSize = 1024
+	c.MetricRegistry = nometrics.Registry{}
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/IBM/sarama"
+	"github.com/imcloud/imcloud/internal/nometrics"
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/job"
@@ -52,6 +53,7 @@ func (a *App) openClustered() error {
 	if a.cfg.needs(RoleJob) {
 		sc := sarama.NewConfig()
 		sc.ClientID = "imcloud-job"
+		sc.MetricRegistry = nometrics.Registry{} // as logic's default: sarama's metrics cost CPU per request
 		if err := a.kafkaSecurity(sc); err != nil {
 			return err
 		}
