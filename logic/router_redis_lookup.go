@@ -154,7 +154,7 @@ func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 	r.stats.lookups.Add(uint64(len(live)))
 	r.stats.roundTrips.Add(1)
 	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
-	ki, mi := 0, 0
+	ki := 0
 	for _, l := range live {
 		switch {
 		case err != nil:
@@ -170,20 +170,62 @@ func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 		default:
 			l.out = make(map[string]string, len(l.mids))
 			for range l.mids {
-				routes, _ := midReply[mi].([]any)
-				for j := 0; j+1 < len(routes); j += 2 {
-					k, _ := routes[j].([]byte)
-					n, _ := routes[j+1].([]byte)
-					l.out[string(k)] = nodes.get(n)
+				var n int
+				if n, midReply, l.err = decimalPrefix(midReply); l.err != nil { // the mid's route count
+					break
 				}
-				mi++
+				for ; n > 0; n-- {
+					var k, node []byte
+					if k, midReply, l.err = lengthPrefixed(midReply); l.err != nil {
+						break
+					}
+					if node, midReply, l.err = lengthPrefixed(midReply); l.err != nil {
+						break
+					}
+					l.out[string(k)] = nodes.get(node)
+				}
+				if l.err != nil {
+					break
+				}
+			}
+			if l.err != nil {
+				l.out = nil
+				err = l.err // the reply is not what the script writes: fail the rest too
 			}
 		}
 		close(l.done)
 	}
 }
 
-func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys, mids []any, err error) {
+// errRoutesReply is a mids script reply that does not parse: a script of
+// another version answered, or the reply was cut.
+var errRoutesReply = fmt.Errorf("%w: malformed mids lookup reply", ErrRouter)
+
+// lengthPrefixed reads one "<len>:<bytes>" item of the mids script's
+// reply.
+func lengthPrefixed(b []byte) (item, rest []byte, err error) {
+	n, rest, err := decimalPrefix(b)
+	if err != nil || n > len(rest) {
+		return nil, nil, errRoutesReply
+	}
+	return rest[:n], rest[n:], nil
+}
+
+// decimalPrefix reads "<digits>:" (at most 9 digits) off the front of b.
+func decimalPrefix(b []byte) (n int, rest []byte, err error) {
+	for i, c := range b {
+		switch {
+		case c == ':' && i > 0:
+			return n, b[i+1:], nil
+		case c < '0' || c > '9' || i >= 9:
+			return 0, nil, errRoutesReply
+		}
+		n = n*10 + int(c-'0')
+	}
+	return 0, nil, errRoutesReply
+}
+
+func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
 	c, err := r.conn(ctx)
 	cancel()
@@ -213,15 +255,12 @@ func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys, mids []any, err e
 		}
 	}
 	if midArgs != nil {
-		mids, err = redis.Values(c.Receive())
+		mids, err = redis.Bytes(c.Receive())
 		if err != nil && isNoScript(err) {
-			mids, err = redis.Values(midsScript.Do(c, midArgs...)) // EVAL loads it
+			mids, err = redis.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("logic: redis mids: %w", err)
-		}
-		if len(mids) != len(midArgs)-1 {
-			return nil, nil, fmt.Errorf("logic: redis mids: %d replies for %d mids", len(mids), len(midArgs)-1)
 		}
 	}
 	return keys, mids, nil
