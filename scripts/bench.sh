@@ -168,8 +168,8 @@ for proto in tcp ws; do
 		-proto "$proto" -conns 5000 -mode room -rate 300,1000 \
 		-warmup 3s -window "$CWINDOW" -drain 10s -publishers 32 -pids "$CPIDS"
 	bench -scenario "5. Clustered ($proto): push-mids step-up, 5,000 clients (p99 < 10 ms)" \
-		-proto "$proto" -conns 5000 -mode mids -rate 1000,2000,5000,10000,20000,37000 -stop-on-fail -max-p99 10ms \
-		-warmup 3s -window "$CWINDOW" -publishers 32 -pids "$CPIDS"
+		-proto "$proto" -conns 5000 -mode mids -rate 1000,2000,5000,10000,15000,20000,37000 -stop-on-fail -max-p99 10ms \
+		-warmup 3s -window "$CWINDOW" -publishers 100 -pids "$CPIDS"
 done
 
 "$BENCH" report -in "$RESULTS" -md "$ROOT/BENCHMARKS.md" -preamble "$PRE"
