@@ -154,12 +154,24 @@ func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 	r.stats.lookups.Add(uint64(len(live)))
 	r.stats.roundTrips.Add(1)
 	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	if err == nil {
+		err = fillRoutes(live, keyReply, midReply, nodes)
+	}
+	for _, l := range live {
+		if err != nil {
+			l.out, l.err = nil, err
+		}
+		close(l.done)
+	}
+}
+
+// fillRoutes sets every lookup's answer from a round trip's replies. If
+// the mids reply does not parse as the script writes it, down to its last
+// byte, it fails: then no lookup of the batch may use its answer.
+func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames) error {
 	ki := 0
 	for _, l := range live {
-		switch {
-		case err != nil:
-			l.err = err
-		case len(l.keys) > 0:
+		if len(l.keys) > 0 {
 			l.out = make(map[string]string, len(l.keys))
 			for _, k := range l.keys {
 				if node, ok := keyReply[ki].([]byte); ok {
@@ -167,34 +179,30 @@ func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
 				}
 				ki++
 			}
-		default:
-			l.out = make(map[string]string, len(l.mids))
-			for range l.mids {
-				var n int
-				if n, midReply, l.err = decimalPrefix(midReply); l.err != nil { // the mid's route count
-					break
-				}
-				for ; n > 0; n-- {
-					var k, node []byte
-					if k, midReply, l.err = lengthPrefixed(midReply); l.err != nil {
-						break
-					}
-					if node, midReply, l.err = lengthPrefixed(midReply); l.err != nil {
-						break
-					}
-					l.out[string(k)] = nodes.get(node)
-				}
-				if l.err != nil {
-					break
-				}
+			continue
+		}
+		l.out = make(map[string]string, len(l.mids))
+		for range l.mids {
+			n, rest, err := decimalPrefix(midReply) // the mid's route count
+			if err != nil {
+				return err
 			}
-			if l.err != nil {
-				l.out = nil
-				err = l.err // the reply is not what the script writes: fail the rest too
+			for midReply = rest; n > 0; n-- {
+				var k, node []byte
+				if k, midReply, err = lengthPrefixed(midReply); err != nil {
+					return err
+				}
+				if node, midReply, err = lengthPrefixed(midReply); err != nil {
+					return err
+				}
+				l.out[string(k)] = nodes.get(node)
 			}
 		}
-		close(l.done)
 	}
+	if len(midReply) != 0 {
+		return errRoutesReply // more than was asked for
+	}
+	return nil
 }
 
 // errRoutesReply is a mids script reply that does not parse: a script of

@@ -34,3 +34,30 @@ func TestRoutesReplyParsing(t *testing.T) {
 		assert.ErrorIs(t, err, ErrRouter, "%q", bad)
 	}
 }
+
+// TestFillRoutesAllOrNothing: a mids reply that does not parse to its last
+// byte fails the whole batch, so no lookup answers from a reply that was
+// not what the script wrote.
+func TestFillRoutesAllOrNothing(t *testing.T) {
+	batch := func() []*lookup {
+		return []*lookup{{mids: []int64{1}}, {keys: []string{"k"}}, {mids: []int64{2, 3}}}
+	}
+	keyReply := []any{[]byte("node-b")}
+	good := "1:2:k16:node-a" + "0:" + "1:2:k36:node-a"
+
+	live := batch()
+	require.NoError(t, fillRoutes(live, keyReply, []byte(good), nodeNames{}))
+	assert.Equal(t, map[string]string{"k1": "node-a"}, live[0].out)
+	assert.Equal(t, map[string]string{"k": "node-b"}, live[1].out)
+	assert.Equal(t, map[string]string{"k3": "node-a"}, live[2].out)
+
+	for _, bad := range []string{
+		good[:len(good)-1], // cut short
+		"1:2:k16:node-a0:", // the last mid missing
+		good + "garbage",   // more than asked for
+		good + "0:",        // an extra mid
+		"",
+	} {
+		assert.ErrorIs(t, fillRoutes(batch(), keyReply, []byte(bad), nodeNames{}), ErrRouter, "%q", bad)
+	}
+}

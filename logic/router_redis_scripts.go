@@ -66,7 +66,7 @@ return n
 // midsScript: ARGV = prefix, then mids...; returns one string holding,
 // per mid in order, its number of live routes and then each route's key
 // and node id, every item length-prefixed ("<len>:<bytes>", the count as
-// "<n>:"); parseRoutes reads it. One string rather than nested arrays: the
+// "<n>:"); fillRoutes reads it. One string rather than nested arrays: the
 // client reads a batch's reply with one allocation instead of three per
 // route. A hash field whose key_ entry expired or moved (a crashed node
 // never removed it) is dropped and cleaned up on the way.
