@@ -36,16 +36,22 @@ import (
 
 const benchMids = 100000
 
-// benchRedisAddr is the benchmark's redis-server, whose own CPU time is
-// reported beside the process's.
-var benchRedisAddr string
+// benchEnv is a benchmark's real backends, redis-server and kfake, and
+// what they report beside the benchmark's own figures.
+type benchEnv struct {
+	router    *logic.RedisRouter
+	queue     *logic.KafkaQueue
+	redisAddr string
+	produce   produceCounter
+}
 
-// redisCPU returns the redis-server's CPU time (INFO cpu).
-func redisCPU() time.Duration {
-	if benchRedisAddr == "" {
+// redisCPU returns the redis-server's CPU time (INFO cpu); 0 without a
+// redis-server (e nil: memory backends).
+func (e *benchEnv) redisCPU() time.Duration {
+	if e == nil {
 		return 0
 	}
-	c, err := redis.Dial("tcp", benchRedisAddr)
+	c, err := redis.Dial("tcp", e.redisAddr)
 	if err != nil {
 		return 0
 	}
@@ -65,18 +71,14 @@ func redisCPU() time.Duration {
 	return time.Duration(total * float64(time.Second))
 }
 
-// benchProduce counts, at the broker, the produce requests of the
+// produceCounter counts, at the broker, the produce requests of the
 // benchmark's producer and the records they carry. It is counted by kfake
 // rather than read from sarama's metrics, which the KafkaQueue's default
 // configuration turns off (they would cost the producer CPU of their own).
-var benchProduce produceCounter
-
 type produceCounter struct{ requests, records atomic.Int64 }
 
-// count starts counting afresh at k's broker.
+// count makes k's broker count every produce request from now on.
 func (pc *produceCounter) count(k *testenv.Kafka) {
-	pc.requests.Store(0)
-	pc.records.Store(0)
 	c := k.Cluster()
 	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
@@ -105,19 +107,23 @@ func recordsInBatches(b []byte) int {
 	return n
 }
 
-// reportKafkaBatching reports how many records a produce request carried.
-func reportKafkaBatching(b *testing.B) {
-	if reqs := benchProduce.requests.Load(); reqs > 0 {
-		b.ReportMetric(float64(benchProduce.records.Load())/float64(reqs), "records/kafka-req")
+// reportBatching reports how many lookups shared a Redis round trip and
+// how many records a Kafka produce request carried, since the backends
+// started (over every run of the benchmark so far).
+func (e *benchEnv) reportBatching(b *testing.B) {
+	st := e.router.Stats()
+	b.ReportMetric(float64(st.Lookups)/float64(max(1, st.RoundTrips)), "lookups/redis-rt")
+	if reqs := e.produce.requests.Load(); reqs > 0 {
+		b.ReportMetric(float64(e.produce.records.Load())/float64(reqs), "records/kafka-req")
 	}
 }
 
 // benchBackends starts Redis and kfake (in memory) and puts benchMids
 // users online, one connection each, spread over 8 nodes.
-func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
+func benchBackends(b *testing.B) *benchEnv {
 	b.Helper()
 	srv := testenv.StartRedis(b)
-	benchRedisAddr = srv.Addr
+	e := &benchEnv{redisAddr: srv.Addr}
 	k := testenv.StartKafkaInMemory(b, "bench")
 	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
 	require.NoError(b, err)
@@ -131,11 +137,12 @@ func benchBackends(b *testing.B) (*logic.RedisRouter, *logic.KafkaQueue) {
 			sessions = sessions[:0]
 		}
 	}
-	benchProduce.count(k)
+	e.produce.count(k)
 	q, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: "bench"})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = q.Close() })
-	return router, q
+	e.router, e.queue = router, q
+	return e
 }
 
 // BenchmarkSaramaProducerCeiling is the kfake broker's ceiling with a bare
@@ -172,8 +179,8 @@ func BenchmarkSaramaProducerCeiling(b *testing.B) {
 // BenchmarkPushMids is Pusher.PushMids through Redis and kfake, from 100
 // concurrent callers, with 1 and with 100 online mids per push.
 func BenchmarkPushMids(b *testing.B) {
-	router, q := benchBackends(b)
-	p, err := logic.New(logic.Config{Router: router, Queue: q})
+	env := benchBackends(b)
+	p, err := logic.New(logic.Config{Router: env.router, Queue: env.queue})
 	require.NoError(b, err)
 	defer p.Close()
 	for _, n := range []int{1, 100} {
@@ -205,8 +212,8 @@ func BenchmarkPushMids(b *testing.B) {
 // keep-alive clients POSTing /goim/push/mids with one online mid each,
 // through Redis and kfake, reporting requests/s and the p99 latency.
 func BenchmarkHTTPPushMids(b *testing.B) {
-	router, q := benchBackends(b)
-	benchHTTP(b, router, q)
+	env := benchBackends(b)
+	benchHTTP(b, env.router, env.queue, env)
 }
 
 // BenchmarkHTTPPushMidsMemory is the same over the memory backends: the
@@ -217,15 +224,17 @@ func BenchmarkHTTPPushMidsMemory(b *testing.B) {
 	for mid := int64(1); mid <= benchMids; mid++ {
 		_ = router.PutSessions(ctx, []imcloud.Session{{Mid: mid, Key: fmt.Sprint("key-", mid), Node: fmt.Sprint("node-", mid%8), Gen: 1}}, time.Hour)
 	}
-	benchHTTP(b, router, logic.NewMemoryQueue(logic.MemoryQueueConfig{Capacity: 1 << 24}))
+	benchHTTP(b, router, logic.NewMemoryQueue(logic.MemoryQueueConfig{Capacity: 1 << 24}), nil)
 }
 
-func benchHTTP(b *testing.B, router logic.Router, q logic.Queue) {
-	b.Run("client=net-http", func(b *testing.B) { benchHTTPWith(b, router, q, false) })
-	b.Run("client=raw", func(b *testing.B) { benchHTTPWith(b, router, q, true) })
+// benchHTTP runs the HTTP benchmark over router and q; env is their real
+// backends, nil for the memory ones.
+func benchHTTP(b *testing.B, router logic.Router, q logic.Queue, env *benchEnv) {
+	b.Run("client=net-http", func(b *testing.B) { benchHTTPWith(b, router, q, env, false) })
+	b.Run("client=raw", func(b *testing.B) { benchHTTPWith(b, router, q, env, true) })
 }
 
-func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
+func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, env *benchEnv, raw bool) {
 	p, err := logic.New(logic.Config{Router: router, Queue: q})
 	require.NoError(b, err)
 	defer p.Close()
@@ -249,7 +258,7 @@ func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
 	b.SetParallelism(clients / max(1, runtimeProcs()))
 	b.ResetTimer()
 	start := time.Now()
-	cpu0, rcpu0 := processCPU(), redisCPU()
+	cpu0, rcpu0 := processCPU(), env.redisCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		local := make([]time.Duration, 0, 1024)
 		var rc *rawClient
@@ -299,8 +308,8 @@ func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
 	cpu := processCPU() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
-	if _, ok := router.(*logic.RedisRouter); ok {
-		b.ReportMetric(float64((redisCPU()-rcpu0).Microseconds())/float64(b.N), "redis-cpu-µs/req")
+	if env != nil {
+		b.ReportMetric(float64((env.redisCPU()-rcpu0).Microseconds())/float64(b.N), "redis-cpu-µs/req")
 	}
 	slices.Sort(lat)
 	if len(lat) > 0 {
@@ -308,9 +317,7 @@ func benchHTTPWith(b *testing.B, router logic.Router, q logic.Queue, raw bool) {
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	if rr, ok := router.(*logic.RedisRouter); ok {
-		st := rr.Stats()
-		b.ReportMetric(float64(st.Lookups)/float64(max(1, st.RoundTrips)), "lookups/redis-rt")
-		reportKafkaBatching(b)
+	if env != nil {
+		env.reportBatching(b)
 	}
 }

@@ -47,8 +47,8 @@ func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 		dur, err = time.ParseDuration(v)
 		require.NoError(b, err)
 	}
-	router, q := benchBackends(b)
-	p, err := logic.New(logic.Config{Router: router, Queue: q})
+	env := benchBackends(b)
+	p, err := logic.New(logic.Config{Router: env.router, Queue: env.queue})
 	require.NoError(b, err)
 	defer p.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,7 +60,7 @@ func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 	require.NoError(b, os.WriteFile(script, []byte(wrkScript), 0o644))
 
 	for i := 0; i < b.N; i++ {
-		cpu0, rcpu0 := processCPU(), redisCPU()
+		cpu0, rcpu0 := processCPU(), env.redisCPU()
 		cmd := exec.Command(wrk, "-t", "2", "-c", "100", "-d", dur.String(), "--latency", "-s", script,
 			"http://"+ln.Addr().String())
 		out, err := cmd.CombinedOutput()
@@ -73,13 +73,11 @@ func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 		b.ReportMetric(res.p50.Seconds()*1000, "p50-ms")
 		b.ReportMetric(res.p99.Seconds()*1000, "p99-ms")
 		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(res.requests), "cpu-µs/req")
-		b.ReportMetric(float64((redisCPU()-rcpu0).Microseconds())/float64(res.requests), "redis-cpu-µs/req")
+		b.ReportMetric(float64((env.redisCPU()-rcpu0).Microseconds())/float64(res.requests), "redis-cpu-µs/req")
 		wrkCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		b.ReportMetric(float64(wrkCPU.Microseconds())/float64(res.requests), "wrk-cpu-µs/req")
 	}
-	st := router.Stats()
-	b.ReportMetric(float64(st.Lookups)/float64(max(1, st.RoundTrips)), "lookups/redis-rt")
-	reportKafkaBatching(b)
+	env.reportBatching(b)
 }
 
 // wrkResult is what parseWrk reads from wrk's --latency report.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 
 	"github.com/IBM/sarama"
-	"github.com/imcloud/imcloud/internal/nometrics"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/nometrics"
 	"github.com/imcloud/imcloud/job"
 	"github.com/imcloud/imcloud/logic"
 )
