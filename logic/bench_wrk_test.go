@@ -30,11 +30,15 @@ end
 `
 
 // BenchmarkHTTPPushMidsWrk drives the HTTP handler over real Redis and
-// kfake with wrk (Debian's wrk package) in its own process: 2 threads,
-// 100 keep-alive connections, for IMCLOUD_WRK_DURATION (default 10s). The
-// load client then costs the server process nothing and is as light as a
-// client gets, so the figure is the handler's own. One iteration is one
-// wrk run; req/s and the latency quantiles are wrk's.
+// kfake with wrk (Debian's wrk package) in its own process: 100 keep-alive
+// connections on one wrk thread (IMCLOUD_WRK_THREADS), for
+// IMCLOUD_WRK_DURATION (default 10s). The load client then costs the
+// server process nothing and is as light as a client gets, so the figure
+// is the handler's own. One thread, because wrk shares the machine's two
+// cores with the server and redis-server: two threads cost about 2.4 µs
+// more CPU per request (BENCHMARKS.md) and one drives the 100 connections
+// with most of a core to spare. One iteration is one wrk run; req/s and
+// the latency quantiles are wrk's.
 //
 //	go test ./logic -run '^$' -bench HTTPPushMidsWrk -benchtime 1x -count 3
 func BenchmarkHTTPPushMidsWrk(b *testing.B) {
@@ -46,6 +50,10 @@ func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 	if v := os.Getenv("IMCLOUD_WRK_DURATION"); v != "" {
 		dur, err = time.ParseDuration(v)
 		require.NoError(b, err)
+	}
+	threads := "1"
+	if v := os.Getenv("IMCLOUD_WRK_THREADS"); v != "" {
+		threads = v
 	}
 	env := benchBackends(b)
 	p, err := logic.New(logic.Config{Router: env.router, Queue: env.queue})
@@ -61,7 +69,7 @@ func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		cpu0, rcpu0 := processCPU(), env.redisCPU()
-		cmd := exec.Command(wrk, "-t", "2", "-c", "100", "-d", dur.String(), "--latency", "-s", script,
+		cmd := exec.Command(wrk, "-t", threads, "-c", "100", "-d", dur.String(), "--latency", "-s", script,
 			"http://"+ln.Addr().String())
 		out, err := cmd.CombinedOutput()
 		require.NoError(b, err, "%s", out)
