@@ -1,7 +1,6 @@
 package cloud
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"testing"
@@ -41,11 +40,7 @@ func TestLateAuthReplyWritten(t *testing.T) {
 	nc, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer nc.Close()
-	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpAuth, Seq: 1,
-		Body: []byte(`{"mid":1,"key":"late","room_id":"live://late","platform":"web"}`)}))
-	require.NoError(t, err)
-	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(nc)
+	br := writeAuth(t, nc, "late", "live://late", 5*time.Second)
 	var f protocol.Frame
 	err = protocol.ReadFrame(br, &f, 1<<16)
 	close(release)

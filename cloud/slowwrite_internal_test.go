@@ -1,7 +1,6 @@
 package cloud
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -31,11 +30,7 @@ func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	const room = "live://slow"
-	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpAuth, Seq: 1,
-		Body: []byte(`{"mid":1,"key":"slow","room_id":"` + room + `","platform":"web"}`)}))
-	require.NoError(t, err)
-	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(nc)
+	br := writeAuth(t, nc, "slow", room, 10*time.Second)
 	var f protocol.Frame
 	require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
 	require.Equal(t, protocol.OpAuthReply, f.Op)

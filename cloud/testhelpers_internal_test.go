@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"syscall"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud/protocol"
 )
 
 // serveTCPForTest serves s's TCP clients on a loopback listener until the
@@ -43,3 +46,15 @@ func smallReceiveWindow(_, _ string, rc syscall.RawConn) error {
 
 // SmallReceiveWindow is smallReceiveWindow for package cloud_test.
 var SmallReceiveWindow = smallReceiveWindow
+
+// writeAuth sends a goim v2 auth frame for key in room on nc, as a plain
+// TCP client does first, and returns a reader for the server's answers
+// with a read deadline of timeout.
+func writeAuth(t *testing.T, nc net.Conn, key, room string, timeout time.Duration) *bufio.Reader {
+	t.Helper()
+	body := `{"mid":1,"key":"` + key + `","room_id":"` + room + `","platform":"web"}`
+	_, err := nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)}))
+	require.NoError(t, err)
+	_ = nc.SetReadDeadline(time.Now().Add(timeout))
+	return bufio.NewReader(nc)
+}
