@@ -22,14 +22,18 @@ type KafkaConfig struct {
 	Brokers []string
 	// Topic is where messages go. Default "imcloud-push".
 	Topic string
-	// Sarama, when set, is the producer configuration, used as given
-	// except that Producer.Return.Successes and Producer.Return.Errors are
-	// forced on (Publish waits for each message's ack). Set TLS (Net.TLS),
-	// SASL (Net.SASL), required acks, retries, compression and batching
-	// there. Nil means NewKafkaSaramaConfig(). A custom Partitioner or
+	// Sarama, when set, is the producer configuration. Set TLS (Net.TLS),
+	// SASL (Net.SASL), timeouts, required acks, retries, compression and
+	// the partitioner there. Nil means NewKafkaSaramaConfig(). The queue
+	// uses what sarama's producer would except the settings of its internal
+	// pipeline: the Flush linger and threshold settings other than
+	// Flush.MaxMessages (batches are opportunistic, see KafkaQueue),
+	// ChannelBufferSize, Producer.Return and Net.MaxOpenRequests (one
+	// request in flight per broker, always). A custom Partitioner or
 	// interceptor sees each message's Key and Value as plain
 	// sarama.Encoders (call Encode; they are not StringEncoder or
-	// ByteEncoder); the key is PartitionKey's.
+	// ByteEncoder); the key is PartitionKey's. Interceptors may add
+	// headers.
 	Sarama *sarama.Config
 	// Logger receives producer problems. Nil is silent.
 	Logger *slog.Logger
@@ -40,13 +44,14 @@ type KafkaConfig struct {
 //
 //   - RequiredAcks WaitForAll: a message is accepted once every in-sync
 //     replica has it, so an acknowledged push survives a broker loss;
-//   - Net.MaxOpenRequests 1 with Retry.Max 5: retries cannot reorder one
-//     partition's messages, so one node's or one room's pushes stay in
-//     order (duplicates from a retry are dropped by cloud's id filter);
-//   - LZ4 compression and opportunistic batching: while a produce request
-//     is in flight the next batch fills (Flush.MaxMessages 0: no cap,
-//     bounded by Producer.MaxMessageBytes), so throughput grows with load
-//     without a fixed linger delay;
+//   - Retry.Max 5, 100ms apart: a partition whose leader moved is
+//     retried ahead of what waits behind it, so one node's or one room's
+//     pushes stay in order (duplicates from a retry are dropped by cloud's
+//     id filter);
+//   - LZ4 compression; batches are opportunistic (while a produce request
+//     is in flight the next batch fills, up to Producer.MaxMessageBytes
+//     per partition; Flush.MaxMessages 0: no cap on the count), so
+//     throughput grows with load without a fixed linger delay;
 //   - dial, read and write timeouts of 5s, 10s and 10s, so a dead broker
 //     is an error in seconds rather than sarama's 30s;
 //   - sarama's internal metrics off (MetricRegistry is a no-op registry):
@@ -68,32 +73,57 @@ func NewKafkaSaramaConfig() *sarama.Config {
 	c.Net.WriteTimeout = 10 * time.Second
 	c.Metadata.Retry.Max = 3
 	c.Metadata.Retry.Backoff = 100 * time.Millisecond
-	c.ChannelBufferSize = 1024
 	c.MetricRegistry = nometrics.Registry{}
 	return c
 }
 
-// KafkaQueue is the Queue over Kafka (IBM/sarama): one shared asynchronous
+// KafkaQueue is the Queue over Kafka (IBM/sarama): an asynchronous
 // producer, batching and compressing underneath a Publish that waits for
 // each of its messages' own acknowledgement. The partition key is
 // PartitionKey: the node id for keys messages, the room for room messages,
 // BroadcastKey for broadcasts, so each keeps its order.
 //
+// It produces through sarama's Client (metadata, leaders, connections,
+// TLS, SASL) and Broker.AsyncProduce rather than sarama's AsyncProducer:
+// every Publish appends its records to one queue, and one goroutine sends
+// whatever waits there as one produce request per leader broker, one
+// request in flight per broker, so one partition's records are written in
+// order. While a request is in flight the next batch fills; there is no
+// linger delay. sarama's AsyncProducer passes each message through four
+// goroutines and channels before it reaches a request; at 37,000 pushes/s
+// that was about a fifth of the push path's CPU (BENCHMARKS.md).
+//
+// Failed partitions are retried as sarama's producer retries them (the
+// same errors, Producer.Retry.Max and Backoff, a metadata refresh before
+// each retry), ahead of anything queued after them. Idempotent and
+// transactional production are not supported.
+//
 // Safe for concurrent use. The consumer side is job's.
 type KafkaQueue struct {
-	topic    string
-	producer sarama.AsyncProducer
-	log      *slog.Logger
+	topic       string
+	conf        *sarama.Config
+	client      sarama.Client
+	partitioner sarama.Partitioner
+	log         *slog.Logger
 
-	mu      sync.RWMutex // held for reading while sending to the producer
+	mu      sync.Mutex
+	pending []*kafkaRecord // in Publish order, not yet taken by the sender
 	closed  bool
-	drained sync.WaitGroup
+	kick    chan struct{} // wakes the sender when pending stops being empty
+	stopped chan struct{} // closed when the sender has finished
 
 	failed atomic.Uint64
 }
 
+// MaxPendingRecords bounds the records waiting for the sender (queued and
+// not yet in a request). A Publish that would pass it fails with
+// ErrOverloaded: the broker is slower than the callers, or gone.
+const MaxPendingRecords = 1 << 16
+
 // NewKafkaQueue connects a producer to cfg.Brokers. It fails if no broker
-// answers.
+// answers, if the configured Kafka version is older than 0.11 (record
+// batches are required), or if idempotent or transactional production is
+// configured.
 func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, fmt.Errorf("%w: KafkaConfig.Brokers is required", ErrInvalidArgument)
@@ -108,9 +138,13 @@ func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
 		cp := *sc
 		sc = &cp
 	}
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	producer, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
+	switch {
+	case !sc.Version.IsAtLeast(sarama.V0_11_0_0):
+		return nil, fmt.Errorf("%w: KafkaQueue needs Kafka version 0.11 or later, configured %s", ErrInvalidArgument, sc.Version)
+	case sc.Producer.Idempotent, sc.Producer.Transaction.ID != "":
+		return nil, fmt.Errorf("%w: KafkaQueue does not support idempotent or transactional production", ErrInvalidArgument)
+	}
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka producer: %w", ErrQueue, err)
 	}
@@ -118,10 +152,16 @@ func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &KafkaQueue{topic: cfg.Topic, producer: producer, log: log}
-	q.drained.Add(2)
-	go q.successes()
-	go q.errors()
+	q := &KafkaQueue{
+		topic:       cfg.Topic,
+		conf:        sc,
+		client:      client,
+		partitioner: sc.Producer.Partitioner(cfg.Topic),
+		log:         log,
+		kick:        make(chan struct{}, 1),
+		stopped:     make(chan struct{}),
+	}
+	go q.sender()
 	return q, nil
 }
 
@@ -136,23 +176,6 @@ type kafkaBatch struct {
 	one       [1]kafkaRecord
 }
 
-// kafkaRecord is one message's producer record with its key and value,
-// which are their own sarama encoders: the message is handed to sarama
-// without boxing a StringEncoder and a ByteEncoder, and the key is turned
-// into bytes once rather than by each Encode call (the partitioner's and
-// the request's).
-type kafkaRecord struct {
-	pm    sarama.ProducerMessage
-	key   recordBytes
-	value recordBytes
-}
-
-// recordBytes is a record's key or value as a sarama.Encoder.
-type recordBytes struct{ b []byte }
-
-func (r *recordBytes) Encode() ([]byte, error) { return r.b, nil }
-func (r *recordBytes) Length() int             { return len(r.b) }
-
 func (b *kafkaBatch) finish(err error) {
 	if err != nil {
 		b.mu.Lock()
@@ -166,28 +189,32 @@ func (b *kafkaBatch) finish(err error) {
 	}
 }
 
-func (q *KafkaQueue) successes() {
-	defer q.drained.Done()
-	for m := range q.producer.Successes() {
-		if b, ok := m.Metadata.(*kafkaBatch); ok {
-			b.finish(nil)
-		}
-	}
+// kafkaRecord is one message on its way: its partition, its bytes and the
+// sarama record that carries them in a request. pm is what the partitioner
+// and interceptors see; its key and value are their own encoders, so the
+// message is handed over without boxing a StringEncoder and a ByteEncoder.
+type kafkaRecord struct {
+	batch     *kafkaBatch
+	partition int32 // set by the sender before the record's first round
+	assigned  bool
+	created   time.Time
+	attempts  int   // retries so far
+	err       error // why the last attempt failed
+	pm        sarama.ProducerMessage
+	key       recordBytes
+	value     recordBytes
+	rec       sarama.Record
 }
 
-func (q *KafkaQueue) errors() {
-	defer q.drained.Done()
-	for pe := range q.producer.Errors() {
-		q.failed.Add(1)
-		if b, ok := pe.Msg.Metadata.(*kafkaBatch); ok {
-			b.finish(pe.Err)
-		}
-	}
-}
+// recordBytes is a record's key or value as a sarama.Encoder.
+type recordBytes struct{ b []byte }
+
+func (r *recordBytes) Encode() ([]byte, error) { return r.b, nil }
+func (r *recordBytes) Length() int             { return len(r.b) }
 
 // Publish sends msgs and returns once the broker acknowledged every one,
-// or the first failure (after the producer's retries), or ctx's error. On
-// an error some of the messages may still be written.
+// or the first failure (after the retries), or ctx's error. On an error
+// some of the messages may still be written.
 func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -198,34 +225,37 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 	if len(msgs) > 1 {
 		recs = make([]kafkaRecord, len(msgs))
 	}
+	now := time.Now()
 	for i, m := range msgs {
 		if err := m.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 		}
 		r := &recs[i]
+		r.batch, r.created = b, now
 		r.key.b = []byte(PartitionKey(m))
 		r.value.b, _ = m.MarshalBinary()
-		r.pm = sarama.ProducerMessage{Topic: q.topic, Key: &r.key, Value: &r.value, Metadata: b}
 	}
-	q.mu.RLock()
+	q.mu.Lock()
 	if q.closed {
-		q.mu.RUnlock()
+		q.mu.Unlock()
 		return ErrClosed
 	}
-	in := q.producer.Input()
+	if len(q.pending)+len(recs) > MaxPendingRecords {
+		n := len(q.pending)
+		q.mu.Unlock()
+		return fmt.Errorf("%w: kafka: %d messages already wait for the broker", ErrOverloaded, n)
+	}
+	wake := len(q.pending) == 0
 	for i := range recs {
+		q.pending = append(q.pending, &recs[i])
+	}
+	q.mu.Unlock()
+	if wake {
 		select {
-		case in <- &recs[i].pm: // the common case: room in sarama's buffer
-		default:
-			select {
-			case in <- &recs[i].pm:
-			case <-ctx.Done():
-				q.mu.RUnlock()
-				return fmt.Errorf("%w: kafka: %w", ErrQueue, ctx.Err())
-			}
+		case q.kick <- struct{}{}:
+		default: // the sender is already woken
 		}
 	}
-	q.mu.RUnlock()
 	select {
 	case <-b.done:
 		if b.err != nil {
@@ -237,20 +267,74 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 	}
 }
 
+// assignPartition runs the interceptors and the partitioner on r, as
+// sarama's producer does, and takes the key and value back from the
+// message in case an interceptor changed them. Only the sender calls it:
+// sarama's partitioners are not safe for concurrent use.
+func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
+	r.pm = sarama.ProducerMessage{Topic: q.topic, Key: &r.key, Value: &r.value}
+	if ics := q.conf.Producer.Interceptors; len(ics) > 0 {
+		for _, ic := range ics {
+			ic.OnSend(&r.pm)
+		}
+		var err error
+		if r.key.b, err = encodeOrNil(r.pm.Key); err != nil {
+			return err
+		}
+		if r.value.b, err = encodeOrNil(r.pm.Value); err != nil {
+			return err
+		}
+	}
+	var parts []int32
+	var err error
+	if q.partitioner.RequiresConsistency() {
+		parts, err = q.client.Partitions(q.topic)
+	} else {
+		parts, err = q.client.WritablePartitions(q.topic)
+	}
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return sarama.ErrLeaderNotAvailable
+	}
+	i, err := q.partitioner.Partition(&r.pm, int32(len(parts)))
+	if err != nil {
+		return err
+	}
+	if i < 0 || int(i) >= len(parts) {
+		return sarama.ErrInvalidPartition
+	}
+	r.partition = parts[i]
+	return nil
+}
+
+func encodeOrNil(e sarama.Encoder) ([]byte, error) {
+	if e == nil {
+		return nil, nil
+	}
+	return e.Encode()
+}
+
 // Failed returns the number of messages the producer gave up on.
 func (q *KafkaQueue) Failed() uint64 { return q.failed.Load() }
 
-// Close flushes what was sent, waits for its acknowledgements and closes
-// the producer. Later Publish calls return ErrClosed. Idempotent.
+// Close sends what was published, waits for its acknowledgements (or its
+// failure after the retries) and closes the connections. Later Publish
+// calls return ErrClosed. Idempotent.
 func (q *KafkaQueue) Close() error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
+		<-q.stopped
 		return nil
 	}
 	q.closed = true
 	q.mu.Unlock()
-	q.producer.AsyncClose()
-	q.drained.Wait()
-	return nil
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	<-q.stopped
+	return q.client.Close()
 }

@@ -1,0 +1,286 @@
+package logic_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/logic"
+)
+
+// brokerFaults makes k's broker answer produce requests with an error code
+// for every partition when fail says so (given the request's number,
+// counting from 1), and counts the requests. Other requests are handled
+// as usual.
+type brokerFaults struct{ requests atomic.Int64 }
+
+func injectProduceErrors(k *testenv.Kafka, code sarama.KError, fail func(n int64) bool) *brokerFaults {
+	f := &brokerFaults{}
+	c := k.Cluster()
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		n := f.requests.Add(1)
+		if !fail(n) {
+			return nil, nil, false
+		}
+		req := r.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, t := range req.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = int16(code)
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	return f
+}
+
+// queueConfig is the queue's default sarama configuration with quick
+// retries, for tests that make the broker fail.
+func queueConfig(adjust func(*sarama.Config)) *sarama.Config {
+	c := logic.NewKafkaSaramaConfig()
+	c.Producer.Retry.Backoff = 5 * time.Millisecond
+	if adjust != nil {
+		adjust(c)
+	}
+	return c
+}
+
+func openQueue(t *testing.T, k *testenv.Kafka, topic string, sc *sarama.Config) *logic.KafkaQueue {
+	t.Helper()
+	q, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: topic, Sarama: sc})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+// nodeMessage is the i-th keys message to node, its body the number i.
+func nodeMessage(node string, i int, pad int) *imcloud.Message {
+	return &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000, Node: node,
+		Keys: []string{"k"}, Body: []byte(strconv.Itoa(i) + strings.Repeat(" ", pad))}
+}
+
+// readTopic returns every message in topic, in order per partition, as
+// node -> the bodies' numbers in the order they were written.
+func readTopic(t *testing.T, k *testenv.Kafka, topic string) map[string][]int {
+	t.Helper()
+	c, err := sarama.NewConsumer(k.Brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	got := map[string][]int{}
+	for p := int32(0); p < testenv.DefaultPartitions; p++ {
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		require.NoError(t, err)
+		for i, hw := int64(0), pc.HighWaterMarkOffset(); i < hw; i++ {
+			select {
+			case cm := <-pc.Messages():
+				var m imcloud.Message
+				require.NoError(t, m.UnmarshalBinary(cm.Value))
+				n, err := strconv.Atoi(strings.TrimSpace(string(m.Body)))
+				require.NoError(t, err)
+				got[m.Node] = append(got[m.Node], n)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("partition %d: %d of %d messages read", p, i, hw)
+			}
+		}
+		require.NoError(t, pc.Close())
+	}
+	return got
+}
+
+func sequence(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// TestKafkaQueueRetriesFailedPartitions: while every third produce
+// request is refused with NOT_LEADER_FOR_PARTITION, four publishers each
+// push 25 messages to their own node. Every Publish succeeds, and each
+// node's messages are in the topic once each, in publish order: a retried
+// batch goes ahead of what was queued behind it.
+func TestKafkaQueueRetriesFailedPartitions(t *testing.T) {
+	k := testenv.StartKafka(t, "retry")
+	faults := injectProduceErrors(k, sarama.ErrNotLeaderForPartition, func(n int64) bool { return n%3 == 1 })
+	q := openQueue(t, k, "retry", queueConfig(nil))
+	const publishers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := fmt.Sprintf("node-%d", p)
+			for i := 0; i < each; i++ {
+				if err := q.Publish(context.Background(), []*imcloud.Message{nodeMessage(node, i, 0)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got := readTopic(t, k, "retry")
+	for p := 0; p < publishers; p++ {
+		assert.Equal(t, sequence(each), got[fmt.Sprintf("node-%d", p)], "node-%d", p)
+	}
+	assert.Greater(t, faults.requests.Load(), int64(3), "some requests were refused and retried")
+	assert.Zero(t, q.Failed())
+}
+
+// TestKafkaQueueBrokerErrors: a partition error sarama's producer
+// retries is retried Producer.Retry.Max times and then reported; one it
+// does not retry is reported at once. Either way Publish returns an
+// ErrQueue that names the broker's error, and Failed counts the message.
+func TestKafkaQueueBrokerErrors(t *testing.T) {
+	for _, tc := range []struct {
+		code     sarama.KError
+		requests int64
+	}{
+		{sarama.ErrNotLeaderForPartition, 3}, // first attempt + Retry.Max 2
+		{sarama.ErrMessageSizeTooLarge, 1},
+	} {
+		t.Run(tc.code.Error(), func(t *testing.T) {
+			k := testenv.StartKafka(t, "fail")
+			faults := injectProduceErrors(k, tc.code, func(int64) bool { return true })
+			q := openQueue(t, k, "fail", queueConfig(func(c *sarama.Config) { c.Producer.Retry.Max = 2 }))
+			err := q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-a", 0, 0)})
+			require.ErrorIs(t, err, logic.ErrQueue)
+			require.ErrorIs(t, err, tc.code)
+			assert.Equal(t, tc.requests, faults.requests.Load())
+			assert.Equal(t, uint64(1), q.Failed())
+		})
+	}
+}
+
+// TestKafkaQueueSplitsRequests: a Publish bigger than one request may
+// carry (Producer.MaxMessageBytes per partition, Flush.MaxMessages in all)
+// is sent as several requests, in order, also when every third request is
+// refused and its records retried ahead of the rest.
+func TestKafkaQueueSplitsRequests(t *testing.T) {
+	for name, adjust := range map[string]func(*sarama.Config){
+		"MaxMessageBytes":   func(c *sarama.Config) { c.Producer.MaxMessageBytes = 2000 },
+		"Flush.MaxMessages": func(c *sarama.Config) { c.Producer.Flush.MaxMessages = 5 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := testenv.StartKafka(t, "split")
+			faults := injectProduceErrors(k, sarama.ErrNotLeaderForPartition, func(n int64) bool { return n%3 == 1 })
+			q := openQueue(t, k, "split", queueConfig(adjust))
+			msgs := make([]*imcloud.Message, 40)
+			for i := range msgs {
+				msgs[i] = nodeMessage("node-a", i, 200)
+			}
+			require.NoError(t, q.Publish(context.Background(), msgs))
+			assert.Equal(t, map[string][]int{"node-a": sequence(40)}, readTopic(t, k, "split"))
+			assert.GreaterOrEqual(t, faults.requests.Load(), int64(4), "several requests")
+		})
+	}
+}
+
+// TestKafkaQueueNoAcks: with RequiredAcks NoResponse a Publish returns
+// once its request is written, and the messages arrive.
+func TestKafkaQueueNoAcks(t *testing.T) {
+	k := testenv.StartKafka(t, "noacks")
+	q := openQueue(t, k, "noacks", queueConfig(func(c *sarama.Config) { c.Producer.RequiredAcks = sarama.NoResponse }))
+	for i := 0; i < 10; i++ {
+		require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-a", i, 0)}))
+	}
+	require.Eventually(t, func() bool {
+		return len(readTopic(t, k, "noacks")["node-a"]) == 10
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, sequence(10), readTopic(t, k, "noacks")["node-a"])
+}
+
+// headerInterceptor adds a header to every message, as a tracing
+// interceptor would.
+type headerInterceptor struct{ calls atomic.Int64 }
+
+func (h *headerInterceptor) OnSend(m *sarama.ProducerMessage) {
+	h.calls.Add(1)
+	m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("trace"), Value: []byte("t-1")})
+}
+
+// TestKafkaQueueInterceptors: Producer.Interceptors see every message
+// before it is sent, and what they add is written.
+func TestKafkaQueueInterceptors(t *testing.T) {
+	k := testenv.StartKafka(t, "icpt")
+	ic := &headerInterceptor{}
+	q := openQueue(t, k, "icpt", queueConfig(func(c *sarama.Config) {
+		c.Producer.Interceptors = []sarama.ProducerInterceptor{ic}
+	}))
+	require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-a", 0, 0), nodeMessage("node-b", 1, 0)}))
+	assert.Equal(t, int64(2), ic.calls.Load())
+
+	c, err := sarama.NewConsumer(k.Brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	headers := 0
+	for p := int32(0); p < testenv.DefaultPartitions; p++ {
+		pc, err := c.ConsumePartition("icpt", p, sarama.OffsetOldest)
+		require.NoError(t, err)
+		for i, hw := int64(0), pc.HighWaterMarkOffset(); i < hw; i++ {
+			cm := <-pc.Messages()
+			require.Len(t, cm.Headers, 1)
+			assert.Equal(t, "trace", string(cm.Headers[0].Key))
+			assert.Equal(t, "t-1", string(cm.Headers[0].Value))
+			headers++
+		}
+		require.NoError(t, pc.Close())
+	}
+	assert.Equal(t, 2, headers)
+}
+
+// TestKafkaQueueRefusedConfig: what the queue cannot honour is refused
+// when it is built, not discovered on the first Publish.
+func TestKafkaQueueRefusedConfig(t *testing.T) {
+	for name, adjust := range map[string]func(*sarama.Config){
+		"version before 0.11": func(c *sarama.Config) { c.Version = sarama.V0_10_2_0 },
+		"idempotent":          func(c *sarama.Config) { c.Producer.Idempotent = true },
+		"transactional":       func(c *sarama.Config) { c.Producer.Transaction.ID = "tx" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Sarama: queueConfig(adjust)})
+			require.ErrorIs(t, err, logic.ErrInvalidArgument)
+		})
+	}
+}
+
+// TestKafkaQueueBoundedPending: a Publish that would queue more than
+// MaxPendingRecords messages is refused with ErrOverloaded, and the queue
+// goes on working.
+func TestKafkaQueueBoundedPending(t *testing.T) {
+	k := testenv.StartKafka(t, "bound")
+	q := openQueue(t, k, "bound", nil)
+	msgs := make([]*imcloud.Message, logic.MaxPendingRecords+1)
+	for i := range msgs {
+		msgs[i] = nodeMessage("node-a", i, 0)
+	}
+	err := q.Publish(context.Background(), msgs)
+	require.True(t, errors.Is(err, logic.ErrOverloaded), "got %v", err)
+	require.NoError(t, q.Publish(context.Background(), msgs[:1]))
+}
