@@ -85,18 +85,20 @@ func NewKafkaSaramaConfig() *sarama.Config {
 //
 // It produces through sarama's Client (metadata, leaders, connections,
 // TLS, SASL) and Broker.AsyncProduce rather than sarama's AsyncProducer:
-// every Publish appends its records to one queue, and one goroutine sends
-// whatever waits there as one produce request per leader broker, one
-// request in flight per broker, so one partition's records are written in
-// order. While a request is in flight the next batch fills; there is no
-// linger delay. sarama's AsyncProducer passes each message through four
+// every Publish appends its records to one queue, and one goroutine moves
+// them into per-partition queues and sends each leader broker that has no
+// request in flight one request with what its partitions hold. One request
+// per broker and per partition in flight keeps each partition in order.
+// While a request is in flight the next batch fills; there is no linger
+// delay. sarama's AsyncProducer passes each message through four
 // goroutines and channels before it reaches a request; at 37,000 pushes/s
-// that was about a fifth of the push path's CPU (BENCHMARKS.md).
+// that was about 4 µs of the push path's ~33 µs of CPU (BENCHMARKS.md).
 //
 // Failed partitions are retried as sarama's producer retries them (the
-// same errors, Producer.Retry.Max and Backoff, a metadata refresh before
-// each retry), ahead of anything queued after them. Idempotent and
-// transactional production are not supported.
+// same errors, Producer.Retry.Max per record, Retry.Backoff or
+// BackoffFunc, a metadata refresh first), ahead of anything queued after
+// them; a failing partition or a slow broker holds up only its own
+// records. Idempotent and transactional production are not supported.
 //
 // Safe for concurrent use. The consumer side is job's.
 type KafkaQueue struct {
@@ -112,12 +114,13 @@ type KafkaQueue struct {
 	kick    chan struct{} // wakes the sender when pending stops being empty
 	stopped chan struct{} // closed when the sender has finished
 
-	failed atomic.Uint64
+	outstanding atomic.Int64 // records published and not yet finished
+	failed      atomic.Uint64
 }
 
-// MaxPendingRecords bounds the records waiting for the sender (queued and
-// not yet in a request). A Publish that would pass it fails with
-// ErrOverloaded: the broker is slower than the callers, or gone.
+// MaxPendingRecords bounds the records published and not yet acknowledged
+// or failed. A Publish that would pass it fails with ErrOverloaded: the
+// broker is slower than the callers, or gone.
 const MaxPendingRecords = 1 << 16
 
 // NewKafkaQueue connects a producer to cfg.Brokers. It fails if no broker
@@ -195,11 +198,9 @@ func (b *kafkaBatch) finish(err error) {
 // message is handed over without boxing a StringEncoder and a ByteEncoder.
 type kafkaRecord struct {
 	batch     *kafkaBatch
-	partition int32 // set by the sender before the record's first round
-	assigned  bool
-	created   time.Time
-	attempts  int   // retries so far
-	err       error // why the last attempt failed
+	partition int32     // set by the sender
+	created   time.Time // wall clock only (no monotonic reading)
+	attempts  int       // retries so far
 	pm        sarama.ProducerMessage
 	key       recordBytes
 	value     recordBytes
@@ -225,7 +226,7 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 	if len(msgs) > 1 {
 		recs = make([]kafkaRecord, len(msgs))
 	}
-	now := time.Now()
+	now := time.Now().Round(0) // the record's timestamp: wall clock
 	for i, m := range msgs {
 		if err := m.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
@@ -240,11 +241,11 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 		q.mu.Unlock()
 		return ErrClosed
 	}
-	if len(q.pending)+len(recs) > MaxPendingRecords {
-		n := len(q.pending)
+	if n := q.outstanding.Load(); n+int64(len(recs)) > MaxPendingRecords {
 		q.mu.Unlock()
 		return fmt.Errorf("%w: kafka: %d messages already wait for the broker", ErrOverloaded, n)
 	}
+	q.outstanding.Add(int64(len(recs)))
 	wake := len(q.pending) == 0
 	for i := range recs {
 		q.pending = append(q.pending, &recs[i])
@@ -273,10 +274,8 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 // sarama's partitioners are not safe for concurrent use.
 func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
 	r.pm = sarama.ProducerMessage{Topic: q.topic, Key: &r.key, Value: &r.value}
-	if ics := q.conf.Producer.Interceptors; len(ics) > 0 {
-		for _, ic := range ics {
-			ic.OnSend(&r.pm)
-		}
+	if len(q.conf.Producer.Interceptors) > 0 {
+		q.intercept(&r.pm)
 		var err error
 		if r.key.b, err = encodeOrNil(r.pm.Key); err != nil {
 			return err
@@ -285,9 +284,13 @@ func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
 			return err
 		}
 	}
+	consistent := q.partitioner.RequiresConsistency()
+	if dp, ok := q.partitioner.(sarama.DynamicConsistencyPartitioner); ok {
+		consistent = dp.MessageRequiresConsistency(&r.pm)
+	}
 	var parts []int32
 	var err error
-	if q.partitioner.RequiresConsistency() {
+	if consistent {
 		parts, err = q.client.Partitions(q.topic)
 	} else {
 		parts, err = q.client.WritablePartitions(q.topic)
@@ -309,11 +312,35 @@ func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
 	return nil
 }
 
+// intercept runs the interceptors on pm. A panicking interceptor is
+// logged and skipped, as sarama's producer does: the push still goes.
+func (q *KafkaQueue) intercept(pm *sarama.ProducerMessage) {
+	for _, ic := range q.conf.Producer.Interceptors {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					q.log.Error("logic: kafka producer interceptor panicked", "panic", v)
+				}
+			}()
+			ic.OnSend(pm)
+		}()
+	}
+}
+
 func encodeOrNil(e sarama.Encoder) ([]byte, error) {
 	if e == nil {
 		return nil, nil
 	}
 	return e.Encode()
+}
+
+// finish ends r's journey: acknowledged (err nil) or failed.
+func (q *KafkaQueue) finish(r *kafkaRecord, err error) {
+	q.outstanding.Add(-1)
+	if err != nil {
+		q.failed.Add(1)
+	}
+	r.batch.finish(err)
 }
 
 // Failed returns the number of messages the producer gave up on.

@@ -1,113 +1,53 @@
 package logic
 
 import (
+	"errors"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 )
 
-// sender is the KafkaQueue's one sending goroutine: it takes everything
-// waiting in pending and delivers it, until the queue is closed and
-// nothing waits. Publish calls that arrive meanwhile fill the next batch.
-func (q *KafkaQueue) sender() {
-	defer close(q.stopped)
-	var recs []*kafkaRecord
-	for {
-		q.mu.Lock()
-		for len(q.pending) == 0 {
-			if q.closed {
-				q.mu.Unlock()
-				return
-			}
-			q.mu.Unlock()
-			<-q.kick
-			q.mu.Lock()
-		}
-		recs, q.pending = q.pending, recs[:0] // two buffers, swapped
-		q.mu.Unlock()
-		q.deliver(recs)
-		clear(recs)
-	}
+// kafkaSender is the state of the KafkaQueue's one sending goroutine: the
+// records waiting per partition and the requests in flight. Only that
+// goroutine touches it, except answers, which sarama's response
+// goroutines append to.
+//
+// The rules that keep each partition in order: a partition has at most one
+// request in flight; a failed request's records go back to the head of
+// their partition's queue; a broker has at most one request in flight.
+// A partition that failed waits out its backoff alone: the others go on.
+type kafkaSender struct {
+	q           *KafkaQueue
+	parts       map[int32]*partitionQueue
+	order       []*partitionQueue // every partition seen, in first-seen order
+	busy        map[*sarama.Broker]bool
+	needRefresh bool // a partition failed: refresh metadata before retrying it
+
+	mu      sync.Mutex
+	answers []brokerAnswer
 }
 
-// deliver sends recs in rounds until each is acknowledged or has failed
-// for good. A round that leaves partitions to retry is followed by the
-// retry backoff and a metadata refresh, as in sarama's producer; a record
-// is retried at most Producer.Retry.Max times.
-func (q *KafkaQueue) deliver(recs []*kafkaRecord) {
-	recs = q.assignPartitions(recs)
-	for retries := 0; len(recs) > 0; {
-		rest, retrying := q.round(recs)
-		if !retrying {
-			recs = rest
-			continue
-		}
-		recs = rest[:0]
-		for _, r := range rest {
-			if r.err != nil {
-				if r.attempts >= q.conf.Producer.Retry.Max {
-					q.fail(r, r.err)
-					continue
-				}
-				r.attempts++
-			}
-			recs = append(recs, r)
-		}
-		if len(recs) == 0 {
-			return
-		}
-		retries++
-		time.Sleep(q.retryBackoff(retries))
-		if err := q.client.RefreshMetadata(q.topic); err != nil {
-			q.log.Warn("logic: kafka metadata refresh failed", "topic", q.topic, "err", err)
-		}
-	}
+// partitionQueue is one partition's records waiting to be sent, in
+// Publish order, and the ones in flight.
+type partitionQueue struct {
+	id       int32
+	records  []*kafkaRecord
+	inFlight []*kafkaRecord
+	retries  int       // failed attempts in a row
+	resume   time.Time // no sending before this (backoff after a failure)
 }
 
-// assignPartitions gives each new record of recs its partition and fails
-// those that cannot have one, keeping the others in order.
-func (q *KafkaQueue) assignPartitions(recs []*kafkaRecord) []*kafkaRecord {
-	kept := recs[:0]
-	for _, r := range recs {
-		if !r.assigned {
-			if err := q.assignPartition(r); err != nil {
-				q.fail(r, err)
-				continue
-			}
-			r.assigned = true
-		}
-		kept = append(kept, r)
-	}
-	return kept
-}
-
-func (q *KafkaQueue) retryBackoff(retries int) time.Duration {
-	if f := q.conf.Producer.Retry.BackoffFunc; f != nil {
-		return f(retries, q.conf.Producer.Retry.Max)
-	}
-	return q.conf.Producer.Retry.Backoff
-}
-
-// partitionRound is one partition's share of a round: its records in
-// order, their leader, and how the round went for them.
-type partitionRound struct {
-	partition int32
-	records   []*kafkaRecord
-	bytes     int
-	full      bool // the rest of this partition's records wait for the next round
-	leader    *sarama.Broker
-	retry     error // set when the records are to be retried
-}
-
-// brokerRound is one leader's produce request in a round.
+// brokerRound is one produce request to a leader.
 type brokerRound struct {
 	broker *sarama.Broker
 	req    *sarama.ProduceRequest
-	parts  []*partitionRound
+	parts  []*partitionQueue
+	bytes  int
+	count  int
 }
 
-// brokerAnswer is a broker's response to its request, or why there is
-// none.
+// brokerAnswer is a broker's response to a request, or why there is none.
 type brokerAnswer struct {
 	round *brokerRound
 	resp  *sarama.ProduceResponse
@@ -119,6 +59,166 @@ type brokerAnswer struct {
 // and header count as varints), so a batch's size is never underestimated.
 const recordOverhead = 1 + 5*10
 
+// requestOverhead is what sarama's producer leaves of MaxRequestSize for a
+// request's headers and framing.
+const requestOverhead = 10 << 10
+
+// sender runs until the queue is closed and every record is finished.
+func (q *KafkaQueue) sender() {
+	defer close(q.stopped)
+	s := &kafkaSender{q: q, parts: make(map[int32]*partitionQueue), busy: make(map[*sarama.Broker]bool)}
+	var taken []*kafkaRecord
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var closed bool
+		taken, closed = s.take(taken)
+		s.settleAnswers()
+		s.dispatch()
+		if closed && s.idle() {
+			return
+		}
+		if wait, ok := s.nextResume(); ok {
+			timer.Reset(wait)
+		}
+		select {
+		case <-q.kick:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// take moves what Publish queued into the partition queues, and reports
+// whether the queue is closed. buf is the previous call's buffer, reused.
+func (s *kafkaSender) take(buf []*kafkaRecord) ([]*kafkaRecord, bool) {
+	q := s.q
+	q.mu.Lock()
+	recs, closed := q.pending, q.closed
+	q.pending = buf[:0]
+	q.mu.Unlock()
+	for _, r := range recs {
+		if err := q.assignPartition(r); err != nil {
+			q.finish(r, err)
+			continue
+		}
+		pq := s.parts[r.partition]
+		if pq == nil {
+			pq = &partitionQueue{id: r.partition}
+			s.parts[r.partition] = pq
+			s.order = append(s.order, pq)
+		}
+		pq.records = append(pq.records, r)
+	}
+	clear(recs)
+	return recs, closed
+}
+
+// idle reports whether nothing waits and nothing is in flight.
+func (s *kafkaSender) idle() bool {
+	for _, pq := range s.order {
+		if len(pq.records) > 0 || pq.inFlight != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// nextResume is how long until the first partition waiting out a backoff
+// may be sent again, if one is.
+func (s *kafkaSender) nextResume() (time.Duration, bool) {
+	var first time.Time
+	for _, pq := range s.order {
+		if len(pq.records) > 0 && pq.inFlight == nil && !pq.resume.IsZero() && (first.IsZero() || pq.resume.Before(first)) {
+			first = pq.resume
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(time.Until(first), time.Millisecond), true
+}
+
+// dispatch sends one request to every leader that has none in flight,
+// with what its ready partitions hold: each partition's records in order,
+// up to Producer.MaxMessageBytes of them per partition, sarama's
+// MaxRequestSize and Flush.MaxMessages per request.
+func (s *kafkaSender) dispatch() {
+	q := s.q
+	now := time.Now()
+	ready := func(pq *partitionQueue) bool {
+		return len(pq.records) > 0 && pq.inFlight == nil && !now.Before(pq.resume)
+	}
+	if s.needRefresh {
+		for _, pq := range s.order {
+			if pq.retries > 0 && ready(pq) {
+				if err := q.client.RefreshMetadata(q.topic); err != nil {
+					q.log.Warn("logic: kafka metadata refresh failed", "topic", q.topic, "err", err)
+				}
+				s.needRefresh = false
+				break
+			}
+		}
+	}
+	var rounds []*brokerRound
+	byBroker := map[*sarama.Broker]*brokerRound{}
+	for _, pq := range s.order {
+		if !ready(pq) {
+			continue
+		}
+		leader, err := q.client.Leader(q.topic, pq.id)
+		if err != nil {
+			pq.inFlight, pq.records = pq.records, nil
+			s.retry(pq, err)
+			continue
+		}
+		if s.busy[leader] {
+			continue
+		}
+		br := byBroker[leader]
+		if br == nil {
+			br = &brokerRound{broker: leader, req: q.newProduceRequest()}
+			byBroker[leader] = br
+			rounds = append(rounds, br)
+		}
+		n := s.fit(br, pq.records)
+		if n == 0 {
+			continue
+		}
+		pq.inFlight = append([]*kafkaRecord(nil), pq.records[:n]...)
+		pq.records = pq.records[n:]
+		br.req.AddBatch(q.topic, pq.id, q.recordBatch(pq.inFlight))
+		br.parts = append(br.parts, pq)
+	}
+	for _, br := range rounds {
+		if len(br.parts) > 0 {
+			s.busy[br.broker] = true
+			s.produce(br)
+		}
+	}
+}
+
+// fit returns how many of recs (one partition's, in order) br can still
+// carry, and counts them in.
+func (s *kafkaSender) fit(br *brokerRound, recs []*kafkaRecord) int {
+	conf := s.q.conf
+	maxRequest := int(sarama.MaxRequestSize) - requestOverhead
+	batch := 0
+	for i, r := range recs {
+		size := r.encodedSizeBound()
+		switch {
+		case conf.Producer.Flush.MaxMessages > 0 && br.count >= conf.Producer.Flush.MaxMessages,
+			i > 0 && batch+size > conf.Producer.MaxMessageBytes,
+			br.count > 0 && br.bytes+size > maxRequest:
+			return i
+		}
+		batch += size
+		br.bytes += size
+		br.count++
+	}
+	return len(recs)
+}
+
 // encodedSizeBound is at least the size of r's encoding in a batch.
 func (r *kafkaRecord) encodedSizeBound() int {
 	n := len(r.key.b) + len(r.value.b) + recordOverhead
@@ -126,76 +226,6 @@ func (r *kafkaRecord) encodedSizeBound() int {
 		n += len(h.Key) + len(h.Value) + 2*10
 	}
 	return n
-}
-
-// round sends one produce request per leader with what fits (each
-// partition's records in order, up to Producer.MaxMessageBytes of them per
-// partition, Flush.MaxMessages in all), waits for every answer and
-// finishes each record acknowledged or failed for good. It returns what is
-// left in order per partition (the records of partitions to retry, with
-// their err set, then the records that did not fit) and whether any are
-// to be retried.
-func (q *KafkaQueue) round(recs []*kafkaRecord) (rest []*kafkaRecord, retrying bool) {
-	var (
-		parts    = make(map[int32]*partitionRound)
-		order    []*partitionRound
-		deferred []*kafkaRecord
-		taken    int
-		maxMsgs  = q.conf.Producer.Flush.MaxMessages
-	)
-	for _, r := range recs {
-		pr := parts[r.partition]
-		if pr == nil {
-			pr = &partitionRound{partition: r.partition}
-			pr.leader, pr.retry = q.client.Leader(q.topic, r.partition)
-			parts[r.partition] = pr
-			order = append(order, pr)
-		}
-		size := r.encodedSizeBound()
-		if pr.full || (maxMsgs > 0 && taken >= maxMsgs) ||
-			(len(pr.records) > 0 && pr.bytes+size > q.conf.Producer.MaxMessageBytes) {
-			pr.full = true
-			deferred = append(deferred, r)
-			continue
-		}
-		pr.records = append(pr.records, r)
-		pr.bytes += size
-		taken++
-	}
-
-	brokers := make(map[*sarama.Broker]*brokerRound)
-	var rounds []*brokerRound
-	for _, pr := range order {
-		if pr.retry != nil {
-			continue // no leader: nothing to send it to
-		}
-		br := brokers[pr.leader]
-		if br == nil {
-			br = &brokerRound{broker: pr.leader, req: q.newProduceRequest()}
-			brokers[pr.leader] = br
-			rounds = append(rounds, br)
-		}
-		br.req.AddBatch(q.topic, pr.partition, q.recordBatch(pr.records))
-		br.parts = append(br.parts, pr)
-	}
-	answers := make(chan brokerAnswer, len(rounds))
-	for _, br := range rounds {
-		q.produce(br, answers)
-	}
-	for range rounds {
-		q.settle(<-answers)
-	}
-
-	for _, pr := range order {
-		if pr.retry != nil {
-			retrying = true
-			for _, r := range pr.records {
-				r.err = pr.retry
-				rest = append(rest, r)
-			}
-		}
-	}
-	return append(rest, deferred...), retrying
 }
 
 // newProduceRequest is an empty request in the version sarama's producer
@@ -222,7 +252,8 @@ func (q *KafkaQueue) newProduceRequest() *sarama.ProduceRequest {
 }
 
 // recordBatch is one partition's records as a compressed record batch.
-// Each record's timestamp is when it was published, to the millisecond.
+// Each record's timestamp is when it was published, to the millisecond
+// (wall clock: created carries no monotonic reading).
 func (q *KafkaQueue) recordBatch(recs []*kafkaRecord) *sarama.RecordBatch {
 	first, last := recs[0].created, recs[0].created
 	for _, r := range recs[1:] {
@@ -263,41 +294,67 @@ func (q *KafkaQueue) recordBatch(recs []*kafkaRecord) *sarama.RecordBatch {
 	return batch
 }
 
-// produce sends br's request; its answer arrives on answers. sarama reads
-// the response on the broker's own goroutine and runs the callback there,
-// where the broker must not be used again, so the callback only hands the
-// response over.
-func (q *KafkaQueue) produce(br *brokerRound, answers chan<- brokerAnswer) {
-	if q.conf.Producer.RequiredAcks == sarama.NoResponse {
+// produce sends br's request. sarama reads the response on the broker's
+// own goroutine and runs the callback there, where the broker must not be
+// used again, so the callback only queues the answer and wakes the sender.
+func (s *kafkaSender) produce(br *brokerRound) {
+	if s.q.conf.Producer.RequiredAcks == sarama.NoResponse {
 		err := br.broker.AsyncProduce(br.req, nil) // no response will come
-		answers <- brokerAnswer{round: br, err: err}
+		s.settle(brokerAnswer{round: br, err: err})
 		return
 	}
 	err := br.broker.AsyncProduce(br.req, func(resp *sarama.ProduceResponse, err error) {
-		answers <- brokerAnswer{round: br, resp: resp, err: err}
+		s.mu.Lock()
+		s.answers = append(s.answers, brokerAnswer{round: br, resp: resp, err: err})
+		s.mu.Unlock()
+		select {
+		case s.q.kick <- struct{}{}:
+		default:
+		}
 	})
 	if err != nil { // not sent: the callback will not run
-		answers <- brokerAnswer{round: br, err: err}
+		s.settle(brokerAnswer{round: br, err: err})
 	}
 }
 
-// settle finishes the records of a broker's answer, or marks them for a
-// retry.
-func (q *KafkaQueue) settle(a brokerAnswer) {
-	if a.err != nil {
+func (s *kafkaSender) settleAnswers() {
+	s.mu.Lock()
+	answers := s.answers
+	s.answers = nil
+	s.mu.Unlock()
+	for _, a := range answers {
+		s.settle(a)
+	}
+}
+
+// settle finishes the records of a broker's answer, or puts them back for
+// a retry.
+func (s *kafkaSender) settle(a brokerAnswer) {
+	q := s.q
+	delete(s.busy, a.round.broker)
+	var encoding sarama.PacketEncodingError
+	switch {
+	case errors.As(a.err, &encoding):
+		// The request could not be encoded: sending it again cannot help,
+		// and the connection is fine (sarama's producer does the same).
+		for _, pq := range a.round.parts {
+			s.finishAll(pq, a.err)
+		}
+		return
+	case a.err != nil:
 		// The connection failed: drop it, so the retry reconnects (the
 		// client's Leader opens it again), as sarama's producer does.
 		q.log.Warn("logic: kafka produce request failed", "broker", a.round.broker.Addr(), "err", a.err)
 		_ = a.round.broker.Close()
-		for _, pr := range a.round.parts {
-			pr.retry = a.err
+		for _, pq := range a.round.parts {
+			s.retry(pq, a.err)
 		}
 		return
 	}
-	for _, pr := range a.round.parts {
+	for _, pq := range a.round.parts {
 		err := error(sarama.ErrNoError)
 		if a.resp != nil {
-			if block := a.resp.GetBlock(q.topic, pr.partition); block == nil {
+			if block := a.resp.GetBlock(q.topic, pq.id); block == nil {
 				err = sarama.ErrIncompleteResponse
 			} else {
 				err = block.Err
@@ -305,17 +362,46 @@ func (q *KafkaQueue) settle(a brokerAnswer) {
 		}
 		switch {
 		case err == sarama.ErrNoError:
-			for _, r := range pr.records {
-				r.batch.finish(nil)
-			}
+			pq.retries, pq.resume = 0, time.Time{}
+			s.finishAll(pq, nil)
 		case retriableProduceError(err):
-			pr.retry = err
+			s.retry(pq, err)
 		default:
-			for _, r := range pr.records {
-				q.fail(r, err)
-			}
+			s.finishAll(pq, err)
 		}
 	}
+}
+
+func (s *kafkaSender) finishAll(pq *partitionQueue, err error) {
+	for _, r := range pq.inFlight {
+		s.q.finish(r, err)
+	}
+	pq.inFlight = nil
+}
+
+// retry puts pq's records in flight back at the head of its queue, fails
+// those out of retries (Producer.Retry.Max each), and holds the partition
+// back for the retry backoff.
+func (s *kafkaSender) retry(pq *partitionQueue, err error) {
+	conf := s.q.conf
+	kept := pq.inFlight[:0]
+	for _, r := range pq.inFlight {
+		if r.attempts >= conf.Producer.Retry.Max {
+			s.q.finish(r, err)
+			continue
+		}
+		r.attempts++
+		kept = append(kept, r)
+	}
+	pq.records = append(kept, pq.records...)
+	pq.inFlight = nil
+	pq.retries++
+	backoff := conf.Producer.Retry.Backoff
+	if f := conf.Producer.Retry.BackoffFunc; f != nil {
+		backoff = f(min(pq.retries, conf.Producer.Retry.Max), conf.Producer.Retry.Max)
+	}
+	pq.resume = time.Now().Add(backoff)
+	s.needRefresh = true
 }
 
 // retriableProduceError reports whether sarama's producer retries a
@@ -328,9 +414,4 @@ func retriableProduceError(err error) bool {
 		return true
 	}
 	return false
-}
-
-func (q *KafkaQueue) fail(r *kafkaRecord, err error) {
-	q.failed.Add(1)
-	r.batch.finish(err)
 }

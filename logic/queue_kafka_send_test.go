@@ -284,3 +284,122 @@ func TestKafkaQueueBoundedPending(t *testing.T) {
 	require.True(t, errors.Is(err, logic.ErrOverloaded), "got %v", err)
 	require.NoError(t, q.Publish(context.Background(), msgs[:1]))
 }
+
+// TestKafkaQueueRequestSize: the records one leader is sent in a round
+// stay under sarama's MaxRequestSize (lowered here to 60 KiB: 40 records
+// of 2 KB over four partitions need two requests), and a record that
+// cannot be encoded within it fails at once, without retries.
+func TestKafkaQueueRequestSize(t *testing.T) {
+	old := sarama.MaxRequestSize
+	sarama.MaxRequestSize = 60 << 10
+	t.Cleanup(func() { sarama.MaxRequestSize = old })
+	k := testenv.StartKafka(t, "size")
+	faults := injectProduceErrors(k, sarama.ErrNoError, func(int64) bool { return false })
+	q := openQueue(t, k, "size", queueConfig(func(c *sarama.Config) { c.Producer.Compression = sarama.CompressionNone }))
+	msgs := make([]*imcloud.Message, 40)
+	for i := range msgs {
+		msgs[i] = nodeMessage(fmt.Sprintf("node-%d", i%4), i/4, 2000)
+	}
+	require.NoError(t, q.Publish(context.Background(), msgs))
+	got := readTopic(t, k, "size")
+	for n := 0; n < 4; n++ {
+		assert.Equal(t, sequence(10), got[fmt.Sprintf("node-%d", n)])
+	}
+	assert.GreaterOrEqual(t, faults.requests.Load(), int64(2))
+
+	before := faults.requests.Load()
+	err := q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-0", 10, 70<<10)})
+	require.ErrorIs(t, err, logic.ErrQueue)
+	var encoding sarama.PacketEncodingError
+	require.ErrorAs(t, err, &encoding)
+	assert.Equal(t, before, faults.requests.Load(), "nothing reached the broker")
+	require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-0", 10, 0)}), "the connection is still good")
+}
+
+// twoPartitionKeys returns two node ids the hash partitioner puts in
+// different partitions of testenv.DefaultPartitions.
+func twoPartitionKeys(t *testing.T) (string, string) {
+	part := sarama.NewHashPartitioner("")
+	first := ""
+	var firstP int32
+	for i := 0; i < 100; i++ {
+		node := fmt.Sprintf("node-%d", i)
+		p, err := part.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(node)}, testenv.DefaultPartitions)
+		require.NoError(t, err)
+		if first == "" {
+			first, firstP = node, p
+		} else if p != firstP {
+			return first, node
+		}
+	}
+	t.Fatal("no two keys in different partitions")
+	return "", ""
+}
+
+// TestKafkaQueueFailedPartitionDoesNotBlockOthers: while one partition
+// waits out a retry backoff, pushes to the other partitions go through.
+func TestKafkaQueueFailedPartitionDoesNotBlockOthers(t *testing.T) {
+	bad, good := twoPartitionKeys(t)
+	badPartition, err := sarama.NewHashPartitioner("").Partition(
+		&sarama.ProducerMessage{Key: sarama.StringEncoder(bad)}, testenv.DefaultPartitions)
+	require.NoError(t, err)
+	k := testenv.StartKafka(t, "hol")
+	var refused atomic.Int64
+	c := k.Cluster()
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := r.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		hit := false
+		for _, tp := range req.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				hit = hit || p.Partition == badPartition
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = int16(sarama.ErrNotLeaderForPartition)
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		if !hit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+	const backoff = 2 * time.Second
+	q := openQueue(t, k, "hol", queueConfig(func(c *sarama.Config) {
+		c.Producer.Retry.Max = 1
+		c.Producer.Retry.Backoff = backoff
+	}))
+	badDone := make(chan error, 1)
+	go func() { badDone <- q.Publish(context.Background(), []*imcloud.Message{nodeMessage(bad, 0, 0)}) }()
+	require.Eventually(t, func() bool { return refused.Load() == 1 }, 5*time.Second, time.Millisecond)
+
+	start := time.Now()
+	require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage(good, 0, 0)}))
+	assert.Less(t, time.Since(start), backoff/2, "the healthy partition did not wait for the failed one's backoff")
+	err = <-badDone
+	require.ErrorIs(t, err, sarama.ErrNotLeaderForPartition)
+	assert.Equal(t, int64(2), refused.Load(), "one retry after the backoff")
+}
+
+// panickyInterceptor panics on every message.
+type panickyInterceptor struct{}
+
+func (panickyInterceptor) OnSend(*sarama.ProducerMessage) { panic("interceptor bug") }
+
+// TestKafkaQueueInterceptorPanics: a panicking interceptor is skipped (as
+// sarama's producer skips it); the push and the other interceptors go on.
+func TestKafkaQueueInterceptorPanics(t *testing.T) {
+	k := testenv.StartKafka(t, "panic")
+	ic := &headerInterceptor{}
+	q := openQueue(t, k, "panic", queueConfig(func(c *sarama.Config) {
+		c.Producer.Interceptors = []sarama.ProducerInterceptor{panickyInterceptor{}, ic}
+	}))
+	require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-a", 0, 0)}))
+	assert.Equal(t, int64(1), ic.calls.Load())
+	assert.Equal(t, map[string][]int{"node-a": {0}}, readTopic(t, k, "panic"))
+}
