@@ -402,6 +402,8 @@ func (s *kafkaSender) retry(pq *partitionQueue, err error) {
 	}
 	pq.resume = time.Now().Add(backoff)
 	s.needRefresh = true
+	s.q.log.Warn("logic: kafka partition will be retried", "topic", s.q.topic, "partition", pq.id,
+		"records", len(pq.records), "retries", pq.retries, "backoff", backoff, "err", err)
 }
 
 // retriableProduceError reports whether sarama's producer retries a
