@@ -1,6 +1,7 @@
 package logic
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
@@ -57,7 +58,7 @@ type brokerAnswer struct {
 // recordOverhead bounds a record's encoding beyond its key and value (its
 // length, attributes, timestamp and offset deltas, key and value lengths
 // and header count as varints), so a batch's size is never underestimated.
-const recordOverhead = 1 + 5*10
+const recordOverhead = 1 + 5*binary.MaxVarintLen64
 
 // requestOverhead is what sarama's producer leaves of MaxRequestSize for a
 // request's headers and framing.
@@ -223,7 +224,7 @@ func (s *kafkaSender) fit(br *brokerRound, recs []*kafkaRecord) int {
 func (r *kafkaRecord) encodedSizeBound() int {
 	n := len(r.key.b) + len(r.value.b) + recordOverhead
 	for _, h := range r.pm.Headers {
-		n += len(h.Key) + len(h.Value) + 2*10
+		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen64
 	}
 	return n
 }

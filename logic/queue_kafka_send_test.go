@@ -79,30 +79,41 @@ func nodeMessage(node string, i int, pad int) *imcloud.Message {
 		Keys: []string{"k"}, Body: []byte(strconv.Itoa(i) + strings.Repeat(" ", pad))}
 }
 
-// readTopic returns every message in topic, in order per partition, as
-// node -> the bodies' numbers in the order they were written.
-func readTopic(t *testing.T, k *testenv.Kafka, topic string) map[string][]int {
+// consumeTopic returns every record in topic, partition by partition, in
+// order within each.
+func consumeTopic(t *testing.T, k *testenv.Kafka, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
 	c, err := sarama.NewConsumer(k.Brokers, sarama.NewConfig())
 	require.NoError(t, err)
 	defer c.Close()
-	got := map[string][]int{}
+	var all []*sarama.ConsumerMessage
 	for p := int32(0); p < testenv.DefaultPartitions; p++ {
 		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		require.NoError(t, err)
 		for i, hw := int64(0), pc.HighWaterMarkOffset(); i < hw; i++ {
 			select {
 			case cm := <-pc.Messages():
-				var m imcloud.Message
-				require.NoError(t, m.UnmarshalBinary(cm.Value))
-				n, err := strconv.Atoi(strings.TrimSpace(string(m.Body)))
-				require.NoError(t, err)
-				got[m.Node] = append(got[m.Node], n)
+				all = append(all, cm)
 			case <-time.After(5 * time.Second):
 				t.Fatalf("partition %d: %d of %d messages read", p, i, hw)
 			}
 		}
 		require.NoError(t, pc.Close())
+	}
+	return all
+}
+
+// readTopic returns every message in topic as node -> the bodies' numbers
+// in the order they were written.
+func readTopic(t *testing.T, k *testenv.Kafka, topic string) map[string][]int {
+	t.Helper()
+	got := map[string][]int{}
+	for _, cm := range consumeTopic(t, k, topic) {
+		var m imcloud.Message
+		require.NoError(t, m.UnmarshalBinary(cm.Value))
+		n, err := strconv.Atoi(strings.TrimSpace(string(m.Body)))
+		require.NoError(t, err)
+		got[m.Node] = append(got[m.Node], n)
 	}
 	return got
 }
@@ -236,21 +247,12 @@ func TestKafkaQueueInterceptors(t *testing.T) {
 	require.NoError(t, q.Publish(context.Background(), []*imcloud.Message{nodeMessage("node-a", 0, 0), nodeMessage("node-b", 1, 0)}))
 	assert.Equal(t, int64(2), ic.calls.Load())
 
-	c, err := sarama.NewConsumer(k.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	defer c.Close()
 	headers := 0
-	for p := int32(0); p < testenv.DefaultPartitions; p++ {
-		pc, err := c.ConsumePartition("icpt", p, sarama.OffsetOldest)
-		require.NoError(t, err)
-		for i, hw := int64(0), pc.HighWaterMarkOffset(); i < hw; i++ {
-			cm := <-pc.Messages()
-			require.Len(t, cm.Headers, 1)
-			assert.Equal(t, "trace", string(cm.Headers[0].Key))
-			assert.Equal(t, "t-1", string(cm.Headers[0].Value))
-			headers++
-		}
-		require.NoError(t, pc.Close())
+	for _, cm := range consumeTopic(t, k, "icpt") {
+		require.Len(t, cm.Headers, 1)
+		assert.Equal(t, "trace", string(cm.Headers[0].Key))
+		assert.Equal(t, "t-1", string(cm.Headers[0].Value))
+		headers++
 	}
 	assert.Equal(t, 2, headers)
 }

@@ -142,19 +142,9 @@ func TestKafkaQueuePartitionKeys(t *testing.T) {
 	}
 	require.NoError(t, q.Publish(ctx, msgs))
 
-	c, err := sarama.NewConsumer(k.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	defer c.Close()
 	keys := map[string]bool{}
-	for p := int32(0); p < testenv.DefaultPartitions; p++ {
-		pc, err := c.ConsumePartition("keys", p, sarama.OffsetOldest)
-		require.NoError(t, err)
-		hw := pc.HighWaterMarkOffset()
-		for i := int64(0); i < hw; i++ {
-			m := <-pc.Messages()
-			keys[string(m.Key)] = true
-		}
-		pc.Close()
+	for _, m := range consumeTopic(t, k, "keys") {
+		keys[string(m.Key)] = true
 	}
 	require.Equal(t, map[string]bool{"node-a": true, "live://1": true, logic.BroadcastKey: true}, keys)
 }
