@@ -15,9 +15,12 @@ type bucket struct {
 	keys  map[string]*conn
 	all   connList
 	rooms map[string]*connList
-	// writers counts running writers of this bucket's connections.
+	// writers counts running writers of this bucket's connections;
+	// queued their queued bytes, as the backlog counts them
+	// (addQueuedLocked).
 	writers atomic.Int64
-	_       [40]byte // keep hot counters of neighbouring buckets apart
+	queued  atomic.Int64
+	_       [32]byte // keep hot counters of neighbouring buckets apart
 }
 
 // connList is a set of connections kept as a slice for fast iteration; each

@@ -60,6 +60,7 @@ type conn struct {
 	slow    []byte
 	mu      sync.Mutex
 	q       []outItem
+	qbytes  int64 // bytes in q (addQueuedLocked)
 	writing bool
 	closing bool // flush the queue, then close (op 6, WS close)
 	dead    bool // socket closed; drop everything
@@ -474,12 +475,16 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 		c.mu.Unlock()
 		return
 	}
+	c.addQueuedLocked(-c.qbytes)
 	clear(c.q)
 	c.q = append(c.q[:0], outItem{b: frame, kind: itemFrame})
+	c.addQueuedLocked(int64(len(frame)))
 	if c.ws {
 		// Close the WebSocket properly (1001 going away) so browsers
 		// report a clean close rather than 1006.
-		c.q = append(c.q, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
+		cf := wsCloseFrame(wsCloseGoingAway, reason)
+		c.q = append(c.q, outItem{b: cf, kind: itemControl})
+		c.addQueuedLocked(int64(len(cf)))
 	}
 	c.closing = true
 	// Bound how long a stuck socket can delay the close (set under c.mu,

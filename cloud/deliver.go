@@ -19,10 +19,15 @@ import (
 // Invalid and expired messages are counted and skipped; a message whose
 // id was delivered recently is a redelivery and is dropped. It returns
 // ErrServerClosed after Shutdown began and ErrOverloaded (wrapped) when a
-// paced broadcast cannot be taken; messages before it were delivered, and
+// paced broadcast cannot be taken. While the node's queues hold more than
+// it writes promptly, it first waits for them to drain, or for ctx
+// (backlog.go); messages before it were delivered, and
 // a retry of the same slice skips them as duplicates. msgs are neither
 // retained nor modified. Safe for concurrent use.
 func (s *Server) Deliver(ctx context.Context, msgs []*imcloud.Message) error {
+	if err := s.waitBacklog(ctx); err != nil {
+		return err
+	}
 	now := time.Now()
 	var rooms roomRun
 	defer rooms.flush(s)

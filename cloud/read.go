@@ -203,6 +203,7 @@ func (c *conn) closeWS(code []byte) {
 		return
 	}
 	c.q = append(c.q, outItem{b: frame, kind: itemControl})
+	c.addQueuedLocked(int64(len(frame)))
 	c.closing = true
 	start := c.claimWriterLocked()
 	c.mu.Unlock()

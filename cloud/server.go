@@ -25,6 +25,8 @@ type Server struct {
 	stats   counters
 	gen     atomic.Uint64
 	writers atomic.Int64
+	queued  atomic.Int64 // backlog bytes of connections not yet in a bucket
+	keep    *keepers     // writers of busy plain TCP connections
 
 	ipMu       sync.Mutex
 	perIP      map[netip.Addr]int
@@ -68,6 +70,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		id:         cfg.NodeID,
 		bs:         newBuckets(cfg.Buckets),
+		keep:       newKeepers(),
 		perIP:      make(map[netip.Addr]int),
 		acceptRate: newRateLimiter(cfg.AcceptRate),
 		dedup:      newDedup(cfg.DedupSize),
@@ -350,6 +353,18 @@ func (s *Server) drain() {
 }
 
 // writerCount is the number of writer goroutines running.
+// queuedBytes is the node's backlog: the bytes waiting in connection
+// queues, each connection's counted up to backlogConnCap. Each change is
+// counted where the connection was at the time (addQueuedLocked), so only
+// the sum is exact.
+func (s *Server) queuedBytes() int64 {
+	n := s.queued.Load()
+	for _, b := range s.bs.bs {
+		n += b.queued.Load()
+	}
+	return n
+}
+
 func (s *Server) writerCount() int64 {
 	n := s.writers.Load()
 	for _, b := range s.bs.bs {

@@ -41,6 +41,12 @@ type Stats struct {
 	LinkRefused uint64
 	// Broadcasts is the number of paced broadcasts in progress.
 	Broadcasts int64
+	// QueuedBytes is the node's backlog: bytes waiting in connection
+	// queues now, a room push once per receiver, each connection's up to
+	// 64 KiB; Backpressured counts the Deliver calls that waited for it to
+	// drain (backlog.go).
+	QueuedBytes   int64
+	Backpressured uint64
 }
 
 type counters struct {
@@ -51,6 +57,7 @@ type counters struct {
 	messages, duplicates, expired, invalid atomic.Uint64
 	delivered, dropped, slowDisconnects    atomic.Uint64
 	kicked, storeErrors, linkRefused       atomic.Uint64
+	backpressured                          atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
 }
 
@@ -66,6 +73,6 @@ func (s *Server) Stats() Stats {
 		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
-		Broadcasts: c.broadcasts.Load(),
+		Broadcasts: c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
 	}
 }

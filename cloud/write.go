@@ -78,12 +78,14 @@ func (c *conn) enqueueClaim(it outItem) (queued, start bool) {
 				break
 			}
 		}
+		c.addQueuedLocked(-int64(len(c.q[drop].b)))
 		copy(c.q[drop:], c.q[drop+1:])
 		c.q[len(c.q)-1] = outItem{}
 		c.q = c.q[:len(c.q)-1]
 		s.stats.dropped.Add(1)
 	}
 	c.q = append(c.q, it)
+	c.addQueuedLocked(int64(len(it.b)))
 	start = c.claimWriterLocked()
 	c.mu.Unlock()
 	return true, start
@@ -99,6 +101,23 @@ func (c *conn) writerCounter() *atomic.Int64 {
 		return &b.writers
 	}
 	return &c.srv.writers
+}
+
+// addQueuedLocked records that c's queue holds n more bytes (fewer for a
+// negative n); every change to c.q calls it, under c.mu. The node's
+// backlog (backlog.go) counts each connection's bytes up to
+// backlogConnCap, spread over buckets like writerCounter; only the sum,
+// Server.queuedBytes, is exact.
+func (c *conn) addQueuedLocked(n int64) {
+	old := c.qbytes
+	c.qbytes += n
+	if d := min(c.qbytes, backlogConnCap) - min(old, backlogConnCap); d != 0 {
+		if b := c.b; b != nil {
+			b.queued.Add(d)
+		} else {
+			c.srv.queued.Add(d)
+		}
+	}
 }
 
 // writeLoop writes everything queued, coalescing what arrived during a
@@ -137,6 +156,9 @@ func (c *conn) writeStep(spare *[]outItem, own bool) stepResult {
 	c.mu.Lock()
 	if c.dead || len(c.q) == 0 {
 		closeNow := c.closing && !c.dead
+		if len(c.q) > 0 { // dead: what was queued is dropped
+			c.addQueuedLocked(-c.qbytes)
+		}
 		if c.dead || cap(c.q) > keepQueueCap {
 			c.q = nil
 		}
@@ -157,7 +179,9 @@ func (c *conn) writeStep(spare *[]outItem, own bool) stepResult {
 		return stepIdle
 	}
 	batch := c.q
-	if k := itemsWithin(c.q, maxWriteBytes); k < len(c.q) {
+	k, n := itemsWithin(c.q, maxWriteBytes)
+	c.addQueuedLocked(-int64(n))
+	if k < len(c.q) {
 		// Leave the rest queued, in order: one step writes what a socket
 		// can plausibly take, so a shared writer's pass stays short.
 		c.q = append((*spare)[:0], c.q[k:]...)
@@ -213,16 +237,16 @@ func (c *conn) writeStep(spare *[]outItem, own bool) stepResult {
 const maxWriteBytes = 256 << 10
 
 // itemsWithin returns how many items from the start of q fit in max bytes,
-// at least one.
-func itemsWithin(q []outItem, max int) int {
+// at least one, and their bytes.
+func itemsWithin(q []outItem, max int) (items, bytes int) {
 	n := 0
 	for i := range q {
-		n += len(q[i].b)
-		if n > max && i > 0 {
-			return i
+		if n+len(q[i].b) > max && i > 0 {
+			return i, n
 		}
+		n += len(q[i].b)
 	}
-	return len(q)
+	return len(q), n
 }
 
 // writeBlocking writes b, waiting for the socket at most WriteTimeout.

@@ -1,7 +1,6 @@
 package cloud
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +20,9 @@ import (
 // stallCheck period, its remaining connections are handed to a new batch
 // goroutine. A connection still busy after two writes (pushes keep
 // arriving) gets a writer goroutine of its own. On plain TCP, writes never
-// block (write.go, tryWrite): a batch keeps its busy connections and
-// writes them pass after pass, and a socket that is full gets a goroutine
+// block (write.go, tryWrite): a batch hands the connections it wrote to
+// the server's keepers (keepers.go), which write them pass after pass
+// while pushes keep arriving, and a socket that is full gets a goroutine
 // of its own for the rest. A batch that holds such connections never
 // writes one that may block (TLS, wrapped sockets) itself: that gets a
 // writer of its own, so the kept connections do not wait for it.
@@ -83,7 +83,7 @@ func (wb *writeBatch) run() {
 	n := wb.n.Load()
 	var spare []outItem
 	// again holds the plain TCP connections that had something to write:
-	// more may arrive while the batch runs.
+	// more may arrive while the batch runs, so they go to the keepers.
 	var again [writeBatchSize]*conn
 	na := 0
 	for {
@@ -121,24 +121,10 @@ func (wb *writeBatch) run() {
 		wb.seen.Store(0)
 		writeBatches.Put(wb)
 	}
-	// Keep writing those connections while pushes keep arriving for them,
-	// a pass at a time, yielding between passes. Their writes never block
-	// (tryWrite), so this goroutine cannot stall; what arrives during a
-	// pass coalesces into the next one; and the number of runnable writer
-	// goroutines stays one per batch, not one per connection, so under
-	// load the push API and the job still get the CPU promptly.
-	for na > 0 {
-		runtime.Gosched()
-		k := 0
-		for _, c := range again[:na] {
-			if c.writeStep(&spare, false) == stepWrote {
-				again[k] = c
-				k++
-			}
-			spare = nil
-		}
-		clear(again[k:na])
-		na = k
+	// Those connections may keep receiving pushes: the keepers write them
+	// pass after pass (keepers.go).
+	if na > 0 {
+		again[0].srv.keep.add(again[:na])
 	}
 }
 

@@ -1,0 +1,93 @@
+package cloud
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// TestBacklogBackpressure: when every client of a room falls behind (none
+// reads for a while), Deliver waits for the queues to drain instead of
+// filling them up to QueueLength and closing every connection as a slow
+// consumer. Once the clients read again, everything accepted arrives, in
+// order, and Deliver goes on.
+func TestBacklogBackpressure(t *testing.T) {
+	const (
+		clients = 80
+		qlen    = 16
+		room    = "live://behind"
+	)
+	s, err := New(Config{Authenticator: DevAuthenticator(), QueueLength: qlen, WriteTimeout: time.Minute})
+	require.NoError(t, err)
+	addr := serveTCPForTest(t, s)
+
+	var readers []*bufio.Reader
+	for i := 0; i < clients; i++ {
+		d := net.Dialer{Control: smallReceiveWindow}
+		nc, err := d.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer nc.Close()
+		br := writeAuth(t, nc, fmt.Sprintf("k%d", i), room, 30*time.Second)
+		var f protocol.Frame
+		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
+		require.Equal(t, protocol.OpAuthReply, f.Op)
+		readers = append(readers, br)
+	}
+
+	// Push until Deliver waits: the clients read nothing meanwhile.
+	body := strings.Repeat("x", 32<<10)
+	accepted := 0
+	for ; ; accepted++ {
+		require.Less(t, accepted, 2000, "Deliver never waited for the backlog")
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := s.Deliver(ctx, []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom,
+			Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", accepted) + body)}})
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		require.NoError(t, err)
+	}
+	st := s.Stats()
+	assert.Positive(t, st.Backpressured)
+	assert.Zero(t, st.SlowDisconnects, "clients closed as slow consumers")
+	assert.EqualValues(t, clients, st.Sessions)
+	assert.LessOrEqual(t, st.QueuedBytes, int64(clients*backlogConnCap))
+
+	// The clients read again: everything accepted arrives in order, and
+	// one more push goes through once the queues drained.
+	var wg sync.WaitGroup
+	for _, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var f protocol.Frame
+			for want := 0; want <= accepted; want++ {
+				if err := protocol.ReadFrame(r, &f, 1<<20); err != nil {
+					t.Errorf("push %d: %v", want, err)
+					return
+				}
+				if got := string(f.Body[:6]); got != fmt.Sprintf("%06d", want) {
+					t.Errorf("push %d arrived as %s", want, got)
+					return
+				}
+			}
+		}()
+	}
+	require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom,
+		Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", accepted) + body)}}))
+	wg.Wait()
+	assert.Zero(t, s.Stats().SlowDisconnects)
+}

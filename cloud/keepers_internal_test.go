@@ -1,0 +1,100 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// TestKeepersWriteBusyConnections: a stream of room pushes keeps every
+// connection busy; the keepers write them all, in order, with never more
+// than their limit of goroutines, and let go of every connection once the
+// stream ends.
+func TestKeepersWriteBusyConnections(t *testing.T) {
+	s, err := New(Config{Authenticator: DevAuthenticator(), Buckets: 4})
+	require.NoError(t, err)
+	addr := serveTCPForTest(t, s)
+	const (
+		clients = 200
+		pushes  = 400
+		room    = "live://busy"
+	)
+	var wg sync.WaitGroup
+	var received atomic.Int64
+	for i := 0; i < clients; i++ {
+		nc, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer nc.Close()
+		key := fmt.Sprintf("k%d", i)
+		br := writeAuth(t, nc, key, room, 10*time.Second)
+		var f protocol.Frame
+		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
+		require.Equal(t, protocol.OpAuthReply, f.Op)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var f protocol.Frame
+			for want := 0; want < pushes; want++ {
+				if err := protocol.ReadFrame(br, &f, 1<<20); err != nil {
+					t.Errorf("%s: push %d: %v", key, want, err)
+					return
+				}
+				if got := string(f.Body); got != fmt.Sprintf("%06d", want) {
+					t.Errorf("%s: push %d arrived as %q", key, want, got)
+					return
+				}
+				received.Add(1)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return s.Stats().Sessions == clients }, 5*time.Second, 5*time.Millisecond)
+
+	// Watch the keepers while the pushes go out.
+	stop := make(chan struct{})
+	var most atomic.Int64
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.keep.mu.Lock()
+			n := int64(s.keep.running)
+			s.keep.mu.Unlock()
+			if n > most.Load() {
+				most.Store(n)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	for i := 0; i < pushes; i++ {
+		require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{
+			ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", i))}}))
+	}
+	wg.Wait()
+	close(stop)
+	<-watched
+	require.EqualValues(t, clients*pushes, received.Load())
+	assert.LessOrEqual(t, most.Load(), int64(s.keep.max), "more keepers ran than their limit")
+
+	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond,
+		"writers still claimed after the stream ended")
+	s.keep.mu.Lock()
+	defer s.keep.mu.Unlock()
+	assert.NotZero(t, cap(s.keep.busy), "the stream never reached the keepers")
+	assert.Zero(t, s.keep.running, "keepers still running")
+	assert.Zero(t, len(s.keep.busy)-s.keep.head, "connections left in the busy list")
+}
