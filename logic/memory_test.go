@@ -116,3 +116,35 @@ func TestMemoryRouterSweepReclaims(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"k2": "n"}, got)
 }
+
+// TestMemoryQueueMaxDelay: with MaxDelay, Publish is refused at once
+// (ErrOverloaded, nothing queued) while the oldest record held waited
+// longer, and accepted again once the consumer caught up.
+func TestMemoryQueueMaxDelay(t *testing.T) {
+	q := logic.NewMemoryQueue(logic.MemoryQueueConfig{Partitions: 2, MaxDelay: 50 * time.Millisecond})
+	defer q.Close()
+	ctx := context.Background()
+	msg := func(room string) *imcloud.Message {
+		return &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Op: 1, Room: room}
+	}
+	require.NoError(t, q.Publish(ctx, []*imcloud.Message{msg("live://1")}))
+	require.NoError(t, q.Publish(ctx, []*imcloud.Message{msg("live://2")}), "the consumer is not behind yet")
+
+	time.Sleep(80 * time.Millisecond)
+	err := q.Publish(ctx, []*imcloud.Message{msg("live://3")})
+	require.ErrorIs(t, err, logic.ErrOverloaded, "the oldest record waited longer than MaxDelay")
+	require.Equal(t, 2, q.Len(), "a refused publish queues nothing")
+
+	// The consumer takes and commits one: the other is still too old.
+	rec, err := q.Receive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, q.Commit(ctx, rec.Partition, rec.Offset))
+	require.ErrorIs(t, q.Publish(ctx, []*imcloud.Message{msg("live://3")}), logic.ErrOverloaded)
+
+	// Caught up: accepted again.
+	rec, err = q.Receive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, q.Commit(ctx, rec.Partition, rec.Offset))
+	require.NoError(t, q.Publish(ctx, []*imcloud.Message{msg("live://3")}))
+	require.Equal(t, 1, q.Len())
+}

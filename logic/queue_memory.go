@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/imcloud/imcloud"
 )
@@ -20,6 +21,15 @@ type MemoryQueueConfig struct {
 	// over all partitions. Publish waits for room until its ctx ends.
 	// Default 65536.
 	Capacity int
+	// MaxDelay, if set, bounds how far behind the consumer may fall
+	// before Publish refuses new messages: while the oldest record held
+	// was published more than MaxDelay ago, Publish returns ErrOverloaded
+	// at once and queues nothing. Capacity counts records, whatever they
+	// cost to deliver (a push to one user, or to a room of thousands);
+	// MaxDelay bounds the wait itself, so an overloaded node answers 503
+	// instead of accepting pushes it will deliver seconds later. Zero:
+	// no bound.
+	MaxDelay time.Duration
 }
 
 // MemoryQueue is the in-process queue, the embedded default for a
@@ -28,7 +38,9 @@ type MemoryQueueConfig struct {
 //
 // Records are kept until committed, so memory is bounded by Capacity: a
 // Publish that finds the queue full waits for the consumer to commit, or
-// for its ctx to end (an error; nothing of that call was queued).
+// for its ctx to end (an error; nothing of that call was queued). With
+// MaxDelay, a Publish that finds the consumer that far behind is refused
+// at once (ErrOverloaded).
 //
 // Receive hands out records partition by partition in offset order,
 // visiting the partitions round-robin. Rewind models a consumer restart:
@@ -38,6 +50,8 @@ type MemoryQueueConfig struct {
 // All methods are safe for concurrent use.
 type MemoryQueue struct {
 	capacity int
+	maxDelay time.Duration
+	epoch    time.Time // publish times are kept as time.Since(epoch)
 
 	mu     sync.Mutex
 	parts  []memPartition
@@ -51,6 +65,7 @@ type MemoryQueue struct {
 type memPartition struct {
 	base      int64            // offset of recs[0]
 	recs      []imcloud.Record // uncommitted records from base on
+	at        []time.Duration  // when each of recs was published (since epoch)
 	next      int64            // next offset Receive hands out
 	committed int64            // last committed offset, -1 for none
 }
@@ -65,6 +80,8 @@ func NewMemoryQueue(cfg MemoryQueueConfig) *MemoryQueue {
 	}
 	q := &MemoryQueue{
 		capacity: cfg.Capacity,
+		maxDelay: cfg.MaxDelay,
+		epoch:    time.Now(),
 		parts:    make([]memPartition, cfg.Partitions),
 		wake:     make(chan struct{}),
 		space:    make(chan struct{}),
@@ -98,6 +115,11 @@ func (q *MemoryQueue) Publish(ctx context.Context, msgs []*imcloud.Message) erro
 			q.mu.Unlock()
 			return ErrClosed
 		}
+		if late := q.lagLocked(); q.maxDelay > 0 && late > q.maxDelay {
+			q.mu.Unlock()
+			return fmt.Errorf("%w: memory queue: the oldest message waits for %v (MaxDelay %v)",
+				ErrOverloaded, late.Round(time.Millisecond), q.maxDelay)
+		}
 		if q.held+len(recs) <= q.capacity {
 			break
 		}
@@ -110,10 +132,12 @@ func (q *MemoryQueue) Publish(ctx context.Context, msgs []*imcloud.Message) erro
 		}
 		q.mu.Lock()
 	}
+	now := time.Since(q.epoch)
 	for _, r := range recs {
 		p := &q.parts[r.Partition]
 		r.Offset = p.base + int64(len(p.recs))
 		p.recs = append(p.recs, r)
+		p.at = append(p.at, now)
 	}
 	q.held += len(recs)
 	close(q.wake)
@@ -176,9 +200,9 @@ func (q *MemoryQueue) Commit(ctx context.Context, partition int32, offset int64)
 	}
 	n := int(offset - p.base + 1)
 	clear(p.recs[:n])
-	p.recs = p.recs[n:]
+	p.recs, p.at = p.recs[n:], p.at[n:]
 	if len(p.recs) == 0 {
-		p.recs = nil // let the backing array go
+		p.recs, p.at = nil, nil // let the backing arrays go
 	}
 	p.base = offset + 1
 	p.committed = offset
@@ -189,6 +213,21 @@ func (q *MemoryQueue) Commit(ctx context.Context, partition int32, offset int64)
 	close(q.space)
 	q.space = make(chan struct{})
 	return nil
+}
+
+// lagLocked is how long the oldest record held has waited since it was
+// published (0 when none is held). Called with q.mu held.
+func (q *MemoryQueue) lagLocked() time.Duration {
+	oldest := time.Duration(-1)
+	for i := range q.parts {
+		if at := q.parts[i].at; len(at) > 0 && (oldest < 0 || at[0] < oldest) {
+			oldest = at[0]
+		}
+	}
+	if oldest < 0 {
+		return 0
+	}
+	return time.Since(q.epoch) - oldest
 }
 
 // Rewind models a consumer restart: every partition's read position goes

@@ -18,7 +18,7 @@ import (
 func (a *App) openBackends() error {
 	if !a.cfg.Clustered() {
 		r := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
-		q := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+		q := logic.NewMemoryQueue(logic.MemoryQueueConfig{MaxDelay: a.cfg.QueueMaxDelay})
 		a.router, a.queue, a.source = r, q, q
 		a.closer = append(a.closer, q.Close)
 		return nil

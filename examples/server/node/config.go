@@ -64,6 +64,9 @@ type Config struct {
 	KafkaSASLUser     string
 	KafkaSASLPassword string
 	KafkaSASLMech     string
+	// QueueMaxDelay bounds the in-memory queue's lag (role all without
+	// Kafka): past it the push API answers 503 (logic.MemoryQueueConfig).
+	QueueMaxDelay time.Duration
 
 	// Client auth.
 	Auth        string
@@ -97,6 +100,7 @@ func DefaultConfig() Config {
 		TCPAddr:       ":3101",
 		WSAddr:        ":3102",
 		HTTPAddr:      ":3111",
+		QueueMaxDelay: 500 * time.Millisecond,
 		LinkAddr:      ":3121",
 		KafkaTopic:    "imcloud-push",
 		KafkaGroup:    "imcloud-job",
@@ -142,6 +146,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.IntVar(&cfg.RedisDB, "redis-db", 0, "Redis database number")
 	fs.BoolVar(&cfg.RedisTLS, "redis-tls", false, "connect to Redis over TLS")
 	fs.StringVar(&brokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty: in-memory queue (role all only)")
+	fs.DurationVar(&cfg.QueueMaxDelay, "queue-max-delay", cfg.QueueMaxDelay, "in-memory queue only: answer pushes 503 while the oldest undelivered one waited this long (0: no bound, wait for room)")
 	fs.StringVar(&cfg.KafkaTopic, "kafka-topic", cfg.KafkaTopic, "Kafka topic of push messages")
 	fs.StringVar(&cfg.KafkaGroup, "kafka-group", cfg.KafkaGroup, "Kafka consumer group of job")
 	fs.BoolVar(&cfg.KafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
