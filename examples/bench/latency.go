@@ -48,6 +48,9 @@ func (h *latencyHist) record(d time.Duration) {
 	}
 	b := bucketOf(d)
 	h.mu.Lock()
+	if h.counts == nil { // the zero latencyHist is ready to use
+		h.counts = make([]uint64, histBuckets)
+	}
 	h.counts[b]++
 	h.n++
 	if d > h.max {

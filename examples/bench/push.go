@@ -145,6 +145,10 @@ func slotTime(start time.Time, rate float64, i int64) time.Time {
 // pushCounters are the publishers' tallies for one tag.
 type pushCounters struct {
 	sent, accepted, rejected, errors, expected atomic.Uint64
+	// answered is when the API answered each accepted push, from its
+	// scheduled send: the part of the delivery latency spent before the
+	// push was queued (publisher backlog, request, resolve, publish).
+	answered latencyHist
 }
 
 // target is what one push addresses and how many deliveries it should make.
@@ -253,10 +257,15 @@ func publishStep(ctx context.Context, cfg *config, tg targeter, rate float64, wa
 					}
 					time.Sleep(10 * time.Millisecond)
 				case status == 200:
+					c.answered.record(time.Since(sched))
 					c.accepted.Add(1)
 					c.expected.Add(uint64(tgt.expected))
 				case status == 503 || status == 429:
+					// Backpressure: back off a little, as a publisher
+					// should, rather than retry in a tight loop on the
+					// CPU the server needs to catch up.
 					c.rejected.Add(1)
+					time.Sleep(10 * time.Millisecond)
 				default:
 					c.errors.Add(1)
 					if c.errors.Load() <= 3 {

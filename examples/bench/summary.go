@@ -45,6 +45,9 @@ type result struct {
 	P99         float64 `json:"p99_ms"`
 	Max         float64 `json:"max_ms"`
 	MaxP99      float64 `json:"max_p99_ms"` // pass criterion, 0: none
+	// The API's answers to accepted pushes, from their scheduled send.
+	AnswerP50 float64 `json:"answer_p50_ms"`
+	AnswerP99 float64 `json:"answer_p99_ms"`
 
 	Procs []procResult       `json:"procs"`
 	Extra map[string]float64 `json:"extra,omitempty"`
@@ -67,6 +70,7 @@ type stepTally struct {
 	offered                                              float64 // paced pushes due in the window, 0: flat out
 	window                                               time.Duration
 	hist                                                 *latencyHist
+	answered                                             *latencyHist
 	maxP99                                               time.Duration
 }
 
@@ -88,6 +92,9 @@ func summarize(r *result, t stepTally) {
 	}
 	if t.hist != nil {
 		r.P50, r.P90, r.P99, r.Max = ms(t.hist.quantile(0.5)), ms(t.hist.quantile(0.9)), ms(t.hist.quantile(0.99)), ms(t.hist.maximum())
+	}
+	if t.answered != nil {
+		r.AnswerP50, r.AnswerP99 = ms(t.answered.quantile(0.5)), ms(t.answered.quantile(0.99))
 	}
 	r.MaxP99 = ms(t.maxP99)
 	r.Pass = r.Lost == 0 && t.errors == 0 && t.disconnects == 0 && t.accepted > 0 &&
@@ -122,6 +129,7 @@ func printResult(w io.Writer, r *result) {
 			r.Expected, r.Received, r.Lost, r.DelivPerSec, r.Disconnects)
 		fmt.Fprintf(w, "   latency from scheduled send: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			r.P50, r.P90, r.P99, r.Max)
+		fmt.Fprintf(w, "   push API answered (from scheduled send): p50 %.2f ms, p99 %.2f ms\n", r.AnswerP50, r.AnswerP99)
 	}
 	for k, v := range r.Extra {
 		fmt.Fprintf(w, "   %s: %.0f\n", k, v)
