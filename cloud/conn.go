@@ -56,7 +56,14 @@ type conn struct {
 	// raw is the plain TCP socket for writes that never wait (nil for TLS
 	// and other connections); slow holds what the socket did not take,
 	// owned by the writer claim.
-	raw     syscall.RawConn
+	raw syscall.RawConn
+	// rawFn is c.rawWrite bound once (tryWrite allocates nothing); rawBuf,
+	// rawN and rawErr are its argument and results, owned by the writer
+	// claim.
+	rawFn   func(fd uintptr) bool
+	rawBuf  []byte
+	rawN    int
+	rawErr  error
 	slow    []byte
 	mu      sync.Mutex
 	q       []outItem
@@ -210,7 +217,9 @@ func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
 		}
 		*hi = info
 	}
-	c.raw = rawConnOf(c.nc)
+	if c.raw = rawConnOf(c.nc); c.raw != nil {
+		c.rawFn = c.rawWrite
+	}
 	return true
 }
 

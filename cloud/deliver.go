@@ -219,12 +219,13 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 		list = l.conns
 	}
 	var n uint64
+	var backlog int64 // counted once for the bucket, not per connection
 	var wb *writeBatch
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			continue
 		}
-		queued, start := c.enqueueClaim(outItem{b: frame})
+		queued, start := c.enqueueClaim(outItem{b: frame}, &backlog)
 		if queued {
 			n++
 		}
@@ -241,6 +242,7 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 	if wb != nil {
 		wb.start()
 	}
+	b.queued.Add(backlog)
 	return n
 }
 

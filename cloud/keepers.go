@@ -94,7 +94,6 @@ func (k *keepers) run() {
 				mine[kept] = c
 				kept++
 			}
-			spare = nil
 		}
 		if kept > 0 {
 			k.mu.Lock()

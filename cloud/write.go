@@ -45,7 +45,7 @@ const maxPooledBuf = 256 << 10
 // enqueue appends an item to c's queue and starts a writer if none runs.
 // It never blocks on the socket. It reports whether the item was queued.
 func (c *conn) enqueue(it outItem) bool {
-	queued, start := c.enqueueClaim(it)
+	queued, start := c.enqueueClaim(it, nil)
 	if start {
 		go c.writeFn()
 	}
@@ -54,8 +54,10 @@ func (c *conn) enqueue(it outItem) bool {
 
 // enqueueClaim is enqueue without starting the writer: start reports that
 // the caller claimed it (claimWriterLocked) and must run it, either with
-// go c.writeFn() or in a batch writer (writebatch.go).
-func (c *conn) enqueueClaim(it outItem) (queued, start bool) {
+// go c.writeFn() or in a batch writer (writebatch.go). With a non-nil
+// backlog, the change to the node's backlog is added there for the caller
+// to count (a fan-out counts a bucket's at once) instead of counted here.
+func (c *conn) enqueueClaim(it outItem, backlog *int64) (queued, start bool) {
 	s := c.srv
 	c.mu.Lock()
 	if c.dead || c.closing {
@@ -78,14 +80,19 @@ func (c *conn) enqueueClaim(it outItem) (queued, start bool) {
 				break
 			}
 		}
-		c.addQueuedLocked(-int64(len(c.q[drop].b)))
+		added := -int64(len(c.q[drop].b))
 		copy(c.q[drop:], c.q[drop+1:])
 		c.q[len(c.q)-1] = outItem{}
 		c.q = c.q[:len(c.q)-1]
 		s.stats.dropped.Add(1)
+		c.addQueuedLocked(added)
 	}
 	c.q = append(c.q, it)
-	c.addQueuedLocked(int64(len(it.b)))
+	if backlog != nil {
+		*backlog += c.backlogDeltaLocked(int64(len(it.b)))
+	} else {
+		c.addQueuedLocked(int64(len(it.b)))
+	}
 	start = c.claimWriterLocked()
 	c.mu.Unlock()
 	return true, start
@@ -109,15 +116,21 @@ func (c *conn) writerCounter() *atomic.Int64 {
 // backlogConnCap, spread over buckets like writerCounter; only the sum,
 // Server.queuedBytes, is exact.
 func (c *conn) addQueuedLocked(n int64) {
-	old := c.qbytes
-	c.qbytes += n
-	if d := min(c.qbytes, backlogConnCap) - min(old, backlogConnCap); d != 0 {
+	if d := c.backlogDeltaLocked(n); d != 0 {
 		if b := c.b; b != nil {
 			b.queued.Add(d)
 		} else {
 			c.srv.queued.Add(d)
 		}
 	}
+}
+
+// backlogDeltaLocked records that c's queue holds n more bytes and
+// returns the change to the node's backlog, for the caller to count.
+func (c *conn) backlogDeltaLocked(n int64) int64 {
+	old := c.qbytes
+	c.qbytes += n
+	return min(c.qbytes, backlogConnCap) - min(old, backlogConnCap)
 }
 
 // writeLoop writes everything queued, coalescing what arrived during a
@@ -146,7 +159,10 @@ const (
 // writeStep performs one write of everything queued. With nothing queued
 // (or the connection dead) it releases the writer claim
 // (claimWriterLocked), closes the socket if a close was pending, and
-// reports stepIdle. spare is the queue array recycled between steps.
+// reports stepIdle. spare is the queue array recycled between steps, of
+// this connection or the next one a shared writer writes: each step
+// leaves c the spare as its new queue and the spare the array it wrote
+// from, so queues stop allocating once their arrays are big enough.
 //
 // own says the caller is a goroutine dedicated to c, which may block in
 // the write. A shared writer (own false) never blocks on a plain TCP
@@ -165,6 +181,7 @@ func (c *conn) writeStep(spare *[]outItem, own bool) stepResult {
 		if c.q == nil && !c.dead && cap(*spare) <= keepQueueCap {
 			// Keep a small queue so the next push does not allocate.
 			c.q = (*spare)[:0]
+			*spare = nil // c's now
 		}
 		c.writing = false
 		if closeNow {
@@ -284,30 +301,36 @@ func (c *conn) finishSlowWrite() {
 // the shared writers' path on plain TCP (no write deadline to arm, and
 // one client that does not read cannot hold up the others).
 func (c *conn) tryWrite(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			switch e {
-			case nil:
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return true
-			default:
-				werr = e
-				return true
-			}
-		}
-		return true
-	})
+	c.rawBuf, c.rawN, c.rawErr = b, 0, nil
+	err := c.raw.Write(c.rawFn)
+	n, werr := c.rawN, c.rawErr
+	c.rawBuf, c.rawErr = nil, nil
 	if err == nil {
 		err = werr
 	}
 	return n, err
+}
+
+// rawWrite is tryWrite's loop on the descriptor: it writes c.rawBuf until
+// done or the socket is full, leaving the count in c.rawN and a failure
+// in c.rawErr.
+func (c *conn) rawWrite(fd uintptr) bool {
+	b := c.rawBuf
+	for c.rawN < len(b) {
+		m, e := syscall.Write(int(fd), b[c.rawN:])
+		if m > 0 {
+			c.rawN += m
+		}
+		switch e {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
+			return true
+		default:
+			c.rawErr = e
+			return true
+		}
+	}
+	return true
 }
 
 // rawConnOf returns the raw socket under nc when writes can go to it

@@ -108,7 +108,6 @@ func (wb *writeBatch) run() {
 				go c.writeFn()
 			}
 		}
-		spare = nil // now c's queue array, or dropped
 		wb.done.Add(1)
 	}
 	// Reuse the batch only if no stall check is running or can still run
