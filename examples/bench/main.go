@@ -57,6 +57,7 @@ type config struct {
 	quiet                               bool
 	cpuProfile                          string
 	reader                              string
+	pollers                             int
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -99,6 +100,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.rssProc, "rss-proc", "", "idle mode: the -pids name whose RSS is read per connection (default: the first)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no per-second progress")
 	fs.StringVar(&c.reader, "reader", "epoll", "how the generator reads its connections: epoll (a few goroutines on level-triggered epoll sets, Linux) or goroutine (one per connection)")
+	fs.IntVar(&c.pollers, "pollers", max(1, runtime.GOMAXPROCS(0)-1), "epoll reader goroutines (default GOMAXPROCS-1, at least 1: readers that always have data never let the Go scheduler poll the network, so with one per P the publishers' answers waited up to 10 ms)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (what one delivery costs the client side)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -125,6 +127,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, errors.New("bench: too many connections for the 127.x source addresses")
 	case c.heartbeat <= 0 || c.window <= 0 || c.duration <= 0:
 		return nil, errors.New("bench: -heartbeat, -window and -duration must be positive")
+	}
+	if c.pollers < 1 {
+		return nil, fmt.Errorf("bench: -pollers %d: at least one", c.pollers)
 	}
 	if c.reader != "epoll" && c.reader != "goroutine" {
 		return nil, fmt.Errorf("bench: -reader %q is not epoll or goroutine", c.reader)
@@ -211,7 +216,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	st := &runState{cfg: cfg, rec: newRecorder(64), start: time.Now()}
 	st.fl = newFleet(cfg, st.rec)
 	if cfg.reader == "epoll" {
-		if st.fl.polls, err = newPollers(st.fl, runtime.GOMAXPROCS(0)); err != nil {
+		if st.fl.polls, err = newPollers(st.fl, cfg.pollers); err != nil {
 			return false, err
 		}
 	}

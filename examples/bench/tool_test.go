@@ -141,7 +141,7 @@ func TestParseLists(t *testing.T) {
 }
 
 func TestFlagsRefuseBadInput(t *testing.T) {
-	for _, args := range [][]string{{"-proto", "udp"}, {"-mode", "sideways"}, {"-conns", "0"}, {"-rate", "x"}, {"-pids", "x"}, {"-window", "0s"}} {
+	for _, args := range [][]string{{"-proto", "udp"}, {"-mode", "sideways"}, {"-conns", "0"}, {"-rate", "x"}, {"-pids", "x"}, {"-window", "0s"}, {"-pollers", "0"}} {
 		_, err := parseFlags(args, &strings.Builder{})
 		require.Error(t, err, "%v", args)
 	}
