@@ -87,8 +87,17 @@ bench() { # bench ARGS...: one run, never fatal (a failed step is a result)
 	echo "the step's bound. Measured windows are $WINDOW (all-in-one) and $CWINDOW (clustered) after a 3 s"
 	echo "warm-up, shortened from the issue's 30 s to keep \`make bench\` near 15 minutes."
 	echo "CPU is in cores (CPU seconds per second of window) per process; RSS at the end of the window."
-	echo 'The generator reads its connections on epoll sets (`-reader epoll`, the default): one read per'
-	echo 'write the server makes.'
+	echo 'The generator reads its connections on epoll sets (`-reader epoll`, the default; `-pollers`,'
+	echo 'GOMAXPROCS-1 of them): one read per write the server makes. "API answered" is when the push API'
+	echo 'answered each accepted push, from its scheduled send.'
+	echo
+	echo 'The floor: one raw write(2) of 100 bytes to each of 5,000 loopback TCP sockets and one read(2) of'
+	echo 'each through epoll, no protocol and no queues, writer and reader in one process'
+	echo '(`go test -run '"'"'^$'"'"' -bench LoopbackFloor -benchtime 200x ./examples/bench/`):'
+	echo
+	echo '```'
+	(cd "$ROOT" && go test -run '^$' -bench LoopbackFloor -benchtime 200x ./examples/bench/ | grep '^Benchmark')
+	echo '```'
 } >"$PRE"
 
 # --- Scenarios 1 and 2: 5,000 WebSocket clients in one room -------------
@@ -96,7 +105,7 @@ bench() { # bench ARGS...: one run, never fatal (a failed step is a result)
 # that the offered rate is actually sent while the server is busy.
 start_allinone
 bench -scenario "1. Room push step-up: 5,000 WebSocket clients, one room (p99 < 50 ms)" \
-	-proto ws -conns 5000 -mode room -rate 1,5,10,20,40,80 -stop-on-fail -max-p99 50ms \
+	-proto ws -conns 5000 -mode room -rate 1,20,80,160,320,500,800 -stop-on-fail -max-p99 50ms \
 	-warmup 3s -window "$WINDOW" -publishers 32 -pids "server=$pid_server"
 stop "$pid_server"
 
@@ -113,8 +122,8 @@ bench -scenario "1b. Room pushes flat out: 5,000 WebSocket clients, 32 publisher
 stop "$pid_server"
 
 start_allinone
-bench -scenario "2. Room pushes at 100 and 300/s: 5,000 WebSocket clients (p99 < 20 ms)" \
-	-proto ws -conns 5000 -mode room -rate 100,300 -max-p99 20ms \
+bench -scenario "2. Room pushes at 1 (one push's cost), 100 and 300/s: 5,000 WebSocket clients (p99 < 20 ms)" \
+	-proto ws -conns 5000 -mode room -rate 1,100,300 -max-p99 20ms \
 	-warmup 3s -window "$WINDOW" -drain 10s -publishers 32 -pids "server=$pid_server"
 stop "$pid_server"
 
@@ -162,7 +171,7 @@ wait_ready 127.0.0.1:23129
 CPIDS="cloud=$pid_cloud,logic=$pid_logic,job=$pid_job,redis=$pid_redis,kfake=$pid_kfake"
 for proto in tcp ws; do
 	bench -scenario "5. Clustered ($proto): room push step-up, 5,000 clients, one room (p99 < 50 ms)" \
-		-proto "$proto" -conns 5000 -mode room -rate 1,10,20,40,80 -stop-on-fail -max-p99 50ms \
+		-proto "$proto" -conns 5000 -mode room -rate 1,20,80,160,320,500,800 -stop-on-fail -max-p99 50ms \
 		-warmup 3s -window "$CWINDOW" -drain 10s -publishers 32 -pids "$CPIDS"
 	bench -scenario "5. Clustered ($proto): room push throughput, 5,000 clients (nothing lost, no latency bound)" \
 		-proto "$proto" -conns 5000 -mode room -rate 300,1000 \

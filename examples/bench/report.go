@@ -155,8 +155,8 @@ func rateCell(r result) string {
 }
 
 func writeTraffic(b *strings.Builder, g []result) {
-	b.WriteString("| step | conns | offered/s | accepted/s | rejected (503) | errors | expected | received | lost | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | CPU cores / RSS per process | pass |\n")
-	b.WriteString("|------|------:|----------:|-----------:|---------------:|-------:|---------:|---------:|-----:|-------------:|-------:|-------:|-------:|-------:|-----------------------------|------|\n")
+	b.WriteString("| step | conns | offered/s | accepted/s | rejected (503) | errors | expected | received | lost | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | API answered p50 / p99 ms | CPU cores / RSS per process | pass |\n")
+	b.WriteString("|------|------:|----------:|-----------:|---------------:|-------:|---------:|---------:|-----:|-------------:|-------:|-------:|-------:|-------:|--------------------------:|-----------------------------|------|\n")
 	var best *result
 	for i := range g {
 		r := g[i]
@@ -164,9 +164,9 @@ func writeTraffic(b *strings.Builder, g []result) {
 		if !r.Pass {
 			pass = "**no**"
 		}
-		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %d | %d | %d | %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %d | %d | %d | %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %.2f / %.2f | %s | %s |\n",
 			r.Label, r.Conns, rateCell(r), r.PushPerSec, r.Rejected, r.Errors, r.Expected, r.Received, r.Lost,
-			commas(r.DelivPerSec), r.P50, r.P90, r.P99, r.Max, procsCell(r.Procs), pass)
+			commas(r.DelivPerSec), r.P50, r.P90, r.P99, r.Max, r.AnswerP50, r.AnswerP99, procsCell(r.Procs), pass)
 		if r.Pass && r.Rate > 0 && (best == nil || r.DelivPerSec > best.DelivPerSec) {
 			best = &g[i]
 		}
