@@ -68,6 +68,7 @@ type conn struct {
 	mu      sync.Mutex
 	q       []outItem
 	qbytes  int64 // bytes in q (addQueuedLocked)
+	sbytes  int64 // bytes in slow (addSlowLocked)
 	writing bool
 	closing bool // flush the queue, then close (op 6, WS close)
 	dead    bool // socket closed; drop everything
