@@ -44,8 +44,10 @@
 //   - Pushes to users who are not online succeed and reach no one (goim
 //     semantics); results say how many nodes and keys were targeted.
 //   - Every queue is bounded. A client that cannot keep up is disconnected
-//     (counted) rather than silently skipped; overload at the push API is an
-//     explicit error, never unbounded memory.
+//     (counted) rather than silently skipped; when most clients of a cloud
+//     node fall behind together, the node stops taking deliveries until its
+//     backlog drains; overload at the push API is an explicit error (503),
+//     never unbounded memory.
 //   - With Redis down, cloud nodes keep serving connected clients and
 //     re-register their sessions when it returns; pushes fail with clear
 //     errors meanwhile.

@@ -13,12 +13,18 @@
 // non-empty. A fan-out's connections are written by shared batch writers
 // (one goroutine per 32 connections) which, on plain TCP, never wait on a
 // socket: a write the socket cannot take at once continues on a goroutine
-// of that connection's own, bounded by WriteTimeout. Pushes that arrive
-// while a connection's write is pending coalesce into its next write (op 9
-// on WebSocket), so under load a write carries many pushes instead of the
-// machine making one system call per push per client. An idle connection
-// holds one goroutine (its reader) and no buffers. Authenticator and UpstreamHook run on connection reader
-// goroutines and must not block for long.
+// of that connection's own, bounded by WriteTimeout. Connections that keep
+// receiving pushes are then written round after round by the keepers
+// (GOMAXPROCS-1 goroutines, so a P is always free to poll the network for
+// push requests and link reads). Pushes that arrive while a connection's
+// write is pending coalesce into its next write (op 9 on WebSocket), so
+// under load a write carries many pushes instead of the machine making one
+// system call per push per client. When most clients fall behind at once,
+// Deliver waits for the node's backlog to drain rather than fill every
+// queue (backpressure; Stats.QueuedBytes, Stats.Backpressured). An idle
+// connection holds one goroutine (its reader) and no buffers.
+// Authenticator and UpstreamHook run on connection reader goroutines and
+// must not block for long.
 //
 // # Lifecycle
 //
