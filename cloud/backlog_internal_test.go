@@ -34,6 +34,7 @@ func TestBacklogBackpressure(t *testing.T) {
 	addr := serveTCPForTest(t, s)
 
 	var readers []*bufio.Reader
+	var conns []net.Conn
 	for i := 0; i < clients; i++ {
 		d := net.Dialer{Control: smallReceiveWindow}
 		nc, err := d.Dial("tcp", addr)
@@ -44,6 +45,7 @@ func TestBacklogBackpressure(t *testing.T) {
 		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
 		require.Equal(t, protocol.OpAuthReply, f.Op)
 		readers = append(readers, br)
+		conns = append(conns, nc)
 	}
 
 	// Push until Deliver waits: the clients read nothing meanwhile.
@@ -90,4 +92,18 @@ func TestBacklogBackpressure(t *testing.T) {
 		Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", accepted) + body)}}))
 	wg.Wait()
 	assert.Zero(t, s.Stats().SlowDisconnects)
+	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond)
+	assert.Zero(t, s.Stats().QueuedBytes, "the backlog count drifted")
+
+	// Clients that go away with pushes still queued take their bytes
+	// out of the count.
+	for i := 0; i < 3; i++ {
+		require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom,
+			Room: room, Op: 1000, Body: []byte(body)}}))
+	}
+	for _, nc := range conns {
+		nc.Close()
+	}
+	require.Eventually(t, func() bool { st := s.Stats(); return st.Sessions == 0 && st.Writers == 0 }, 10*time.Second, 5*time.Millisecond)
+	assert.Zero(t, s.Stats().QueuedBytes, "closed connections left bytes in the backlog count")
 }

@@ -92,6 +92,7 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 
 	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond,
 		"writers still claimed after the stream ended")
+	assert.Zero(t, s.Stats().QueuedBytes, "the backlog count drifted")
 	s.keep.mu.Lock()
 	defer s.keep.mu.Unlock()
 	assert.NotZero(t, cap(s.keep.busy), "the stream never reached the keepers")

@@ -64,4 +64,5 @@ func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 	c.mu.Unlock()
 	require.False(t, writing)
 	require.Zero(t, slow, "an idle connection keeps the slow write's buffer")
+	require.Zero(t, s.Stats().QueuedBytes, "the backlog count drifted")
 }
