@@ -39,12 +39,16 @@ func (s *Server) backlogLimit() int64 {
 
 // waitBacklog returns once the node's backlog is at or under
 // backlogLimit, or with ctx's error, or ErrServerClosed when Shutdown
-// begins.
-func (s *Server) waitBacklog(ctx context.Context) error {
+// begins. waiting, if not nil, runs once before it waits (the link server
+// sends the acks it holds back).
+func (s *Server) waitBacklog(ctx context.Context, waiting func()) error {
 	if s.queuedBytes() <= s.backlogLimit() {
 		return nil
 	}
 	s.stats.backpressured.Add(1)
+	if waiting != nil {
+		waiting()
+	}
 	t := time.NewTicker(backlogPoll)
 	defer t.Stop()
 	for s.queuedBytes() > s.backlogLimit() {

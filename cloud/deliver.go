@@ -25,7 +25,13 @@ import (
 // a retry of the same slice skips them as duplicates. msgs are neither
 // retained nor modified. Safe for concurrent use.
 func (s *Server) Deliver(ctx context.Context, msgs []*imcloud.Message) error {
-	if err := s.waitBacklog(ctx); err != nil {
+	return s.deliver(ctx, msgs, nil)
+}
+
+// deliver is Deliver; waiting runs before it waits for the backlog
+// (waitBacklog).
+func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting func()) error {
+	if err := s.waitBacklog(ctx, waiting); err != nil {
 		return err
 	}
 	now := time.Now()

@@ -91,6 +91,16 @@ func (s *Server) serveLinkConn(nc net.Conn) {
 	defer s.stats.linkConns.Add(-1)
 
 	var msgs []*imcloud.Message
+	// Acks wait in bw while more requests are read already (pipelining);
+	// before Deliver waits for the backlog they go out: their requests
+	// were accepted, and an ack never waits for sockets to drain. A failed
+	// flush fails the next ack's write too (bufio keeps the error).
+	sendAcks := func() {
+		if bw.Buffered() > 0 {
+			_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			_ = bw.Flush()
+		}
+	}
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(linkReadTimeout))
 		if err := protocol.ReadFrame(br, &f, link.MaxFrameBody); err != nil {
@@ -110,7 +120,7 @@ func (s *Server) serveLinkConn(nc net.Conn) {
 			return nil
 		})
 		if err == nil {
-			err = s.Deliver(context.Background(), msgs)
+			err = s.deliver(context.Background(), msgs, sendAcks)
 		}
 		if err != nil {
 			reason = err.Error()
