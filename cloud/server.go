@@ -352,7 +352,6 @@ func (s *Server) drain() {
 	s.sess.flushFinal()
 }
 
-// writerCount is the number of writer goroutines running.
 // queuedBytes is the node's backlog: the bytes waiting in connection
 // queues, each connection's counted up to backlogConnCap. Each change is
 // counted where the connection was at the time (addQueuedLocked), so only
@@ -365,6 +364,8 @@ func (s *Server) queuedBytes() int64 {
 	return n
 }
 
+// writerCount is the number of writer claims held (claimWriterLocked):
+// writer goroutines, and connections batch writers and keepers hold.
 func (s *Server) writerCount() int64 {
 	n := s.writers.Load()
 	for _, b := range s.bs.bs {
