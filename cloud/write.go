@@ -115,22 +115,14 @@ func (c *conn) writerCounter() *atomic.Int64 {
 // backlog (backlog.go) counts each connection's bytes up to
 // backlogConnCap, spread over buckets like writerCounter; only the sum,
 // Server.queuedBytes, is exact.
-func (c *conn) addQueuedLocked(n int64) {
-	if d := c.backlogDeltaLocked(n); d != 0 {
-		if b := c.b; b != nil {
-			b.queued.Add(d)
-		} else {
-			c.srv.queued.Add(d)
-		}
-	}
-}
+func (c *conn) addQueuedLocked(n int64) { c.countBacklogLocked(c.backlogDeltaLocked(n)) }
 
 // backlogDeltaLocked records that c's queue holds n more bytes and
 // returns the change to the node's backlog, for the caller to count.
 func (c *conn) backlogDeltaLocked(n int64) int64 {
 	old := c.qbytes + c.sbytes
 	c.qbytes += n
-	return min(old+n, backlogConnCap) - min(old, backlogConnCap)
+	return cappedChange(old, n)
 }
 
 // addSlowLocked is addQueuedLocked for the bytes a slow write holds
@@ -138,12 +130,24 @@ func (c *conn) backlogDeltaLocked(n int64) int64 {
 func (c *conn) addSlowLocked(n int64) {
 	old := c.qbytes + c.sbytes
 	c.sbytes += n
-	if d := min(old+n, backlogConnCap) - min(old, backlogConnCap); d != 0 {
-		if b := c.b; b != nil {
-			b.queued.Add(d)
-		} else {
-			c.srv.queued.Add(d)
-		}
+	c.countBacklogLocked(cappedChange(old, n))
+}
+
+// cappedChange is how much a connection's share of the backlog moves when
+// its bytes go from old to old+n: its share is capped at backlogConnCap.
+func cappedChange(old, n int64) int64 {
+	return min(old+n, backlogConnCap) - min(old, backlogConnCap)
+}
+
+// countBacklogLocked adds d to the node's backlog, on c's bucket's counter
+// (the server's before registration). Called under c.mu.
+func (c *conn) countBacklogLocked(d int64) {
+	switch {
+	case d == 0:
+	case c.b != nil:
+		c.b.queued.Add(d)
+	default:
+		c.srv.queued.Add(d)
 	}
 }
 
