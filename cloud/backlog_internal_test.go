@@ -1,10 +1,8 @@
 package cloud
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -15,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud"
-	"github.com/imcloud/imcloud/protocol"
 )
 
 // TestBacklogBackpressure: when every client of a room falls behind (none
@@ -33,20 +30,7 @@ func TestBacklogBackpressure(t *testing.T) {
 	require.NoError(t, err)
 	addr := serveTCPForTest(t, s)
 
-	var readers []*bufio.Reader
-	var conns []net.Conn
-	for i := 0; i < clients; i++ {
-		d := net.Dialer{Control: smallReceiveWindow}
-		nc, err := d.Dial("tcp", addr)
-		require.NoError(t, err)
-		defer nc.Close()
-		br := writeAuth(t, nc, fmt.Sprintf("k%d", i), room, 30*time.Second)
-		var f protocol.Frame
-		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
-		require.Equal(t, protocol.OpAuthReply, f.Op)
-		readers = append(readers, br)
-		conns = append(conns, nc)
-	}
+	conns, readers := dialRoom(t, addr, clients, room, net.Dialer{Control: smallReceiveWindow}, 30*time.Second)
 
 	// Push until Deliver waits: the clients read nothing meanwhile.
 	body := strings.Repeat("x", 32<<10)
@@ -55,7 +39,7 @@ func TestBacklogBackpressure(t *testing.T) {
 		require.Less(t, accepted, 2000, "Deliver never waited for the backlog")
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		err := s.Deliver(ctx, []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom,
-			Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", accepted) + body)}})
+			Room: room, Op: 1000, Body: numbered(accepted, body)}})
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			break
@@ -75,21 +59,13 @@ func TestBacklogBackpressure(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var f protocol.Frame
-			for want := 0; want <= accepted; want++ {
-				if err := protocol.ReadFrame(r, &f, 1<<20); err != nil {
-					t.Errorf("push %d: %v", want, err)
-					return
-				}
-				if got := string(f.Body[:6]); got != fmt.Sprintf("%06d", want) {
-					t.Errorf("push %d arrived as %s", want, got)
-					return
-				}
+			if err := readNumbered(r, 0, accepted+1); err != nil {
+				t.Error(err)
 			}
 		}()
 	}
 	require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom,
-		Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", accepted) + body)}}))
+		Room: room, Op: 1000, Body: numbered(accepted, body)}}))
 	wg.Wait()
 	assert.Zero(t, s.Stats().SlowDisconnects)
 	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond)

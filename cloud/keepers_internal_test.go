@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud"
-	"github.com/imcloud/imcloud/protocol"
 )
 
 // TestKeepersWriteBusyConnections: a stream of room pushes keeps every
@@ -30,30 +28,13 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 		room    = "live://busy"
 	)
 	var wg sync.WaitGroup
-	var received atomic.Int64
-	for i := 0; i < clients; i++ {
-		nc, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		defer nc.Close()
-		key := fmt.Sprintf("k%d", i)
-		br := writeAuth(t, nc, key, room, 10*time.Second)
-		var f protocol.Frame
-		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
-		require.Equal(t, protocol.OpAuthReply, f.Op)
+	_, readers := dialRoom(t, addr, clients, room, net.Dialer{}, 10*time.Second)
+	for _, br := range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var f protocol.Frame
-			for want := 0; want < pushes; want++ {
-				if err := protocol.ReadFrame(br, &f, 1<<20); err != nil {
-					t.Errorf("%s: push %d: %v", key, want, err)
-					return
-				}
-				if got := string(f.Body); got != fmt.Sprintf("%06d", want) {
-					t.Errorf("%s: push %d arrived as %q", key, want, got)
-					return
-				}
-				received.Add(1)
+			if err := readNumbered(br, 0, pushes); err != nil {
+				t.Error(err)
 			}
 		}()
 	}
@@ -82,12 +63,12 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 	}()
 	for i := 0; i < pushes; i++ {
 		require.NoError(t, s.Deliver(context.Background(), []*imcloud.Message{{
-			ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: room, Op: 1000, Body: []byte(fmt.Sprintf("%06d", i))}}))
+			ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: room, Op: 1000, Body: numbered(i, "")}}))
 	}
 	wg.Wait()
 	close(stop)
 	<-watched
-	require.EqualValues(t, clients*pushes, received.Load())
+	require.EqualValues(t, uint64(clients*pushes), s.Stats().Delivered)
 	assert.LessOrEqual(t, most.Load(), int64(s.keep.max), "more keepers ran than their limit")
 
 	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond,

@@ -3,6 +3,7 @@ package cloud
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"syscall"
 	"testing"
@@ -58,3 +59,41 @@ func writeAuth(t *testing.T, nc net.Conn, key, room string, timeout time.Duratio
 	_ = nc.SetReadDeadline(time.Now().Add(timeout))
 	return bufio.NewReader(nc)
 }
+
+// dialRoom connects n plain TCP clients to addr with d, authenticated as
+// keys k0..k<n-1> in room, reads their AuthReplies, and closes them when
+// the test ends. Reads after that time out after timeout.
+func dialRoom(t *testing.T, addr string, n int, room string, d net.Dialer, timeout time.Duration) ([]net.Conn, []*bufio.Reader) {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	readers := make([]*bufio.Reader, 0, n)
+	for i := 0; i < n; i++ {
+		nc, err := d.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = nc.Close() })
+		br := writeAuth(t, nc, fmt.Sprintf("k%d", i), room, timeout)
+		var f protocol.Frame
+		require.NoError(t, protocol.ReadFrame(br, &f, 1<<20))
+		require.Equal(t, protocol.OpAuthReply, f.Op)
+		conns, readers = append(conns, nc), append(readers, br)
+	}
+	return conns, readers
+}
+
+// readNumbered reads pushes from..to-1 from br, in order: each body starts
+// with its number as six digits (numbered).
+func readNumbered(br *bufio.Reader, from, to int) error {
+	var f protocol.Frame
+	for want := from; want < to; want++ {
+		if err := protocol.ReadFrame(br, &f, 1<<20); err != nil {
+			return fmt.Errorf("push %d: %w", want, err)
+		}
+		if len(f.Body) < 6 || string(f.Body[:6]) != fmt.Sprintf("%06d", want) {
+			return fmt.Errorf("push %d arrived as %.6q", want, f.Body)
+		}
+	}
+	return nil
+}
+
+// numbered is the body of push i for readNumbered, padded with pad.
+func numbered(i int, pad string) []byte { return []byte(fmt.Sprintf("%06d", i) + pad) }
