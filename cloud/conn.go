@@ -60,7 +60,7 @@ type conn struct {
 	// rawFn is c.rawWrite bound once (tryWrite allocates nothing); rawBuf,
 	// rawN and rawErr are its argument and results, owned by the writer
 	// claim.
-	rawFn   func(fd uintptr) bool
+	rawFn   func(fd uintptr)
 	rawBuf  []byte
 	rawN    int
 	rawErr  error
@@ -288,8 +288,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	s.stats.authOK.Add(1)
 	// Clear the handshake's write deadline before the AuthReply can be
 	// written: it may have passed already (a late auth, a slow
-	// authenticator), and the non-blocking writes on plain TCP (tryWrite)
-	// fail once it has, which would kill the connection just accepted.
+	// authenticator), and nothing after the handshake should inherit it.
 	_ = c.nc.SetWriteDeadline(time.Time{})
 	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
@@ -498,7 +497,8 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 	}
 	c.closing = true
 	// Bound how long a stuck socket can delay the close (set under c.mu,
-	// so a writer clearing its own deadline cannot undo it: writeBlocking).
+	// so a writer starting a blocking write cannot extend it:
+	// writeBlocking).
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	start := c.claimWriterLocked()
 	c.mu.Unlock()
