@@ -13,15 +13,17 @@ import (
 
 // Deliver places msgs on the target connections' queues (keys, room) or
 // accepts them for paced delivery (broadcast with a Speed), and returns
-// without waiting for sockets. It makes *Server satisfy job.Link for the
-// one-process mode; the link server calls it for remote jobs.
+// without waiting for any one socket. It makes *Server satisfy job.Link
+// for the one-process mode; the link server calls it for remote jobs.
+//
+// Backpressure: while the node's backlog is over its limit (most clients
+// behind, backlog.go), Deliver first waits for it to drain, or for ctx,
+// whose error it then returns having delivered nothing.
 //
 // Invalid and expired messages are counted and skipped; a message whose
 // id was delivered recently is a redelivery and is dropped. It returns
 // ErrServerClosed after Shutdown began and ErrOverloaded (wrapped) when a
-// paced broadcast cannot be taken. While the node's queues hold more than
-// it writes promptly, it first waits for them to drain, or for ctx
-// (backlog.go); messages before it were delivered, and
+// paced broadcast cannot be taken; messages before it were delivered, and
 // a retry of the same slice skips them as duplicates. msgs are neither
 // retained nor modified. Safe for concurrent use.
 func (s *Server) Deliver(ctx context.Context, msgs []*imcloud.Message) error {
