@@ -304,7 +304,7 @@ func (f *fleet) lost(c *client, err error) {
 
 // consume walks the frames in b (whole frames only) and records pushes;
 // it returns how many bytes it used.
-func consume(b []byte, now int64, ds []delivery, bad *int) (int, []delivery, error) {
+func consume(b []byte, rx rxTime, ds []delivery, bad *int) (int, []delivery, error) {
 	used := 0
 	var fr protocol.Frame
 	for used < len(b) {
@@ -320,19 +320,19 @@ func consume(b []byte, now int64, ds []delivery, bad *int) (int, []delivery, err
 			it := protocol.NewBatchIter(fr.Body)
 			var in protocol.Frame
 			for it.Next(&in) {
-				ds = push(ds, &in, now, bad)
+				ds = push(ds, &in, rx, bad)
 			}
 			if err := it.Err(); err != nil {
 				return used, ds, err
 			}
 			continue
 		}
-		ds = push(ds, &fr, now, bad)
+		ds = push(ds, &fr, rx, bad)
 	}
 	return used, ds, nil
 }
 
-func push(ds []delivery, f *protocol.Frame, now int64, bad *int) []delivery {
+func push(ds []delivery, f *protocol.Frame, rx rxTime, bad *int) []delivery {
 	if f.Op < protocol.OpPushMin {
 		return ds // heartbeat replies and other control frames
 	}
@@ -341,7 +341,14 @@ func push(ds []delivery, f *protocol.Frame, now int64, bad *int) []delivery {
 		*bad++
 		return ds
 	}
-	return append(ds, delivery{tag: tag, lat: time.Duration(now - sched)})
+	d := delivery{tag: tag, lat: time.Duration(rx.read - sched), arr: -1}
+	if rx.kernel != 0 {
+		d.arr = max(0, time.Duration(rx.kernel-sched))
+		// Data that arrived after the poller took its clock was read
+		// later still.
+		d.lat = max(d.lat, d.arr)
+	}
+	return append(ds, d)
 }
 
 func (f *fleet) readTCPLoop(c *client) error {
@@ -360,7 +367,7 @@ func (f *fleet) readTCPLoop(c *client) error {
 		}
 		have += n
 		bad := 0
-		used, out, perr := consume(buf[:have], time.Now().UnixNano(), ds[:0], &bad)
+		used, out, perr := consume(buf[:have], rxTime{read: time.Now().UnixNano()}, ds[:0], &bad)
 		ds = out
 		if len(ds) > 0 || bad > 0 {
 			c.sh.add(ds, bad)
@@ -382,7 +389,7 @@ func (f *fleet) readWSLoop(c *client) error {
 			return err
 		}
 		bad := 0
-		used, out, perr := consume(msg, time.Now().UnixNano(), ds[:0], &bad)
+		used, out, perr := consume(msg, rxTime{read: time.Now().UnixNano()}, ds[:0], &bad)
 		ds = out
 		if len(ds) > 0 || bad > 0 {
 			c.sh.add(ds, bad)

@@ -278,7 +278,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("bench: stopped (-duration %v or a signal) during step %d", cfg.duration, tag)
 		}
-		received, hist := st.rec.window(tag)
+		received, hist, arrived := st.rec.window(tag)
 		r := base
 		r.Conns, r.Rate = conns, rate
 		if r.Label == "" {
@@ -287,7 +287,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 		summarize(&r, stepTally{sent: c.sent.Load(), accepted: c.accepted.Load(), rejected: c.rejected.Load(),
 			errors: c.errors.Load(), expected: c.expected.Load(), received: received,
 			disconnects: st.fl.disconnects.Load() - d0, offered: rate * cfg.window.Seconds(),
-			window: cfg.window, hist: hist, answered: &c.answered, maxP99: cfg.maxP99})
+			window: cfg.window, hist: hist, arrived: arrived, answered: &c.answered, maxP99: cfg.maxP99})
 		r.Procs = procDelta(cfg.pids, before, after, cpuWindow)
 		if bad := st.rec.badBodies(); bad > 0 {
 			r.Extra = map[string]float64{"unparsable_bodies": float64(bad)}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/imcloud/imcloud/protocol"
 )
@@ -24,6 +25,11 @@ import (
 // goroutine switch and two reads (the data, then EAGAIN before parking),
 // on the same two cores as the server it measures; here it costs one read
 // and a share of one epoll_wait.
+//
+// Reads go through recvmsg(2) with SO_TIMESTAMPNS on, so each one also
+// says when the kernel queued the data in the client's socket: the
+// report gives that arrival latency next to the latency as read, which
+// shows how much of the latency is the generator's own delay in reading.
 //
 // After its handshake a connection's socket is moved out of Go's netpoller
 // (its descriptor is duplicated and the net.Conn closed), so only the
@@ -47,6 +53,7 @@ type poller struct {
 	epfd  int
 	mu    sync.Mutex
 	conns map[int32]*polled
+	oob   []byte // recvmsg control buffer: the receive timestamp
 }
 
 // polled is one connection's receive state.
@@ -66,7 +73,7 @@ func newPollers(f *fleet, n int) (*pollers, error) {
 			ps.close()
 			return nil, fmt.Errorf("bench: epoll: %w", err)
 		}
-		p := &poller{ps: ps, f: f, epfd: epfd, conns: make(map[int32]*polled)}
+		p := &poller{ps: ps, f: f, epfd: epfd, conns: make(map[int32]*polled), oob: make([]byte, 64)}
 		ps.eps = append(ps.eps, p)
 		ps.wg.Add(1)
 		go p.run()
@@ -92,11 +99,13 @@ func (ps *pollers) add(c *client, leftover []byte) error {
 	if len(pc.pending) > 0 {
 		// Frames that arrived with the auth reply, parsed before the
 		// poller can see the connection.
-		if err := p.parse(pc, pc.pending, time.Now().UnixNano()); err != nil {
+		if err := p.parse(pc, pc.pending, rxTime{read: time.Now().UnixNano()}); err != nil {
 			c.closeRaw()
 			return err
 		}
 	}
+	// Without timestamps (an old kernel) the arrival latency is left out.
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
 	p.mu.Lock()
 	p.conns[int32(fd)] = pc
 	p.mu.Unlock()
@@ -165,7 +174,11 @@ func (p *poller) run() {
 // readOnce reads what the socket holds (one read; level-triggered epoll
 // reports it again if more is left) and records the pushes in it.
 func (p *poller) readOnce(pc *polled, buf []byte, now int64) error {
-	n, err := syscall.Read(pc.fd, buf)
+	n, oobn, _, _, err := syscall.Recvmsg(pc.fd, buf, p.oob, 0)
+	rx := rxTime{read: now}
+	if err == nil {
+		rx.kernel = kernelStamp(p.oob[:oobn])
+	}
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
 		return nil
@@ -177,25 +190,48 @@ func (p *poller) readOnce(pc *polled, buf []byte, now int64) error {
 	if len(pc.pending) == 0 {
 		// The common case: parse straight from the read buffer and keep
 		// only an incomplete tail.
-		return p.parse(pc, buf[:n], now)
+		return p.parse(pc, buf[:n], rx)
 	}
 	pc.pending = append(pc.pending, buf[:n]...)
-	return p.parse(pc, pc.pending, now)
+	return p.parse(pc, pc.pending, rx)
+}
+
+// kernelStamp returns the SO_TIMESTAMPNS receive time (Unix ns) in a
+// recvmsg control buffer, 0 when there is none.
+func kernelStamp(oob []byte) int64 {
+	const hdr = syscall.SizeofCmsghdr
+	for len(oob) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
+			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[hdr]))
+			return ts.Nano()
+		}
+		l = (l + 7) &^ 7 // CMSG_ALIGN
+		if l >= len(oob) {
+			return 0
+		}
+		oob = oob[l:]
+	}
+	return 0
 }
 
 // parse consumes the complete frames in data (pc.pending, or the read
 // buffer when nothing was pending) and leaves the incomplete rest in
 // pc.pending.
-func (p *poller) parse(pc *polled, data []byte, now int64) error {
+func (p *poller) parse(pc *polled, data []byte, rx rxTime) error {
 	c := pc.c
 	bad := 0
 	ds := pc.ds[:0]
 	var used int
 	var err error
 	if c.ws {
-		used, ds, err = consumeWS(pc, data, now, ds, &bad)
+		used, ds, err = consumeWS(pc, data, rx, ds, &bad)
 	} else {
-		used, ds, err = consume(data, now, ds, &bad)
+		used, ds, err = consume(data, rx, ds, &bad)
 	}
 	pc.ds = ds
 	if len(ds) > 0 || bad > 0 {
@@ -223,7 +259,7 @@ func (p *poller) parse(pc *polled, data []byte, now int64) error {
 // consumeWS walks the complete WebSocket frames in b (server frames:
 // unmasked), answering pings, and records the pushes of each complete
 // binary message; fragments collect in pc.msg.
-func consumeWS(pc *polled, b []byte, now int64, ds []delivery, bad *int) (int, []delivery, error) {
+func consumeWS(pc *polled, b []byte, rx rxTime, ds []delivery, bad *int) (int, []delivery, error) {
 	used := 0
 	for {
 		h := b[used:]
@@ -272,7 +308,7 @@ func consumeWS(pc *polled, b []byte, now int64, ds []delivery, bad *int) (int, [
 			}
 			payload = pc.msg
 		}
-		n, out, err := consume(payload, now, ds, bad)
+		n, out, err := consume(payload, rx, ds, bad)
 		ds = out
 		pc.msg = pc.msg[:0]
 		if err == nil && n != len(payload) {

@@ -3,7 +3,10 @@
 package main
 
 import (
+	"encoding/binary"
 	"io"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,20 +55,94 @@ func TestConsumeWS(t *testing.T) {
 	c := &client{ws: true, fd: -1}
 	pc := &polled{c: c, pending: b}
 	bad := 0
-	used, ds, err := consumeWS(pc, pc.pending, now.UnixNano(), nil, &bad)
+	rx := rxTime{read: now.UnixNano(), kernel: now.Add(-time.Millisecond / 2).UnixNano()}
+	used, ds, err := consumeWS(pc, pc.pending, rx, nil, &bad)
 	require.NoError(t, err)
 	require.Zero(t, bad)
 	require.Equal(t, whole, used, "the partial frame waits for more bytes")
 	require.Len(t, ds, 2+len(big)/len(goim(4, 0)))
-	require.Equal(t, delivery{1, time.Millisecond}, ds[0])
-	require.Equal(t, delivery{2, 2 * time.Millisecond}, ds[1])
+	require.Equal(t, delivery{1, time.Millisecond, time.Millisecond / 2}, ds[0])
+	require.Equal(t, delivery{2, 2 * time.Millisecond, 3 * time.Millisecond / 2}, ds[1])
+	require.Equal(t, delivery{4, 0, 0}, ds[2], "arrival is never before the scheduled send")
 
 	pc = &polled{c: c, pending: serverFrame(true, 0x8, []byte{3, 0xe9})}
-	_, _, err = consumeWS(pc, pc.pending, 0, nil, &bad)
+	_, _, err = consumeWS(pc, pc.pending, rxTime{}, nil, &bad)
 	require.ErrorIs(t, err, io.EOF)
 
 	masked := wsClientFrame(0x2, goim(1, 0))
 	pc = &polled{c: c, pending: masked}
-	_, _, err = consumeWS(pc, pc.pending, 0, nil, &bad)
+	_, _, err = consumeWS(pc, pc.pending, rxTime{}, nil, &bad)
 	require.Error(t, err, "servers never mask")
+}
+
+// cmsg is one control message as the kernel lays it out on 64-bit Linux.
+func cmsg(level, typ int32, data []byte) []byte {
+	b := make([]byte, syscall.SizeofCmsghdr, syscall.SizeofCmsghdr+len(data)+8)
+	binary.NativeEndian.PutUint64(b, uint64(syscall.SizeofCmsghdr+len(data)))
+	binary.NativeEndian.PutUint32(b[8:], uint32(level))
+	binary.NativeEndian.PutUint32(b[12:], uint32(typ))
+	b = append(b, data...)
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// TestKernelStamp: the receive timestamp is found after other control
+// messages; a buffer without one, or a truncated or malformed one, gives 0.
+func TestKernelStamp(t *testing.T) {
+	ts := make([]byte, 16)
+	binary.NativeEndian.PutUint64(ts, 1700000000)
+	binary.NativeEndian.PutUint64(ts[8:], 123456789)
+	want := int64(1700000000)*1e9 + 123456789
+	other := cmsg(syscall.SOL_SOCKET, syscall.SCM_RIGHTS, []byte{1, 2, 3, 4, 5})
+	stamp := cmsg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, ts)
+
+	require.Equal(t, want, kernelStamp(stamp))
+	require.Equal(t, want, kernelStamp(append(append([]byte(nil), other...), stamp...)))
+	require.Zero(t, kernelStamp(nil))
+	require.Zero(t, kernelStamp(other))
+	require.Zero(t, kernelStamp(stamp[:20]), "truncated")
+	bad := append([]byte(nil), stamp...)
+	binary.NativeEndian.PutUint64(bad, 4) // shorter than its header
+	require.Zero(t, kernelStamp(bad))
+	require.Zero(t, kernelStamp(cmsg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, ts[:8])), "too short for a timespec")
+}
+
+// TestRecvmsgStamp: on a real loopback TCP socket with SO_TIMESTAMPNS, a
+// recvmsg read carries the time the kernel queued the data, between the
+// write and the read. The kernel turns receive timestamps on
+// asynchronously when the first socket asks, so the first segments may
+// have none (the generator then leaves their arrival out).
+func TestRecvmsgStamp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	srv, err := ln.Accept()
+	require.NoError(t, err)
+	defer srv.Close()
+	fd, err := detach(client)
+	require.NoError(t, err)
+	defer syscall.Close(fd)
+	require.NoError(t, syscall.SetNonblock(fd, false))
+	require.NoError(t, syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1))
+
+	buf, oob := make([]byte, 16), make([]byte, 64)
+	var before, after, got int64
+	for i := 0; i < 100 && got == 0; i++ {
+		before = time.Now().UnixNano()
+		_, err = srv.Write([]byte("hello"))
+		require.NoError(t, err)
+		time.Sleep(20 * time.Millisecond)
+		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, 0)
+		after = time.Now().UnixNano()
+		require.NoError(t, err)
+		require.Equal(t, "hello", string(buf[:n]))
+		got = kernelStamp(oob[:oobn])
+	}
+	require.GreaterOrEqual(t, got, before)
+	require.Less(t, got, after-int64(10*time.Millisecond), "the arrival, not the read 20 ms later")
 }

@@ -85,6 +85,7 @@ type shard struct {
 	mu   sync.Mutex
 	tick counts           // every delivery since the last progress tick
 	win  [maxTags]*counts // per measured step
+	arr  [maxTags]*counts // per measured step: arrival in the client's socket
 	recv [maxTags]uint64  // deliveries per tag (0: warm-up, probes)
 	bad  uint64           // pushes whose body did not parse
 	_    [64]byte         // keep shards off each other's cache lines
@@ -93,7 +94,17 @@ type shard struct {
 // delivery is one received push: its tag and latency.
 type delivery struct {
 	tag int
-	lat time.Duration
+	lat time.Duration // from the scheduled send to the generator's read
+	arr time.Duration // from the scheduled send to the kernel queueing it in the client's socket; < 0: unknown
+}
+
+// rxTime is when a read returned and when the kernel queued the data it
+// returned in the client's socket (SO_TIMESTAMPNS of the last segment
+// read, so never earlier than any of it arrived; 0: unknown). The
+// difference is how long the data waited for the generator, which shares
+// the cores with the server it measures.
+type rxTime struct {
+	read, kernel int64
 }
 
 // add records a batch of deliveries.
@@ -118,6 +129,14 @@ func (s *shard) add(ds []delivery, bad int) {
 			s.win[tag] = w
 		}
 		w.add(b, d.lat)
+		if d.arr >= 0 {
+			a := s.arr[tag]
+			if a == nil {
+				a = new(counts)
+				s.arr[tag] = a
+			}
+			a.add(bucketOf(d.arr), d.arr)
+		}
 	}
 	s.mu.Unlock()
 }
@@ -138,38 +157,30 @@ func (r *recorder) takeTick() *latencyHist {
 	out := newLatencyHist()
 	for _, s := range r.shards {
 		s.mu.Lock()
-		for i, c := range s.tick.c {
-			out.counts[i] += c
-		}
-		out.n += s.tick.n
-		if s.tick.max > out.max {
-			out.max = s.tick.max
-		}
+		out.addCounts(&s.tick)
 		s.tick = counts{}
 		s.mu.Unlock()
 	}
 	return out
 }
 
-// window returns what step tag received: count and latencies.
-func (r *recorder) window(tag int) (uint64, *latencyHist) {
-	out := newLatencyHist()
-	var n uint64
+// window returns what step tag received: the count, the latencies as
+// read, and the latencies of arrival in the client's socket (empty when
+// the reads had no kernel timestamps).
+func (r *recorder) window(tag int) (n uint64, read, arrived *latencyHist) {
+	read, arrived = newLatencyHist(), newLatencyHist()
 	for _, s := range r.shards {
 		s.mu.Lock()
 		n += s.recv[tag]
 		if w := s.win[tag]; w != nil {
-			for i, c := range w.c {
-				out.counts[i] += c
-			}
-			out.n += w.n
-			if w.max > out.max {
-				out.max = w.max
-			}
+			read.addCounts(w)
+		}
+		if a := s.arr[tag]; a != nil {
+			arrived.addCounts(a)
 		}
 		s.mu.Unlock()
 	}
-	return n, out
+	return n, read, arrived
 }
 
 // received returns the deliveries of tag so far.

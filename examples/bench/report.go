@@ -147,6 +147,15 @@ func procsCell(ps []procResult) string {
 	return strings.Join(parts, "; ")
 }
 
+// socketCell is the arrival latency in the clients' sockets, "-" when
+// the reads had no kernel timestamps.
+func socketCell(r result) string {
+	if r.SocketP99 == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f / %.2f", r.SocketP50, r.SocketP99)
+}
+
 func rateCell(r result) string {
 	if r.Rate == 0 {
 		return "flat out"
@@ -155,8 +164,8 @@ func rateCell(r result) string {
 }
 
 func writeTraffic(b *strings.Builder, g []result) {
-	b.WriteString("| step | conns | offered/s | accepted/s | rejected (503) | errors | expected | received | lost | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | API answered p50 / p99 ms | CPU cores / RSS per process | pass |\n")
-	b.WriteString("|------|------:|----------:|-----------:|---------------:|-------:|---------:|---------:|-----:|-------------:|-------:|-------:|-------:|-------:|--------------------------:|-----------------------------|------|\n")
+	b.WriteString("| step | conns | offered/s | accepted/s | rejected (503) | errors | expected | received | lost | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | in client socket p50 / p99 ms | API answered p50 / p99 ms | CPU cores / RSS per process | pass |\n")
+	b.WriteString("|------|------:|----------:|-----------:|---------------:|-------:|---------:|---------:|-----:|-------------:|-------:|-------:|-------:|-------:|------------------------------:|--------------------------:|-----------------------------|------|\n")
 	var best *result
 	for i := range g {
 		r := g[i]
@@ -164,9 +173,9 @@ func writeTraffic(b *strings.Builder, g []result) {
 		if !r.Pass {
 			pass = "**no**"
 		}
-		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %d | %d | %d | %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %.2f / %.2f | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %d | %s | %.0f | %d | %d | %d | %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %s | %.2f / %.2f | %s | %s |\n",
 			r.Label, r.Conns, rateCell(r), r.PushPerSec, r.Rejected, r.Errors, r.Expected, r.Received, r.Lost,
-			commas(r.DelivPerSec), r.P50, r.P90, r.P99, r.Max, r.AnswerP50, r.AnswerP99, procsCell(r.Procs), pass)
+			commas(r.DelivPerSec), r.P50, r.P90, r.P99, r.Max, socketCell(r), r.AnswerP50, r.AnswerP99, procsCell(r.Procs), pass)
 		if r.Pass && r.Rate > 0 && (best == nil || r.DelivPerSec > best.DelivPerSec) {
 			best = &g[i]
 		}

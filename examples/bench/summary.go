@@ -48,6 +48,11 @@ type result struct {
 	// The API's answers to accepted pushes, from their scheduled send.
 	AnswerP50 float64 `json:"answer_p50_ms"`
 	AnswerP99 float64 `json:"answer_p99_ms"`
+	// Arrival in the clients' sockets (kernel receive timestamps), from the
+	// scheduled send: the latency without the generator's own delay in
+	// reading. 0 when the reads carried no timestamps.
+	SocketP50 float64 `json:"socket_p50_ms,omitempty"`
+	SocketP99 float64 `json:"socket_p99_ms,omitempty"`
 
 	Procs []procResult       `json:"procs"`
 	Extra map[string]float64 `json:"extra,omitempty"`
@@ -70,6 +75,7 @@ type stepTally struct {
 	offered                                              float64 // paced pushes due in the window, 0: flat out
 	window                                               time.Duration
 	hist                                                 *latencyHist
+	arrived                                              *latencyHist // in the clients' sockets, may be empty
 	answered                                             *latencyHist
 	maxP99                                               time.Duration
 }
@@ -92,6 +98,9 @@ func summarize(r *result, t stepTally) {
 	}
 	if t.hist != nil {
 		r.P50, r.P90, r.P99, r.Max = ms(t.hist.quantile(0.5)), ms(t.hist.quantile(0.9)), ms(t.hist.quantile(0.99)), ms(t.hist.maximum())
+	}
+	if t.arrived != nil && t.arrived.count() > 0 {
+		r.SocketP50, r.SocketP99 = ms(t.arrived.quantile(0.5)), ms(t.arrived.quantile(0.99))
 	}
 	if t.answered != nil {
 		r.AnswerP50, r.AnswerP99 = ms(t.answered.quantile(0.5)), ms(t.answered.quantile(0.99))
@@ -129,6 +138,10 @@ func printResult(w io.Writer, r *result) {
 			r.Expected, r.Received, r.Lost, r.DelivPerSec, r.Disconnects)
 		fmt.Fprintf(w, "   latency from scheduled send: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			r.P50, r.P90, r.P99, r.Max)
+		if r.SocketP99 > 0 {
+			fmt.Fprintf(w, "   arrived in the client sockets (kernel timestamp, from scheduled send): p50 %.2f ms, p99 %.2f ms\n",
+				r.SocketP50, r.SocketP99)
+		}
 		fmt.Fprintf(w, "   push API answered (from scheduled send): p50 %.2f ms, p99 %.2f ms\n", r.AnswerP50, r.AnswerP99)
 	}
 	for k, v := range r.Extra {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -218,23 +220,28 @@ func TestConsume(t *testing.T) {
 	b = append(b, protocol.AppendFrame(nil, push(3, 0))[:20]...) // half a frame
 
 	bad := 0
-	used, ds, err := consume(b, now.UnixNano(), nil, &bad)
+	used, ds, err := consume(b, rxTime{read: now.UnixNano()}, nil, &bad)
 	require.NoError(t, err)
 	require.Equal(t, whole, used, "the half frame waits for more bytes")
 	require.Equal(t, 1, bad)
-	require.Equal(t, []delivery{{1, time.Millisecond}, {2, 2 * time.Millisecond}, {2, 3 * time.Millisecond}}, ds)
+	require.Equal(t, []delivery{{1, time.Millisecond, -1}, {2, 2 * time.Millisecond, -1}, {2, 3 * time.Millisecond, -1}}, ds,
+		"no kernel timestamp: arrival unknown")
 
-	_, _, err = consume([]byte{0, 0, 0, 20, 0, 15, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0, 1, 2, 3, 4}, 0, nil, &bad)
+	_, _, err = consume([]byte{0, 0, 0, 20, 0, 15, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0, 1, 2, 3, 4}, rxTime{}, nil, &bad)
 	require.Error(t, err, "a bad header length is an error, not a wait")
 }
 
 func TestRecorder(t *testing.T) {
 	rec := newRecorder(4)
-	rec.shards[0].add([]delivery{{1, time.Millisecond}, {0, time.Second}, {2, -time.Millisecond}}, 2)
-	rec.shards[3].add([]delivery{{1, 3 * time.Millisecond}, {maxTags + 5, time.Millisecond}}, 0)
-	n, h := rec.window(1)
+	rec.shards[0].add([]delivery{{1, time.Millisecond, time.Millisecond / 2}, {0, time.Second, -1}, {2, -time.Millisecond, -1}}, 2)
+	rec.shards[3].add([]delivery{{1, 3 * time.Millisecond, -1}, {maxTags + 5, time.Millisecond, -1}}, 0)
+	n, h, arrived := rec.window(1)
 	require.EqualValues(t, 2, n)
 	require.Equal(t, 3*time.Millisecond, h.maximum())
+	require.EqualValues(t, 1, arrived.count(), "only the delivery with a kernel timestamp")
+	require.Equal(t, time.Millisecond/2, arrived.maximum())
+	_, _, arrived = rec.window(2)
+	require.Zero(t, arrived.count())
 	require.EqualValues(t, 2, rec.received(0), "warm-up and out-of-range tags")
 	require.EqualValues(t, 1, rec.received(2))
 	require.EqualValues(t, 2, rec.badBodies())
@@ -250,7 +257,7 @@ func TestReportSplice(t *testing.T) {
 	md := filepath.Join(dir, "BENCHMARKS.md")
 	rs := []result{
 		{Scenario: "1: room", Command: "go run ./examples/bench -rate 100", Load: "0.5 0.4 0.3", Mode: "room", Conns: 5000, Rate: 100, Label: "100/s",
-			WindowSec: 30, Accepted: 3000, PushPerSec: 100, Expected: 15_000_000, Received: 15_000_000, DelivPerSec: 500_000, P99: 3, MaxP99: 50, Pass: true,
+			WindowSec: 30, Accepted: 3000, PushPerSec: 100, Expected: 15_000_000, Received: 15_000_000, DelivPerSec: 500_000, P99: 3, SocketP50: 1.25, SocketP99: 2.5, MaxP99: 50, Pass: true,
 			Procs: []procResult{{Name: "server", Cores: 1.2, RSSBytes: 100 << 20}}},
 		{Scenario: "1: room", Command: "go run ./examples/bench -rate 100", Load: "0.5 0.4 0.3", Mode: "room", Conns: 5000, Rate: 0, Label: "flat"},
 		{Scenario: "4: idle", Command: "go run ./examples/bench -mode idle", Mode: "idle", Conns: 15000, WindowSec: 60, Pass: true,
@@ -270,6 +277,8 @@ func TestReportSplice(t *testing.T) {
 	require.Contains(t, s, "**500,000 deliveries/s**")
 	require.Contains(t, s, "4,600 B")
 	require.Contains(t, s, "server 1.20 / 100 MB")
+	require.Contains(t, s, "| 1.25 / 2.50 |", "arrival in the client sockets")
+	require.Contains(t, s, "| - |", "a step without kernel timestamps")
 
 	// Text after the generated block survives a second run unchanged.
 	require.NoError(t, os.WriteFile(md, append(first, []byte("\nanalysis by hand\n")...), 0o644))
@@ -298,4 +307,39 @@ func TestRenderSVG(t *testing.T) {
 func TestShellJoin(t *testing.T) {
 	require.Equal(t, `-scenario '1. room (p99 < 50 ms)' -rate 1,10 '' 'it'\''s'`,
 		shellJoin([]string{"-scenario", "1. room (p99 < 50 ms)", "-rate", "1,10", "", "it's"}))
+}
+
+// TestBucketOf: the table lookup files every duration where the binary
+// search over the bucket bounds does, and within a bucket of the
+// logarithm's answer (they differ only where float rounding sits on a
+// bound); quantiles report a bound at or above the sample.
+func TestBucketOf(t *testing.T) {
+	logBucket := func(d time.Duration) int {
+		if d <= histMin {
+			return 0
+		}
+		return min(histBuckets-1, int(math.Log(float64(d)/float64(histMin))/math.Log(histGrowth)))
+	}
+	check := func(d time.Duration) {
+		t.Helper()
+		b := bucketOf(d)
+		require.Equal(t, buckets.slow(max(d, 0)), b, "%d ns", d)
+		require.InDelta(t, logBucket(d), b, 1, "%d ns", d)
+		if b < histBuckets-1 {
+			require.GreaterOrEqual(t, upperBound(b), d, "%d ns", d)
+		}
+	}
+	for _, d := range []time.Duration{-1, 0, 1, 999, 1000, 1001, 1019, 1020, 1021, time.Millisecond, 50 * time.Millisecond,
+		time.Second, 100 * time.Second, time.Hour, 1<<62 + 5} {
+		check(d)
+	}
+	for b := 1; b < histBuckets; b++ {
+		s := buckets.starts[b]
+		require.Equal(t, b, bucketOf(s), "the first duration of bucket %d", b)
+		require.Equal(t, b-1, bucketOf(s-1), "the last duration of bucket %d", b-1)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		check(time.Duration(rng.Int64N(int64(10 * time.Second))))
+	}
 }
