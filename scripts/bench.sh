@@ -89,7 +89,10 @@ bench() { # bench ARGS...: one run, never fatal (a failed step is a result)
 	echo "CPU is in cores (CPU seconds per second of window) per process; RSS at the end of the window."
 	echo 'The generator reads its connections on epoll sets (`-reader epoll`, the default; `-pollers`,'
 	echo 'GOMAXPROCS-1 of them): one read per write the server makes. "API answered" is when the push API'
-	echo 'answered each accepted push, from its scheduled send.'
+	echo 'answered each accepted push, from its scheduled send. "In client socket" is when the kernel queued'
+	echo 'the push in the client'"'"'s socket (SO_TIMESTAMPNS on each read), from its scheduled send: the latency'
+	echo 'without the time the data waited for the generator, which shares the two cores with the server.'
+	echo 'Pass/fail is judged on the latency as read, the larger of the two.'
 	echo
 	echo 'The floor: one raw write(2) of 100 bytes to each of 5,000 loopback TCP sockets and one read(2) of'
 	echo 'each through epoll, no protocol and no queues, writer and reader in one process'
