@@ -4,6 +4,9 @@
 // the HTTP push API (room, mids, keys or broadcast) at fixed rates or flat
 // out. Every push body carries its scheduled send time and latency is
 // measured from it, so queueing anywhere (the generator included) shows.
+// On Linux each read also carries the kernel's receive timestamp, and the
+// summary gives the latency on arrival in the client sockets next to the
+// latency as read: the difference is the generator's own delay in reading.
 // It prints progress every second and a summary per rate step, with the
 // CPU and RSS of every local process involved (-pids, and itself).
 //
