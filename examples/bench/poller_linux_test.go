@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -145,4 +147,46 @@ func TestRecvmsgStamp(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, got, before)
 	require.Less(t, got, after-int64(10*time.Millisecond), "the arrival, not the read 20 ms later")
+}
+
+// TestPinThread: a pinned thread may run on its CPU only; CPUs that do
+// not exist are refused. The test's thread ends with its goroutine, as a
+// reader's does.
+func TestPinThread(t *testing.T) {
+	cpus, err := allowedCPUs()
+	require.NoError(t, err)
+	require.NotEmpty(t, cpus)
+	last := cpus[len(cpus)-1]
+	got := make(chan []int, 1)
+	errs := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := pinThread(last); err != nil {
+			errs <- err
+			return
+		}
+		var set cpuSet
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set))); e != 0 {
+			errs <- e
+			return
+		}
+		var on []int
+		for i := range len(set) * 64 {
+			if set[i/64]&(1<<(i%64)) != 0 {
+				on = append(on, i)
+			}
+		}
+		got <- on
+	}()
+	select {
+	case on := <-got:
+		require.Equal(t, []int{last}, on)
+	case err := <-errs:
+		t.Fatal(err)
+	}
+	after, err := allowedCPUs()
+	require.NoError(t, err)
+	require.Equal(t, cpus, after, "the process keeps its CPUs")
+	require.Error(t, pinThread(-1))
+	require.Error(t, pinThread(len(cpuSet{})*64))
 }

@@ -8,7 +8,7 @@ import "errors"
 // (fleet.read).
 type pollers struct{}
 
-func newPollers(*fleet, int) (*pollers, error) { return nil, nil }
+func newPollers(*fleet, int, bool) (*pollers, error) { return nil, nil }
 
 func (*pollers) add(*client, []byte) error { return errors.New("bench: no epoll on this system") }
 

@@ -54,6 +54,9 @@ func TestRunEndToEnd(t *testing.T) {
 				"-warmup", "200ms", "-window", "700ms", "-drain", "3s", "-duration", "30s", "-heartbeat", "300ms",
 				"-idle-steps", "20,40", "-hold", "700ms", "-settle", "10ms", "-json", out, "-scenario", tc.proto + "-" + tc.mode,
 				"-svg", filepath.Join(dir, tc.mode+".svg"), "-quiet"}
+			if tc.proto == "tcp" && tc.mode == "room" {
+				args = append(args, "-pin") // readers pinned to CPUs
+			}
 			cfg, err := parseFlags(args, &strings.Builder{})
 			require.NoError(t, err)
 			var sb strings.Builder

@@ -151,6 +151,10 @@ func TestFlagsRefuseBadInput(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "bench", c.pids[len(c.pids)-1].name, "the generator accounts for itself")
 	require.Equal(t, "server", c.rssProc)
+	require.False(t, c.pin, "readers are not pinned by default")
+	c, err = parseFlags([]string{"-pin"}, &strings.Builder{})
+	require.NoError(t, err)
+	require.True(t, c.pin)
 }
 
 func TestSourceIP(t *testing.T) {
