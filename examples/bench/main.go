@@ -4,9 +4,10 @@
 // the HTTP push API (room, mids, keys or broadcast) at fixed rates or flat
 // out. Every push body carries its scheduled send time and latency is
 // measured from it, so queueing anywhere (the generator included) shows.
-// On Linux each read also carries the kernel's receive timestamp, and the
-// summary gives the latency on arrival in the client sockets next to the
-// latency as read: the difference is the generator's own delay in reading.
+// With the epoll reader (Linux, the default) each read also carries the
+// kernel's receive timestamp, and the summary gives the latency on
+// arrival in the client sockets next to the latency as read: the
+// difference is the generator's own delay in reading.
 // It prints progress every second and a summary per rate step, with the
 // CPU and RSS of every local process involved (-pids, and itself).
 //
@@ -105,7 +106,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.quiet, "quiet", false, "no per-second progress")
 	fs.StringVar(&c.reader, "reader", "epoll", "how the generator reads its connections: epoll (a few goroutines on level-triggered epoll sets, Linux) or goroutine (one per connection)")
 	fs.IntVar(&c.pollers, "pollers", max(1, runtime.GOMAXPROCS(0)-1), "epoll reader goroutines (default GOMAXPROCS-1, at least 1: readers that always have data never let the Go scheduler poll the network, so with one per P the publishers' answers waited up to 10 ms)")
-	fs.BoolVar(&c.pin, "pin", false, "pin each epoll reader's thread to a CPU of its own, the last ones the process may use (on 2 cores shared with the server: at 800 room pushes/s p99 as read 15-20 ms lower and 0.1 core less, at 300/s p99 5-10 ms higher, the server losing that CPU's spare time)")
+	fs.BoolVar(&c.pin, "pin", false, "pin each epoll reader's thread to a CPU of its own, the last ones the process may use (on 2 cores shared with the server: at 800 room pushes/s p99 as read 9-22 ms lower in two pairs and 0.1 core less, at 300/s p99 5-10 ms higher: the reader can no longer run on another CPU while the server holds its own)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (what one delivery costs the client side)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

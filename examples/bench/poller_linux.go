@@ -35,9 +35,10 @@ import (
 // With -pin each reader's thread is pinned to a CPU of its own (the last
 // CPUs the process may use). On this project's 2-core machine, shared with
 // the server, that is a trade, so it is off by default: at 800 room
-// pushes/s it took 15-20 ms off the p99 as read and 0.1 core off the
-// generator, at 300/s it added 5-10 ms, in the client sockets too (the
-// server could no longer use that CPU when the reader was not running).
+// pushes/s it took 9-22 ms off the p99 as read (two pairs) and 0.1 core
+// off the generator, at 300/s it added 5-10 ms, in the client sockets too
+// (the reader could no longer move to the other CPU while the server ran
+// on its own; pinning one thread does not keep other threads off a CPU).
 //
 // After its handshake a connection's socket is moved out of Go's netpoller
 // (its descriptor is duplicated and the net.Conn closed), so only the
