@@ -234,20 +234,22 @@ func (p *poller) readOnce(pc *polled, buf []byte, now int64) error {
 }
 
 // kernelStamp returns the SO_TIMESTAMPNS receive time (Unix ns) in a
-// recvmsg control buffer, 0 when there is none.
+// recvmsg control buffer, 0 when there is none. Sizes and alignment are
+// the platform's (CMSG_LEN, CMSG_SPACE), so 32-bit Linux reads it too.
 func kernelStamp(oob []byte) int64 {
-	const hdr = syscall.SizeofCmsghdr
+	hdr := syscall.CmsgLen(0) // the header, aligned: where the data starts
+	tsLen := int(unsafe.Sizeof(syscall.Timespec{}))
 	for len(oob) >= hdr {
 		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
 		if l < hdr || l > len(oob) {
 			return 0
 		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+tsLen {
 			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[hdr]))
 			return ts.Nano()
 		}
-		l = (l + 7) &^ 7 // CMSG_ALIGN
+		l = syscall.CmsgSpace(l - hdr) // the next message starts aligned
 		if l >= len(oob) {
 			return 0
 		}

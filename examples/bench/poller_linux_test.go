@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"io"
 	"net"
 	"runtime"
@@ -77,26 +76,26 @@ func TestConsumeWS(t *testing.T) {
 	require.Error(t, err, "servers never mask")
 }
 
-// cmsg is one control message as the kernel lays it out on 64-bit Linux.
+// cmsg is one control message as the kernel lays it out (CMSG_SPACE
+// bytes, the header saying CMSG_LEN).
 func cmsg(level, typ int32, data []byte) []byte {
-	b := make([]byte, syscall.SizeofCmsghdr, syscall.SizeofCmsghdr+len(data)+8)
-	binary.NativeEndian.PutUint64(b, uint64(syscall.SizeofCmsghdr+len(data)))
-	binary.NativeEndian.PutUint32(b[8:], uint32(level))
-	binary.NativeEndian.PutUint32(b[12:], uint32(typ))
-	b = append(b, data...)
-	for len(b)%8 != 0 {
-		b = append(b, 0)
-	}
+	b := make([]byte, syscall.CmsgSpace(len(data)))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(syscall.CmsgLen(len(data)))
+	copy(b[syscall.CmsgLen(0):], data)
 	return b
 }
+
+// setLen rewrites the length in a control message's header.
+func setLen(b []byte, n int) { (*syscall.Cmsghdr)(unsafe.Pointer(&b[0])).SetLen(n) }
 
 // TestKernelStamp: the receive timestamp is found after other control
 // messages; a buffer without one, or a truncated or malformed one, gives 0.
 func TestKernelStamp(t *testing.T) {
-	ts := make([]byte, 16)
-	binary.NativeEndian.PutUint64(ts, 1700000000)
-	binary.NativeEndian.PutUint64(ts[8:], 123456789)
 	want := int64(1700000000)*1e9 + 123456789
+	spec := syscall.NsecToTimespec(want)
+	ts := unsafe.Slice((*byte)(unsafe.Pointer(&spec)), unsafe.Sizeof(spec))
 	other := cmsg(syscall.SOL_SOCKET, syscall.SCM_RIGHTS, []byte{1, 2, 3, 4, 5})
 	stamp := cmsg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, ts)
 
@@ -104,11 +103,11 @@ func TestKernelStamp(t *testing.T) {
 	require.Equal(t, want, kernelStamp(append(append([]byte(nil), other...), stamp...)))
 	require.Zero(t, kernelStamp(nil))
 	require.Zero(t, kernelStamp(other))
-	require.Zero(t, kernelStamp(stamp[:20]), "truncated")
+	require.Zero(t, kernelStamp(stamp[:len(stamp)-4]), "truncated")
 	bad := append([]byte(nil), stamp...)
-	binary.NativeEndian.PutUint64(bad, 4) // shorter than its header
+	setLen(bad, 4) // shorter than its header
 	require.Zero(t, kernelStamp(bad))
-	require.Zero(t, kernelStamp(cmsg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, ts[:8])), "too short for a timespec")
+	require.Zero(t, kernelStamp(cmsg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, ts[:len(ts)/2])), "too short for a timespec")
 }
 
 // TestRecvmsgStamp: on a real loopback TCP socket with SO_TIMESTAMPNS, a
