@@ -123,22 +123,20 @@ func (s *shard) add(ds []delivery, bad int) {
 			continue
 		}
 		s.recv[tag]++
-		w := s.win[tag]
-		if w == nil {
-			w = new(counts)
-			s.win[tag] = w
-		}
-		w.add(b, d.lat)
+		stepCounts(&s.win, tag).add(b, d.lat)
 		if d.arr >= 0 {
-			a := s.arr[tag]
-			if a == nil {
-				a = new(counts)
-				s.arr[tag] = a
-			}
-			a.add(bucketOf(d.arr), d.arr)
+			stepCounts(&s.arr, tag).add(bucketOf(d.arr), d.arr)
 		}
 	}
 	s.mu.Unlock()
+}
+
+// stepCounts returns step tag's histogram in hs, made on first use.
+func stepCounts(hs *[maxTags]*counts, tag int) *counts {
+	if hs[tag] == nil {
+		hs[tag] = new(counts)
+	}
+	return hs[tag]
 }
 
 // recorder is every shard.
