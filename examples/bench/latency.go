@@ -28,8 +28,9 @@ func newLatencyHist() *latencyHist { return &latencyHist{counts: make([]uint64, 
 
 // bucketIndex finds a duration's bucket without a logarithm: the generator
 // files two latencies per delivery, millions a second, on the cores it
-// shares with the server it measures, and math.Log was a fifth of its own
-// work. Read-only once built.
+// shares with the server it measures, and math.Log with the bucket
+// arithmetic was 12% of its user-space time (perf at 800 room pushes/s).
+// Read-only once built.
 type bucketIndex struct {
 	// starts[b] is the shortest duration in bucket b: bucket b holds
 	// [histMin*histGrowth^b, histMin*histGrowth^(b+1)) for b >= 1, and

@@ -164,16 +164,10 @@ func TestPinThread(t *testing.T) {
 			errs <- err
 			return
 		}
-		var set cpuSet
-		if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set))); e != 0 {
-			errs <- e
+		on, err := allowedCPUs() // this thread's CPUs now
+		if err != nil {
+			errs <- err
 			return
-		}
-		var on []int
-		for i := range len(set) * 64 {
-			if set[i/64]&(1<<(i%64)) != 0 {
-				on = append(on, i)
-			}
 		}
 		got <- on
 	}()
