@@ -13,6 +13,7 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,7 +29,7 @@ func TestCrashChildProcess(t *testing.T) {
 	// brokers|topic|group|node id|link addr
 	f := strings.Split(spec, "|")
 	require.Len(t, f, 5)
-	src, err := NewKafkaSource(KafkaSourceConfig{Brokers: strings.Split(f[0], ","), Topic: f[1], GroupID: f[2],
+	src, err := kafka.NewSource(kafka.SourceConfig{Brokers: strings.Split(f[0], ","), Topic: f[1], GroupID: f[2],
 		CommitInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second})
 	require.NoError(t, err)
 	j, err := New(fastConfig(src, newMemDir(imcloud.Node{ID: f[3], LinkAddr: f[4]})))

@@ -1,6 +1,6 @@
 // Package job is imcloud's consumer: it reads push messages from the queue
 // (a Source: logic's memory queue, or a Kafka consumer group through
-// KafkaSource), sends each to the cloud nodes that need it over the link
+// package kafka's Source), sends each to the cloud nodes that need it over the link
 // (a Link per node: a LinkClient over TCP, or *cloud.Server in process),
 // and commits queue offsets only once the nodes accepted the messages.
 //
@@ -39,7 +39,7 @@
 // any time. Source, NodeDirectory and Link implementations must be safe
 // for concurrent use; the job never closes the ones it is given.
 //
-//	src, _ := job.NewKafkaSource(job.KafkaSourceConfig{Brokers: brokers, GroupID: "imcloud-job", Topic: "imcloud-push"})
+//	src, _ := kafka.NewSource(kafka.SourceConfig{Brokers: brokers, GroupID: "imcloud-job", Topic: "imcloud-push"})
 //	j, _ := job.New(job.Config{Source: src, Directory: router, LinkSecret: secret})
 //	go j.Run(ctx)
 //	...

@@ -30,7 +30,7 @@ var (
 // (Connect nil) are closed by Shutdown.
 type Config struct {
 	// Source is the queue to consume (required): logic's memory queue or
-	// a KafkaSource.
+	// a kafka.Source.
 	Source Source
 	// Directory lists the live cloud nodes (required): logic's memory or
 	// Redis router.
@@ -47,7 +47,7 @@ type Config struct {
 	LinkOptions LinkOptions
 	// DeadLetter sets aside a record whose message has a newer major
 	// version (a newer logic wrote it; a newer job will read it), e.g.
-	// (*KafkaDeadLetter).Publish. It is tried DeadLetterAttempts times;
+	// (*kafka.DeadLetter).Publish. It is tried DeadLetterAttempts times;
 	// if it is nil or keeps failing, the record is logged and counted in
 	// Stats.DeadLetterFailed, and consumption goes on.
 	DeadLetter func(ctx context.Context, rec imcloud.Record) error

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -189,7 +190,7 @@ func TestJobKafkaRebalance(t *testing.T) {
 	stream.mu.Unlock()
 
 	src1 := &recordingSource{Source: openKafkaSource(t, k.Brokers, group, topic)}
-	defer src1.Source.(*KafkaSource).Close()
+	defer src1.Source.(*kafka.Source).Close()
 	j1 := startJob(t, fastConfig(src1, dir))
 	stream.until(func() bool { return j1.Stats().Delivered >= 200 }, 20*time.Second, "first job delivers")
 
@@ -197,7 +198,7 @@ func TestJobKafkaRebalance(t *testing.T) {
 	// every partition when the second member joins.
 	node.set(func(n *testNode) { n.ackDelay = 5 * time.Millisecond })
 	src2 := &recordingSource{Source: openKafkaSource(t, k.Brokers, group, topic)}
-	defer src2.Source.(*KafkaSource).Close()
+	defer src2.Source.(*kafka.Source).Close()
 	j2 := startJob(t, fastConfig(src2, dir))
 	stream.until(func() bool { return len(src2.received()) > 0 }, 20*time.Second, "second job receives")
 	node.set(func(n *testNode) { n.ackDelay = 0 })
@@ -239,7 +240,7 @@ func TestJobKafkaRebalance(t *testing.T) {
 	a1, a2 := after(src1), after(src2)
 	t.Logf("published %d (rebalance at %d); after it: job 1 partitions %v, job 2 %v; node got %d (duplicates from revoked partitions); discarded %d/%d",
 		published, mark, a1, a2, len(node.messages()),
-		src1.Source.(*KafkaSource).Discarded(), src2.Source.(*KafkaSource).Discarded())
+		src1.Source.(*kafka.Source).Discarded(), src2.Source.(*kafka.Source).Discarded())
 	require.NotEmpty(t, a1)
 	require.NotEmpty(t, a2)
 	for p := range a1 {
@@ -253,8 +254,8 @@ func TestJobKafkaRebalance(t *testing.T) {
 	defer cancel()
 	require.NoError(t, j1.Shutdown(sctx))
 	require.NoError(t, j2.Shutdown(sctx))
-	require.NoError(t, src1.Source.(*KafkaSource).Close())
-	require.NoError(t, src2.Source.(*KafkaSource).Close())
+	require.NoError(t, src1.Source.(*kafka.Source).Close())
+	require.NoError(t, src2.Source.(*kafka.Source).Close())
 
 	// Commits never go backwards and never pass a record the node had not
 	// accepted when the commit reached the broker.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
-	"github.com/imcloud/imcloud/internal/queuetest"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/stretchr/testify/require"
 )
 
@@ -58,61 +58,14 @@ func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), topicSeq.Add(1))
 }
 
-func openKafkaSource(t testing.TB, brokers []string, group, topic string) *KafkaSource {
+func openKafkaSource(t testing.TB, brokers []string, group, topic string) *kafka.Source {
 	t.Helper()
-	s, err := NewKafkaSource(KafkaSourceConfig{
+	s, err := kafka.NewSource(kafka.SourceConfig{
 		Brokers: brokers, GroupID: group, Topic: topic,
 		CommitInterval: 100 * time.Millisecond, SessionTimeout: 6 * time.Second,
 	})
 	require.NoError(t, err)
 	return s
-}
-
-func TestKafkaQueueConformance(t *testing.T) {
-	k := testenv.StartKafka(t)
-	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
-		topic, group := uniqueName("conf"), uniqueName("group")
-		pub := newSaramaPublisher(t, k.Brokers, topic)
-		return queuetest.Harness{
-			Publisher: pub,
-			OpenConsumer: func(t *testing.T) (queuetest.Consumer, func()) {
-				s := openKafkaSource(t, k.Brokers, group, topic)
-				return s, func() { s.Close() }
-			},
-		}
-	})
-}
-
-func TestNewKafkaSourceChecksConfig(t *testing.T) {
-	for _, cfg := range []KafkaSourceConfig{
-		{GroupID: "g", Topic: "t"},
-		{Brokers: []string{"127.0.0.1:1"}, Topic: "t"},
-		{Brokers: []string{"127.0.0.1:1"}, GroupID: "g"},
-	} {
-		_, err := NewKafkaSource(cfg)
-		require.ErrorIs(t, err, ErrKafkaConfig)
-	}
-	_, err := NewKafkaDeadLetter(KafkaDeadLetterConfig{Brokers: []string{"x:1"}})
-	require.ErrorIs(t, err, ErrKafkaConfig)
-}
-
-func TestKafkaSourceCommitOfUnownedPartitionIsDropped(t *testing.T) {
-	k := testenv.StartKafka(t)
-	topic := uniqueName("unowned")
-	pub := newSaramaPublisher(t, k.Brokers, topic)
-	require.NoError(t, pub.Publish(context.Background(), []*imcloud.Message{roomMsg("live://1", "x")}))
-	s := openKafkaSource(t, k.Brokers, uniqueName("g"), topic)
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rec, err := s.Receive(ctx)
-	require.NoError(t, err)
-	require.NoError(t, s.Commit(ctx, 99, 5), "not ours: dropped, not an error")
-	require.NoError(t, s.Commit(ctx, rec.Partition, rec.Offset))
-	require.NoError(t, s.Close())
-	require.NoError(t, s.Close(), "idempotent")
-	_, err = s.Receive(ctx)
-	require.ErrorIs(t, err, ErrSourceClosed)
 }
 
 // TestJobKafkaDeadLetterAndRestart runs the job on the Kafka source: a
@@ -124,7 +77,7 @@ func TestJobKafkaDeadLetterAndRestart(t *testing.T) {
 	pub := newSaramaPublisher(t, k.Brokers, topic)
 	a := startTestNode(t, "a", secret)
 	dir := newMemDir(a.node())
-	dlq, err := NewKafkaDeadLetter(KafkaDeadLetterConfig{Brokers: k.Brokers, Topic: dlqTopic})
+	dlq, err := kafka.NewDeadLetter(kafka.DeadLetterConfig{Brokers: k.Brokers, Topic: dlqTopic})
 	require.NoError(t, err)
 	defer dlq.Close()
 

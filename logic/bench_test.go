@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/gomodule/redigo/redis"
+	redigo "github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/redis"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -39,8 +41,8 @@ const benchMids = 100000
 // benchEnv is a benchmark's real backends, redis-server and kfake, and
 // what they report beside the benchmark's own figures.
 type benchEnv struct {
-	router    *logic.RedisRouter
-	queue     *logic.KafkaQueue
+	router    *redis.Router
+	queue     *kafka.Queue
 	redisAddr string
 	produce   produceCounter
 }
@@ -51,12 +53,12 @@ func (e *benchEnv) redisCPU() time.Duration {
 	if e == nil {
 		return 0
 	}
-	c, err := redis.Dial("tcp", e.redisAddr)
+	c, err := redigo.Dial("tcp", e.redisAddr)
 	if err != nil {
 		return 0
 	}
 	defer c.Close()
-	info, err := redis.String(c.Do("INFO", "cpu"))
+	info, err := redigo.String(c.Do("INFO", "cpu"))
 	if err != nil {
 		return 0
 	}
@@ -125,7 +127,7 @@ func benchBackends(b *testing.B) *benchEnv {
 	srv := testenv.StartRedis(b)
 	e := &benchEnv{redisAddr: srv.Addr}
 	k := testenv.StartKafkaInMemory(b, "bench")
-	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
+	router, err := redis.NewRouter(redis.Config{Addr: srv.Addr})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = router.Close() })
 	sessions := make([]imcloud.Session, 0, 1000)
@@ -138,7 +140,7 @@ func benchBackends(b *testing.B) *benchEnv {
 		}
 	}
 	e.produce.count(k)
-	q, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: "bench"})
+	q, err := kafka.NewQueue(kafka.QueueConfig{Brokers: k.Brokers, Topic: "bench"})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = q.Close() })
 	e.router, e.queue = router, q
@@ -150,7 +152,7 @@ func benchBackends(b *testing.B) *benchEnv {
 // of a typical push's size, pipelined, waiting for every ack.
 func BenchmarkSaramaProducerCeiling(b *testing.B) {
 	k := testenv.StartKafkaInMemory(b, "ceiling")
-	cfg := logic.NewKafkaSaramaConfig()
+	cfg := kafka.NewProducerConfig()
 	cfg.Producer.Return.Successes = true
 	p, err := sarama.NewAsyncProducer(k.Brokers, cfg)
 	require.NoError(b, err)

@@ -3,7 +3,9 @@ package logic_test
 import (
 	"github.com/imcloud/imcloud/cloud"
 	"github.com/imcloud/imcloud/job"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/redis"
 )
 
 // The routers are also cloud's session store and job's node directory, and
@@ -14,11 +16,11 @@ var (
 	_ cloud.SessionStore = (*logic.MemoryRouter)(nil)
 	_ job.NodeDirectory  = (*logic.MemoryRouter)(nil)
 
-	_ logic.Router       = (*logic.RedisRouter)(nil)
-	_ cloud.SessionStore = (*logic.RedisRouter)(nil)
-	_ job.NodeDirectory  = (*logic.RedisRouter)(nil)
+	_ logic.Router       = (*redis.Router)(nil)
+	_ cloud.SessionStore = (*redis.Router)(nil)
+	_ job.NodeDirectory  = (*redis.Router)(nil)
 
-	_ logic.Queue = (*logic.KafkaQueue)(nil)
+	_ logic.Queue = (*kafka.Queue)(nil)
 	_ logic.Queue = (*logic.MemoryQueue)(nil)
 	_ job.Source  = (*logic.MemoryQueue)(nil)
 )

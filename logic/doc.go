@@ -1,8 +1,9 @@
 // Package logic is imcloud's producing side: the Pusher that applications
 // call (or reach through the goim-compatible HTTP API from NewHandler), the
 // Router and Queue contracts it depends on, and their implementations: the
-// in-process MemoryRouter and MemoryQueue (the embedded default), the Redis
-// router (gomodule/redigo) and the Kafka queue (IBM/sarama).
+// in-process MemoryRouter and MemoryQueue (the embedded default). The Redis
+// router is package redis and the Kafka queue package kafka, so a program
+// on the memory backends links neither redigo nor sarama.
 //
 // A key or mid push is resolved through the Router into one queue message
 // per target cloud node; a room or broadcast push is one message. The work
@@ -21,8 +22,8 @@
 //
 // # Concurrency and lifecycle
 //
-// Every exported method of Pusher, MemoryRouter, MemoryQueue, RedisRouter
-// and KafkaQueue is safe for concurrent use. Asynchronous callbacks run on a
+// Every exported method of Pusher, MemoryRouter and MemoryQueue is safe for
+// concurrent use. Asynchronous callbacks run on a
 // pool worker and must not block. Backends handed to New are the caller's:
 // Pusher.Shutdown waits for pushes in flight and releases the pool, but
 // closes neither the Router nor the Queue.

@@ -8,7 +8,9 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,7 +32,9 @@ func settledGoroutines(want int) int {
 
 func TestFaultRedisStopped(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	router := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr, ReadTimeout: time.Second, PoolWait: time.Second})
+	router, err := redis.NewRouter(redis.Config{Addr: srv.Addr, ReadTimeout: time.Second, PoolWait: time.Second})
+	require.NoError(t, err)
+	defer router.Close()
 	queue := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
 	p, err := logic.New(logic.Config{Router: router, Queue: queue, Timeout: 3 * time.Second})
 	require.NoError(t, err)
@@ -67,7 +71,9 @@ func TestFaultRedisStopped(t *testing.T) {
 func TestFaultKafkaStopped(t *testing.T) {
 	k := testenv.StartKafka(t, "fault")
 	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
-	queue := newKafkaQueue(t, k.Brokers, "fault")
+	queue, err := kafka.NewQueue(kafka.QueueConfig{Brokers: k.Brokers, Topic: "fault"})
+	require.NoError(t, err)
+	defer queue.Close()
 	p, err := logic.New(logic.Config{Router: router, Queue: queue, Timeout: 3 * time.Second})
 	require.NoError(t, err)
 	defer p.Close()
@@ -107,9 +113,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	before := runtime.NumGoroutine()
 
-	router, err := logic.NewRedisRouter(logic.RedisConfig{Addr: srv.Addr})
+	router, err := redis.NewRouter(redis.Config{Addr: srv.Addr})
 	require.NoError(t, err)
-	queue, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: "leak"})
+	queue, err := kafka.NewQueue(kafka.QueueConfig{Brokers: k.Brokers, Topic: "leak"})
 	require.NoError(t, err)
 	p, err := logic.New(logic.Config{Router: router, Queue: queue})
 	require.NoError(t, err)

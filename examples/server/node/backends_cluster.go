@@ -9,8 +9,8 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/nometrics"
-	"github.com/imcloud/imcloud/job"
-	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/kafka"
+	"github.com/imcloud/imcloud/redis"
 )
 
 // deadLetterSuffix names the topic where job sets aside messages of a newer
@@ -22,7 +22,7 @@ const deadLetterSuffix = ".dead-letter"
 // down at start shows as failing calls, retried by the roles; Kafka clients
 // connect in the background until a broker answers.
 func (a *App) openClustered() error {
-	rc := logic.RedisConfig{
+	rc := redis.Config{
 		Addr:     a.cfg.RedisAddr,
 		Username: a.cfg.RedisUser,
 		Password: a.cfg.RedisPassword,
@@ -32,7 +32,7 @@ func (a *App) openClustered() error {
 	if a.cfg.RedisTLS {
 		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	r, err := logic.NewRedisRouter(rc)
+	r, err := redis.NewRouter(rc)
 	if err != nil {
 		return fmt.Errorf("%w: -redis-addr: %v", ErrUsage, err)
 	}
@@ -40,14 +40,14 @@ func (a *App) openClustered() error {
 	a.closer = append(a.closer, r.Close)
 
 	if a.cfg.needs(RoleLogic) {
-		sc := logic.NewKafkaSaramaConfig()
+		sc := kafka.NewProducerConfig()
 		if err := a.kafkaSecurity(sc); err != nil {
 			return err
 		}
-		c := connect("kafka producer", a.log, func() (*logic.KafkaQueue, error) {
-			return logic.NewKafkaQueue(logic.KafkaConfig{Brokers: a.cfg.KafkaBrokers, Topic: a.cfg.KafkaTopic, Sarama: sc, Logger: a.log})
-		}, (*logic.KafkaQueue).Close)
-		a.queue = lazyQueue[*logic.KafkaQueue]{c}
+		c := connect("kafka producer", a.log, func() (*kafka.Queue, error) {
+			return kafka.NewQueue(kafka.QueueConfig{Brokers: a.cfg.KafkaBrokers, Topic: a.cfg.KafkaTopic, Sarama: sc, Logger: a.log})
+		}, (*kafka.Queue).Close)
+		a.queue = lazyQueue[*kafka.Queue]{c}
 		a.closer = append(a.closer, c.Close)
 	}
 	if a.cfg.needs(RoleJob) {
@@ -57,18 +57,18 @@ func (a *App) openClustered() error {
 		if err := a.kafkaSecurity(sc); err != nil {
 			return err
 		}
-		src := connect("kafka consumer group", a.log, func() (*job.KafkaSource, error) {
-			return job.NewKafkaSource(job.KafkaSourceConfig{
+		src := connect("kafka consumer group", a.log, func() (*kafka.Source, error) {
+			return kafka.NewSource(kafka.SourceConfig{
 				Brokers: a.cfg.KafkaBrokers, GroupID: a.cfg.KafkaGroup, Topic: a.cfg.KafkaTopic,
 				Sarama: sc, Logger: a.log.With("backend", "kafka"),
 			})
-		}, (*job.KafkaSource).Close)
-		a.source = lazySource[*job.KafkaSource]{src}
+		}, (*kafka.Source).Close)
+		a.source = lazySource[*kafka.Source]{src}
 		a.closer = append(a.closer, src.Close)
 
-		dlq := connect("kafka dead-letter producer", a.log, func() (*job.KafkaDeadLetter, error) {
-			return job.NewKafkaDeadLetter(job.KafkaDeadLetterConfig{Brokers: a.cfg.KafkaBrokers, Topic: a.cfg.KafkaTopic + deadLetterSuffix, Sarama: sc})
-		}, (*job.KafkaDeadLetter).Close)
+		dlq := connect("kafka dead-letter producer", a.log, func() (*kafka.DeadLetter, error) {
+			return kafka.NewDeadLetter(kafka.DeadLetterConfig{Brokers: a.cfg.KafkaBrokers, Topic: a.cfg.KafkaTopic + deadLetterSuffix, Sarama: sc})
+		}, (*kafka.DeadLetter).Close)
 		a.dlq = func(ctx context.Context, rec imcloud.Record) error {
 			d, err := dlq.get()
 			if err != nil {

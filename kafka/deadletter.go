@@ -1,4 +1,4 @@
-package job
+package kafka
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/imcloud/imcloud/internal/nometrics"
 )
 
-// KafkaDeadLetterConfig configures a KafkaDeadLetter.
-type KafkaDeadLetterConfig struct {
+// DeadLetterConfig configures a DeadLetter.
+type DeadLetterConfig struct {
 	// Brokers are the bootstrap brokers (required).
 	Brokers []string
 	// Topic is the dead-letter topic (required).
@@ -23,18 +23,18 @@ type KafkaDeadLetterConfig struct {
 	Sarama *sarama.Config
 }
 
-// KafkaDeadLetter writes records the job cannot read (a newer major
+// DeadLetter writes records the job cannot read (a newer major
 // version) to a dead-letter topic, unchanged, with headers naming where
 // they came from. Its Publish method is a Config.DeadLetter.
-type KafkaDeadLetter struct {
+type DeadLetter struct {
 	topic    string
 	producer sarama.SyncProducer
 }
 
-// NewKafkaDeadLetter connects the dead-letter producer.
-func NewKafkaDeadLetter(cfg KafkaDeadLetterConfig) (*KafkaDeadLetter, error) {
+// NewDeadLetter connects the dead-letter producer.
+func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
-		return nil, fmt.Errorf("%w: brokers and dead-letter topic are required", ErrKafkaConfig)
+		return nil, fmt.Errorf("%w: brokers and dead-letter topic are required", ErrConfig)
 	}
 	sc := sarama.NewConfig()
 	sc.MetricRegistry = nometrics.Registry{}
@@ -47,15 +47,15 @@ func NewKafkaDeadLetter(cfg KafkaDeadLetterConfig) (*KafkaDeadLetter, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	p, err := sarama.NewSyncProducer(cfg.Brokers, sc)
 	if err != nil {
-		return nil, fmt.Errorf("job: kafka dead-letter producer: %w", err)
+		return nil, fmt.Errorf("kafka: dead-letter producer: %w", err)
 	}
-	return &KafkaDeadLetter{topic: cfg.Topic, producer: p}, nil
+	return &DeadLetter{topic: cfg.Topic, producer: p}, nil
 }
 
 // Publish writes rec to the dead-letter topic and returns once the broker
 // acknowledged it. ctx is not consulted: the producer's own timeouts
 // bound the call.
-func (d *KafkaDeadLetter) Publish(ctx context.Context, rec imcloud.Record) error {
+func (d *DeadLetter) Publish(ctx context.Context, rec imcloud.Record) error {
 	_, _, err := d.producer.SendMessage(&sarama.ProducerMessage{
 		Topic: d.topic,
 		Key:   sarama.ByteEncoder(rec.Key),
@@ -66,10 +66,10 @@ func (d *KafkaDeadLetter) Publish(ctx context.Context, rec imcloud.Record) error
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("job: dead-letter publish: %w", err)
+		return fmt.Errorf("kafka: dead-letter publish: %w", err)
 	}
 	return nil
 }
 
 // Close closes the producer.
-func (d *KafkaDeadLetter) Close() error { return d.producer.Close() }
+func (d *DeadLetter) Close() error { return d.producer.Close() }

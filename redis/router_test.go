@@ -1,4 +1,4 @@
-package logic_test
+package redis_test
 
 import (
 	"context"
@@ -7,18 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
+	redigo "github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/routertest"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func newRedisRouter(t testing.TB, cfg logic.RedisConfig) *logic.RedisRouter {
+func newRedisRouter(t testing.TB, cfg redis.Config) *redis.Router {
 	t.Helper()
-	r, err := logic.NewRedisRouter(cfg)
+	r, err := redis.NewRouter(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
@@ -29,7 +30,7 @@ func TestRedisRouterConformance(t *testing.T) {
 	var n atomic.Int64
 	routertest.Run(t, func(t *testing.T) routertest.Harness {
 		// One server; each subtest gets an empty keyspace through its prefix.
-		r := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr, KeyPrefix: fmt.Sprintf("t%d:", n.Add(1))})
+		r := newRedisRouter(t, redis.Config{Addr: srv.Addr, KeyPrefix: fmt.Sprintf("t%d:", n.Add(1))})
 		return routertest.Harness{Store: r, Advance: time.Sleep}
 	})
 }
@@ -38,24 +39,24 @@ func TestRedisRouterConformance(t *testing.T) {
 // tooling that reads Redis keeps working.
 func TestRedisRouterSchema(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	r := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr})
+	r := newRedisRouter(t, redis.Config{Addr: srv.Addr})
 	ctx := context.Background()
 	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: 42, Key: "abc", Node: "node-a", Gen: 3}}, time.Minute))
 	require.NoError(t, r.PutRoomCounts(ctx, "node-a", map[string]int32{"live://1": 2}, time.Minute))
 
-	c, err := redis.Dial("tcp", srv.Addr)
+	c, err := redigo.Dial("tcp", srv.Addr)
 	require.NoError(t, err)
 	defer c.Close()
-	v, err := redis.String(c.Do("GET", "key_abc"))
+	v, err := redigo.String(c.Do("GET", "key_abc"))
 	require.NoError(t, err)
 	assert.Equal(t, "node-a", v)
-	h, err := redis.StringMap(c.Do("HGETALL", "mid_42"))
+	h, err := redigo.StringMap(c.Do("HGETALL", "mid_42"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"abc": "node-a"}, h)
-	ttl, err := redis.Int64(c.Do("PTTL", "mid_42"))
+	ttl, err := redigo.Int64(c.Do("PTTL", "mid_42"))
 	require.NoError(t, err)
 	assert.InDelta(t, 60000, ttl, 5000)
-	ol, err := redis.StringMap(c.Do("HGETALL", "ol_node-a"))
+	ol, err := redigo.StringMap(c.Do("HGETALL", "ol_node-a"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"live://1": "2"}, ol)
 }
@@ -64,7 +65,7 @@ func TestRedisRouterSchema(t *testing.T) {
 // expired (its node crashed) is not reported.
 func TestRedisRouterStaleMidField(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	r := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr})
+	r := newRedisRouter(t, redis.Config{Addr: srv.Addr})
 	ctx := context.Background()
 	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "old", Node: "node-a", Gen: 1}}, 200*time.Millisecond))
 	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "new", Node: "node-b", Gen: 1}}, time.Minute))
@@ -86,27 +87,27 @@ func TestRedisRouterStaleMidField(t *testing.T) {
 // TestRedisRouterAuth checks AUTH with a password and a wrong one.
 func TestRedisRouterAuth(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	c, err := redis.Dial("tcp", srv.Addr)
+	c, err := redigo.Dial("tcp", srv.Addr)
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.Do("ACL", "SETUSER", "pusher", "on", ">pw", "~*", "+@all")
 	require.NoError(t, err)
 	ctx := context.Background()
 
-	good := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr, Username: "pusher", Password: "pw"})
+	good := newRedisRouter(t, redis.Config{Addr: srv.Addr, Username: "pusher", Password: "pw"})
 	require.NoError(t, good.Ping(ctx))
-	bad := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr, Username: "pusher", Password: "nope"})
+	bad := newRedisRouter(t, redis.Config{Addr: srv.Addr, Username: "pusher", Password: "nope"})
 	require.Error(t, bad.Ping(ctx))
 	_, err = bad.NodesByMids(ctx, []int64{1})
 	require.Error(t, err)
 
-	_, err = logic.NewRedisRouter(logic.RedisConfig{DB: -1})
+	_, err = redis.NewRouter(redis.Config{DB: -1})
 	require.ErrorIs(t, err, logic.ErrInvalidArgument)
 }
 
 func TestRedisRouterClosed(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	r := newRedisRouter(t, logic.RedisConfig{Addr: srv.Addr})
+	r := newRedisRouter(t, redis.Config{Addr: srv.Addr})
 	require.NoError(t, r.Close())
 	require.NoError(t, r.Close(), "idempotent")
 	_, err := r.NodesByKeys(context.Background(), []string{"k"})

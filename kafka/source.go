@@ -1,4 +1,4 @@
-package job
+package kafka
 
 import (
 	"context"
@@ -14,16 +14,16 @@ import (
 	"github.com/imcloud/imcloud/internal/nometrics"
 )
 
-// ErrSourceClosed is returned by KafkaSource.Receive after Close.
-var ErrSourceClosed = errors.New("job: source closed")
+// ErrSourceClosed is returned by Source.Receive after Close.
+var ErrSourceClosed = errors.New("kafka: source closed")
 
-// ErrKafkaConfig is returned by NewKafkaSource and NewKafkaDeadLetter for
+// ErrConfig is returned by NewSource and NewDeadLetter for
 // an incomplete configuration.
-var ErrKafkaConfig = errors.New("job: kafka configuration")
+var ErrConfig = errors.New("kafka: configuration")
 
-// KafkaSourceConfig configures a KafkaSource. Every zero field means its
+// SourceConfig configures a Source. Every zero field means its
 // default.
-type KafkaSourceConfig struct {
+type SourceConfig struct {
 	// Brokers are the bootstrap brokers, host:port (required).
 	Brokers []string
 	// GroupID is the consumer group (required). Jobs sharing it share the
@@ -55,7 +55,7 @@ type KafkaSourceConfig struct {
 	Logger *slog.Logger
 }
 
-// KafkaSource is a Source on a Kafka consumer group (IBM/sarama). Receive
+// Source is a Source on a Kafka consumer group (IBM/sarama). Receive
 // hands out the records of the partitions this member owns, in offset order
 // per partition. Commit marks the offset after the committed one on the
 // group session that owns the partition (sarama's MarkOffset; never
@@ -64,12 +64,12 @@ type KafkaSourceConfig struct {
 // rebalance, records of partitions this member lost are discarded and
 // commits for them are dropped: the new owner resumes from the committed
 // offset and delivers them again.
-type KafkaSource struct {
-	cfg   KafkaSourceConfig
+type Source struct {
+	cfg   SourceConfig
 	group sarama.ConsumerGroup
 	log   *slog.Logger
 
-	records chan kafkaRecord
+	records chan claimedRecord
 	cancel  context.CancelFunc
 	done    chan struct{}
 	closed  chan struct{}
@@ -87,18 +87,16 @@ type claimState struct {
 	sess  sarama.ConsumerGroupSession
 }
 
-type kafkaRecord struct {
+type claimedRecord struct {
 	rec   imcloud.Record
 	epoch uint64
 }
 
-var _ Source = (*KafkaSource)(nil)
-
-// NewKafkaSource joins the consumer group and starts consuming in the
+// NewSource joins the consumer group and starts consuming in the
 // background; Receive hands the records out.
-func NewKafkaSource(cfg KafkaSourceConfig) (*KafkaSource, error) {
+func NewSource(cfg SourceConfig) (*Source, error) {
 	if len(cfg.Brokers) == 0 || cfg.GroupID == "" || cfg.Topic == "" {
-		return nil, fmt.Errorf("%w: brokers, group id and topic are required", ErrKafkaConfig)
+		return nil, fmt.Errorf("%w: brokers, group id and topic are required", ErrConfig)
 	}
 	sc := sarama.NewConfig()
 	sc.MetricRegistry = nometrics.Registry{}
@@ -124,7 +122,7 @@ func NewKafkaSource(cfg KafkaSourceConfig) (*KafkaSource, error) {
 		sc.Consumer.Group.Heartbeat.Interval = max(cfg.SessionTimeout/6, 100*time.Millisecond)
 	}
 	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKafkaConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -132,12 +130,12 @@ func NewKafkaSource(cfg KafkaSourceConfig) (*KafkaSource, error) {
 	}
 	group, err := sarama.NewConsumerGroup(cfg.Brokers, cfg.GroupID, sc)
 	if err != nil {
-		return nil, fmt.Errorf("job: kafka consumer group %s: %w", cfg.GroupID, err)
+		return nil, fmt.Errorf("kafka: consumer group %s: %w", cfg.GroupID, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &KafkaSource{
+	s := &Source{
 		cfg: cfg, group: group, log: log,
-		records: make(chan kafkaRecord, cfg.Buffer),
+		records: make(chan claimedRecord, cfg.Buffer),
 		cancel:  cancel, done: make(chan struct{}), closed: make(chan struct{}),
 		claims: make(map[int32]*claimState),
 	}
@@ -147,17 +145,19 @@ func NewKafkaSource(cfg KafkaSourceConfig) (*KafkaSource, error) {
 }
 
 // consume runs group sessions until Close; each rebalance ends a session.
-func (s *KafkaSource) consume(ctx context.Context) {
+func (s *Source) consume(ctx context.Context) {
 	defer close(s.done)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.group.Consume(ctx, []string{s.cfg.Topic}, (*kafkaHandler)(s))
+		err := s.group.Consume(ctx, []string{s.cfg.Topic}, (*groupHandler)(s))
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil:
 			return
 		case err != nil:
-			s.log.Warn("job: kafka group session failed", "group", s.cfg.GroupID, "err", err)
-			if !sleepCtx(ctx, backoff) {
+			s.log.Warn("kafka: group session failed", "group", s.cfg.GroupID, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
@@ -167,14 +167,14 @@ func (s *KafkaSource) consume(ctx context.Context) {
 	}
 }
 
-func (s *KafkaSource) logErrors() {
+func (s *Source) logErrors() {
 	for err := range s.group.Errors() {
-		s.log.Warn("job: kafka consumer error", "group", s.cfg.GroupID, "err", err)
+		s.log.Warn("kafka: consumer error", "group", s.cfg.GroupID, "err", err)
 	}
 }
 
 // Receive returns the next record of a partition this member owns.
-func (s *KafkaSource) Receive(ctx context.Context) (imcloud.Record, error) {
+func (s *Source) Receive(ctx context.Context) (imcloud.Record, error) {
 	for {
 		select {
 		case kr := <-s.records:
@@ -190,7 +190,7 @@ func (s *KafkaSource) Receive(ctx context.Context) (imcloud.Record, error) {
 	}
 }
 
-func (s *KafkaSource) owns(partition int32, epoch uint64) bool {
+func (s *Source) owns(partition int32, epoch uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.claims[partition]
@@ -201,7 +201,7 @@ func (s *KafkaSource) owns(partition int32, epoch uint64) bool {
 // session that owns it; the mark is flushed within CommitInterval. A
 // partition this member does not own any more is not an error: the commit
 // is dropped.
-func (s *KafkaSource) Commit(ctx context.Context, partition int32, offset int64) error {
+func (s *Source) Commit(ctx context.Context, partition int32, offset int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.claims[partition]
@@ -214,11 +214,11 @@ func (s *KafkaSource) Commit(ctx context.Context, partition int32, offset int64)
 
 // Discarded is the number of records dropped because a rebalance took
 // their partition away before Receive handed them out.
-func (s *KafkaSource) Discarded() uint64 { return s.discarded.Load() }
+func (s *Source) Discarded() uint64 { return s.discarded.Load() }
 
 // Close leaves the group after flushing the marked offsets. Receive
 // returns ErrSourceClosed afterwards. It is idempotent.
-func (s *KafkaSource) Close() error {
+func (s *Source) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
@@ -229,22 +229,22 @@ func (s *KafkaSource) Close() error {
 	return err
 }
 
-// kafkaHandler is the sarama.ConsumerGroupHandler of a KafkaSource.
-type kafkaHandler KafkaSource
+// groupHandler is the sarama.ConsumerGroupHandler of a Source.
+type groupHandler Source
 
-func (h *kafkaHandler) Setup(sess sarama.ConsumerGroupSession) error {
-	h.log.Info("job: kafka partitions assigned", "group", h.cfg.GroupID,
+func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.log.Info("kafka: partitions assigned", "group", h.cfg.GroupID,
 		"partitions", sess.Claims()[h.cfg.Topic], "generation", sess.GenerationID())
 	return nil
 }
 
-func (h *kafkaHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 	sess.Commit() // flush the marks before the partitions move
 	return nil
 }
 
-func (h *kafkaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	s := (*KafkaSource)(h)
+func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	s := (*Source)(h)
 	p := claim.Partition()
 	epoch := s.epoch.Add(1)
 	s.mu.Lock()
@@ -263,7 +263,7 @@ func (h *kafkaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			if !ok {
 				return nil
 			}
-			kr := kafkaRecord{epoch: epoch, rec: imcloud.Record{
+			kr := claimedRecord{epoch: epoch, rec: imcloud.Record{
 				Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,
 			}}
 			select {

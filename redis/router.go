@@ -1,4 +1,4 @@
-package logic
+package redis
 
 import (
 	"context"
@@ -7,21 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
+	redigo "github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
 )
 
-var _ Router = (*RedisRouter)(nil)
+var _ logic.Router = (*Router)(nil)
 
-// RedisConfig configures a RedisRouter. Every zero field means the
+// Config configures a Router. Every zero field means the
 // documented default.
-type RedisConfig struct {
+type Config struct {
 	// Addr is the server's host:port. Default "127.0.0.1:6379".
 	Addr string
 	// Username and Password authenticate (AUTH, or ACL AUTH with a
@@ -65,17 +67,17 @@ type RedisConfig struct {
 	Logger *slog.Logger
 }
 
-// RedisRouter is the Router, cloud session store and job node directory
+// Router is logic's Router, cloud's SessionStore and job's NodeDirectory
 // over Redis (gomodule/redigo), with goim's key schema extended by
 // connection generations, a node registry and expiring room counts (see
-// router_redis_scripts.go). Every call is one round trip whatever the
+// scripts.go). Every call is one round trip whatever the
 // number of keys, mids or sessions; concurrent lookups share round trips.
 // Writes are Lua scripts, atomic on the server.
 //
 // Safe for concurrent use. Close releases the connections.
-type RedisRouter struct {
-	cfg    RedisConfig
-	pool   *redis.Pool
+type Router struct {
+	cfg    Config
+	pool   *redigo.Pool
 	prefix string
 	log    *slog.Logger
 
@@ -86,9 +88,9 @@ type RedisRouter struct {
 	closeOnce sync.Once
 }
 
-// NewRedisRouter returns a router over the Redis at cfg.Addr. It does not
+// NewRouter returns a router over the Redis at cfg.Addr. It does not
 // connect until first used; call Ping to check the server.
-func NewRedisRouter(cfg RedisConfig) (*RedisRouter, error) {
+func NewRouter(cfg Config) (*Router, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:6379"
 	}
@@ -117,34 +119,34 @@ func NewRedisRouter(cfg RedisConfig) (*RedisRouter, error) {
 		cfg.MaxBatch = 256
 	}
 	if cfg.DB < 0 {
-		return nil, fmt.Errorf("%w: negative Redis DB %d", ErrInvalidArgument, cfg.DB)
+		return nil, fmt.Errorf("%w: negative Redis DB %d", logic.ErrInvalidArgument, cfg.DB)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := []redis.DialOption{
-		redis.DialConnectTimeout(cfg.DialTimeout),
-		redis.DialReadTimeout(cfg.ReadTimeout),
-		redis.DialWriteTimeout(cfg.WriteTimeout),
-		redis.DialDatabase(cfg.DB),
+	opts := []redigo.DialOption{
+		redigo.DialConnectTimeout(cfg.DialTimeout),
+		redigo.DialReadTimeout(cfg.ReadTimeout),
+		redigo.DialWriteTimeout(cfg.WriteTimeout),
+		redigo.DialDatabase(cfg.DB),
 	}
 	if cfg.Password != "" {
-		opts = append(opts, redis.DialPassword(cfg.Password))
+		opts = append(opts, redigo.DialPassword(cfg.Password))
 	}
 	if cfg.Username != "" {
-		opts = append(opts, redis.DialUsername(cfg.Username))
+		opts = append(opts, redigo.DialUsername(cfg.Username))
 	}
 	if cfg.TLS != nil {
-		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(cfg.TLS))
+		opts = append(opts, redigo.DialUseTLS(true), redigo.DialTLSConfig(cfg.TLS))
 	}
-	r := &RedisRouter{
+	r := &Router{
 		cfg:    cfg,
 		prefix: cfg.KeyPrefix,
 		log:    log,
-		pool: &redis.Pool{
-			DialContext: func(ctx context.Context) (redis.Conn, error) {
-				return redis.DialContext(ctx, "tcp", cfg.Addr, opts...)
+		pool: &redigo.Pool{
+			DialContext: func(ctx context.Context) (redigo.Conn, error) {
+				return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
 			},
 			MaxIdle:     cfg.PoolSize,
 			MaxActive:   cfg.PoolSize,
@@ -163,7 +165,7 @@ func NewRedisRouter(cfg RedisConfig) (*RedisRouter, error) {
 
 // Close stops the lookup goroutines and closes the connections. Calls in
 // flight fail; later calls return ErrClosed. Idempotent.
-func (r *RedisRouter) Close() error {
+func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.quit)
 		r.wg.Wait()
@@ -172,8 +174,8 @@ func (r *RedisRouter) Close() error {
 	return nil
 }
 
-// RedisStats are a RedisRouter's counters since NewRedisRouter.
-type RedisStats struct {
+// Stats are a Router's counters since NewRouter.
+type Stats struct {
 	// Lookups is the number of NodesByKeys and NodesByMids calls that
 	// reached Redis.
 	Lookups uint64
@@ -183,21 +185,21 @@ type RedisStats struct {
 }
 
 // Stats returns the router's counters.
-func (r *RedisRouter) Stats() RedisStats {
-	return RedisStats{Lookups: r.stats.lookups.Load(), RoundTrips: r.stats.roundTrips.Load()}
+func (r *Router) Stats() Stats {
+	return Stats{Lookups: r.stats.lookups.Load(), RoundTrips: r.stats.roundTrips.Load()}
 }
 
 // Ping checks that the server answers.
-func (r *RedisRouter) Ping(ctx context.Context) error {
+func (r *Router) Ping(ctx context.Context) error {
 	_, err := r.do(ctx, "PING")
 	return err
 }
 
 // conn takes a pooled connection, waiting at most PoolWait.
-func (r *RedisRouter) conn(ctx context.Context) (redis.Conn, error) {
+func (r *Router) conn(ctx context.Context) (redigo.Conn, error) {
 	select {
 	case <-r.quit:
-		return nil, ErrClosed
+		return nil, logic.ErrClosed
 	default:
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.PoolWait)
@@ -207,27 +209,27 @@ func (r *RedisRouter) conn(ctx context.Context) (redis.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("logic: redis %s: %w", r.cfg.Addr, err)
+		return nil, fmt.Errorf("redis: %s: %w", r.cfg.Addr, err)
 	}
 	return c, nil
 }
 
-func (r *RedisRouter) do(ctx context.Context, cmd string, args ...any) (any, error) {
+func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	c, err := r.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	reply, err := redis.DoContext(c, ctx, cmd, args...)
+	reply, err := redigo.DoContext(c, ctx, cmd, args...)
 	if err != nil {
-		return nil, fmt.Errorf("logic: redis %s: %w", cmd, err)
+		return nil, fmt.Errorf("redis: %s: %w", cmd, err)
 	}
 	return reply, nil
 }
 
 // script runs s with args in one round trip: EVALSHA, and EVAL (which
 // loads it) when the server does not know it yet (first use, restart).
-func (r *RedisRouter) script(ctx context.Context, s *redis.Script, args ...any) (any, error) {
+func (r *Router) script(ctx context.Context, s *redigo.Script, args ...any) (any, error) {
 	c, err := r.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -235,14 +237,14 @@ func (r *RedisRouter) script(ctx context.Context, s *redis.Script, args ...any) 
 	defer c.Close()
 	reply, err := s.DoContext(ctx, c, args...)
 	if err != nil {
-		return nil, fmt.Errorf("logic: redis script: %w", err)
+		return nil, fmt.Errorf("redis: script: %w", err)
 	}
 	return reply, nil
 }
 
 // scripts pipelines several calls of s, one per argument list, in one
 // round trip, loading s first if the server does not know it.
-func (r *RedisRouter) scripts(ctx context.Context, s *redis.Script, calls [][]any) error {
+func (r *Router) scripts(ctx context.Context, s *redigo.Script, calls [][]any) error {
 	if len(calls) == 0 {
 		return ctx.Err()
 	}
@@ -258,15 +260,15 @@ func (r *RedisRouter) scripts(ctx context.Context, s *redis.Script, calls [][]an
 	for attempt := 0; ; attempt++ {
 		for _, args := range calls {
 			if err := s.SendHash(c, args...); err != nil {
-				return fmt.Errorf("logic: redis send: %w", err)
+				return fmt.Errorf("redis: send: %w", err)
 			}
 		}
 		if err := c.Flush(); err != nil {
-			return fmt.Errorf("logic: redis flush: %w", err)
+			return fmt.Errorf("redis: flush: %w", err)
 		}
 		var first error
 		for range calls {
-			if _, err := redis.ReceiveContext(c, ctx); err != nil && first == nil {
+			if _, err := redigo.ReceiveContext(c, ctx); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -275,16 +277,16 @@ func (r *RedisRouter) scripts(ctx context.Context, s *redis.Script, calls [][]an
 		}
 		if attempt == 0 && isNoScript(first) {
 			if err := s.Load(c); err != nil {
-				return fmt.Errorf("logic: redis script load: %w", err)
+				return fmt.Errorf("redis: script load: %w", err)
 			}
 			continue // the scripts are idempotent: run the batch again
 		}
-		return fmt.Errorf("logic: redis script: %w", first)
+		return fmt.Errorf("redis: script: %w", first)
 	}
 }
 
 func isNoScript(err error) bool {
-	var re redis.Error
+	var re redigo.Error
 	return errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
 }
 
@@ -293,7 +295,7 @@ func isNoScript(err error) bool {
 const sessionChunk = 256
 
 // PutSessions records or renews sessions for ttl, in one round trip.
-func (r *RedisRouter) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+func (r *Router) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
 	ms := ttlMillis(ttl)
 	var calls [][]any
 	for i := 0; i < len(sessions); i += sessionChunk {
@@ -310,7 +312,7 @@ func (r *RedisRouter) PutSessions(ctx context.Context, sessions []imcloud.Sessio
 
 // RemoveSessions removes the sessions whose routes still name the same
 // Node and Gen, in one round trip.
-func (r *RedisRouter) RemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
+func (r *Router) RemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
 	var calls [][]any
 	for i := 0; i < len(sessions); i += sessionChunk {
 		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
@@ -344,7 +346,7 @@ type nodeRecord struct {
 
 // PutNode registers or renews node for ttl. Updated is set to now when
 // zero.
-func (r *RedisRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
+func (r *Router) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
 	if node.Updated.IsZero() {
 		node.Updated = time.Now()
 	}
@@ -357,14 +359,14 @@ func (r *RedisRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.D
 }
 
 // RemoveNode deregisters the node and drops its room counts.
-func (r *RedisRouter) RemoveNode(ctx context.Context, id string) error {
+func (r *Router) RemoveNode(ctx context.Context, id string) error {
 	_, err := r.script(ctx, removeNodeScript, r.prefix, id)
 	return err
 }
 
 // Nodes returns the live nodes, ordered by id.
-func (r *RedisRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
-	vals, err := redis.ByteSlices(r.script(ctx, nodesScript, r.prefix))
+func (r *Router) Nodes(ctx context.Context) ([]imcloud.Node, error) {
+	vals, err := redigo.ByteSlices(r.script(ctx, nodesScript, r.prefix))
 	if err != nil {
 		return nil, err
 	}
@@ -372,18 +374,18 @@ func (r *RedisRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 	for _, v := range vals {
 		var rec nodeRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
-			r.log.Warn("logic: undecodable node registration in Redis", "err", err)
+			r.log.Warn("redis: undecodable node registration in Redis", "err", err)
 			continue
 		}
 		out = append(out, imcloud.Node{ID: rec.ID, LinkAddr: rec.LinkAddr, PublicAddrs: rec.PublicAddrs,
 			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated)})
 	}
-	sortNodes(out)
+	slices.SortFunc(out, func(a, b imcloud.Node) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
 // PutRoomCounts replaces node's room counts for ttl.
-func (r *RedisRouter) PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error {
+func (r *Router) PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error {
 	args := make([]any, 0, 3+2*len(counts))
 	args = append(args, r.prefix, node, ttlMillis(ttl))
 	for room, n := range counts {
@@ -395,17 +397,17 @@ func (r *RedisRouter) PutRoomCounts(ctx context.Context, node string, counts map
 
 // RoomCounts returns the sum of every unexpired node report per room, in
 // one round trip.
-func (r *RedisRouter) RoomCounts(ctx context.Context) (map[string]int32, error) {
-	vals, err := redis.Values(r.script(ctx, roomCountsScript, r.prefix))
+func (r *Router) RoomCounts(ctx context.Context) (map[string]int32, error) {
+	vals, err := redigo.Values(r.script(ctx, roomCountsScript, r.prefix))
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]int32, len(vals)/2)
 	for i := 0; i+1 < len(vals); i += 2 {
-		room, err1 := redis.String(vals[i], nil)
-		n, err2 := redis.Int64(vals[i+1], nil)
+		room, err1 := redigo.String(vals[i], nil)
+		n, err2 := redigo.Int64(vals[i+1], nil)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("logic: redis room counts: unexpected reply")
+			return nil, fmt.Errorf("redis: room counts: unexpected reply")
 		}
 		out[room] = int32(n)
 	}

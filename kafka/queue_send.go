@@ -1,4 +1,4 @@
-package logic
+package kafka
 
 import (
 	"encoding/binary"
@@ -9,7 +9,7 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// kafkaSender is the state of the KafkaQueue's one sending goroutine: the
+// sender is the state of the Queue's one sending goroutine: the
 // records waiting per partition and the requests in flight. Only that
 // goroutine touches it, except answers, which sarama's response
 // goroutines append to.
@@ -18,8 +18,8 @@ import (
 // request in flight; a failed request's records go back to the head of
 // their partition's queue; a broker has at most one request in flight.
 // A partition that failed waits out its backoff alone: the others go on.
-type kafkaSender struct {
-	q           *KafkaQueue
+type sender struct {
+	q           *Queue
 	parts       map[int32]*partitionQueue
 	order       []*partitionQueue // every partition seen, in first-seen order
 	busy        map[*sarama.Broker]bool
@@ -33,8 +33,8 @@ type kafkaSender struct {
 // Publish order, and the ones in flight.
 type partitionQueue struct {
 	id       int32
-	records  []*kafkaRecord
-	inFlight []*kafkaRecord
+	records  []*pendingRecord
+	inFlight []*pendingRecord
 	retries  int       // failed attempts in a row
 	resume   time.Time // no sending before this (backoff after a failure)
 }
@@ -65,10 +65,10 @@ const recordOverhead = 1 + 5*binary.MaxVarintLen64
 const requestOverhead = 10 << 10
 
 // sender runs until the queue is closed and every record is finished.
-func (q *KafkaQueue) sender() {
+func (q *Queue) sender() {
 	defer close(q.stopped)
-	s := &kafkaSender{q: q, parts: make(map[int32]*partitionQueue), busy: make(map[*sarama.Broker]bool)}
-	var taken []*kafkaRecord
+	s := &sender{q: q, parts: make(map[int32]*partitionQueue), busy: make(map[*sarama.Broker]bool)}
+	var taken []*pendingRecord
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -92,7 +92,7 @@ func (q *KafkaQueue) sender() {
 
 // take moves what Publish queued into the partition queues, and reports
 // whether the queue is closed. buf is the previous call's buffer, reused.
-func (s *kafkaSender) take(buf []*kafkaRecord) ([]*kafkaRecord, bool) {
+func (s *sender) take(buf []*pendingRecord) ([]*pendingRecord, bool) {
 	q := s.q
 	q.mu.Lock()
 	recs, closed := q.pending, q.closed
@@ -116,7 +116,7 @@ func (s *kafkaSender) take(buf []*kafkaRecord) ([]*kafkaRecord, bool) {
 }
 
 // idle reports whether nothing waits and nothing is in flight.
-func (s *kafkaSender) idle() bool {
+func (s *sender) idle() bool {
 	for _, pq := range s.order {
 		if len(pq.records) > 0 || pq.inFlight != nil {
 			return false
@@ -127,7 +127,7 @@ func (s *kafkaSender) idle() bool {
 
 // nextResume is how long until the first partition waiting out a backoff
 // may be sent again, if one is.
-func (s *kafkaSender) nextResume() (time.Duration, bool) {
+func (s *sender) nextResume() (time.Duration, bool) {
 	var first time.Time
 	for _, pq := range s.order {
 		if len(pq.records) > 0 && pq.inFlight == nil && !pq.resume.IsZero() && (first.IsZero() || pq.resume.Before(first)) {
@@ -144,7 +144,7 @@ func (s *kafkaSender) nextResume() (time.Duration, bool) {
 // with what its ready partitions hold: each partition's records in order,
 // up to Producer.MaxMessageBytes of them per partition, sarama's
 // MaxRequestSize and Flush.MaxMessages per request.
-func (s *kafkaSender) dispatch() {
+func (s *sender) dispatch() {
 	q := s.q
 	now := time.Now()
 	ready := func(pq *partitionQueue) bool {
@@ -154,7 +154,7 @@ func (s *kafkaSender) dispatch() {
 		for _, pq := range s.order {
 			if pq.retries > 0 && ready(pq) {
 				if err := q.client.RefreshMetadata(q.topic); err != nil {
-					q.log.Warn("logic: kafka metadata refresh failed", "topic", q.topic, "err", err)
+					q.log.Warn("kafka: metadata refresh failed", "topic", q.topic, "err", err)
 				}
 				s.needRefresh = false
 				break
@@ -186,7 +186,7 @@ func (s *kafkaSender) dispatch() {
 		if n == 0 {
 			continue
 		}
-		pq.inFlight = append([]*kafkaRecord(nil), pq.records[:n]...)
+		pq.inFlight = append([]*pendingRecord(nil), pq.records[:n]...)
 		pq.records = pq.records[n:]
 		br.req.AddBatch(q.topic, pq.id, q.recordBatch(pq.inFlight))
 		br.parts = append(br.parts, pq)
@@ -201,7 +201,7 @@ func (s *kafkaSender) dispatch() {
 
 // fit returns how many of recs (one partition's, in order) br can still
 // carry, and counts them in.
-func (s *kafkaSender) fit(br *brokerRound, recs []*kafkaRecord) int {
+func (s *sender) fit(br *brokerRound, recs []*pendingRecord) int {
 	conf := s.q.conf
 	maxRequest := int(sarama.MaxRequestSize) - requestOverhead
 	batch := 0
@@ -221,7 +221,7 @@ func (s *kafkaSender) fit(br *brokerRound, recs []*kafkaRecord) int {
 }
 
 // encodedSizeBound is at least the size of r's encoding in a batch.
-func (r *kafkaRecord) encodedSizeBound() int {
+func (r *pendingRecord) encodedSizeBound() int {
 	n := len(r.key.b) + len(r.value.b) + recordOverhead
 	for _, h := range r.pm.Headers {
 		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen64
@@ -231,7 +231,7 @@ func (r *kafkaRecord) encodedSizeBound() int {
 
 // newProduceRequest is an empty request in the version sarama's producer
 // uses for the configured Kafka version (at least 0.11: record batches).
-func (q *KafkaQueue) newProduceRequest() *sarama.ProduceRequest {
+func (q *Queue) newProduceRequest() *sarama.ProduceRequest {
 	v := q.conf.Version
 	req := &sarama.ProduceRequest{
 		RequiredAcks: q.conf.Producer.RequiredAcks,
@@ -255,7 +255,7 @@ func (q *KafkaQueue) newProduceRequest() *sarama.ProduceRequest {
 // recordBatch is one partition's records as a compressed record batch.
 // Each record's timestamp is when it was published, to the millisecond
 // (wall clock: created carries no monotonic reading).
-func (q *KafkaQueue) recordBatch(recs []*kafkaRecord) *sarama.RecordBatch {
+func (q *Queue) recordBatch(recs []*pendingRecord) *sarama.RecordBatch {
 	first, last := recs[0].created, recs[0].created
 	for _, r := range recs[1:] {
 		if r.created.Before(first) {
@@ -298,7 +298,7 @@ func (q *KafkaQueue) recordBatch(recs []*kafkaRecord) *sarama.RecordBatch {
 // produce sends br's request. sarama reads the response on the broker's
 // own goroutine and runs the callback there, where the broker must not be
 // used again, so the callback only queues the answer and wakes the sender.
-func (s *kafkaSender) produce(br *brokerRound) {
+func (s *sender) produce(br *brokerRound) {
 	if s.q.conf.Producer.RequiredAcks == sarama.NoResponse {
 		err := br.broker.AsyncProduce(br.req, nil) // no response will come
 		s.settle(brokerAnswer{round: br, err: err})
@@ -318,7 +318,7 @@ func (s *kafkaSender) produce(br *brokerRound) {
 	}
 }
 
-func (s *kafkaSender) settleAnswers() {
+func (s *sender) settleAnswers() {
 	s.mu.Lock()
 	answers := s.answers
 	s.answers = nil
@@ -330,7 +330,7 @@ func (s *kafkaSender) settleAnswers() {
 
 // settle finishes the records of a broker's answer, or puts them back for
 // a retry.
-func (s *kafkaSender) settle(a brokerAnswer) {
+func (s *sender) settle(a brokerAnswer) {
 	q := s.q
 	delete(s.busy, a.round.broker)
 	var encoding sarama.PacketEncodingError
@@ -345,7 +345,7 @@ func (s *kafkaSender) settle(a brokerAnswer) {
 	case a.err != nil:
 		// The connection failed: drop it, so the retry reconnects (the
 		// client's Leader opens it again), as sarama's producer does.
-		q.log.Warn("logic: kafka produce request failed", "broker", a.round.broker.Addr(), "err", a.err)
+		q.log.Warn("kafka: produce request failed", "broker", a.round.broker.Addr(), "err", a.err)
 		_ = a.round.broker.Close()
 		for _, pq := range a.round.parts {
 			s.retry(pq, a.err)
@@ -373,7 +373,7 @@ func (s *kafkaSender) settle(a brokerAnswer) {
 	}
 }
 
-func (s *kafkaSender) finishAll(pq *partitionQueue, err error) {
+func (s *sender) finishAll(pq *partitionQueue, err error) {
 	for _, r := range pq.inFlight {
 		s.q.finish(r, err)
 	}
@@ -383,7 +383,7 @@ func (s *kafkaSender) finishAll(pq *partitionQueue, err error) {
 // retry puts pq's records in flight back at the head of its queue, fails
 // those out of retries (Producer.Retry.Max each), and holds the partition
 // back for the retry backoff.
-func (s *kafkaSender) retry(pq *partitionQueue, err error) {
+func (s *sender) retry(pq *partitionQueue, err error) {
 	conf := s.q.conf
 	kept := pq.inFlight[:0]
 	for _, r := range pq.inFlight {
@@ -403,7 +403,7 @@ func (s *kafkaSender) retry(pq *partitionQueue, err error) {
 	}
 	pq.resume = time.Now().Add(backoff)
 	s.needRefresh = true
-	s.q.log.Warn("logic: kafka partition will be retried", "topic", s.q.topic, "partition", pq.id,
+	s.q.log.Warn("kafka: partition will be retried", "topic", s.q.topic, "partition", pq.id,
 		"records", len(pq.records), "retries", pq.retries, "backoff", backoff, "err", err)
 }
 

@@ -1,4 +1,4 @@
-package logic_test
+package kafka_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
 	"github.com/imcloud/imcloud/logic"
 )
 
@@ -57,7 +58,7 @@ func injectProduceErrors(k *testenv.Kafka, code sarama.KError, fail func(n int64
 // queueConfig is the queue's default sarama configuration with quick
 // retries, for tests that make the broker fail.
 func queueConfig(adjust func(*sarama.Config)) *sarama.Config {
-	c := logic.NewKafkaSaramaConfig()
+	c := kafka.NewProducerConfig()
 	c.Producer.Retry.Backoff = 5 * time.Millisecond
 	if adjust != nil {
 		adjust(c)
@@ -65,9 +66,9 @@ func queueConfig(adjust func(*sarama.Config)) *sarama.Config {
 	return c
 }
 
-func openQueue(t *testing.T, k *testenv.Kafka, topic string, sc *sarama.Config) *logic.KafkaQueue {
+func openQueue(t *testing.T, k *testenv.Kafka, topic string, sc *sarama.Config) *kafka.Queue {
 	t.Helper()
-	q, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: k.Brokers, Topic: topic, Sarama: sc})
+	q, err := kafka.NewQueue(kafka.QueueConfig{Brokers: k.Brokers, Topic: topic, Sarama: sc})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = q.Close() })
 	return q
@@ -266,7 +267,7 @@ func TestKafkaQueueRefusedConfig(t *testing.T) {
 		"transactional":       func(c *sarama.Config) { c.Producer.Transaction.ID = "tx" },
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := logic.NewKafkaQueue(logic.KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Sarama: queueConfig(adjust)})
+			_, err := kafka.NewQueue(kafka.QueueConfig{Brokers: []string{"127.0.0.1:1"}, Sarama: queueConfig(adjust)})
 			require.ErrorIs(t, err, logic.ErrInvalidArgument)
 		})
 	}
@@ -278,7 +279,7 @@ func TestKafkaQueueRefusedConfig(t *testing.T) {
 func TestKafkaQueueBoundedPending(t *testing.T) {
 	k := testenv.StartKafka(t, "bound")
 	q := openQueue(t, k, "bound", nil)
-	msgs := make([]*imcloud.Message, logic.MaxPendingRecords+1)
+	msgs := make([]*imcloud.Message, kafka.MaxPendingRecords+1)
 	for i := range msgs {
 		msgs[i] = nodeMessage("node-a", i, 0)
 	}

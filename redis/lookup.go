@@ -1,11 +1,12 @@
-package logic
+package redis
 
 import (
 	"context"
 	"fmt"
 	"runtime"
 
-	"github.com/gomodule/redigo/redis"
+	redigo "github.com/gomodule/redigo/redis"
+	"github.com/imcloud/imcloud/logic"
 )
 
 // lookup is one NodesByKeys or NodesByMids call waiting for a round trip.
@@ -20,18 +21,18 @@ type lookup struct {
 
 // NodesByKeys returns key -> node id for the keys that are online. Calls
 // made while another is in flight share the next round trip (one MGET).
-func (r *RedisRouter) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
+func (r *Router) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
 	return r.lookup(ctx, &lookup{ctx: ctx, keys: keys})
 }
 
 // NodesByMids returns key -> node id for every live connection of mids.
 // Calls made while another is in flight share the next round trip (one
 // script call for all their mids).
-func (r *RedisRouter) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
+func (r *Router) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
 	return r.lookup(ctx, &lookup{ctx: ctx, mids: mids})
 }
 
-func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string, error) {
+func (r *Router) lookup(ctx context.Context, l *lookup) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -47,7 +48,7 @@ func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string,
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.quit:
-			return nil, ErrClosed
+			return nil, logic.ErrClosed
 		}
 	}
 	select {
@@ -56,7 +57,7 @@ func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string,
 	case <-ctx.Done():
 		return nil, ctx.Err() // the loop finishes l and nobody reads it
 	case <-r.quit:
-		return nil, ErrClosed
+		return nil, logic.ErrClosed
 	}
 }
 
@@ -64,7 +65,7 @@ func (r *RedisRouter) lookup(ctx context.Context, l *lookup) (map[string]string,
 // waiting (up to MaxBatch), and resolves them all in one round trip.
 // Under light load a batch is one lookup and adds no delay; under heavy
 // load batches grow and round trips per lookup fall.
-func (r *RedisRouter) lookupLoop() {
+func (r *Router) lookupLoop() {
 	defer r.wg.Done()
 	batch := make([]*lookup, 0, r.cfg.MaxBatch)
 	nodes := nodeNames{}
@@ -117,7 +118,7 @@ func (n nodeNames) get(b []byte) string {
 
 // resolve answers a batch of lookups with one MGET (all keys) and one
 // script call (all mids), pipelined on one connection.
-func (r *RedisRouter) resolve(batch []*lookup, nodes nodeNames) {
+func (r *Router) resolve(batch []*lookup, nodes nodeNames) {
 	var nkeys, nmids int
 	live := batch[:0:0]
 	for _, l := range batch {
@@ -207,7 +208,7 @@ func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames
 
 // errRoutesReply is a mids script reply that does not parse: a script of
 // another version answered, or the reply was cut.
-var errRoutesReply = fmt.Errorf("%w: malformed mids lookup reply", ErrRouter)
+var errRoutesReply = fmt.Errorf("%w: malformed mids lookup reply", logic.ErrRouter)
 
 // lengthPrefixed reads one "<len>:<bytes>" item of the mids script's
 // reply.
@@ -233,7 +234,7 @@ func decimalPrefix(b []byte) (n int, rest []byte, err error) {
 	return 0, nil, errRoutesReply
 }
 
-func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
+func (r *Router) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
 	c, err := r.conn(ctx)
 	cancel()
@@ -243,32 +244,32 @@ func (r *RedisRouter) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte
 	defer c.Close()
 	if keyArgs != nil {
 		if err := c.Send("MGET", keyArgs...); err != nil {
-			return nil, nil, fmt.Errorf("logic: redis MGET: %w", err)
+			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 	}
 	if midArgs != nil {
 		if err := midsScript.SendHash(c, midArgs...); err != nil {
-			return nil, nil, fmt.Errorf("logic: redis mids: %w", err)
+			return nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return nil, nil, fmt.Errorf("logic: redis flush: %w", err)
+		return nil, nil, fmt.Errorf("redis: flush: %w", err)
 	}
 	if keyArgs != nil {
-		if keys, err = redis.Values(c.Receive()); err != nil {
-			return nil, nil, fmt.Errorf("logic: redis MGET: %w", err)
+		if keys, err = redigo.Values(c.Receive()); err != nil {
+			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 		if len(keys) != len(keyArgs) {
-			return nil, nil, fmt.Errorf("logic: redis MGET: %d replies for %d keys", len(keys), len(keyArgs))
+			return nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
 		}
 	}
 	if midArgs != nil {
-		mids, err = redis.Bytes(c.Receive())
+		mids, err = redigo.Bytes(c.Receive())
 		if err != nil && isNoScript(err) {
-			mids, err = redis.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
+			mids, err = redigo.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("logic: redis mids: %w", err)
+			return nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
 	return keys, mids, nil

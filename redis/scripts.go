@@ -1,6 +1,6 @@
-package logic
+package redis
 
-import "github.com/gomodule/redigo/redis"
+import redigo "github.com/gomodule/redigo/redis"
 
 // The Redis router's Lua scripts. Each runs atomically on the server, so a
 // removal racing a re-registration can never delete the new route, and
@@ -19,7 +19,7 @@ import "github.com/gomodule/redigo/redis"
 //	{p}ol          zset    id scored by expiry (unix ms)
 
 // putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...
-var putSessionsScript = redis.NewScript(0, `
+var putSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
 for i = 3, #ARGV, 4 do
@@ -45,7 +45,7 @@ return 0
 
 // removeSessionsScript: ARGV = prefix, then (key, node, gen)...; a route is
 // removed only when it still names node and gen.
-var removeSessionsScript = redis.NewScript(0, `
+var removeSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local n = 0
 for i = 2, #ARGV, 3 do
@@ -70,7 +70,7 @@ return n
 // client reads a batch's reply with one allocation instead of three per
 // route. A hash field whose key_ entry expired or moved (a crashed node
 // never removed it) is dropped and cleaned up on the way.
-var midsScript = redis.NewScript(0, `
+var midsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
@@ -101,7 +101,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // putNodeScript: ARGV = prefix, id, ttl ms, JSON.
-var putNodeScript = redis.NewScript(0, luaNow+`
+var putNodeScript = redigo.NewScript(0, luaNow+`
 local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 redis.call('SET', p .. 'node_' .. id, ARGV[4], 'PX', ttl)
 redis.call('ZADD', p .. 'nodes', now + ttl, id)
@@ -110,7 +110,7 @@ return 0
 `)
 
 // nodesScript: ARGV = prefix; returns the JSON of every live node.
-var nodesScript = redis.NewScript(0, luaNow+`
+var nodesScript = redigo.NewScript(0, luaNow+`
 local p = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')
 local out = {}
@@ -122,7 +122,7 @@ return out
 `)
 
 // removeNodeScript: ARGV = prefix, id.
-var removeNodeScript = redis.NewScript(0, `
+var removeNodeScript = redigo.NewScript(0, `
 local p, id = ARGV[1], ARGV[2]
 redis.call('DEL', p .. 'node_' .. id, p .. 'ol_' .. id)
 redis.call('ZREM', p .. 'nodes', id)
@@ -131,7 +131,7 @@ return 0
 `)
 
 // putCountsScript: ARGV = prefix, node, ttl ms, then (room, count)...
-var putCountsScript = redis.NewScript(0, luaNow+`
+var putCountsScript = redigo.NewScript(0, luaNow+`
 local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local k = p .. 'ol_' .. id
 redis.call('DEL', k)
@@ -146,7 +146,7 @@ return 0
 
 // roomCountsScript: ARGV = prefix; returns room, sum, room, sum... over the
 // unexpired reports.
-var roomCountsScript = redis.NewScript(0, luaNow+`
+var roomCountsScript = redigo.NewScript(0, luaNow+`
 local p = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', p .. 'ol', '(' .. now, '+inf')
 local sum = {}

@@ -1,8 +1,9 @@
-package logic
+package redis
 
 import (
 	"testing"
 
+	"github.com/imcloud/imcloud/logic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,7 +32,7 @@ func TestRoutesReplyParsing(t *testing.T) {
 
 	for _, bad := range []string{"", ":", "x:", "1", "-1:", "12a:", "1234567890:", "5:abc", "3:"} {
 		_, _, err := lengthPrefixed([]byte(bad))
-		assert.ErrorIs(t, err, ErrRouter, "%q", bad)
+		assert.ErrorIs(t, err, logic.ErrRouter, "%q", bad)
 	}
 }
 
@@ -58,6 +59,6 @@ func TestFillRoutesAllOrNothing(t *testing.T) {
 		good + "0:",        // an extra mid
 		"",
 	} {
-		assert.ErrorIs(t, fillRoutes(batch(), keyReply, []byte(bad), nodeNames{}), ErrRouter, "%q", bad)
+		assert.ErrorIs(t, fillRoutes(batch(), keyReply, []byte(bad), nodeNames{}), logic.ErrRouter, "%q", bad)
 	}
 }

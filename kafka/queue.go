@@ -1,4 +1,4 @@
-package logic
+package kafka
 
 import (
 	"context"
@@ -11,23 +11,22 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/nometrics"
+	"github.com/imcloud/imcloud/logic"
 )
 
-var _ Queue = (*KafkaQueue)(nil)
-
-// KafkaConfig configures a KafkaQueue. Every zero field means the
+// QueueConfig configures a Queue. Every zero field means the
 // documented default.
-type KafkaConfig struct {
+type QueueConfig struct {
 	// Brokers are the bootstrap brokers, host:port. Required.
 	Brokers []string
 	// Topic is where messages go. Default "imcloud-push".
 	Topic string
 	// Sarama, when set, is the producer configuration. Set TLS (Net.TLS),
 	// SASL (Net.SASL), timeouts, required acks, retries, compression and
-	// the partitioner there. Nil means NewKafkaSaramaConfig(). The queue
+	// the partitioner there. Nil means NewProducerConfig(). The queue
 	// uses what sarama's producer would except the settings of its internal
 	// pipeline: the Flush linger and threshold settings other than
-	// Flush.MaxMessages (batches are opportunistic, see KafkaQueue),
+	// Flush.MaxMessages (batches are opportunistic, see Queue),
 	// ChannelBufferSize, Producer.Return and Net.MaxOpenRequests (one
 	// request in flight per broker, always). A custom Partitioner or
 	// interceptor sees each message's Key and Value as plain
@@ -39,8 +38,8 @@ type KafkaConfig struct {
 	Logger *slog.Logger
 }
 
-// NewKafkaSaramaConfig returns the KafkaQueue's default producer
-// configuration, to adjust and pass as KafkaConfig.Sarama:
+// NewProducerConfig returns the Queue's default producer
+// configuration, to adjust and pass as QueueConfig.Sarama:
 //
 //   - RequiredAcks WaitForAll: a message is accepted once every in-sync
 //     replica has it, so an acknowledged push survives a broker loss;
@@ -58,7 +57,7 @@ type KafkaConfig struct {
 //     they update meters and histograms per request and per message, ~1.5%
 //     of the push path's throughput (BENCHMARKS.md). Set MetricRegistry to
 //     metrics.NewRegistry() to have them.
-func NewKafkaSaramaConfig() *sarama.Config {
+func NewProducerConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "imcloud-logic"
 	c.Version = sarama.V2_1_0_0
@@ -77,7 +76,7 @@ func NewKafkaSaramaConfig() *sarama.Config {
 	return c
 }
 
-// KafkaQueue is the Queue over Kafka (IBM/sarama): an asynchronous
+// Queue is the Queue over Kafka (IBM/sarama): an asynchronous
 // producer, batching and compressing underneath a Publish that waits for
 // each of its messages' own acknowledgement. The partition key is
 // PartitionKey: the node id for keys messages, the room for room messages,
@@ -100,8 +99,8 @@ func NewKafkaSaramaConfig() *sarama.Config {
 // them; a failing partition or a slow broker holds up only its own
 // records. Idempotent and transactional production are not supported.
 //
-// Safe for concurrent use. The consumer side is job's.
-type KafkaQueue struct {
+// Safe for concurrent use. Source is the consuming side.
+type Queue struct {
 	topic       string
 	conf        *sarama.Config
 	client      sarama.Client
@@ -109,7 +108,7 @@ type KafkaQueue struct {
 	log         *slog.Logger
 
 	mu      sync.Mutex
-	pending []*kafkaRecord // in Publish order, not yet taken by the sender
+	pending []*pendingRecord // in Publish order, not yet taken by the sender
 	closed  bool
 	kick    chan struct{} // wakes the sender when pending stops being empty
 	stopped chan struct{} // closed when the sender has finished
@@ -123,39 +122,39 @@ type KafkaQueue struct {
 // broker is slower than the callers, or gone.
 const MaxPendingRecords = 1 << 16
 
-// NewKafkaQueue connects a producer to cfg.Brokers. It fails if no broker
+// NewQueue connects a producer to cfg.Brokers. It fails if no broker
 // answers, if the configured Kafka version is older than 0.11 (record
 // batches are required), or if idempotent or transactional production is
 // configured.
-func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
+func NewQueue(cfg QueueConfig) (*Queue, error) {
 	if len(cfg.Brokers) == 0 {
-		return nil, fmt.Errorf("%w: KafkaConfig.Brokers is required", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: QueueConfig.Brokers is required", logic.ErrInvalidArgument)
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = "imcloud-push"
 	}
 	sc := cfg.Sarama
 	if sc == nil {
-		sc = NewKafkaSaramaConfig()
+		sc = NewProducerConfig()
 	} else {
 		cp := *sc
 		sc = &cp
 	}
 	switch {
 	case !sc.Version.IsAtLeast(sarama.V0_11_0_0):
-		return nil, fmt.Errorf("%w: KafkaQueue needs Kafka version 0.11 or later, configured %s", ErrInvalidArgument, sc.Version)
+		return nil, fmt.Errorf("%w: Queue needs Kafka version 0.11 or later, configured %s", logic.ErrInvalidArgument, sc.Version)
 	case sc.Producer.Idempotent, sc.Producer.Transaction.ID != "":
-		return nil, fmt.Errorf("%w: KafkaQueue does not support idempotent or transactional production", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: Queue does not support idempotent or transactional production", logic.ErrInvalidArgument)
 	}
 	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kafka producer: %w", ErrQueue, err)
+		return nil, fmt.Errorf("%w: kafka producer: %w", logic.ErrQueue, err)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &KafkaQueue{
+	q := &Queue{
 		topic:       cfg.Topic,
 		conf:        sc,
 		client:      client,
@@ -168,18 +167,18 @@ func NewKafkaQueue(cfg KafkaConfig) (*KafkaQueue, error) {
 	return q, nil
 }
 
-// kafkaBatch tracks one Publish call's messages until each is acknowledged
+// publishBatch tracks one Publish call's messages until each is acknowledged
 // or failed. A call with one message (a push to one user's connections on
 // one node, the common case) keeps its record inside the batch.
-type kafkaBatch struct {
+type publishBatch struct {
 	remaining atomic.Int32
 	mu        sync.Mutex
 	err       error
 	done      chan struct{}
-	one       [1]kafkaRecord
+	one       [1]pendingRecord
 }
 
-func (b *kafkaBatch) finish(err error) {
+func (b *publishBatch) finish(err error) {
 	if err != nil {
 		b.mu.Lock()
 		if b.err == nil {
@@ -192,12 +191,12 @@ func (b *kafkaBatch) finish(err error) {
 	}
 }
 
-// kafkaRecord is one message on its way: its partition, its bytes and the
+// pendingRecord is one message on its way: its partition, its bytes and the
 // sarama record that carries them in a request. pm is what the partitioner
 // and interceptors see; its key and value are their own encoders, so the
 // message is handed over without boxing a StringEncoder and a ByteEncoder.
-type kafkaRecord struct {
-	batch     *kafkaBatch
+type pendingRecord struct {
+	batch     *publishBatch
 	partition int32     // set by the sender
 	created   time.Time // wall clock only (no monotonic reading)
 	attempts  int       // retries so far
@@ -216,34 +215,34 @@ func (r *recordBytes) Length() int             { return len(r.b) }
 // Publish sends msgs and returns once the broker acknowledged every one,
 // or the first failure (after the retries), or ctx's error. On an error
 // some of the messages may still be written.
-func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error {
+func (q *Queue) Publish(ctx context.Context, msgs []*imcloud.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	b := &kafkaBatch{done: make(chan struct{})}
+	b := &publishBatch{done: make(chan struct{})}
 	b.remaining.Store(int32(len(msgs)))
 	recs := b.one[:]
 	if len(msgs) > 1 {
-		recs = make([]kafkaRecord, len(msgs))
+		recs = make([]pendingRecord, len(msgs))
 	}
 	now := time.Now().Round(0) // the record's timestamp: wall clock
 	for i, m := range msgs {
 		if err := m.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+			return fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
 		}
 		r := &recs[i]
 		r.batch, r.created = b, now
-		r.key.b = []byte(PartitionKey(m))
+		r.key.b = []byte(logic.PartitionKey(m))
 		r.value.b, _ = m.MarshalBinary()
 	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return ErrClosed
+		return logic.ErrClosed
 	}
 	if n := q.outstanding.Load(); n+int64(len(recs)) > MaxPendingRecords {
 		q.mu.Unlock()
-		return fmt.Errorf("%w: kafka: %d messages already wait for the broker", ErrOverloaded, n)
+		return fmt.Errorf("%w: kafka: %d messages already wait for the broker", logic.ErrOverloaded, n)
 	}
 	q.outstanding.Add(int64(len(recs)))
 	wake := len(q.pending) == 0
@@ -260,11 +259,11 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 	select {
 	case <-b.done:
 		if b.err != nil {
-			return fmt.Errorf("%w: kafka: %w", ErrQueue, b.err)
+			return fmt.Errorf("%w: kafka: %w", logic.ErrQueue, b.err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%w: kafka: %w", ErrQueue, ctx.Err())
+		return fmt.Errorf("%w: kafka: %w", logic.ErrQueue, ctx.Err())
 	}
 }
 
@@ -272,7 +271,7 @@ func (q *KafkaQueue) Publish(ctx context.Context, msgs []*imcloud.Message) error
 // sarama's producer does, and takes the key and value back from the
 // message in case an interceptor changed them. Only the sender calls it:
 // sarama's partitioners are not safe for concurrent use.
-func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
+func (q *Queue) assignPartition(r *pendingRecord) error {
 	r.pm = sarama.ProducerMessage{Topic: q.topic, Key: &r.key, Value: &r.value}
 	if len(q.conf.Producer.Interceptors) > 0 {
 		q.intercept(&r.pm)
@@ -314,12 +313,12 @@ func (q *KafkaQueue) assignPartition(r *kafkaRecord) error {
 
 // intercept runs the interceptors on pm. A panicking interceptor is
 // logged and skipped, as sarama's producer does: the push still goes.
-func (q *KafkaQueue) intercept(pm *sarama.ProducerMessage) {
+func (q *Queue) intercept(pm *sarama.ProducerMessage) {
 	for _, ic := range q.conf.Producer.Interceptors {
 		func() {
 			defer func() {
 				if v := recover(); v != nil {
-					q.log.Error("logic: kafka producer interceptor panicked", "panic", v)
+					q.log.Error("kafka: producer interceptor panicked", "panic", v)
 				}
 			}()
 			ic.OnSend(pm)
@@ -335,7 +334,7 @@ func encodeOrNil(e sarama.Encoder) ([]byte, error) {
 }
 
 // finish ends r's journey: acknowledged (err nil) or failed.
-func (q *KafkaQueue) finish(r *kafkaRecord, err error) {
+func (q *Queue) finish(r *pendingRecord, err error) {
 	q.outstanding.Add(-1)
 	if err != nil {
 		q.failed.Add(1)
@@ -344,12 +343,12 @@ func (q *KafkaQueue) finish(r *kafkaRecord, err error) {
 }
 
 // Failed returns the number of messages the producer gave up on.
-func (q *KafkaQueue) Failed() uint64 { return q.failed.Load() }
+func (q *Queue) Failed() uint64 { return q.failed.Load() }
 
 // Close sends what was published, waits for its acknowledgements (or its
 // failure after the retries) and closes the connections. Later Publish
 // calls return ErrClosed. Idempotent.
-func (q *KafkaQueue) Close() error {
+func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()

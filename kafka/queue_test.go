@@ -1,0 +1,80 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/queuetest"
+	"github.com/imcloud/imcloud/internal/testenv"
+	"github.com/imcloud/imcloud/kafka"
+	"github.com/imcloud/imcloud/logic"
+	"github.com/stretchr/testify/require"
+)
+
+func newKafkaQueue(t testing.TB, brokers []string, topic string) *kafka.Queue {
+	t.Helper()
+	q, err := kafka.NewQueue(kafka.QueueConfig{Brokers: brokers, Topic: topic})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+func TestKafkaQueueConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("consumer-group rebalances take seconds")
+	}
+	k := testenv.StartKafka(t)
+	var n atomic.Int64
+	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
+		id := n.Add(1)
+		topic, group := fmt.Sprintf("push-%d", id), fmt.Sprintf("job-%d", id)
+		q := newKafkaQueue(t, k.Brokers, topic)
+		return queuetest.Harness{
+			Publisher: q,
+			OpenConsumer: func(t *testing.T) (queuetest.Consumer, func()) {
+				src := openSource(t, k.Brokers, group, topic)
+				t.Cleanup(func() { _ = src.Close() })
+				return src, func() { _ = src.Close() }
+			},
+		}
+	})
+}
+
+func TestKafkaQueuePartitionKeys(t *testing.T) {
+	k := testenv.StartKafka(t, "keys")
+	q := newKafkaQueue(t, k.Brokers, "keys")
+	ctx := context.Background()
+	msgs := []*imcloud.Message{
+		{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1, Node: "node-a", Keys: []string{"k"}},
+		{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Op: 1, Room: "live://1"},
+		{ID: imcloud.NewMessageID(), Kind: imcloud.KindBroadcast, Op: 1},
+	}
+	require.NoError(t, q.Publish(ctx, msgs))
+
+	keys := map[string]bool{}
+	for _, m := range consumeTopic(t, k, "keys") {
+		keys[string(m.Key)] = true
+	}
+	require.Equal(t, map[string]bool{"node-a": true, "live://1": true, logic.BroadcastKey: true}, keys)
+}
+
+func TestKafkaQueueBadInput(t *testing.T) {
+	_, err := kafka.NewQueue(kafka.QueueConfig{})
+	require.ErrorIs(t, err, logic.ErrInvalidArgument)
+
+	k := testenv.StartKafka(t, "bad")
+	q := newKafkaQueue(t, k.Brokers, "bad")
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, nil))
+	err = q.Publish(ctx, []*imcloud.Message{{Kind: imcloud.KindKeys, Op: 1}})
+	require.ErrorIs(t, err, logic.ErrInvalidArgument)
+
+	require.NoError(t, q.Close())
+	require.NoError(t, q.Close(), "idempotent")
+	err = q.Publish(ctx, []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindBroadcast, Op: 1}})
+	require.True(t, errors.Is(err, logic.ErrClosed))
+}

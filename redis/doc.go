@@ -1,0 +1,23 @@
+// Package redis is imcloud's Redis backend (gomodule/redigo): one Router
+// value is logic's Router (who is online where), cloud's SessionStore
+// (sessions, node registrations, room counts) and job's NodeDirectory (the
+// live nodes), by its method set. It is the only imcloud package that
+// imports redigo.
+//
+// Keys follow goim's schema (mid_{mid}, key_{key}, ol_{node}), extended by
+// connection generations, a node registry and expiring room counts; see
+// scripts.go. Writes are Lua scripts, atomic on the server; lookups from
+// many goroutines share round trips.
+//
+// # Concurrency and lifecycle
+//
+// Every method of Router is safe for concurrent use. NewRouter does not
+// connect; Ping checks the server. Close releases the connections; calls
+// after it return logic.ErrClosed.
+//
+//	r, err := redis.NewRouter(redis.Config{Addr: "127.0.0.1:6379"})
+//	if err != nil { ... }
+//	defer r.Close()
+//	p, err := logic.New(logic.Config{Router: r, Queue: queue})
+//	srv, err := cloud.New(cloud.Config{Store: r, ...})
+package redis
