@@ -16,6 +16,7 @@ import (
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/link"
 	"github.com/imcloud/imcloud/protocol"
+	"golang.org/x/sync/semaphore"
 )
 
 // Link client errors.
@@ -113,7 +114,7 @@ type LinkClient struct {
 	addr   string
 	secret string
 	opts   LinkOptions
-	sem    weighted
+	sem    *semaphore.Weighted
 
 	cur     atomic.Pointer[linkConn]
 	closed  atomic.Bool
@@ -130,7 +131,7 @@ var _ Link = (*LinkClient)(nil)
 // on the first Deliver.
 func NewLinkClient(addr, secret string, opts LinkOptions) *LinkClient {
 	opts = opts.withDefaults()
-	return &LinkClient{addr: addr, secret: secret, opts: opts, sem: weighted{max: int64(opts.MaxInFlight)}}
+	return &LinkClient{addr: addr, secret: secret, opts: opts, sem: semaphore.NewWeighted(int64(opts.MaxInFlight))}
 }
 
 // DialLink returns a client for the link server at addr, connected: an
@@ -175,11 +176,11 @@ func (c *LinkClient) Deliver(ctx context.Context, msgs []*imcloud.Message) error
 	if c.closed.Load() {
 		return ErrLinkClosed
 	}
-	weight := min(int64(len(msgs)), c.sem.max)
-	if err := c.sem.acquire(ctx, weight); err != nil {
+	weight := min(int64(len(msgs)), int64(c.opts.MaxInFlight))
+	if err := c.sem.Acquire(ctx, weight); err != nil {
 		return err
 	}
-	defer c.sem.release(weight)
+	defer c.sem.Release(weight)
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -399,43 +400,4 @@ func (lc *linkConn) readLoop() {
 			ch <- result
 		}
 	}
-}
-
-// weighted is a counting semaphore whose waiters respect a context.
-type weighted struct {
-	mu   sync.Mutex
-	max  int64
-	cur  int64
-	wake chan struct{}
-}
-
-func (w *weighted) acquire(ctx context.Context, n int64) error {
-	for {
-		w.mu.Lock()
-		if w.cur+n <= w.max {
-			w.cur += n
-			w.mu.Unlock()
-			return nil
-		}
-		if w.wake == nil {
-			w.wake = make(chan struct{})
-		}
-		wake := w.wake
-		w.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (w *weighted) release(n int64) {
-	w.mu.Lock()
-	w.cur -= n
-	if w.wake != nil {
-		close(w.wake)
-		w.wake = nil
-	}
-	w.mu.Unlock()
 }

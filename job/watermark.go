@@ -1,8 +1,11 @@
 package job
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/imcloud/imcloud"
 )
 
 // entry is one received record on its way to its target nodes. It is done
@@ -93,4 +96,84 @@ func (p *partition) pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.entries) - p.head
+}
+
+// finish records that one target of e is done; the last one releases the
+// record toward the watermark.
+func (j *Job) finish(e *entry) {
+	if e.remaining.Add(-1) != 0 {
+		return
+	}
+	moved := e.p.markDone(e)
+	<-j.pendingSem
+	if moved {
+		select {
+		case j.commitSignal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// commitLoop commits watermarks as they move. Commits coalesce: while one
+// round runs, further moves wait for the next round.
+func (j *Job) commitLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-j.commitSignal:
+			j.commitNow(ctx)
+		}
+	}
+}
+
+// commitNow commits every partition whose watermark moved.
+func (j *Job) commitNow(ctx context.Context) {
+	j.partsMu.Lock()
+	parts := make([]*partition, 0, len(j.parts))
+	for _, p := range j.parts {
+		parts = append(parts, p)
+	}
+	j.partsMu.Unlock()
+	for _, p := range parts {
+		off, ok := p.toCommit()
+		if !ok {
+			continue
+		}
+		if err := j.cfg.Source.Commit(ctx, p.id, off); err != nil {
+			j.c.commitErrors.Add(1)
+			if ctx.Err() == nil {
+				j.log.Warn("job: commit failed", "partition", p.id, "offset", off, "err", err)
+			}
+			continue
+		}
+		j.c.commits.Add(1)
+		p.setCommitted(off)
+	}
+}
+
+// partitionFor returns the tracker for rec's partition, replacing it when
+// the source went back (a rebalance handed the partition back from its
+// committed offset): the old tracker's records finish on their own but are
+// no longer committed from.
+func (j *Job) partitionFor(rec imcloud.Record) *partition {
+	j.partsMu.Lock()
+	defer j.partsMu.Unlock()
+	p := j.parts[rec.Partition]
+	if p != nil && rec.Offset <= p.lastSeenLocked() {
+		j.log.Info("job: partition rewound, tracking again", "partition", rec.Partition,
+			"offset", rec.Offset)
+		p = nil
+	}
+	if p == nil {
+		p = newPartition(rec.Partition)
+		j.parts[rec.Partition] = p
+	}
+	return p
+}
+
+func (p *partition) lastSeenLocked() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastSeen
 }

@@ -39,8 +39,7 @@ type nodeWorker struct {
 	wake    chan struct{}
 	space   chan struct{}
 
-	link    Link
-	ownLink *LinkClient
+	link Link // from Config.Connect; owned by run
 
 	delivered, retried atomic.Uint64
 	inflight           atomic.Int64
@@ -95,9 +94,8 @@ func (w *nodeWorker) stop() {
 }
 
 // enqueue adds it to the queue, waiting for room while the queue is full
-// and ctx lasts; once ctx ended (or with a nil ctx) it appends regardless,
-// so that a shutdown can still drain it. It reports false if the node is
-// gone.
+// and ctx lasts; once ctx ended it appends regardless, so that a shutdown
+// can still drain it. It reports false if the node is gone.
 func (w *nodeWorker) enqueue(ctx context.Context, it item) bool {
 	for {
 		w.mu.Lock()
@@ -105,10 +103,8 @@ func (w *nodeWorker) enqueue(ctx context.Context, it item) bool {
 			w.mu.Unlock()
 			return false
 		}
-		if ctx == nil || len(w.q)-w.head < w.j.cfg.NodeQueue || ctx.Err() != nil || w.stopped {
-			w.q = append(w.q, it)
-			w.mu.Unlock()
-			signal(w.wake)
+		if len(w.q)-w.head < w.j.cfg.NodeQueue || ctx.Err() != nil || w.stopped {
+			w.appendLocked(it)
 			return true
 		}
 		w.mu.Unlock()
@@ -118,6 +114,26 @@ func (w *nodeWorker) enqueue(ctx context.Context, it item) bool {
 		case <-w.ctx.Done():
 		}
 	}
+}
+
+// add appends it without waiting for room: for messages that already
+// waited in the directory's bounded limbo, routed while the directory's
+// lock is held. It reports false if the node is gone.
+func (w *nodeWorker) add(it item) bool {
+	w.mu.Lock()
+	if w.gone {
+		w.mu.Unlock()
+		return false
+	}
+	w.appendLocked(it)
+	return true
+}
+
+// appendLocked queues it, unlocks w.mu and wakes the worker.
+func (w *nodeWorker) appendLocked(it item) {
+	w.q = append(w.q, it)
+	w.mu.Unlock()
+	signal(w.wake)
 }
 
 // take waits for queued items and moves up to a batch of them into dst.
@@ -175,11 +191,7 @@ func approxSize(m *imcloud.Message) int {
 
 // run delivers until the worker is stopped or the node is gone.
 func (w *nodeWorker) run() {
-	defer func() {
-		if w.ownLink != nil {
-			w.ownLink.Close()
-		}
-	}()
+	defer w.dropLink()
 	var batch []item
 	for {
 		var ok bool
@@ -314,30 +326,26 @@ func (w *nodeWorker) send(msgs []*imcloud.Message) error {
 		w.mu.Lock()
 		node := w.node
 		w.mu.Unlock()
-		if w.j.cfg.Connect == nil {
-			w.ownLink = NewLinkClient(node.LinkAddr, w.j.cfg.LinkSecret, w.j.linkOptions())
-			w.link = w.ownLink
-		} else {
-			l, err := w.j.cfg.Connect(w.ctx, node)
-			if err != nil {
-				return err
-			}
-			w.link = l
+		l, err := w.j.cfg.Connect(w.ctx, node)
+		if err != nil {
+			return err
 		}
+		w.link = l
 	}
 	err := w.link.Deliver(w.ctx, msgs)
-	if err != nil && w.ownLink == nil {
-		w.link = nil // ask Connect again
+	if err != nil && !errors.Is(err, ErrRejected) && !errors.Is(err, ErrTooLarge) {
+		w.dropLink() // ask Connect again
 	}
 	return err
 }
 
-func (j *Job) linkOptions() LinkOptions {
-	o := j.cfg.LinkOptions
-	if o.Logger == nil {
-		o.Logger = j.cfg.Logger
+// dropLink forgets the link, closing it if the job's default Connect made
+// it.
+func (w *nodeWorker) dropLink() {
+	if c, ok := w.link.(*LinkClient); ok && w.j.ownsLinks {
+		_ = c.Close()
 	}
-	return o
+	w.link = nil
 }
 
 func (w *nodeWorker) stats(now time.Time) NodeStats {

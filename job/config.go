@@ -1,0 +1,102 @@
+package job
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/imcloud/imcloud"
+)
+
+// Config configures a Job. Every zero field means the default its comment
+// names. Source, Directory and the Links that Connect returns are the
+// caller's: the job never closes them. The link clients of the default
+// Connect are the job's: it closes them when it drops them and on
+// Shutdown.
+type Config struct {
+	// Source is the queue to consume (required): logic's memory queue or
+	// a kafka.Source.
+	Source Source
+	// Directory lists the live cloud nodes (required): logic's memory or
+	// Redis router.
+	Directory NodeDirectory
+	// Connect returns the Link to a node. It is called the first time a
+	// message is due for the node, and again after a Deliver on the link
+	// failed for a reason other than the node's own answer (ErrRejected,
+	// ErrTooLarge). Default: a LinkClient to node.LinkAddr with LinkSecret
+	// and LinkOptions. To deliver in process, return the *cloud.Server.
+	Connect func(ctx context.Context, node imcloud.Node) (Link, error)
+	// LinkSecret is the shared secret of the default Connect's hello.
+	LinkSecret string
+	// LinkOptions tunes the default Connect's link clients; a nil Logger
+	// is the job's.
+	LinkOptions LinkOptions
+	// DeadLetter sets aside a record whose message has a newer major
+	// version (a newer logic wrote it; a newer job will read it), e.g.
+	// (*kafka.DeadLetter).Publish. It is tried DeadLetterAttempts times;
+	// if it is nil or keeps failing, the record is logged and counted in
+	// Stats.DeadLetterFailed, and consumption goes on.
+	DeadLetter func(ctx context.Context, rec imcloud.Record) error
+	// DeadLetterAttempts bounds the tries per record. Default 5.
+	DeadLetterAttempts int
+
+	// MaxBatch caps the messages in one Deliver call to a node. Messages
+	// waiting for the same node (room messages above all) are merged up
+	// to it: at low rates every call carries one message and goes at
+	// once, under load batches grow. Default 512.
+	MaxBatch int
+	// MaxBatchBytes caps a Deliver call's approximate size. Default 1 MiB.
+	MaxBatchBytes int
+	// NodeQueue bounds the messages waiting for one node. When a node's
+	// queue is full (the node is unreachable and still registered),
+	// consumption waits for it; size it to hold a node registration's
+	// lifetime of traffic. Default 65536.
+	NodeQueue int
+	// MaxPending bounds the records received and not yet committed
+	// (delivered, or waiting behind an unfinished earlier record of their
+	// partition). Consumption waits when it is reached. Default 262144.
+	MaxPending int
+	// RefreshInterval is how often the node directory is read. A keys
+	// message for a node the job does not know yet also triggers a
+	// refresh, at most every RefreshInterval/10 (200ms at most). Default 2s.
+	RefreshInterval time.Duration
+	// RetryMin and RetryMax bound the exponential backoff between
+	// attempts to deliver to a node that failed. Defaults 50ms and 2s.
+	RetryMin, RetryMax time.Duration
+	// Logger receives errors and events. Nil is silent.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.DeadLetterAttempts <= 0 {
+		c.DeadLetterAttempts = 5
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 1 << 20
+	}
+	if c.NodeQueue <= 0 {
+		c.NodeQueue = 65536
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 262144
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = 2 * time.Second
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 50 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 2 * time.Second
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = c.RetryMin
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

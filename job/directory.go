@@ -1,0 +1,238 @@
+package job
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// directory is the job's view of the live nodes, with one worker per node.
+type directory struct {
+	j *Job
+
+	refreshMu   sync.Mutex // one read of the directory at a time
+	lastRefresh time.Time
+
+	mu          sync.Mutex
+	workers     map[string]*nodeWorker
+	liveWorkers []*nodeWorker // sorted by id
+	limbo       []limboItem   // keys messages for nodes not known yet
+	refreshNow  chan struct{}
+	totalConns  int
+	loaded      chan struct{}
+	isLoaded    bool
+	stopped     bool
+	wg          sync.WaitGroup
+}
+
+func (d *directory) init(j *Job) {
+	d.j = j
+	d.workers = make(map[string]*nodeWorker)
+	d.loaded = make(chan struct{})
+	d.refreshNow = make(chan struct{}, 1)
+}
+
+// limboItem is a keys message waiting for a directory read.
+type limboItem struct {
+	it       item
+	received time.Time
+}
+
+// waitLoaded blocks until the directory was read once: routing room
+// messages against an empty list would commit them undelivered.
+func (d *directory) waitLoaded(ctx context.Context) error {
+	select {
+	case <-d.loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refreshLoop reads the directory every RefreshInterval, at once when a
+// keys message names an unknown node (at most every 50ms), and retries
+// with backoff until the first read succeeds.
+func (d *directory) refreshLoop(ctx context.Context) {
+	const minGap = 50 * time.Millisecond
+	backoff := d.j.cfg.RetryMin
+	for ctx.Err() == nil {
+		err := d.refresh(ctx)
+		wait := d.j.cfg.RefreshInterval
+		if err != nil && !d.loadedOnce() {
+			wait = backoff
+			backoff = min(backoff*2, d.j.cfg.RetryMax)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.refreshNow:
+			t.Stop()
+			d.refreshMu.Lock()
+			gap := minGap - time.Since(d.lastRefresh)
+			d.refreshMu.Unlock()
+			if gap > 0 && !sleepCtx(ctx, gap) {
+				return
+			}
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (d *directory) loadedOnce() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.isLoaded
+}
+
+// refresh reads the directory: new nodes get a worker, nodes no longer
+// listed (their registration expired) are declared gone. On error the
+// last list stands.
+func (d *directory) refresh(ctx context.Context) error {
+	d.refreshMu.Lock()
+	defer d.refreshMu.Unlock()
+	started := time.Now()
+	d.lastRefresh = started
+	nodes, err := d.j.cfg.Directory.Nodes(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.j.log.Warn("job: reading the node directory failed", "err", err)
+		}
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return nil
+	}
+	seen := make(map[string]bool, len(nodes))
+	total := 0
+	for _, n := range nodes {
+		if n.ID == "" || seen[n.ID] {
+			continue
+		}
+		seen[n.ID] = true
+		total += max(n.Conns, 0)
+		if w := d.workers[n.ID]; w != nil {
+			w.setNode(n)
+			continue
+		}
+		w := newNodeWorker(d.j, n)
+		d.workers[n.ID] = w
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); w.run() }()
+		d.j.log.Info("job: node joined", "node", n.ID, "link", n.LinkAddr)
+	}
+	for id, w := range d.workers {
+		if !seen[id] {
+			delete(d.workers, id)
+			w.markGone()
+			d.j.log.Info("job: node gone (registration expired)", "node", id)
+		}
+	}
+	d.liveWorkers = d.liveWorkers[:0]
+	for _, w := range d.workers {
+		d.liveWorkers = append(d.liveWorkers, w)
+	}
+	d.resolveLimboLocked(started)
+	slices.SortFunc(d.liveWorkers, func(a, b *nodeWorker) int { return strings.Compare(a.id, b.id) })
+	d.totalConns = total
+	if !d.isLoaded {
+		d.isLoaded = true
+		close(d.loaded)
+	}
+	return nil
+}
+
+// live appends the live nodes' workers to dst, and returns their total
+// connection count (for broadcast pacing).
+func (d *directory) live(dst []*nodeWorker) ([]*nodeWorker, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append(dst, d.liveWorkers...), d.totalConns
+}
+
+// routeKeys queues a keys message for its node. A node the job does not
+// know yet (registered since the last read) is not taken for gone: the
+// message waits, in order with any other for that node, until a read of
+// the directory that started after the message was received, which is
+// asked for at once. Only if that read does not list the node either is
+// the message unroutable.
+func (d *directory) routeKeys(ctx context.Context, it item, received time.Time) {
+	for {
+		d.mu.Lock()
+		if w := d.workers[it.m.Node]; w != nil {
+			d.mu.Unlock()
+			if !w.enqueue(ctx, it) {
+				d.j.c.abandoned.Add(1)
+				d.j.finish(it.e)
+			}
+			return
+		}
+		if d.stopped {
+			d.mu.Unlock()
+			return
+		}
+		if len(d.limbo) < d.j.cfg.NodeQueue {
+			d.limbo = append(d.limbo, limboItem{it: it, received: received})
+			d.mu.Unlock()
+			signal(d.refreshNow)
+			return
+		}
+		d.mu.Unlock()
+		// Too many waiting: read the directory now.
+		if err := d.refresh(ctx); err != nil && !sleepCtx(ctx, d.j.cfg.RetryMin) {
+			return
+		}
+	}
+}
+
+// resolveLimboLocked routes the waiting keys messages received before a
+// directory read that started at started.
+func (d *directory) resolveLimboLocked(started time.Time) {
+	keep := d.limbo[:0]
+	for _, l := range d.limbo {
+		if !l.received.Before(started) {
+			keep = append(keep, l)
+			continue
+		}
+		if w := d.workers[l.it.m.Node]; w != nil && w.add(l.it) {
+			continue
+		}
+		d.j.c.unroutable.Add(1)
+		d.j.log.Debug("job: keys message for a node not in the directory", "id", l.it.m.ID, "node", l.it.m.Node)
+		d.j.finish(l.it.e)
+	}
+	clear(d.limbo[len(keep):])
+	d.limbo = keep
+}
+
+// stopWorkers stops every worker (without declaring the nodes gone) and
+// waits for them; their own link clients are closed.
+func (d *directory) stopWorkers() {
+	d.mu.Lock()
+	d.stopped = true
+	for _, w := range d.workers {
+		w.stop()
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+func (d *directory) nodeStats() map[string]NodeStats {
+	d.mu.Lock()
+	ws := make([]*nodeWorker, 0, len(d.workers))
+	for _, w := range d.workers {
+		ws = append(ws, w)
+	}
+	d.mu.Unlock()
+	out := make(map[string]NodeStats, len(ws))
+	now := time.Now()
+	for _, w := range ws {
+		out[w.id] = w.stats(now)
+	}
+	return out
+}

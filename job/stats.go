@@ -1,0 +1,84 @@
+package job
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats are the job's counters since New. Deliveries count one per message
+// per node.
+type Stats struct {
+	// Consumed is the number of records received from the source.
+	Consumed uint64
+	// Delivered is the number of messages nodes acknowledged.
+	Delivered uint64
+	// Retried is the number of failed Deliver calls that were retried.
+	Retried uint64
+	// Skipped is the number of poison records (undecodable, unknown
+	// kind), and of messages too large for the link, skipped.
+	Skipped uint64
+	// Expired is the number of messages dropped past their expiry.
+	Expired uint64
+	// DeadLettered is the number of records of a newer major version set
+	// aside through Config.DeadLetter.
+	DeadLettered uint64
+	// DeadLetterFailed is the number of such records that could not be
+	// set aside (logged, then skipped).
+	DeadLetterFailed uint64
+	// Abandoned is the number of deliveries given up because their node
+	// left the directory (its registration expired).
+	Abandoned uint64
+	// Unroutable is the number of keys messages whose node is not in the
+	// directory, and room and broadcast messages while no node is.
+	Unroutable uint64
+	// Commits is the number of successful Source.Commit calls.
+	Commits uint64
+	// CommitErrors is the number of failed Source.Commit calls.
+	CommitErrors uint64
+	// Pending is the number of records received and not yet committable.
+	Pending int
+	// Nodes has one entry per node the job delivers to.
+	Nodes map[string]NodeStats
+}
+
+// NodeStats describe the job's queue to one node.
+type NodeStats struct {
+	// Addr is the node's link address.
+	Addr string
+	// Lag is the number of messages waiting for the node or in flight.
+	Lag int
+	// Oldest is how long the oldest of them has been waiting.
+	Oldest time.Duration
+	// Delivered is the number of messages the node acknowledged.
+	Delivered uint64
+	// Retried is the number of failed Deliver calls to it.
+	Retried uint64
+	// LastError is the last delivery error, "" after a success.
+	LastError string
+}
+
+type counters struct {
+	consumed, delivered, retried, skipped, expired atomic.Uint64
+	deadLettered, deadLetterFailed, abandoned      atomic.Uint64
+	unroutable, commits, commitErrors              atomic.Uint64
+}
+
+// Stats returns the job's counters.
+func (j *Job) Stats() Stats {
+	s := Stats{
+		Consumed:         j.c.consumed.Load(),
+		Delivered:        j.c.delivered.Load(),
+		Retried:          j.c.retried.Load(),
+		Skipped:          j.c.skipped.Load(),
+		Expired:          j.c.expired.Load(),
+		DeadLettered:     j.c.deadLettered.Load(),
+		DeadLetterFailed: j.c.deadLetterFailed.Load(),
+		Abandoned:        j.c.abandoned.Load(),
+		Unroutable:       j.c.unroutable.Load(),
+		Commits:          j.c.commits.Load(),
+		CommitErrors:     j.c.commitErrors.Load(),
+		Pending:          j.pendingCount(),
+		Nodes:            j.dir.nodeStats(),
+	}
+	return s
+}
