@@ -1,4 +1,4 @@
-package cloud_test
+package main
 
 import (
 	"bufio"
@@ -18,7 +18,12 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/protocol"
 )
+
+// The idle-connection memory benchmark of the gateway in isolation: one
+// cloud.Server in this process, its clients in another. examples/bench's
+// idle scenario measures the same through the whole server binary.
 
 // TestRSSClientHelper is not a test: BenchmarkIdleConnRSS runs the test
 // binary again with IMCLOUD_RSS_ADDR set, so the clients live in another
@@ -33,7 +38,8 @@ func TestRSSClientHelper(t *testing.T) {
 	isWS := os.Getenv("IMCLOUD_RSS_WS") == "1"
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		auth := encodeRaw(1, 7, 1, []byte(goimAuth(int64(i), "", "live://rss", 1000)))
+		body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i)
+		auth := protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
 		var nc net.Conn
 		var err error
 		if isWS {
