@@ -23,6 +23,51 @@
 // one process on in-memory backends by default, or one role of a cluster
 // with Redis and Kafka.
 //
+// # Glossary
+//
+// One name per concept, in the code and in the docs:
+//
+//   - push: an application's request to deliver one body with one op to an
+//     audience: keys, mids, a room, or every connection (broadcast).
+//   - op: a frame's operation. A push op is the application's choice,
+//     1000 and above by convention; lower ops belong to the protocol.
+//   - key: one client connection, unique in the cluster (goim's key).
+//   - mid: one user (goim's member id); a user holds any number of keys.
+//     logic resolves a mid push to keys, so it travels as a keys message.
+//   - session: an authenticated connection as the cluster records it
+//     (Session): mid, key, room, accepted ops, node and generation.
+//   - generation: a connection's number on its node (Session.Gen). A route
+//     is removed only while its node and generation still match.
+//   - node: one running gateway, a cloud.Server (goim's comet), named by
+//     Node.ID. "cloud" is the role and its package, not a machine.
+//   - room: a named group of connections, "type://id"; a connection is in
+//     at most one room at a time.
+//   - router: where sessions, nodes and room counts live: logic's Router,
+//     which cloud sees as its SessionStore and job as its NodeDirectory. One
+//     value (in memory, or Redis) serves all three.
+//   - queue: what carries messages from logic to job: logic publishes to a
+//     Queue, job consumes a Source (Kafka, or one in-memory value for both).
+//   - message: what the queue carries (Message): one per room or broadcast
+//     push, one per target node for a key or mid push (kind keys).
+//   - record: a message as a queue partition holds it (Record), with its
+//     offset; job commits offsets.
+//   - stream: pushes that keep their order from the push API to the socket:
+//     one room's, the key pushes for one node, all broadcasts. Each is one
+//     partition key of the queue; there is no order across streams.
+//   - link: job's connection to one node (job.Link): framed TCP to the
+//     node's link listener, or a direct call in one process.
+//   - delivery: one Link.Deliver call, the messages waiting for one node;
+//     the node acknowledges it once it accepted them.
+//   - accepted: taken by the next stage, not yet at the client: the queue
+//     acknowledged a message; a node placed it on its connections' queues.
+//   - batch: an op 9 frame, push frames back to back in one frame
+//     (protocol.Batch). Other groupings have their own names: a delivery;
+//     a room run (consecutive pushes to one room in a delivery, queued to
+//     each connection as one item); a write (what one write(2) carries).
+//   - backlog: the bytes waiting in a node's connection queues, each
+//     connection counted up to 64 KiB (cloud.Stats.QueuedBytes). While it
+//     is over its limit, the node holds back new deliveries.
+//
 // # Delivery guarantees
 //
 //   - A push returns success only once the queue accepted it (Kafka:
