@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/imcloud/imcloud"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,7 +39,14 @@ type statsSource struct {
 
 func newAdmin(enablePprof bool) *admin {
 	a := &admin{checks: map[string]readyCheck{}, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), statsCollector{a})
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "imcloud_build_info",
+		Help:        "Always 1; the version label is the running imcloud.Version.",
+		ConstLabels: prometheus.Labels{"version": imcloud.Version},
+	})
+	buildInfo.Set(1)
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		statsCollector{a}, buildInfo)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.ready)

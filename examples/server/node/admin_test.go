@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imcloud/imcloud"
 	"github.com/stretchr/testify/require"
 )
 
@@ -44,6 +45,7 @@ func TestAdminMetricsExportRoleStats(t *testing.T) {
 	require.Contains(t, body, `imcloud_cloud_lag{key="n1"} 5`)
 	require.Contains(t, body, "imcloud_cloud_inner_retries 0")
 	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, `imcloud_build_info{version="`+imcloud.Version+`"} 1`)
 	require.NotContains(t, body, "ignored")
 }
 

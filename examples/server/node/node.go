@@ -360,7 +360,7 @@ func (a *App) start() {
 }
 
 func (a *App) logStartup() {
-	attrs := []any{"role", a.cfg.Role, "backends", map[bool]string{false: "memory", true: "redis+kafka"}[a.cfg.Clustered()]}
+	attrs := []any{"version", imcloud.Version, "role", a.cfg.Role, "backends", map[bool]string{false: "memory", true: "redis+kafka"}[a.cfg.Clustered()]}
 	for _, name := range []string{"tcp", "ws", "link", "http", "admin"} {
 		if addr := a.Addr(name); addr != "" {
 			attrs = append(attrs, name, addr)
