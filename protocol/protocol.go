@@ -1,5 +1,5 @@
 // Package protocol is the client wire codec of imcloud, byte for byte the
-// goim v2 binary protocol (see PROTOCOL.md in the design notes):
+// goim v2 binary protocol (docs/protocol.md):
 //
 //	packLen int32 | headerLen int16 (16) | ver int16 | op int32 | seq int32 | body
 //
@@ -41,7 +41,7 @@ const (
 	VerExtensions int16 = 2
 )
 
-// Operations (PROTOCOL.md, Operations).
+// Operations (docs/protocol.md, section 4).
 const (
 	OpHeartbeat       int32 = 2
 	OpHeartbeatReply  int32 = 3

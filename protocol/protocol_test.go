@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// allOps is every op PROTOCOL.md names, plus application push ops.
+// allOps is every op docs/protocol.md names, plus application push ops.
 var allOps = []int32{
 	OpHeartbeat, OpHeartbeatReply, OpSendMsg, OpDisconnect, OpAuth, OpAuthReply,
 	OpRaw, OpChangeRoom, OpChangeRoomReply, OpSub, OpSubReply, OpUnsub, OpUnsubReply,
@@ -172,7 +172,7 @@ func cat(parts ...[]byte) []byte {
 }
 
 // TestGoimFrames compares the codec's output with goim v2 frames written out
-// by hand from the layout in PROTOCOL.md: packLen int32 | headerLen int16
+// by hand from the layout in docs/protocol.md: packLen int32 | headerLen int16
 // (16) | ver int16 | op int32 | seq int32 | body, big-endian.
 func TestGoimFrames(t *testing.T) {
 	t.Parallel()

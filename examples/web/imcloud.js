@@ -29,7 +29,7 @@ export const VER_GOIM = 1;
 /** ver of an auth frame that opts into extensions (op 6, JSON AuthReply fields). */
 export const VER_EXTENSIONS = 2;
 
-/** Operations (PROTOCOL.md, Operations). Ops of 1000 and above are application pushes. */
+/** Operations (docs/protocol.md, section 4). Ops of 1000 and above are application pushes. */
 export const Op = Object.freeze({
   HEARTBEAT: 2,
   HEARTBEAT_REPLY: 3,
@@ -134,7 +134,7 @@ export function decodeFrames(data) {
 
 /**
  * unbatch replaces every op 9 frame by the frames of its body, in order. op 9
- * is never nested (PROTOCOL.md): a nested one is a ProtocolError.
+ * is never nested (docs/protocol.md, section 5): a nested one is a ProtocolError.
  */
 export function unbatch(frames) {
   const out = [];
