@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,17 +18,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// readyCheck answers whether a role can do its work now.
+// readyCheck answers whether a backend a role uses answers now.
 type readyCheck func(ctx context.Context) error
 
 // admin serves /healthz, /readyz, /metrics and, when enabled, pprof. Each
-// role registers its stats snapshot and its readiness check.
+// role registers its stats snapshot and the checks of its backends.
+//
+// Liveness and readiness, for every role:
+//   - /healthz answers 200 while the process serves HTTP at all (liveness:
+//     restart it when this fails).
+//   - /readyz answers 200 while the node serves, and 503 once it drains
+//     (Shutdown began: take it out of the balancer). A backend that does
+//     not answer (Redis, Kafka) does not make a node unready: every node
+//     shares the backends, so a probe that failed on them would pull the
+//     whole fleet out of the balancer at once, while gateways keep serving
+//     their clients and pushes fail with clear errors. The body names the
+//     degraded backends, and imcloud_backend_up reports each one.
 type admin struct {
-	mu      sync.Mutex
-	stats   []statsSource
-	checks  map[string]readyCheck
-	reg     *prometheus.Registry
-	handler http.Handler
+	mu       sync.Mutex
+	stats    []statsSource
+	checks   map[string]readyCheck
+	draining bool
+	reg      *prometheus.Registry
+	handler  http.Handler
 }
 
 // statsSource is a role's Stats() method: a struct of numbers (and maps of
@@ -68,30 +81,65 @@ func (a *admin) addStats(role string, fn func() any) {
 	a.stats = append(a.stats, statsSource{role, fn})
 }
 
+// addCheck registers a backend's check, run by /readyz and by every
+// scrape of imcloud_backend_up{backend=name}.
 func (a *admin) addCheck(name string, c readyCheck) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.checks[name] = c
+	a.mu.Unlock()
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "imcloud_backend_up",
+		Help:        "1 if the backend answered its check at this scrape, 0 if not.",
+		ConstLabels: prometheus.Labels{"backend": name},
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		defer cancel()
+		if c(ctx) != nil {
+			return 0
+		}
+		return 1
+	}))
 }
 
-// ready runs every check with a short deadline; 503 names what failed.
+// checkTimeout bounds one backend check.
+const checkTimeout = 2 * time.Second
+
+// setDraining makes /readyz answer 503 from now on.
+func (a *admin) setDraining() {
+	a.mu.Lock()
+	a.draining = true
+	a.mu.Unlock()
+}
+
+// ready answers 503 while draining and 200 otherwise, naming the backends
+// that did not answer their check (see admin).
 func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
 	defer cancel()
 	a.mu.Lock()
-	checks := make(map[string]readyCheck, len(a.checks))
-	for k, v := range a.checks {
-		checks[k] = v
+	draining := a.draining
+	names := make([]string, 0, len(a.checks))
+	for name := range a.checks {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	checks := make([]readyCheck, len(names))
+	for i, name := range names {
+		checks[i] = a.checks[name]
 	}
 	a.mu.Unlock()
-	var failed []string
-	for name, c := range checks {
+	if draining {
+		http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
+		return
+	}
+	var degraded []string
+	for i, c := range checks {
 		if err := c(ctx); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			degraded = append(degraded, fmt.Sprintf("%s: %v", names[i], err))
 		}
 	}
-	if len(failed) > 0 {
-		http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
+	if len(degraded) > 0 {
+		fmt.Fprintln(w, "ready, degraded: "+strings.Join(degraded, "; "))
 		return
 	}
 	fmt.Fprintln(w, "ready")

@@ -58,8 +58,17 @@ func TestAdminHealthAndReady(t *testing.T) {
 
 	a.addCheck("redis", func(context.Context) error { return errors.New("connection refused") })
 	code, body := get(t, a.handler, "/readyz")
+	require.Equal(t, http.StatusOK, code, "a backend down does not pull the node out of the balancer")
+	require.Contains(t, body, "degraded: redis: connection refused")
+	_, body = get(t, a.handler, "/metrics")
+	require.Contains(t, body, `imcloud_backend_up{backend="redis"} 0`)
+
+	a.setDraining()
+	code, body = get(t, a.handler, "/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Contains(t, body, "redis: connection refused")
+	require.Contains(t, body, "draining")
+	code, _ = get(t, a.handler, "/healthz")
+	require.Equal(t, http.StatusOK, code, "alive while draining")
 
 	code, _ = get(t, a.handler, "/debug/pprof/")
 	require.Equal(t, http.StatusNotFound, code, "pprof is off unless asked for")

@@ -387,6 +387,7 @@ func (a *App) logStartup() {
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.stopOnce.Do(func() {
+		a.admin.setDraining()
 		if a.httpSrv != nil {
 			errs = append(errs, a.httpSrv.Shutdown(ctx))
 		}
