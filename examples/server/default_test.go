@@ -21,8 +21,10 @@ func TestDefaultModeProcess(t *testing.T) {
 	tcp, ws, api := addr(t), addr(t), addr(t)
 	p := startProc(t, "server", "-tcp-addr", tcp, "-ws-addr", ws, "-http-addr", api)
 	waitReady(t, api)
+	// The startup lines are written after the listeners answer: wait for them.
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "curl") }, 10*time.Second,
+		10*time.Millisecond, "the startup log shows how to push a first message")
 	require.Contains(t, p.out.String(), "dev mode", "the zero-config server says it trusts clients")
-	require.Contains(t, p.out.String(), "curl", "the startup log shows how to push a first message")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

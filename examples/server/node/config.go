@@ -167,6 +167,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
 
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
 	if err := applyEnv(fs, getenv); err != nil {
 		return cfg, err
 	}
@@ -320,9 +321,18 @@ func (c *Config) level() (slog.Level, error) {
 // Logger builds the process logger from the log flags.
 func (c *Config) Logger(w io.Writer) *slog.Logger {
 	lvl, _ := c.level()
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationText}
 	if c.LogJSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationText logs durations as Go duration strings ("1.5s"); the JSON
+// handler would otherwise print them as integer nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }

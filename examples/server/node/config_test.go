@@ -2,8 +2,11 @@ package node
 
 import (
 	"errors"
+	"flag"
 	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -79,4 +82,20 @@ func TestParseRefusesBadValues(t *testing.T) {
 			require.Contains(t, err.Error(), tc.flag, "the error names the flag")
 		})
 	}
+}
+
+func TestHelpNamesEnvironmentVariables(t *testing.T) {
+	var out strings.Builder
+	_, err := Parse([]string{"-h"}, noEnv, &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	require.Contains(t, out.String(), "[$IMCLOUD_REDIS_ADDR]")
+	require.Contains(t, out.String(), "[$IMCLOUD_MAX_CONNS_PER_IP]")
+}
+
+func TestJSONLogsDurationsAsText(t *testing.T) {
+	var out strings.Builder
+	cfg := DefaultConfig()
+	cfg.LogJSON = true
+	cfg.Logger(&out).Info("x", "wait", 1500*time.Millisecond)
+	require.Contains(t, out.String(), `"wait":"1.5s"`)
 }
