@@ -6,10 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -159,14 +159,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.NodeID == "" {
-		host, _ := os.Hostname()
-		var e [4]byte
-		_, _ = rand.Read(e[:])
-		addr := c.LinkAddr
-		if addr == "" && len(c.PublicAddrs) > 0 {
-			addr = c.PublicAddrs[0]
-		}
-		c.NodeID = fmt.Sprintf("%s/%s/%s", host, addr, hex.EncodeToString(e[:]))
+		c.NodeID = defaultNodeID(c.LinkAddr, c.PublicAddrs)
 	}
 	defi(&c.Buckets, 64)
 	if c.Buckets < 1 {
@@ -200,4 +193,24 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// defaultNodeID is host/address/epoch: the host name, the link address (or
+// the first public one; left out when none is known yet) and a random
+// restart epoch.
+func defaultNodeID(linkAddr string, public []string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "imcloud"
+	}
+	parts := []string{host}
+	if linkAddr == "" && len(public) > 0 {
+		linkAddr = public[0]
+	}
+	if linkAddr != "" {
+		parts = append(parts, linkAddr)
+	}
+	var e [4]byte
+	_, _ = rand.Read(e[:])
+	return strings.Join(append(parts, hex.EncodeToString(e[:])), "/")
 }
