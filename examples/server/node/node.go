@@ -374,7 +374,12 @@ func (a *App) logStartup() {
 		return
 	}
 	host := a.advertised("", "http")
-	a.log.Info("push a first message: curl -d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'")
+	auth := ""
+	if a.cfg.APIKey != "" {
+		// The key itself stays out of the log.
+		auth = `-H "X-Api-Key: $` + EnvName("api-key") + `" `
+	}
+	a.log.Info("push a first message: curl " + auth + "-d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'")
 	if a.cloud != nil {
 		a.log.Info("clients connect to TCP " + a.advertised(a.cfg.AdvertiseTCP, "tcp") +
 			" or WebSocket ws://" + a.advertised(a.cfg.AdvertiseWS, "ws") + "/sub; demo page http://" + host + "/")

@@ -139,3 +139,50 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestStartupHintWithAPIKey: with -api-key the printed curl sends the key
+// (from its environment variable, so the key is not logged) and is
+// answered.
+func TestStartupHintWithAPIKey(t *testing.T) {
+	cfg, err := Parse([]string{"-tcp-addr", "", "-ws-addr", "", "-http-addr", "127.0.0.1:0", "-api-key", "k3y"}, noEnv, io.Discard)
+	require.NoError(t, err)
+	var out syncLog
+	app, err := New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		_ = app.Shutdown(context.Background())
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "curl") }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, out.String(), `-H \"X-Api-Key: $IMCLOUD_API_KEY\"`)
+	require.NotContains(t, out.String(), "k3y")
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+app.Addr("http")+"/goim/push/room?operation=1000&type=live&room=1000", strings.NewReader("hello"))
+	req.Header.Set("X-Api-Key", "k3y")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// syncLog is a log destination safe for the logger and the test at once.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
