@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -79,6 +80,9 @@ type Config struct {
 	// Push API.
 	APIKey      string
 	MaxBodySize int64
+	// InsecureAPI allows the push API (and pprof) on an address other
+	// than loopback without an API key.
+	InsecureAPI bool
 
 	// Client limits and proxies.
 	TrustedProxies []string
@@ -99,7 +103,7 @@ func DefaultConfig() Config {
 		Role:          RoleAll,
 		TCPAddr:       ":3101",
 		WSAddr:        ":3102",
-		HTTPAddr:      ":3111",
+		HTTPAddr:      "127.0.0.1:3111",
 		QueueMaxDelay: 500 * time.Millisecond,
 		LinkAddr:      ":3121",
 		KafkaTopic:    "imcloud-push",
@@ -134,7 +138,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.WSAddr, "ws-addr", cfg.WSAddr, "WebSocket client listener, path /sub (cloud); empty disables")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "push API and demo page (logic); in role all also the admin endpoints")
 	fs.StringVar(&cfg.LinkAddr, "link-addr", cfg.LinkAddr, "link listener that job connects to (cloud, clustered)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener: /healthz /readyz /metrics (default: the push API port in roles all and logic, :3119 otherwise)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener: /healthz /readyz /metrics (default: the push API port in roles all and logic, 127.0.0.1:3119 otherwise)")
 	fs.StringVar(&cfg.AdvertiseTCP, "advertise-tcp", "", "host:port clients use for TCP (default: derived from -tcp-addr)")
 	fs.StringVar(&cfg.AdvertiseWS, "advertise-ws", "", "host:port clients use for WebSocket (default: derived from -ws-addr)")
 	fs.StringVar(&cfg.AdvertiseLink, "advertise-link", "", "host:port job uses to reach this node's link (default: derived from -link-addr)")
@@ -158,6 +162,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file for TLS on the client listeners")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>)")
+	fs.BoolVar(&cfg.InsecureAPI, "insecure-api", false, "allow the push API (and pprof) on a non-loopback address without -api-key")
 	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / PROXY protocol is believed")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "client connections per node (0: the cloud default)")
@@ -295,6 +300,13 @@ func (c *Config) Validate() error {
 	if c.HeartbeatMax < 0 {
 		return usageErr("heartbeat-timeout", "cannot be negative")
 	}
+	if c.needs(RoleLogic) && c.APIKey == "" && !c.InsecureAPI && !IsLoopback(c.HTTPAddr) {
+		return usageErr("http-addr", "%q is reachable from other machines and the push API has no key: "+
+			"set -api-key, listen on loopback, or say -insecure-api", c.HTTPAddr)
+	}
+	if c.Pprof && !c.InsecureAPI && c.AdminAddr != "" && !IsLoopback(c.AdminAddr) {
+		return usageErr("pprof", "-admin-addr %q is reachable from other machines: pprof there needs -insecure-api", c.AdminAddr)
+	}
 	if c.MaxBodySize <= 0 {
 		return usageErr("max-body", "must be positive")
 	}
@@ -335,4 +347,19 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, a.Value.Duration().String())
 	}
 	return a
+}
+
+// IsLoopback reports whether a listen address (host:port) accepts
+// connections from this machine only: localhost or a loopback IP. An
+// empty host ("":3111") is every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -19,7 +19,7 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, RoleAll, cfg.Role)
 	require.Equal(t, ":3101", cfg.TCPAddr)
 	require.Equal(t, ":3102", cfg.WSAddr)
-	require.Equal(t, ":3111", cfg.HTTPAddr)
+	require.Equal(t, "127.0.0.1:3111", cfg.HTTPAddr, "the push API is not reachable from other machines by default")
 	require.Equal(t, AuthDev, cfg.Auth, "the zero-flag server uses dev auth")
 	require.False(t, cfg.Clustered())
 }
@@ -98,4 +98,27 @@ func TestJSONLogsDurationsAsText(t *testing.T) {
 	cfg.LogJSON = true
 	cfg.Logger(&out).Info("x", "wait", 1500*time.Millisecond)
 	require.Contains(t, out.String(), `"wait":"1.5s"`)
+}
+
+func TestParseRefusesAnOpenPushAPI(t *testing.T) {
+	for _, args := range [][]string{
+		{"-http-addr", ":3111"},
+		{"-http-addr", "0.0.0.0:3111"},
+		{"-http-addr", "192.0.2.1:3111"},
+		{"-pprof", "-admin-addr", ":3119", "-api-key", "k"},
+	} {
+		_, err := Parse(args, noEnv, io.Discard)
+		require.ErrorIs(t, err, ErrUsage, "%v", args)
+	}
+	for _, args := range [][]string{
+		{"-http-addr", "127.0.0.1:3111"},
+		{"-http-addr", "localhost:3111"},
+		{"-http-addr", "[::1]:3111"},
+		{"-http-addr", ":3111", "-api-key", "k"},
+		{"-http-addr", ":3111", "-insecure-api"},
+		{"-pprof", "-admin-addr", ":3119", "-api-key", "k", "-insecure-api"},
+	} {
+		_, err := Parse(args, noEnv, io.Discard)
+		require.NoError(t, err, "%v", args)
+	}
 }

@@ -140,7 +140,7 @@ func (a *App) adminAddr() string {
 	if a.cfg.needs(RoleLogic) {
 		return ""
 	}
-	return ":3119"
+	return "127.0.0.1:3119"
 }
 
 // Addr returns the bound address of a listener: "tcp", "ws", "link",
@@ -370,6 +370,7 @@ func (a *App) logStartup() {
 		attrs = append(attrs, "node", a.cloud.ID())
 	}
 	a.log.Info("imcloud listening", attrs...)
+	a.logExposure()
 	if a.Addr("http") == "" {
 		return
 	}
@@ -432,4 +433,23 @@ func (a *App) closeAll() {
 		}
 	}
 	a.closer = nil
+}
+
+// logExposure says who can reach the push API and the admin endpoints.
+func (a *App) logExposure() {
+	for _, l := range []struct{ name, what string }{{"http", "push API"}, {"admin", "admin endpoints"}} {
+		addr := a.Addr(l.name)
+		switch {
+		case addr == "":
+		case IsLoopback(addr):
+			a.log.Info(l.what+" reachable from this machine only", "addr", addr)
+		case l.name == "http" && a.cfg.APIKey == "":
+			a.log.Warn(l.what+" reachable from other machines WITHOUT an API key (-insecure-api): anyone can push to every client",
+				"addr", addr)
+		case l.name == "http":
+			a.log.Info(l.what+" reachable from other machines; push routes need the API key", "addr", addr)
+		default:
+			a.log.Info(l.what+" reachable from other machines (health, metrics)", "addr", addr, "pprof", a.cfg.Pprof)
+		}
+	}
 }
