@@ -1,6 +1,6 @@
 // Command server is imcloud's reference server. With no flags it is the
 // whole system in one process on in-memory backends (TCP clients on :3101,
-// WebSocket on :3102/sub, the push API and demo page on :3111); with Redis
+// WebSocket on :3102/sub, the push API and demo page on 127.0.0.1:3111); with Redis
 // and Kafka addresses and a -role it is one node of a cluster. Every flag
 // has an environment variable: -redis-addr is IMCLOUD_REDIS_ADDR.
 //
