@@ -142,9 +142,14 @@ func (a *TokenAuthenticator) Authenticate(_ context.Context, req *AuthRequest) (
 		return Identity{}, ErrNoToken
 	}
 	var claims tokenClaims
-	_, err := a.parser.ParseWithClaims(b.Token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	tok, err := a.parser.ParseWithClaims(b.Token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 4.1.11: a token naming extensions the recipient must
+		// understand is refused unless it does; this one understands none.
+		return Identity{}, fmt.Errorf("%w: critical header extensions are not supported", ErrBadToken)
 	}
 	var mid int64
 	switch {
