@@ -167,8 +167,9 @@ func (c *LinkClient) Close() error {
 }
 
 // Deliver sends msgs to the node as one request and waits until the node
-// acknowledged it, ctx ends, or the connection fails. msgs are encoded
-// before Deliver returns and not retained.
+// acknowledged it, ctx ends (ctx's error, connecting included), or the
+// connection fails. msgs are encoded before Deliver returns and not
+// retained.
 func (c *LinkClient) Deliver(ctx context.Context, msgs []*imcloud.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -244,6 +245,11 @@ func (c *LinkClient) conn(ctx context.Context) (*linkConn, error) {
 	}
 	lc, err := c.dial(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up, which says nothing about the node:
+			// its error, and no backoff for the next caller.
+			return nil, ctx.Err()
+		}
 		c.backoff = min(max(c.backoff*2, c.opts.ReconnectMin), c.opts.ReconnectMax)
 		c.retryAt = time.Now().Add(c.backoff)
 		c.opts.Logger.Debug("link dial failed", "addr", c.addr, "err", err, "retry_in", c.backoff)

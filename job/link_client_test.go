@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +167,43 @@ func TestLinkClientUnreachable(t *testing.T) {
 	start := time.Now()
 	require.Error(t, c.Deliver(ctx, []*imcloud.Message{keysMsg("a", "1")}))
 	require.GreaterOrEqual(t, time.Since(start), 15*time.Millisecond, "redials back off")
+}
+
+// A caller whose ctx ends while the client connects gets ctx's error, and
+// the node is not taken to have failed: the next call dials at once,
+// without backoff.
+func TestLinkClientDialCancelled(t *testing.T) {
+	n := startTestNode(t, "a", "s")
+	// The first dial reaches a listener that never answers the hello.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	var dials atomic.Int32
+	c := NewLinkClient(n.addr, "s", LinkOptions{ReconnectMin: time.Minute, ReconnectMax: time.Minute,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				addr = mute.Addr().String()
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+	defer c.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	require.ErrorIs(t, c.Deliver(ctx, []*imcloud.Message{keysMsg("a", "1")}), context.Canceled)
+
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, c.Deliver(ctx, []*imcloud.Message{keysMsg("a", "2")}), "no backoff after a caller gave up")
+	require.Equal(t, []string{"2"}, bodies(n.messages(), nil))
 }
