@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
 	"github.com/stretchr/testify/require"
 )
 
@@ -37,7 +38,8 @@ func BenchmarkThroughputToCloudNode(b *testing.B) {
 			for i := 0; i < 4; i++ {
 				dialClient(b, node.tcpAddr, fmt.Sprint("k", i), "live://bench", 1<<16)
 			}
-			src := newMemSource(4)
+			// Capacity for every record: the job starts once all are queued.
+			src := memQueue{logic.NewMemoryQueue(logic.MemoryQueueConfig{Partitions: 4, Capacity: b.N}), b}
 			body := make([]byte, 64)
 			for i := 0; i < b.N; i++ {
 				m := &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000,
@@ -80,7 +82,7 @@ func BenchmarkRoomLatency(b *testing.B) {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			node := startCloudNode(b, "bench", 0)
 			c := dialClient(b, node.tcpAddr, "k", "live://1", 1<<16)
-			src := newMemSource(1)
+			src := newMemQueue(b, 1)
 			var cl *countingLink
 			cfg := fastConfig(src, newMemDir(node.node()))
 			cfg.Connect = func(ctx context.Context, n imcloud.Node) (Link, error) {

@@ -113,7 +113,7 @@ func (r *recorder) waitFor(t testing.TB, cond func([]string) bool, timeout time.
 func TestEndToEndTwoCloudNodes(t *testing.T) {
 	a := startCloudNode(t, "node-a", 0)
 	b := startCloudNode(t, "node-b", 0)
-	src := newMemSource(4)
+	src := newMemQueue(t, 4)
 	startJob(t, fastConfig(src, newMemDir(a.node(), b.node())))
 
 	c1 := dialClient(t, a.tcpAddr, "k1", "live://1", 0) // node a, room 1
@@ -177,7 +177,7 @@ func TestEndToEndTwoCloudNodes(t *testing.T) {
 // TestEndToEndInProcessLink delivers through *cloud.Server directly.
 func TestEndToEndInProcessLink(t *testing.T) {
 	a := startCloudNode(t, "node-a", 0)
-	src := newMemSource(1)
+	src := newMemQueue(t, 1)
 	cfg := fastConfig(src, newMemDir(a.node()))
 	cfg.Connect = func(ctx context.Context, n imcloud.Node) (Link, error) { return a.srv, nil }
 	startJob(t, cfg)
@@ -256,7 +256,7 @@ func TestEndToEndNodeUnreachableThenBack(t *testing.T) {
 	pb := startProxy(t, b.linkAddr)
 	nb := b.node()
 	nb.LinkAddr = pb.addr()
-	src := newMemSource(2)
+	src := newMemQueue(t, 2)
 	dir := newMemDir(a.node(), nb)
 	startJob(t, fastConfig(src, dir))
 	ca := dialClient(t, a.tcpAddr, "ka", "live://1", 0)

@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"hash/fnv"
+	"fmt"
 	"net"
 	"sort"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/link"
+	"github.com/imcloud/imcloud/logic"
 	"github.com/imcloud/imcloud/protocol"
 	"github.com/stretchr/testify/require"
 )
@@ -230,131 +230,61 @@ func (d *memDir) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 func (d *memDir) put(n imcloud.Node) { d.mu.Lock(); d.nodes[n.ID] = n; d.mu.Unlock() }
 func (d *memDir) remove(id string)   { d.mu.Lock(); delete(d.nodes, id); d.mu.Unlock() }
 
-// memSource is a partitioned in-memory Source: records keep their offsets,
-// commits are recorded, and reopen starts a new consumer after the
-// committed offsets (what a restart sees).
-type memSource struct {
-	mu        sync.Mutex
-	parts     [][][]byte
-	cursor    []int64
-	committed []int64
-	commits   int
-	closed    bool
-	wake      chan struct{}
+// memQueue is logic's memory queue, the Source most tests run the job on,
+// with the tests' shorthands.
+type memQueue struct {
+	*logic.MemoryQueue
+	t testing.TB
 }
 
-var errSourceClosed = errors.New("memsource: closed")
-
-func newMemSource(partitions int) *memSource {
-	s := &memSource{
-		parts: make([][][]byte, partitions), cursor: make([]int64, partitions),
-		committed: make([]int64, partitions), wake: make(chan struct{}),
-	}
-	for i := range s.committed {
-		s.committed[i] = -1
-	}
-	return s
+func newMemQueue(t testing.TB, partitions int) memQueue {
+	return memQueue{logic.NewMemoryQueue(logic.MemoryQueueConfig{Partitions: partitions}), t}
 }
 
-func partitionKey(m *imcloud.Message) string {
-	switch m.Kind {
-	case imcloud.KindKeys:
-		return m.Node
-	case imcloud.KindRoom:
-		return m.Room
-	}
-	return ""
-}
-
-func (s *memSource) publishRaw(partition int, value []byte) {
-	s.mu.Lock()
-	s.parts[partition] = append(s.parts[partition], value)
-	close(s.wake)
-	s.wake = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *memSource) publish(msgs ...*imcloud.Message) {
-	for _, m := range msgs {
-		b, _ := m.MarshalBinary()
-		h := fnv.New32a()
-		h.Write([]byte(partitionKey(m)))
-		s.publishRaw(int(h.Sum32()%uint32(len(s.parts))), b)
-	}
-}
-
-func (s *memSource) Receive(ctx context.Context) (imcloud.Record, error) {
-	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return imcloud.Record{}, errSourceClosed
-		}
-		for p := range s.parts {
-			if off := s.cursor[p]; off < int64(len(s.parts[p])) {
-				s.cursor[p]++
-				v := s.parts[p][off]
-				s.mu.Unlock()
-				return imcloud.Record{Partition: int32(p), Offset: off, Value: v}, nil
-			}
-		}
-		wake := s.wake
-		s.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return imcloud.Record{}, ctx.Err()
-		}
-	}
-}
-
-func (s *memSource) Commit(ctx context.Context, partition int32, offset int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if int(partition) >= len(s.parts) || offset >= int64(len(s.parts[partition])) {
-		return errors.New("memsource: commit past the end")
-	}
-	if offset < s.committed[partition] {
-		return errors.New("memsource: commit went back")
-	}
-	s.committed[partition] = offset
-	s.commits++
-	return nil
-}
-
-// reopen rewinds the cursors to the committed offsets (a new consumer).
-func (s *memSource) reopen() {
-	s.mu.Lock()
-	for p := range s.cursor {
-		s.cursor[p] = s.committed[p] + 1
-	}
-	s.mu.Unlock()
-}
-
-func (s *memSource) close() {
-	s.mu.Lock()
-	s.closed = true
-	close(s.wake)
-	s.wake = make(chan struct{})
-	s.mu.Unlock()
+func (q memQueue) publish(msgs ...*imcloud.Message) {
+	q.t.Helper()
+	require.NoError(q.t, q.Publish(context.Background(), msgs))
 }
 
 // allCommitted reports whether every published record is committed.
-func (s *memSource) allCommitted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for p := range s.parts {
-		if s.committed[p] != int64(len(s.parts[p]))-1 {
-			return false
-		}
-	}
-	return true
+func (q memQueue) allCommitted() bool { return q.Len() == 0 }
+
+// rawRecords adds to the memory queue what it cannot hold: records whose
+// bytes are not a message that decodes (a broken producer, a newer
+// version). publishRaw queues a placeholder message, and Receive hands
+// out the raw bytes in its place, at the placeholder's partition and
+// offset, so offsets and commits are the queue's own.
+type rawRecords struct {
+	memQueue
+	mu  sync.Mutex
+	raw map[string][]byte // by placeholder partition key
 }
 
-func (s *memSource) committedCopy() []int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]int64(nil), s.committed...)
+func newRawRecords(q memQueue) *rawRecords {
+	return &rawRecords{memQueue: q, raw: map[string][]byte{}}
+}
+
+// publishRaw queues value as one record (the queue's partition for its
+// placeholder: tests that use it have one partition).
+func (q *rawRecords) publishRaw(value []byte) {
+	q.t.Helper()
+	q.mu.Lock()
+	node := fmt.Sprint("raw-", len(q.raw))
+	q.raw[node] = value // a keys message's partition key is its node
+	q.mu.Unlock()
+	q.publish(keysMsg(node, "placeholder"))
+}
+
+func (q *rawRecords) Receive(ctx context.Context) (imcloud.Record, error) {
+	rec, err := q.memQueue.Receive(ctx)
+	if err == nil {
+		q.mu.Lock()
+		if v, ok := q.raw[string(rec.Key)]; ok {
+			rec.Value = v
+		}
+		q.mu.Unlock()
+	}
+	return rec, err
 }
 
 func keysMsg(node string, body string) *imcloud.Message {

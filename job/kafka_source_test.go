@@ -11,6 +11,7 @@ import (
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/kafka"
+	"github.com/imcloud/imcloud/logic"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,9 +39,7 @@ func (s *saramaPublisher) Publish(ctx context.Context, msgs []*imcloud.Message) 
 	for _, m := range msgs {
 		b, _ := m.MarshalBinary()
 		pm := &sarama.ProducerMessage{Topic: s.topic, Value: sarama.ByteEncoder(b)}
-		if k := partitionKey(m); k != "" {
-			pm.Key = sarama.StringEncoder(k)
-		}
+		pm.Key = sarama.StringEncoder(logic.PartitionKey(m))
 		batch = append(batch, pm)
 	}
 	return s.p.SendMessages(batch)
