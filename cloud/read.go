@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -98,105 +99,120 @@ func (c *conn) readWSFrame(f *protocol.Frame) error {
 }
 
 // readWSMessage reads one complete data message (text or binary, possibly
-// fragmented), answering pings and close frames on the way (RFC 6455).
+// fragmented) into a pooled buffer, answering pings and close frames on
+// the way (RFC 6455). gobwas/ws parses and checks each frame header
+// (ws.ReadHeaderBuffer, ws.CheckHeader: masking, reserved bits and
+// opcodes, control frame rules, fragment order, the 64-bit length's top
+// bit) and unmasks payloads (ws.Cipher). Kept here, because wsutil's
+// Reader does not fit: reassembly into the pooled read buffer under the
+// goim size limit without allocating (wsutil.Reader is a per-connection
+// struct with its own buffering), and control replies that go through the
+// connection's outbound queue rather than straight to the socket.
 func (c *conn) readWSMessage() ([]byte, error) {
-	limit := protocol.HeaderLen + c.srv.cfg.MaxInboundBody
+	limit := int64(protocol.HeaderLen + c.srv.cfg.MaxInboundBody)
 	var msg []byte
-	started := false
+	state := ws.StateServerSide
 	for {
-		if c.hdrAhead {
-			c.hdrAhead = false // readFrame read the first two bytes
-		} else if _, err := io.ReadFull(c.r, c.hdr[:2]); err != nil {
+		h, err := c.readWSHeader()
+		if err != nil {
 			return nil, err
 		}
-		b0, b1 := c.hdr[0], c.hdr[1]
-		fin, op := b0&0x80 != 0, b0&0x0F
-		if b0&0x70 != 0 || b1&0x80 == 0 {
-			return nil, fmt.Errorf("%w: reserved bits or unmasked client frame", errWSProtocol)
+		if err := ws.CheckHeader(h, state); err != nil {
+			return nil, fmt.Errorf("%w: %w", errWSProtocol, err)
 		}
-		n := int64(b1 & 0x7F)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(c.r, c.hdr[2:4]); err != nil {
-				return nil, eofUnexpected(err)
-			}
-			n = int64(binary.BigEndian.Uint16(c.hdr[2:4]))
-		case 127:
-			if _, err := io.ReadFull(c.r, c.hdr[2:10]); err != nil {
-				return nil, eofUnexpected(err)
-			}
-			n = int64(binary.BigEndian.Uint64(c.hdr[2:10]))
-			if n < 0 {
-				// RFC 6455: the top bit must be 0. Read as negative, the
-				// length would pass the size checks below (found by
-				// FuzzInboundWS: it panicked the node).
-				return nil, fmt.Errorf("%w: 64-bit length with the top bit set", errWSProtocol)
-			}
-		}
-		var mask [4]byte
-		if _, err := io.ReadFull(c.r, mask[:]); err != nil {
-			return nil, eofUnexpected(err)
-		}
-		if op >= 0x8 { // control frame
-			if !fin || n > 125 {
-				return nil, fmt.Errorf("%w: bad control frame", errWSProtocol)
-			}
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(c.r, payload); err != nil {
-				return nil, eofUnexpected(err)
-			}
-			ws.Cipher(payload, mask, 0)
-			switch op {
-			case wsOpPing:
-				c.enqueue(outItem{b: append(appendWSHeader(nil, wsOpPong, len(payload)), payload...), kind: itemControl})
-			case wsOpPong:
-			case wsOpClose:
-				code := payload
-				if len(code) > 2 {
-					code = code[:2]
-				}
-				c.closeWS(code)
-				return nil, errWSClosed
-			default:
-				return nil, fmt.Errorf("%w: unknown opcode %d", errWSProtocol, op)
+		if h.OpCode.IsControl() {
+			if err := c.readWSControl(h); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		switch op {
-		case wsOpText, wsOpBinary:
-			if started {
-				return nil, fmt.Errorf("%w: new message inside a fragmented one", errWSProtocol)
-			}
-			started = true
-		case wsOpCont:
-			if !started {
-				return nil, fmt.Errorf("%w: continuation without a message", errWSProtocol)
-			}
-		default:
-			return nil, fmt.Errorf("%w: unknown opcode %d", errWSProtocol, op)
-		}
-		if int64(len(msg))+n > int64(limit) {
+		if h.Length > limit-int64(len(msg)) {
 			return nil, protocol.ErrBodyTooLarge
 		}
 		if msg == nil {
-			msg = c.getRbuf(limit)[:0]
+			msg = c.getRbuf(int(limit))[:0]
 		}
 		start := len(msg)
-		msg = msg[:start+int(n)]
+		msg = msg[:start+int(h.Length)]
 		if _, err := io.ReadFull(c.r, msg[start:]); err != nil {
 			return nil, eofUnexpected(err)
 		}
-		ws.Cipher(msg[start:], mask, 0)
-		if fin {
+		ws.Cipher(msg[start:], h.Mask, 0)
+		if h.Fin {
 			return msg, nil
 		}
+		state = state.Set(ws.StateFragmented)
 	}
+}
+
+// readWSHeader reads the next frame header with ws.ReadHeaderBuffer. Its
+// first two bytes may already sit in c.hdr[:2] (hdrAhead: readFrame waited
+// for them); otherwise they are read here first, so that EOF on a frame
+// boundary stays a clean EOF and EOF inside a header is unexpected.
+func (c *conn) readWSHeader() (ws.Header, error) {
+	if !c.hdrAhead {
+		if _, err := io.ReadFull(c.r, c.hdr[:2]); err != nil {
+			return ws.Header{}, err
+		}
+		c.hdrAhead = true
+	}
+	// The library reads into c.hdr[2:] (it needs 12 bytes): the replay
+	// source c.hdr[:2] is not overwritten, and nothing is allocated.
+	h, err := ws.ReadHeaderBuffer((*wsHeaderReader)(c), c.hdr[2:])
+	c.hdrAhead = false
+	switch {
+	case errors.Is(err, ws.ErrHeaderLengthMSB), errors.Is(err, ws.ErrHeaderLengthUnexpected):
+		// RFC 6455: the 64-bit length's top bit must be 0 (read as
+		// negative, it once passed the size checks and panicked the node).
+		return h, fmt.Errorf("%w: %w", errWSProtocol, err)
+	case err != nil:
+		return h, eofUnexpected(err)
+	}
+	return h, nil
+}
+
+// wsHeaderReader is a conn seen as the reader ws.ReadHeaderBuffer reads a
+// header from: the first two bytes replayed from c.hdr[:2] (its first
+// read asks for exactly those two), the rest from c.r. A pointer
+// conversion, so passing it as an io.Reader allocates nothing.
+type wsHeaderReader conn
+
+func (r *wsHeaderReader) Read(p []byte) (int, error) {
+	if r.hdrAhead {
+		r.hdrAhead = false
+		return copy(p, r.hdr[:2]), nil
+	}
+	return r.r.Read(p)
+}
+
+// readWSControl reads a control frame's payload (at most 125 bytes, as
+// ws.CheckHeader ensured) and acts on it: a ping is answered with a pong
+// carrying the same payload, a close ends the connection after echoing
+// the status code, a pong is ignored.
+func (c *conn) readWSControl(h ws.Header) error {
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(c.r, payload); err != nil {
+		return eofUnexpected(err)
+	}
+	ws.Cipher(payload, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		c.enqueue(outItem{b: append(appendWSFrameHeader(nil, ws.OpPong, len(payload)), payload...), kind: itemControl})
+	case ws.OpClose:
+		code := payload
+		if len(code) > 2 {
+			code = code[:2]
+		}
+		c.closeWS(code)
+		return errWSClosed
+	}
+	return nil
 }
 
 // closeWS answers a close frame with one echoing its status code, then
 // closes once it is written.
 func (c *conn) closeWS(code []byte) {
-	frame := append(appendWSHeader(nil, wsOpClose, len(code)), code...)
+	frame := append(appendWSFrameHeader(nil, ws.OpClose, len(code)), code...)
 	c.mu.Lock()
 	if c.dead || c.closing {
 		c.mu.Unlock()
@@ -214,16 +230,16 @@ func (c *conn) closeWS(code []byte) {
 
 // wsCloseGoingAway is the RFC 6455 status of a server going down or
 // dropping a client on purpose.
-const wsCloseGoingAway = 1001
+const wsCloseGoingAway = ws.StatusGoingAway
 
 // wsCloseFrame builds a close frame with a status code and a reason (cut to
 // fit a control frame's 125 bytes).
-func wsCloseFrame(code uint16, reason string) []byte {
-	if len(reason) > 123 {
-		reason = reason[:123]
+func wsCloseFrame(code ws.StatusCode, reason string) []byte {
+	if len(reason) > ws.MaxControlFramePayloadSize-2 {
+		reason = reason[:ws.MaxControlFramePayloadSize-2]
 	}
-	payload := append([]byte{byte(code >> 8), byte(code)}, reason...)
-	return append(appendWSHeader(nil, wsOpClose, len(payload)), payload...)
+	payload := ws.NewCloseFrameBody(code, reason)
+	return append(appendWSFrameHeader(nil, ws.OpClose, len(payload)), payload...)
 }
 
 func eofUnexpected(err error) error {
