@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
-	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // acquireIP counts a connection from ip against MaxConnsPerIP.
@@ -148,45 +148,20 @@ func readProxyHeader(r io.Reader) (netip.Addr, error) {
 	return netip.Addr{}, nil
 }
 
-// rateLimiter is a token bucket allowing rate events per second with a
-// burst of the same size.
-type rateLimiter struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate int) *rateLimiter {
-	if rate <= 0 {
-		return nil
+// newAcceptLimiter returns the node-wide accept-rate limiter: a token
+// bucket allowing perSec new connections per second with a burst of the
+// same size, starting full; perSec <= 0 means no cap.
+func newAcceptLimiter(perSec int) *rate.Limiter {
+	if perSec <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
 	}
-	return &rateLimiter{rate: float64(rate), tokens: float64(rate), last: time.Now()}
-}
-
-func (l *rateLimiter) allow() bool {
-	if l == nil {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	l.tokens += now.Sub(l.last).Seconds() * l.rate
-	if l.tokens > l.rate {
-		l.tokens = l.rate
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
+	return rate.NewLimiter(rate.Limit(perSec), perSec)
 }
 
 // admit applies the node-wide limits to a new socket (max connections and
 // accept rate) and counts it. A refused socket is closed.
 func (s *Server) admit(nc net.Conn) bool {
-	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.allow() {
+	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.Allow() {
 		s.stats.rejected.Add(1)
 		_ = nc.Close()
 		return false

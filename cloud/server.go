@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
 )
 
 // Server is a cloud node: it holds client connections, authenticates
@@ -30,7 +31,7 @@ type Server struct {
 
 	ipMu       sync.Mutex
 	perIP      map[netip.Addr]int
-	acceptRate *rateLimiter
+	acceptRate *rate.Limiter
 
 	dedup *dedup
 	sess  *sessionSync
@@ -72,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 		bs:         newBuckets(cfg.Buckets),
 		keep:       newKeepers(),
 		perIP:      make(map[netip.Addr]int),
-		acceptRate: newRateLimiter(cfg.AcceptRate),
+		acceptRate: newAcceptLimiter(cfg.AcceptRate),
 		dedup:      newDedup(cfg.DedupSize),
 		bcast:      make(chan struct{}, cfg.MaxBroadcasts),
 		listeners:  make(map[net.Listener]struct{}),
@@ -204,7 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.allow() {
+	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.Allow() {
 		s.stats.rejected.Add(1)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
