@@ -29,7 +29,8 @@
 // One name per concept, in the code and in the docs:
 //
 //   - push: an application's request to deliver one body with one op to an
-//     audience: keys, mids, a room, or every connection (broadcast).
+//     audience (a logic.Target): keys, mids, a room, or every connection
+//     (broadcast).
 //   - op: a frame's operation. A push op is the application's choice,
 //     1000 and above by convention; lower ops belong to the protocol.
 //   - key: one client connection, unique in the cluster (goim's key).

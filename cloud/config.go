@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 // Config configures a Server. The zero Config is a standalone node (no
@@ -59,9 +61,11 @@ type Config struct {
 	// long. Default 8 min (goim's), above the 240 s goim's benchmark
 	// client beats at.
 	HeartbeatTimeout time.Duration
-	// HeartbeatInterval is what the AuthReply tells clients to beat at.
-	// Default 30 s (goim's JavaScript client).
-	HeartbeatInterval time.Duration
+	// Client is what clients are told: the auth reply carries
+	// Client.Heartbeat (default 30 s, goim's JavaScript client). Give
+	// logic.HandlerConfig.Client the same value: its nodes/weighted route
+	// reports the same settings.
+	Client imcloud.ClientSettings
 	// WriteTimeout bounds one socket write. Default 10 s.
 	WriteTimeout time.Duration
 	// MaxInboundBody caps a client frame's body. Default 4096 bytes.
@@ -167,7 +171,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.HandshakeTimeout, 5*time.Second)
 	def(&c.HeartbeatTimeout, 8*time.Minute)
-	def(&c.HeartbeatInterval, 30*time.Second)
+	c.Client = c.Client.WithDefaults()
 	def(&c.WriteTimeout, 10*time.Second)
 	defi(&c.MaxInboundBody, 4096)
 	defi(&c.MaxBatchBody, 4096)

@@ -280,7 +280,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	c.b = s.bs.of(key)
 	c.mu.Unlock()
 
-	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: int(s.cfg.HeartbeatInterval / time.Second)})
+	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: s.cfg.Client.HeartbeatSeconds()})
 	first := outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame}
 	// Count the session before the reply can reach the client, so Stats
 	// never lags what a client has already seen.

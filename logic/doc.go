@@ -11,14 +11,24 @@
 // waiting callers, so an overloaded Pusher answers ErrOverloaded (HTTP 503)
 // instead of growing without bound.
 //
+// # Pushing
+//
+// Pusher.Push sends a body with an op to a Target: ToKeys (connections),
+// ToMids (users), ToRoom (a room) or ToAll (a broadcast, paced by
+// WithSpeed); PushOptions set the expiry. PushKeys, PushMids, PushRoom and
+// Broadcast are Push with the target spelled out. The HTTP handler is built
+// on Push and PushAsync alone, as any other API over a Pusher can be.
+//
 // # Delivery
 //
-// A synchronous push (PushKeys, PushMids, PushRoom, Broadcast) returns nil
-// only once the Queue accepted every message (Kafka: acknowledged by the
-// broker). The asynchronous variants return once the pool took the work and
-// report the outcome to a callback; the HTTP handler's EarlyReply mode uses
-// them. A push to users who are not online succeeds and targets nobody
-// (Result.Keys == 0), as in goim.
+// A synchronous push (Push and its named forms) returns nil only once the
+// Queue accepted every message (Kafka: acknowledged by the broker). Its
+// work keeps the caller's context values (context.WithoutCancel) but not
+// its cancellation: it is bounded by Config.Timeout instead. PushAsync
+// returns once the pool took the work and reports the outcome to a
+// callback; the HTTP handler's EarlyReply mode uses it. A push to users who
+// are not online succeeds and targets nobody (Result.Keys == 0), as in
+// goim.
 //
 // # Concurrency and lifecycle
 //

@@ -2,6 +2,7 @@ package logic_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,4 +49,28 @@ func ExampleNewHandler() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(body))
 	// Output: 200 {"code":0,"message":"","data":{"nodes":0,"keys":0,"messages":1}}
+}
+
+// Push to each kind of Target: the named methods (PushMids, PushRoom, ...)
+// are this call with the target spelled out.
+func ExamplePusher_Push() {
+	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
+	queue := logic.NewMemoryQueue(logic.MemoryQueueConfig{})
+	p, _ := logic.New(logic.Config{Router: router, Queue: queue})
+	defer p.Close()
+	ctx := context.Background()
+	_ = router.PutSessions(ctx, []imcloud.Session{{Mid: 42, Key: "conn-1", Node: "node-a", Gen: 1}}, time.Minute)
+
+	for _, t := range []logic.Target{logic.ToKeys("conn-1"), logic.ToMids(42), logic.ToRoom("live://1000"), logic.ToAll()} {
+		res, err := p.Push(ctx, t, 1000, []byte("hello"), logic.WithExpiry(time.Minute))
+		fmt.Println(t.Kind, res.Keys, res.Messages, err)
+	}
+	_, err := p.Push(ctx, logic.ToRoom("1000"), 1000, nil)
+	fmt.Println(errors.Is(err, logic.ErrInvalidArgument))
+	// Output:
+	// keys 1 1 <nil>
+	// mids 1 1 <nil>
+	// room 0 1 <nil>
+	// all 0 1 <nil>
+	// true
 }

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 // HandlerConfig configures the goim-compatible HTTP API. Every zero field
@@ -34,34 +36,13 @@ type HandlerConfig struct {
 	EarlyReply bool
 	// EarlyReplyTimeout bounds an early-replied push's work. Default 10s.
 	EarlyReplyTimeout time.Duration
-
-	// The remaining fields are what nodes/weighted reports, as goim's
-	// logic configuration does.
-
-	// Domain is the default client-facing domain, listed as the only node
-	// when no node has an address for the platform. Default "".
-	Domain string
-	// TCPPort, WSPort and WSSPort are the client ports. Defaults 3101,
-	// 3102 and 3103 (goim's).
-	TCPPort, WSPort, WSSPort int
-	// Heartbeat is the client heartbeat interval. Default 4m (goim's).
-	Heartbeat time.Duration
-	// HeartbeatMax is how many missed heartbeats end a connection.
-	// Default 2.
-	HeartbeatMax int
-	// Backoff is the client reconnect policy. Default goim's: max 300,
-	// base 3, factor 1.8, jitter 1.3.
-	Backoff Backoff
+	// Client is what nodes/weighted reports, as goim's logic configuration
+	// does: the client ports, domain, heartbeat and reconnect policy. Give
+	// cloud.Config.Client the same value: its auth reply reports the same
+	// heartbeat.
+	Client imcloud.ClientSettings
 	// Logger receives request failures (500s). Nil is silent.
 	Logger *slog.Logger
-}
-
-// Backoff is the client reconnect policy nodes/weighted reports.
-type Backoff struct {
-	MaxDelay  int32   `json:"max_delay"`
-	BaseDelay int32   `json:"base_delay"`
-	Factor    float32 `json:"factor"`
-	Jitter    float32 `json:"jitter"`
 }
 
 // Response codes in the JSON body, goim's.
@@ -96,6 +77,9 @@ type handler struct {
 // value as its encoding. Answers are {"code":0,"message":"","data":...};
 // bad parameters are HTTP 400 with code -400, server failures 500 with code
 // -500, an overloaded Pusher 503.
+//
+// The handler uses only p's exported API (Push, PushAsync and the online
+// queries): an API of one's own over a Pusher can do all it does.
 func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/goim"
@@ -110,24 +94,7 @@ func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
 	if cfg.EarlyReplyTimeout <= 0 {
 		cfg.EarlyReplyTimeout = 10 * time.Second
 	}
-	if cfg.TCPPort == 0 {
-		cfg.TCPPort = 3101
-	}
-	if cfg.WSPort == 0 {
-		cfg.WSPort = 3102
-	}
-	if cfg.WSSPort == 0 {
-		cfg.WSSPort = 3103
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 4 * time.Minute
-	}
-	if cfg.HeartbeatMax <= 0 {
-		cfg.HeartbeatMax = 2
-	}
-	if cfg.Backoff == (Backoff{}) {
-		cfg.Backoff = Backoff{MaxDelay: 300, BaseDelay: 3, Factor: 1.8, Jitter: 1.3}
-	}
+	cfg.Client = cfg.Client.WithDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -304,8 +271,7 @@ func (h *handler) pushKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "keys is required")
 		return
 	}
-	pw, err := h.p.keysPush(req.op, keys, req.body, nil)
-	h.submit(w, r, pw, err)
+	h.push(w, r, req, ToKeys(keys...))
 }
 
 func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
@@ -325,8 +291,7 @@ func (h *handler) pushMids(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "mids is required")
 		return
 	}
-	pw, err := h.p.midsPush(req.op, mids, req.body, nil)
-	h.submit(w, r, pw, err)
+	h.push(w, r, req, ToMids(mids...))
 }
 
 func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
@@ -338,9 +303,7 @@ func (h *handler) pushRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "type and room are required")
 		return
 	}
-	room := req.Type + "://" + req.Room
-	pw, err := h.p.roomPush(req.op, room, req.body, nil)
-	h.submit(w, r, pw, err)
+	h.push(w, r, req, ToRoom(req.Type+"://"+req.Room))
 }
 
 func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
@@ -348,21 +311,17 @@ func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pw, err := h.p.broadcastPush(req.op, req.body, req.speed, nil)
-	h.submit(w, r, pw, err)
+	h.push(w, r, req, ToAll(), WithSpeed(req.speed))
 }
 
-// submit runs a push the route built (or answers its validation error):
-// in early-reply mode it answers "accepted" once the pool took the push,
-// otherwise once the Queue accepted its messages.
-func (h *handler) submit(w http.ResponseWriter, r *http.Request, pw *push, err error) {
-	if err != nil {
-		h.answerErr(w, err)
-		return
-	}
+// push runs req's push to t through the Pusher's exported API: in
+// early-reply mode it answers "accepted" once the pool took the push,
+// otherwise once the Queue accepted its messages. A bad target is the
+// Pusher's ErrInvalidArgument, answered 400.
+func (h *handler) push(w http.ResponseWriter, r *http.Request, req *pushRequest, t Target, opts ...PushOption) {
 	if h.cfg.EarlyReply {
 		ctx, done := h.earlyCtx(r)
-		if err := h.p.runAsync(ctx, pw, done); err != nil {
+		if err := h.p.PushAsync(ctx, t, req.op, req.body, done, opts...); err != nil {
 			done(Result{}, err) // never ran: release its context now
 			h.answerErr(w, err)
 			return
@@ -370,7 +329,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, pw *push, err e
 		writeJSON(w, http.StatusOK, []byte(`{"code":0,"message":"accepted"}`))
 		return
 	}
-	res, err := h.p.run(r.Context(), pw)
+	res, err := h.p.Push(r.Context(), t, req.op, req.body, opts...)
 	h.answerPush(w, res, err)
 }
 

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 func (h *handler) onlineTop(w http.ResponseWriter, r *http.Request) {
@@ -93,22 +95,23 @@ func (h *handler) nodesWeighted(w http.ResponseWriter, r *http.Request) {
 			hosts = append(hosts, u.Hostname())
 		}
 	}
-	if len(hosts) == 0 && h.cfg.Domain != "" {
-		hosts = append(hosts, h.cfg.Domain)
+	c := h.cfg.Client
+	if len(hosts) == 0 && c.Domain != "" {
+		hosts = append(hosts, c.Domain)
 	}
 	h.answerData(w, struct {
-		Domain       string   `json:"domain"`
-		TCPPort      int      `json:"tcp_port"`
-		WSPort       int      `json:"ws_port"`
-		WSSPort      int      `json:"wss_port"`
-		Heartbeat    int      `json:"heartbeat"`
-		HeartbeatMax int      `json:"heartbeat_max"`
-		Backoff      Backoff  `json:"backoff"`
-		Nodes        []string `json:"nodes"`
+		Domain       string          `json:"domain"`
+		TCPPort      int             `json:"tcp_port"`
+		WSPort       int             `json:"ws_port"`
+		WSSPort      int             `json:"wss_port"`
+		Heartbeat    int             `json:"heartbeat"`
+		HeartbeatMax int             `json:"heartbeat_max"`
+		Backoff      imcloud.Backoff `json:"backoff"`
+		Nodes        []string        `json:"nodes"`
 	}{
-		Domain: h.cfg.Domain, TCPPort: h.cfg.TCPPort, WSPort: h.cfg.WSPort, WSSPort: h.cfg.WSSPort,
-		Heartbeat: int(h.cfg.Heartbeat / time.Second), HeartbeatMax: h.cfg.HeartbeatMax,
-		Backoff: h.cfg.Backoff, Nodes: hosts,
+		Domain: c.Domain, TCPPort: c.TCPPort, WSPort: c.WSPort, WSSPort: c.WSSPort,
+		Heartbeat: c.HeartbeatSeconds(), HeartbeatMax: c.HeartbeatMax,
+		Backoff: c.Backoff, Nodes: hosts,
 	})
 }
 

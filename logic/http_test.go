@@ -184,7 +184,7 @@ func TestHTTPOversizedChunkedBody(t *testing.T) {
 }
 
 func TestHTTPOnlineAndNodes(t *testing.T) {
-	_, srv := newAPI(t, logic.Config{}, logic.HandlerConfig{Domain: "conn.example", TCPPort: 4101, Heartbeat: time.Minute})
+	_, srv := newAPI(t, logic.Config{}, logic.HandlerConfig{Client: imcloud.ClientSettings{Domain: "conn.example", TCPPort: 4101, Heartbeat: time.Minute}})
 	u := srv.URL + "/goim"
 
 	status, r := call(t, "GET", u+"/online/top?type=live&limit=5", "", "")
@@ -234,7 +234,7 @@ func TestHTTPOnlineAndNodes(t *testing.T) {
 
 func TestHTTPNodesWeightedFallsBackToDomain(t *testing.T) {
 	e := newEnv(t, logic.Config{})
-	srv := httptest.NewServer(logic.NewHandler(e.p, logic.HandlerConfig{Domain: "conn.example"}))
+	srv := httptest.NewServer(logic.NewHandler(e.p, logic.HandlerConfig{Client: imcloud.ClientSettings{Domain: "conn.example"}}))
 	defer srv.Close()
 	status, r := call(t, "GET", srv.URL+"/goim/nodes/weighted", "", "")
 	require.Equal(t, 200, status)
@@ -320,4 +320,28 @@ func TestHTTPOverloadIs503(t *testing.T) {
 	assert.Equal(t, 503, status)
 	assert.Equal(t, -503, r.Code)
 	assert.Contains(t, r.Message, "overloaded")
+}
+
+// TestHTTPPushKeepsRequestValues: the request context's values (a trace
+// id a middleware set) reach the Queue, whether the answer waits for it or
+// not.
+func TestHTTPPushKeepsRequestValues(t *testing.T) {
+	for _, early := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "early reply"}[early], func(t *testing.T) {
+			got := make(chan any, 1)
+			q := funcQueue{func(ctx context.Context, _ []*imcloud.Message) error {
+				got <- ctx.Value(traceKey{})
+				return nil
+			}}
+			e := newEnv(t, logic.Config{Queue: q})
+			api := logic.NewHandler(e.p, logic.HandlerConfig{EarlyReply: early})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), traceKey{}, "req-1")))
+			}))
+			defer srv.Close()
+			status, _ := call(t, "POST", srv.URL+"/goim/push/room?operation=1000&type=live&room=1", "", "x")
+			require.Equal(t, 200, status)
+			assert.Equal(t, "req-1", <-got)
+		})
+	}
 }

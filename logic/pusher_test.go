@@ -173,7 +173,7 @@ func TestPushBadArguments(t *testing.T) {
 		{"room without type", func() error { _, err := e.p.PushRoom(ctx, 1000, "1000", nil); return err }},
 		{"room empty id", func() error { _, err := e.p.PushRoom(ctx, 1000, "live://", nil); return err }},
 		{"negative speed", func() error { _, err := e.p.Broadcast(ctx, 1000, nil, -1); return err }},
-		{"async no mids", func() error { return e.p.PushMidsAsync(ctx, 1000, nil, nil, nil) }},
+		{"async no mids", func() error { return e.p.PushAsync(ctx, logic.ToMids(), 1000, nil, nil) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,10 +206,10 @@ func TestPushAsync(t *testing.T) {
 	got := make(chan outcome, 4)
 	done := func(r logic.Result, err error) { got <- outcome{r, err} }
 	ctx := context.Background()
-	require.NoError(t, e.p.PushMidsAsync(ctx, 1000, []int64{1}, []byte("a"), done))
-	require.NoError(t, e.p.PushKeysAsync(ctx, 1000, []string{"k3"}, []byte("a"), done))
-	require.NoError(t, e.p.PushRoomAsync(ctx, 1000, "live://1", []byte("a"), done))
-	require.NoError(t, e.p.BroadcastAsync(ctx, 1000, []byte("a"), 0, nil), "a nil callback is allowed")
+	require.NoError(t, e.p.PushAsync(ctx, logic.ToMids(1), 1000, []byte("a"), done))
+	require.NoError(t, e.p.PushAsync(ctx, logic.ToKeys("k3"), 1000, []byte("a"), done))
+	require.NoError(t, e.p.PushAsync(ctx, logic.ToRoom("live://1"), 1000, []byte("a"), done))
+	require.NoError(t, e.p.PushAsync(ctx, logic.ToAll(), 1000, []byte("a"), nil), "a nil callback is allowed")
 	total := 0
 	for i := 0; i < 3; i++ {
 		o := <-got
@@ -227,7 +227,7 @@ func TestPushAsync(t *testing.T) {
 func TestPushAsyncFailureCounted(t *testing.T) {
 	e := newEnv(t, logic.Config{Queue: funcQueue{func(context.Context, []*imcloud.Message) error { return errBackend }}})
 	got := make(chan error, 1)
-	require.NoError(t, e.p.PushRoomAsync(context.Background(), 1000, "live://1", nil, func(_ logic.Result, err error) { got <- err }))
+	require.NoError(t, e.p.PushAsync(context.Background(), logic.ToRoom("live://1"), 1000, nil, func(_ logic.Result, err error) { got <- err }))
 	require.ErrorIs(t, <-got, errBackend)
 	assert.Equal(t, uint64(1), e.p.Stats().AsyncFailed)
 }
@@ -273,7 +273,7 @@ func TestPoolSaturatedIsOverloaded(t *testing.T) {
 		cw.Add(1)
 		go func() {
 			defer cw.Done()
-			if err := e.p.PushRoomAsync(ctx, 1000, "live://1", nil, nil); errors.Is(err, logic.ErrOverloaded) {
+			if err := e.p.PushAsync(ctx, logic.ToRoom("live://1"), 1000, nil, nil); errors.Is(err, logic.ErrOverloaded) {
 				refused.Add(1)
 			}
 		}()
@@ -305,7 +305,7 @@ func TestShutdown(t *testing.T) {
 	started := make(chan struct{}, 10)
 	release := make(chan struct{})
 	e := newEnv(t, logic.Config{Queue: blockingQueue(started, release)})
-	require.NoError(t, e.p.PushRoomAsync(context.Background(), 1000, "live://1", nil, nil))
+	require.NoError(t, e.p.PushAsync(context.Background(), logic.ToRoom("live://1"), 1000, nil, nil))
 	<-started
 
 	short, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -313,7 +313,7 @@ func TestShutdown(t *testing.T) {
 	require.ErrorIs(t, e.p.Shutdown(short), context.DeadlineExceeded, "a push is still in flight")
 	_, err := e.p.PushRoom(context.Background(), 1000, "live://1", nil)
 	require.ErrorIs(t, err, logic.ErrClosed, "no new pushes after Shutdown began")
-	require.ErrorIs(t, e.p.PushMidsAsync(context.Background(), 1000, []int64{1}, nil, nil), logic.ErrClosed)
+	require.ErrorIs(t, e.p.PushAsync(context.Background(), logic.ToMids(1), 1000, nil, nil), logic.ErrClosed)
 
 	close(release)
 	require.NoError(t, e.p.Shutdown(context.Background()))

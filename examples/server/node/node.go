@@ -216,6 +216,7 @@ func (a *App) newCloud() error {
 		MaxConns:         a.cfg.MaxConns,
 		MaxConnsPerIP:    a.cfg.MaxConnsPerIP,
 		HeartbeatTimeout: a.cfg.HeartbeatMax,
+		Client:           a.clientSettings(),
 		Logger:           a.log.With("role", RoleCloud),
 	})
 	if err != nil {
@@ -283,8 +284,7 @@ func (a *App) pushAPI() http.Handler {
 	api := logic.NewHandler(a.pusher, logic.HandlerConfig{
 		APIKey:       a.cfg.APIKey,
 		MaxBodyBytes: a.cfg.MaxBodySize,
-		TCPPort:      portOf(a.advertised(a.cfg.AdvertiseTCP, "tcp")),
-		WSPort:       portOf(a.advertised(a.cfg.AdvertiseWS, "ws")),
+		Client:       a.clientSettings(),
 		Logger:       a.log.With("role", RoleLogic),
 	})
 	mux.Handle("/goim/", api)
@@ -296,6 +296,16 @@ func (a *App) pushAPI() http.Handler {
 	}
 	mountDemo(mux)
 	return mux
+}
+
+// clientSettings are what clients are told, by the gateway's auth reply
+// and by the push API's nodes/weighted alike: the advertised ports and
+// the defaults for the rest.
+func (a *App) clientSettings() imcloud.ClientSettings {
+	return imcloud.ClientSettings{
+		TCPPort: portOf(a.advertised(a.cfg.AdvertiseTCP, "tcp")),
+		WSPort:  portOf(a.advertised(a.cfg.AdvertiseWS, "ws")),
+	}
 }
 
 func portOf(addr string) int {

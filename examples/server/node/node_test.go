@@ -186,3 +186,31 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// TestClientSettingsAgree: the gateway's auth reply and the push API's
+// nodes/weighted tell a client the same heartbeat, and nodes/weighted the
+// ports the node listens on.
+func TestClientSettingsAgree(t *testing.T) {
+	app := startAllInOne(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Network: "tcp", Addr: app.Addr("tcp"), Mid: 7})
+	require.NoError(t, err)
+	defer c.Close()
+
+	resp, err := http.Get("http://" + app.Addr("http") + "/goim/nodes/weighted")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			TCPPort   int `json:"tcp_port"`
+			WSPort    int `json:"ws_port"`
+			Heartbeat int `json:"heartbeat"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
+	require.NotZero(t, c.Auth().Heartbeat)
+	require.Equal(t, c.Auth().Heartbeat, r.Data.Heartbeat)
+	require.Equal(t, portOf(app.Addr("tcp")), r.Data.TCPPort)
+	require.Equal(t, portOf(app.Addr("ws")), r.Data.WSPort)
+}

@@ -1,0 +1,209 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/panjf2000/ants/v2"
+)
+
+// A push runs in three steps: newPush checks it on the caller's goroutine
+// (ErrInvalidArgument at once), run or runAsync hands it to the pool
+// (ErrOverloaded or ErrClosed at once), and execute resolves it to nodes
+// through the Router and publishes its messages to the Queue on a pool
+// worker.
+
+// push is one unit of work on the pool.
+type push struct {
+	target Target
+	op     int32
+	body   []byte
+	opts   pushOptions
+	// ctx is a synchronous push's work context (see workContext), kept
+	// here to save an allocation per push.
+	ctx workContext
+}
+
+// newPush checks a push and returns its unit of work.
+func newPush(t Target, op int32, body []byte, opts []PushOption) (*push, error) {
+	if op <= 0 {
+		return nil, fmt.Errorf("%w: operation must be positive, got %d", ErrInvalidArgument, op)
+	}
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	w := &push{target: t, op: op, body: body}
+	for _, o := range opts {
+		o(&w.opts)
+	}
+	if err := w.opts.check(t); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// begin registers one push in flight, or refuses it after Shutdown.
+func (p *Pusher) begin() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	p.inflight.Add(1)
+	return nil
+}
+
+// submit hands task to the pool, translating a saturated pool into
+// ErrOverloaded.
+func (p *Pusher) submit(task func()) error {
+	if err := p.pool.Submit(task); err != nil {
+		p.inflight.Done()
+		if errors.Is(err, ants.ErrPoolOverload) {
+			p.stats.overloaded.Add(1)
+			return ErrOverloaded
+		}
+		if errors.Is(err, ants.ErrPoolClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("logic: submit: %w", err)
+	}
+	return nil
+}
+
+type outcome struct {
+	res Result
+	err error
+}
+
+var outcomePool = sync.Pool{New: func() any { return make(chan outcome, 1) }}
+
+// run executes w on the pool and waits for it or for ctx. The work runs
+// under a workContext: ctx's values, the shared work bucket's deadline and
+// cancellation, so when ctx ends first the caller gets ctx's error at once
+// and the push may still complete in the background.
+func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
+	if err := p.begin(); err != nil {
+		return Result{}, err
+	}
+	w.ctx = workContext{Context: p.workCtx(), values: context.WithoutCancel(ctx)}
+	ch := outcomePool.Get().(chan outcome)
+	err := p.submit(func() {
+		defer p.inflight.Done()
+		res, err := p.execute(&w.ctx, w)
+		ch <- outcome{res, err}
+	})
+	if err != nil {
+		outcomePool.Put(ch)
+		return Result{}, err
+	}
+	select {
+	case o := <-ch:
+		outcomePool.Put(ch)
+		return o.res, o.err
+	case <-ctx.Done():
+		// ch is abandoned to the worker (buffered, so it never blocks).
+		return Result{}, ctx.Err()
+	}
+}
+
+func (p *Pusher) runAsync(ctx context.Context, w *push, done AsyncFunc) error {
+	if err := p.begin(); err != nil {
+		return err
+	}
+	return p.submit(func() {
+		defer p.inflight.Done()
+		ctx, cancel := context.WithTimeout(ctx, p.timeout)
+		res, err := p.execute(ctx, w)
+		cancel()
+		if err != nil {
+			p.stats.asyncFailed.Add(1)
+			p.log.Warn("logic: asynchronous push failed", "target", w.target.Kind.String(), "op", w.op, "err", err)
+		}
+		if done != nil {
+			done(res, err)
+		}
+	})
+}
+
+// execute resolves and publishes one push; it runs on a pool worker.
+func (p *Pusher) execute(ctx context.Context, w *push) (Result, error) {
+	res, err := p.resolveAndPublish(ctx, w)
+	if err != nil {
+		p.stats.failed.Add(1)
+		return res, err
+	}
+	p.stats.pushes.Add(1)
+	p.stats.messages.Add(uint64(res.Messages))
+	return res, nil
+}
+
+func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error) {
+	now := time.Now()
+	base := imcloud.Message{
+		Kind: w.target.messageKind(), Op: w.op, Body: w.body,
+		Accepted: now, Expires: w.opts.expiresAt(now, p.pushExpiry),
+	}
+	var (
+		routes map[string]string
+		err    error
+	)
+	switch w.target.Kind {
+	case TargetRoom:
+		m := base
+		m.ID, m.Room = imcloud.NewMessageID(), w.target.Room
+		return p.publish(ctx, Result{}, &m)
+	case TargetAll:
+		m := base
+		m.ID, m.Speed = imcloud.NewMessageID(), w.opts.speed
+		return p.publish(ctx, Result{}, &m)
+	case TargetMids:
+		routes, err = p.router.NodesByMids(ctx, w.target.Mids)
+	default:
+		routes, err = p.router.NodesByKeys(ctx, w.target.Keys)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrRouter, err)
+	}
+	res := Result{Keys: len(routes)}
+	switch len(routes) {
+	case 0:
+		return res, nil
+	case 1: // one connection: the common case of a push to one user
+		m := base
+		for key, node := range routes {
+			m.Node, m.Keys = node, []string{key}
+		}
+		m.ID = imcloud.NewMessageID()
+		res.Nodes = 1
+		return p.publish(ctx, res, &m)
+	}
+	// Group keys by node.
+	byNode := make(map[string][]string, 2)
+	for key, node := range routes {
+		byNode[node] = append(byNode[node], key)
+	}
+	res.Nodes = len(byNode)
+	msgs := make([]*imcloud.Message, 0, len(byNode))
+	ms := make([]imcloud.Message, len(byNode))
+	i := 0
+	for node, keys := range byNode {
+		m := &ms[i]
+		*m = base
+		m.ID, m.Node, m.Keys = imcloud.NewMessageID(), node, keys
+		msgs = append(msgs, m)
+		i++
+	}
+	return p.publish(ctx, res, msgs...)
+}
+
+func (p *Pusher) publish(ctx context.Context, res Result, msgs ...*imcloud.Message) (Result, error) {
+	if err := p.queue.Publish(ctx, msgs); err != nil {
+		return res, fmt.Errorf("%w: %w", ErrQueue, err)
+	}
+	res.Messages = len(msgs)
+	return res, nil
+}
