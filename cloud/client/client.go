@@ -39,7 +39,10 @@ type Config struct {
 	Key      string
 	Room     string
 	Platform string
-	Accepts  []int32
+	// Accepts are the push ops taken for key, mid and broadcast pushes
+	// (room pushes are not filtered). Nil means DefaultAccepts; an empty
+	// non-nil slice takes none of them (goim's clients' default).
+	Accepts []int32
 	// Token is verified by the node's token authenticator.
 	Token string
 	// Extensions opts into extensions (auth with ver 2): op 6 disconnect
@@ -62,6 +65,12 @@ type Config struct {
 	// Header is sent with the WebSocket upgrade request (cookies, auth).
 	Header http.Header
 }
+
+// DefaultAccepts returns the push ops a client takes when Config.Accepts
+// is nil: 1000, 1001 and 1002, goim's example ops, which the README's
+// pushes use. The JavaScript client (examples/web, DEFAULT_ACCEPTS) has the
+// same default, so that both receive what the push API reports as sent.
+func DefaultAccepts() []int32 { return []int32{1000, 1001, 1002} }
 
 // Push is a message the server pushed.
 type Push struct {
@@ -139,6 +148,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Accepts == nil {
+		cfg.Accepts = DefaultAccepts()
 	}
 	c := &Client{
 		cfg: cfg, msgs: make(chan Push, cfg.Buffer), discs: make(chan Disconnect, 16),

@@ -161,3 +161,32 @@ func TestClientReconnect(t *testing.T) {
 	_, ok := <-c.Messages()
 	assert.False(t, ok)
 }
+
+// TestClientDefaultAccepts: a client that leaves Accepts nil takes key,
+// mid and broadcast pushes of the ops the README pushes (1000-1002); an
+// empty non-nil Accepts takes none of them.
+func TestClientDefaultAccepts(t *testing.T) {
+	assert.Equal(t, []int32{1000, 1001, 1002}, client.DefaultAccepts())
+	n := startNode(t, cloud.Config{Authenticator: cloud.DevAuthenticator()})
+	ctx := context.Background()
+	def, err := client.Dial(ctx, client.Config{Addr: n.tcpAddr, Mid: 1, Room: "live://a"})
+	require.NoError(t, err)
+	defer def.Close()
+	none, err := client.Dial(ctx, client.Config{Addr: n.tcpAddr, Mid: 2, Room: "live://a", Accepts: []int32{}})
+	require.NoError(t, err)
+	defer none.Close()
+
+	for _, op := range []int32{1000, 1001, 1002} {
+		push(t, n.srv, &imcloud.Message{Kind: imcloud.KindKeys, Node: "x", Keys: []string{def.Auth().Key, none.Auth().Key}, Op: op, Body: []byte("key")})
+		p := recv(t, def)
+		assert.Equal(t, op, p.Op)
+	}
+	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindBroadcast, Op: 1003, Body: []byte("not accepted")})
+	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindBroadcast, Op: 1000, Body: []byte("to all")})
+	assert.Equal(t, "to all", string(recv(t, def).Body))
+	// Pushes to one connection arrive in order: a room push reaches the
+	// filtering client after everything that was filtered out.
+	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://a", Op: 1000, Body: []byte("room")})
+	assert.Equal(t, "room", string(recv(t, none).Body), "the empty accepts list filtered nothing else out")
+	assert.Equal(t, "room", string(recv(t, def).Body))
+}
