@@ -1,23 +1,26 @@
 // Package web is imcloud's browser side: imcloud.js, a dependency-free
-// JavaScript client for the goim v2 wire protocol over WebSocket, and a demo
-// page that joins a room, shows pushes arriving live with their latency and
-// pushes through the HTTP API. Both are embedded in the binary; Handler serves
-// them.
+// JavaScript client for the goim v2 wire protocol over WebSocket (also the
+// npm package @imcloud/client, with imcloud.d.ts and package.json here), and
+// a demo page that joins a room, shows pushes arriving live with their
+// latency and pushes through the HTTP API. Both are embedded in the binary;
+// Handler serves them.
 //
 // The page is meant to be mounted at "/" of the push API listener, so that its
 // push form reaches /goim/push/... on the same origin:
 //
 //	mux.Handle("/goim/", pushAPI)
-//	mux.Handle("/", web.Handler())
+//	mux.Handle("/", web.Handler(web.Config{WebSocket: "ws://:3102/sub"}))
 //
-// The page connects to ws://<page host>:3102/sub unless its query string says
-// otherwise (?ws=ws://host:port/sub). The handler is stateless and safe for
+// The page dials the WebSocket address the server gives in Config (it reads
+// /config.json), unless its query string says otherwise
+// (?ws=ws://host:port/sub). The handler is stateless and safe for
 // concurrent use.
 package web
 
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"path"
@@ -43,10 +46,21 @@ type asset struct {
 	contentType string
 }
 
+// Config is what the demo page learns from the server that serves it.
+type Config struct {
+	// WebSocket is the URL the page's client dials, as the server
+	// advertises it: "ws://host:port/sub" or "wss://...". An empty host
+	// ("ws://:3102/sub") means the host the page was loaded from, for a
+	// listener bound to every interface. Empty: ws://<page host>:3102/sub,
+	// the default listener's address.
+	WebSocket string `json:"ws,omitempty"`
+}
+
 // Handler returns an http.Handler serving the demo page at "/" (and
-// "/index.html"), its assets next to it, and the client module at
-// "/imcloud.js". Anything else is 404; methods other than GET and HEAD are 405.
-func Handler() http.Handler {
+// "/index.html"), its assets next to it, the client module at
+// "/imcloud.js", and cfg at "/config.json". Anything else is 404; methods
+// other than GET and HEAD are 405.
+func Handler(cfg Config) http.Handler {
 	assets := make(map[string]asset)
 	add := func(urlPath, name string) {
 		b, err := files.ReadFile(name)
@@ -67,6 +81,11 @@ func Handler() http.Handler {
 	})
 	add("/imcloud.js", "imcloud.js")
 	assets["/"] = assets["/index.html"]
+	config, err := json.Marshal(cfg)
+	if err != nil {
+		panic("web: " + err.Error()) // a struct of strings always marshals
+	}
+	assets["/config.json"] = asset{body: config, contentType: "application/json"}
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, ok := assets[r.URL.Path]

@@ -13,7 +13,7 @@ import (
 
 func TestHandler(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(Handler())
+	srv := httptest.NewServer(Handler(Config{WebSocket: "ws://:4000/sub"}))
 	t.Cleanup(srv.Close)
 
 	module, err := os.ReadFile("imcloud.js")
@@ -31,6 +31,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `from "./imcloud.js"`},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"HEAD", "/imcloud.js", 200, "text/javascript; charset=utf-8", ""},
+		{"GET", "/config.json", 200, "application/json", `{"ws":"ws://:4000/sub"}`},
 		{"GET", "/nope.js", 404, "", ""},
 		{"GET", "/static/index.html", 404, "", ""},
 		{"GET", "/../web.go", 404, "", ""},
@@ -53,4 +54,17 @@ func TestHandler(t *testing.T) {
 			assert.Contains(t, string(body), tc.contains)
 		})
 	}
+}
+
+func TestHandlerWithoutConfig(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Handler(Config{}))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/config.json")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.JSONEq(t, `{}`, string(body), "the page falls back to its default address")
 }

@@ -294,7 +294,7 @@ func (a *App) pushAPI() http.Handler {
 		mux.Handle("/metrics", a.admin.handler)
 		mux.Handle("/debug/pprof/", a.admin.handler)
 	}
-	mountDemo(mux)
+	a.mountDemo(mux)
 	return mux
 }
 

@@ -108,6 +108,17 @@ class Server {
     throw new Error(`server did not answer on its HTTP port within 20 s:\n${this.output}`);
   }
 
+  /** waitForLog waits for a line of the server's log to match re; returns the match. */
+  async waitForLog(re, timeoutMs = 10000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.output.match(re);
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`no ${re} in the server's log within ${timeoutMs} ms:\n${this.output}`);
+      await sleep(50);
+    }
+  }
+
   /** drain sends SIGTERM and waits for the process to exit. */
   async drain(timeoutMs = 20000) {
     this.log.write("\n=== SIGTERM\n");
@@ -188,8 +199,13 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
   const pushWith = (text) => pushes.filter({ hasText: text });
 
   try {
-    await t.test("the page connects", async () => {
-      await page.goto(`http://127.0.0.1:${ports.http}/?ws=${encodeURIComponent(wsURL)}&mid=4242&room=live://1000`);
+    await t.test("the page at the startup log's address connects to the server's WebSocket port", async () => {
+      // Every port is a free one, none the default: the page must learn the
+      // WebSocket address from the server, not assume :3102.
+      const [, hint] = await server.waitForLog(/demo page (http:\/\/[^\s"]+)/);
+      assert.equal(hint, `http://127.0.0.1:${ports.http}/`);
+      await page.goto(`${hint}?mid=4242&room=live://1000`);
+      assert.equal(await page.locator("#ws-url").inputValue(), wsURL);
       await page.locator('#status[data-state="open"]').waitFor({ timeout: 15000 });
       assert.notEqual(await page.locator("#key").textContent(), "–");
       await page.waitForFunction(() => document.querySelector("#online").textContent === "1", null, { timeout: 10000 });

@@ -3,7 +3,8 @@
 // page came from.
 //
 // Query string (all optional):
-//   ws=ws://host:port/sub   WebSocket address (default ws://<page host>:3102/sub)
+//   ws=ws://host:port/sub   WebSocket address (default: the one the server
+//                           advertises in /config.json, else ws://<page host>:3102/sub)
 //   api=http://host:port    push API base (default: this page's origin)
 //   mid=42 room=live://1000 token=... accepts=1000,1001
 //   autoconnect=0           do not connect on load
@@ -14,16 +15,37 @@ const params = new URLSearchParams(location.search);
 const MAX_FEED = 200;
 const MAX_LOG = 50;
 
+// pageHost is this page's host name, bracketed when it is an IPv6 address.
+function pageHost() {
+  const host = location.hostname || "localhost";
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+// serverWsURL is the WebSocket address the server that served this page
+// advertises (/config.json, see web.Config): a URL whose empty host
+// ("ws://:3102/sub") stands for this page's host. null when the server says
+// nothing (a page served elsewhere, an old server).
+async function serverWsURL() {
+  let ws;
+  try {
+    const resp = await fetch("config.json", { cache: "no-store" });
+    if (!resp.ok) return null;
+    ({ ws } = await resp.json());
+  } catch {
+    return null;
+  }
+  if (typeof ws !== "string" || ws === "") return null;
+  return ws.replace(/^(wss?:\/\/)(?=:)/, `$1${pageHost()}`);
+}
+
 function defaultWsURL() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const host = location.hostname || "localhost";
-  const bracketed = host.includes(":") ? `[${host}]` : host;
-  return `${scheme}//${bracketed}:3102/sub`;
+  return `${scheme}//${pageHost()}:3102/sub`;
 }
 
 const apiBase = (params.get("api") || location.origin).replace(/\/+$/, "");
 
-$("ws-url").value = params.get("ws") || defaultWsURL();
+$("ws-url").value = params.get("ws") || (await serverWsURL()) || defaultWsURL();
 $("mid").value = params.get("mid") || String(1 + Math.floor(Math.random() * 9999));
 $("room").value = params.get("room") ?? "live://1000";
 $("token").value = params.get("token") || "";
