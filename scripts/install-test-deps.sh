@@ -2,9 +2,10 @@
 # Installs what the test suite needs on a Debian machine, when missing and
 # when this user can: redis-server (the Redis router's tests run against a
 # real server); Node.js, npm and Debian's chromium, and examples/web's npm
-# packages from its lockfile, for the browser client's tests (the browser test
-# never downloads a browser). Without root or apt-get it says what is missing
-# and carries on; the tests then skip or (with IMCLOUD_REQUIRE_BACKENDS=1) fail.
+# packages from its lockfile, for the browser client's tests and its npm
+# package's (the browser test never downloads a browser). Without root or
+# apt-get it says what is missing and carries on; the tests then skip or
+# (with IMCLOUD_REQUIRE_BACKENDS=1) fail.
 set -euo pipefail
 
 apt_install() {
@@ -39,7 +40,7 @@ if [ ! -x /usr/bin/chromium ]; then
 	echo "install-test-deps: installing chromium"
 	apt_install chromium
 fi
-# examples/web's packages (playwright-core), exactly as its lockfile says.
+# examples/web's packages (playwright-core, typescript), exactly as its lockfile says.
 web="$(dirname "$0")/../examples/web"
 if command -v npm >/dev/null 2>&1; then
 	if [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then

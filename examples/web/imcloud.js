@@ -1,5 +1,6 @@
 // imcloud.js: a small, dependency-free browser (and Node) client for the goim v2
-// wire protocol that imcloud's cloud nodes speak over WebSocket.
+// wire protocol that imcloud's cloud nodes speak over WebSocket. Published as
+// the npm package @imcloud/client; imcloud.d.ts next to it declares its types.
 //
 // Frame (all integers big-endian, header always 16 bytes):
 //
@@ -16,9 +17,9 @@
 //
 // Usage:
 //
-//	import { Client } from "./imcloud.js";
+//	import { Client } from "@imcloud/client"; // or "./imcloud.js"
 //	const c = new Client("ws://127.0.0.1:3102/sub", { mid: 42, roomId: "live://1000" });
-//	c.addEventListener("message", (e) => console.log(e.detail.op, e.detail.text()));
+//	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
 
 /** Size of every frame header; headerLen on the wire must equal it. */
@@ -46,11 +47,35 @@ export const Op = Object.freeze({
   UNSUB_REPLY: 17,
 });
 
+/**
+ * DEFAULT_ACCEPTS are the push ops a Client takes for key, mid and broadcast
+ * pushes when options.accepts is not given: goim's example ops 1000-1002, which
+ * the README's pushes use. The Go client (cloud/client) has the same default.
+ * Room pushes are not filtered by op; an explicit empty list takes no key, mid
+ * or broadcast push (goim's rule).
+ */
+export const DEFAULT_ACCEPTS = Object.freeze([1000, 1001, 1002]);
+
 /** ProtocolError is thrown by the decoders for malformed input. */
 export class ProtocolError extends Error {
   constructor(message) {
     super(`imcloud: ${message}`);
     this.name = "ProtocolError";
+  }
+}
+
+/**
+ * AuthError is the error of the "error" event with which a Client gives up
+ * after the server refused its auth options.maxAuthRefusals times in a row
+ * (see Client). reason is the server's op 6 reason when it sent one, else "".
+ */
+export class AuthError extends Error {
+  constructor(reason, refusals) {
+    const why = reason ? `: ${reason}` : " (closed before its auth reply)";
+    super(`imcloud: the server refused auth ${refusals} time${refusals === 1 ? "" : "s"} in a row${why}; check the token (or getToken), or the server's log`);
+    this.name = "AuthError";
+    /** @type {string} */ this.reason = reason;
+    /** @type {number} */ this.refusals = refusals;
   }
 }
 
@@ -288,8 +313,32 @@ const replyOps = new Map([
  *   room        {room}                      ChangeRoom acknowledged by the server
  *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
  *   close       {code, reason, wasClean, reconnect, delayMs, attempt}  the socket closed
- *   error       {error}                     a protocol error (the socket is then closed)
+ *   error       {error}                     something failed; see below
  *   state       {state}                     State changed
+ *
+ * When it gives up. The client retries what may pass (a refused or dropped
+ * socket, a protocol error, a getToken that failed) with backoff, forever,
+ * until close(). It stops, with an "error" event and then a "close" event
+ * whose reconnect is false (state IDLE), on what retrying cannot fix:
+ *   - the WebSocket constructor throws (a malformed URL);
+ *   - the server refused auth maxAuthRefusals times in a row (AuthError; at
+ *     the first refusal when reconnect is false). A refusal is a socket the
+ *     server closed after the auth frame and before its AuthReply, unless an
+ *     op 6 before the close asked the client to come back later
+ *     (reconnect_ms > 0). The default, 3, tolerates a refusal that is not
+ *     about the credentials (a per-IP connection cap, a restart in the middle
+ *     of the handshake) and, with getToken, a token that expired in flight.
+ * And new Client() throws a TypeError when there is no WebSocket
+ * implementation (Node.js before 22 has no global WebSocket; pass one, such
+ * as the "ws" package's, as options.WebSocket). connect() after a stop starts
+ * afresh.
+ *
+ * getToken. For tokens that must be fetched (a short-lived JWT from the
+ * application's backend), options.getToken is called before every connection
+ * attempt, the first and each reconnect, before the socket opens; it returns
+ * the token or a Promise of it, which is sent in that attempt's auth frame
+ * (instead of options.token). A getToken that throws or rejects is reported
+ * as an "error" event and retried with backoff like a failed connection.
  */
 export class Client extends EventTarget {
   /**
@@ -299,9 +348,11 @@ export class Client extends EventTarget {
    * @param {string} [options.key]       connection key; empty lets the server assign one
    * @param {string} [options.roomId]    room key "type://id", or empty
    * @param {string} [options.platform]  default "web"
-   * @param {number[]|string} [options.accepts]  push ops for key/mid/broadcast pushes; default [1000,1001,1002]
+   * @param {number[]|string} [options.accepts]  push ops for key/mid/broadcast pushes; default DEFAULT_ACCEPTS (1000-1002)
    * @param {string} [options.token]     token for a server with a token authenticator
+   * @param {() => string|Promise<string>} [options.getToken]  fetches the token before every connection attempt
    * @param {boolean} [options.reconnect]  default true
+   * @param {number} [options.maxAuthRefusals]  auth refusals in a row before giving up; default 3
    * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} [options.backoff]
    *   reconnect waits (see backoffDelay); defaults 500 ms, 30 s, 2, 0.5, 0.2
    * @param {number} [options.heartbeatMs]  used until the server's AuthReply says otherwise; default 30000
@@ -315,21 +366,36 @@ export class Client extends EventTarget {
     this.key = options.key ?? "";
     this.roomId = options.roomId ?? "";
     this.platform = options.platform ?? "web";
-    this.accepts = parseOps(options.accepts ?? [1000, 1001, 1002]);
+    this.accepts = parseOps(options.accepts ?? DEFAULT_ACCEPTS);
     this.token = options.token ?? "";
+    this.getToken = options.getToken ?? null;
+    if (this.getToken !== null && typeof this.getToken !== "function") {
+      throw new TypeError("imcloud: options.getToken must be a function returning the token or a Promise of it");
+    }
     this.reconnect = options.reconnect ?? true;
+    this.maxAuthRefusals = options.maxAuthRefusals ?? 3;
     this.backoff = { ...options.backoff };
     this.heartbeatMs = options.heartbeatMs ?? 30000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new TypeError(
+        "imcloud: no WebSocket implementation: this runtime has no global WebSocket (Node.js before 22); " +
+          'pass one as options.WebSocket, e.g. import { WebSocket } from "ws"',
+      );
+    }
     /** @type {string} */ this.state = State.IDLE;
     /** Online count of the current room, from the last heartbeat reply. */
     this.online = null;
     /** The last op 6 the server sent: {reason, reconnectMs}, or null. */
     this.lastDisconnect = null;
+    /** When the scheduled reconnect runs (ms since the epoch), while WAITING. */
+    this.nextRetryAt = null;
     this._ws = null;
+    this._gen = 0; // bumped by every attempt and by close(): a late getToken answer is dropped
     this._seq = 0;
     this._attempt = 0;
+    this._refusals = 0;
     this._hintMs = null;
     this._hbTimer = null;
     this._deadTimer = null;
@@ -350,12 +416,14 @@ export class Client extends EventTarget {
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
     this._closedByUser = false;
+    if (this.state === State.IDLE) this._refusals = 0;
     this._open();
   }
 
   /** close closes the connection and stops reconnecting. */
   close(code = 1000, reason = "client close") {
     this._closedByUser = true;
+    this._gen++;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
     this._stopTimers();
@@ -474,19 +542,52 @@ export class Client extends EventTarget {
     this._pending.clear();
   }
 
+  // _open starts one connection attempt: the token (getToken's, when set),
+  // then the socket.
   _open() {
     this._setState(State.CONNECTING);
     this._hintMs = null;
+    this.nextRetryAt = null;
+    const gen = ++this._gen;
+    if (!this.getToken) {
+      this._dial(this.token);
+      return;
+    }
+    let token;
+    try {
+      token = Promise.resolve(this.getToken());
+    } catch (err) {
+      token = Promise.reject(err);
+    }
+    token.then(
+      (t) => {
+        if (gen === this._gen) this._dial(t ?? "");
+      },
+      (err) => {
+        if (gen !== this._gen) return;
+        const error = new Error(`imcloud: getToken failed: ${err?.message ?? err}`, { cause: err });
+        this._emit("error", { error });
+        this._scheduleReconnect({ code: 0, reason: error.message, wasClean: false });
+      },
+    );
+  }
+
+  _dial(token) {
     let ws;
     try {
       ws = new this._WebSocket(this.url);
     } catch (error) {
+      // A URL the constructor refuses is refused again on every retry.
       this._emit("error", { error });
-      this._scheduleReconnect({ code: 0, reason: String(error), wasClean: false });
+      this._stop({ code: 0, reason: String(error), wasClean: false });
       return;
     }
     ws.binaryType = "arraybuffer";
     this._ws = ws;
+    this._authSent = false; // the auth frame went out on this socket
+    this._authed = false; // its AuthReply came back
+    this._selfClosed = false; // this client closed it (protocol error, silence)
+    this._refusedWith = ""; // the reason of an op 6 that came before the AuthReply
     ws.onopen = () => {
       this._emit("open", { url: this.url });
       const body = authBody({
@@ -495,9 +596,9 @@ export class Client extends EventTarget {
         roomId: this.roomId,
         platform: this.platform,
         accepts: this.accepts,
-        token: this.token,
+        token: String(token),
       });
-      this._write(Op.AUTH, body, VER_EXTENSIONS);
+      this._authSent = this._write(Op.AUTH, body, VER_EXTENSIONS) !== 0;
       this._armDeadline(this.heartbeatMs * 2);
     };
     ws.onmessage = (ev) => this._onMessage(ev.data);
@@ -507,26 +608,50 @@ export class Client extends EventTarget {
       this._ws = null;
       this._stopTimers();
       this._failPending(new Error("imcloud: connection closed"));
-      this._scheduleReconnect({ code: ev.code, reason: ev.reason, wasClean: ev.wasClean });
+      const closed = { code: ev.code, reason: ev.reason, wasClean: ev.wasClean };
+      const refused = this._authSent && !this._authed && !this._selfClosed && !(this._hintMs > 0);
+      if (refused && (++this._refusals >= this.maxAuthRefusals || !this.reconnect)) {
+        this._emit("error", { error: new AuthError(this._refusedWith, this._refusals) });
+        this._stop(closed);
+        return;
+      }
+      this._scheduleReconnect(closed);
     };
+  }
+
+  // _closeSocket closes the current socket from this side.
+  _closeSocket(code, reason) {
+    const ws = this._ws;
+    if (!ws) return;
+    this._selfClosed = true;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // already closing
+    }
   }
 
   _detach(ws) {
     ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
   }
 
-  _scheduleReconnect({ code, reason, wasClean }) {
+  // _stop gives up: no reconnect until connect() is called again.
+  _stop({ code, reason, wasClean }) {
+    this._emit("close", { code, reason, wasClean, reconnect: false, delayMs: null, attempt: this._attempt });
+    this._setState(State.IDLE);
+  }
+
+  _scheduleReconnect(closed) {
     if (this._closedByUser || !this.reconnect) {
-      this._emit("close", { code, reason, wasClean, reconnect: false, delayMs: null, attempt: this._attempt });
-      this._setState(State.IDLE);
+      this._stop(closed);
       return;
     }
     const delayMs = backoffDelay(this._attempt, this.backoff, this._hintMs);
     const attempt = this._attempt;
     this._attempt++;
     this._setState(State.WAITING);
-    this._emit("close", { code, reason, wasClean, reconnect: true, delayMs, attempt });
     this.nextRetryAt = Date.now() + delayMs;
+    this._emit("close", { ...closed, reconnect: true, delayMs, attempt });
     this._retryTimer = setTimeout(() => {
       this._retryTimer = null;
       if (this.state === State.WAITING) this._open();
@@ -545,13 +670,7 @@ export class Client extends EventTarget {
     clearTimeout(this._deadTimer);
     const ws = this._ws;
     this._deadTimer = setTimeout(() => {
-      if (this._ws === ws && ws) {
-        try {
-          ws.close(4000, "heartbeat timeout");
-        } catch {
-          // ignore
-        }
-      }
+      if (this._ws === ws && ws) this._closeSocket(4000, "heartbeat timeout");
     }, ms);
   }
 
@@ -562,7 +681,7 @@ export class Client extends EventTarget {
       frames = decodeMessage(data);
     } catch (error) {
       this._emit("error", { error });
-      this._ws?.close(4002, "protocol error");
+      this._closeSocket(4002, "protocol error");
       return;
     }
     this._armDeadline(this.heartbeatMs * 2 + 5000);
@@ -582,7 +701,9 @@ export class Client extends EventTarget {
         }
         if (info.key) this.key = info.key;
         if (Number(info.heartbeat) > 0) this.heartbeatMs = Number(info.heartbeat) * 1000;
+        this._authed = true;
         this._attempt = 0;
+        this._refusals = 0;
         this.lastDisconnect = null;
         this._setState(State.OPEN);
         clearInterval(this._hbTimer);
@@ -614,6 +735,7 @@ export class Client extends EventTarget {
         const reconnectMs = Number.isFinite(Number(info.reconnect_ms)) && info.reconnect_ms !== undefined ? Number(info.reconnect_ms) : null;
         this._hintMs = reconnectMs;
         this.lastDisconnect = { reason: info.reason ?? "", reconnectMs };
+        if (!this._authed) this._refusedWith = this.lastDisconnect.reason;
         this._emit("disconnect", this.lastDisconnect);
         return;
       }

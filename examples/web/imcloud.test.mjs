@@ -2,7 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  AuthError,
   Client,
+  DEFAULT_ACCEPTS,
   HEADER_LEN,
   Message,
   Op,
@@ -176,12 +178,18 @@ test("backoffDelay: exponential, capped, jittered, honours the server hint", () 
 // lets the test play the server.
 class FakeWebSocket {
   static instances = [];
+  static unreachable = 0; // this many next sockets fail to open, as when nothing listens
   constructor(url) {
     this.url = url;
     this.readyState = 0;
     this.sent = [];
     FakeWebSocket.instances.push(this);
+    const open = FakeWebSocket.unreachable-- <= 0;
     queueMicrotask(() => {
+      if (!open) {
+        this.serverClose(1006);
+        return;
+      }
       this.readyState = 1;
       this.onopen?.({});
     });
@@ -322,4 +330,178 @@ test("Client: close() stops reconnecting and rejects pending requests", async (t
   assert.equal(c.state, State.IDLE);
   await sleep(20);
   assert.equal(FakeWebSocket.instances.length, 1);
+});
+
+test("Client: the default accepts are 1000-1002; an explicit empty list takes none", async (t) => {
+  FakeWebSocket.instances = [];
+  assert.deepEqual([...DEFAULT_ACCEPTS], [1000, 1001, 1002]);
+  for (const [accepts, want] of [
+    [undefined, [1000, 1001, 1002]],
+    [[], []],
+    ["1005", [1005]],
+  ]) {
+    const c = new Client("ws://example/sub", { accepts, WebSocket: FakeWebSocket });
+    t.after(() => c.close());
+    c.connect();
+    await tick();
+    assert.deepEqual(JSON.parse(text(FakeWebSocket.instances.at(-1).sent[0].body)).accepts, want, String(accepts));
+  }
+});
+
+test("Client: no WebSocket implementation is a TypeError at construction, not endless retries", () => {
+  const saved = globalThis.WebSocket;
+  globalThis.WebSocket = undefined; // Node.js before 22
+  try {
+    assert.throws(() => new Client("ws://example/sub"), (err) => err instanceof TypeError && /no WebSocket implementation.*options\.WebSocket/.test(err.message));
+  } finally {
+    globalThis.WebSocket = saved;
+  }
+  assert.throws(() => new Client("ws://example/sub", { WebSocket: FakeWebSocket, getToken: "not a function" }), TypeError);
+});
+
+test("Client: a URL the WebSocket constructor refuses stops the client", async () => {
+  let calls = 0;
+  class Refusing {
+    constructor() {
+      calls++;
+      throw new SyntaxError("invalid URL");
+    }
+  }
+  const c = new Client("nonsense", { WebSocket: Refusing, backoff: { minMs: 1, maxMs: 1 } });
+  const seen = [];
+  c.on("error", ({ error }) => seen.push(["error", error.name]));
+  c.on("close", ({ reconnect }) => seen.push(["close", reconnect]));
+  c.connect();
+  await sleep(20);
+  assert.equal(calls, 1);
+  assert.deepEqual(seen, [["error", "SyntaxError"], ["close", false]]);
+  assert.equal(c.state, State.IDLE);
+});
+
+// refuse plays a server that closes the socket after the auth frame without
+// an AuthReply, after the given frames (an op 6, say).
+async function refuse(ws, frames = []) {
+  while (ws.sent.length === 0) await tick();
+  assert.equal(ws.sent[0].op, Op.AUTH);
+  if (frames.length) ws.serve(frames);
+  ws.serverClose(1006);
+}
+
+test("Client: auth refused maxAuthRefusals times in a row is an AuthError, then no more retries", async (t) => {
+  FakeWebSocket.instances = [];
+  const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, backoff: { minMs: 1, maxMs: 2 } });
+  t.after(() => c.close());
+  const errors = [];
+  const closes = [];
+  c.on("error", ({ error }) => errors.push(error));
+  c.on("close", (d) => closes.push(d));
+  c.connect();
+  for (let i = 0; i < 3; i++) {
+    while (FakeWebSocket.instances.length <= i) await sleep(1);
+    await refuse(FakeWebSocket.instances[i], i === 2 ? [{ op: Op.DISCONNECT, ver: 2, body: JSON.stringify({ reason: "invalid token" }) }] : []);
+  }
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof AuthError);
+  assert.equal(errors[0].reason, "invalid token");
+  assert.equal(errors[0].refusals, 3);
+  assert.match(errors[0].message, /refused auth 3 times in a row: invalid token/);
+  assert.deepEqual(closes.map((d) => d.reconnect), [true, true, false]);
+  assert.equal(c.state, State.IDLE);
+  await sleep(20);
+  assert.equal(FakeWebSocket.instances.length, 3, "no retry after giving up");
+
+  // connect() starts afresh, and a successful auth resets the count.
+  c.connect();
+  await refuse(FakeWebSocket.instances[3]);
+  while (FakeWebSocket.instances.length < 5) await sleep(1);
+  const ws = FakeWebSocket.instances[4];
+  await tick();
+  ws.serve([{ op: Op.AUTH_REPLY, seq: ws.sent[0].seq }]);
+  assert.equal(c.state, State.OPEN);
+  assert.equal(errors.length, 1);
+});
+
+test("Client: closes before the AuthReply that are not refusals keep retrying", async (t) => {
+  FakeWebSocket.instances = [];
+  const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, maxAuthRefusals: 1, backoff: { minMs: 1, maxMs: 2 } });
+  t.after(() => c.close());
+  const errors = [];
+  c.on("error", ({ error }) => errors.push(error));
+  c.connect();
+  // An op 6 with a reconnect hint: come back later (a limit, a drain).
+  await refuse(FakeWebSocket.instances[0], [{ op: Op.DISCONNECT, ver: 2, body: JSON.stringify({ reason: "busy", reconnect_ms: 5 }) }]);
+  // A protocol error: this client closed the socket.
+  while (FakeWebSocket.instances.length < 2) await sleep(1);
+  await tick();
+  FakeWebSocket.instances[1].onmessage({ data: new Uint8Array([0, 0, 0, 20, 0, 8]).buffer });
+  // Closed before the socket opened (the server is down): no auth was sent.
+  FakeWebSocket.unreachable = 1;
+  while (FakeWebSocket.instances.length < 4) await sleep(1);
+  assert.equal(FakeWebSocket.instances[2].sent.length, 0);
+  assert.deepEqual(errors.map((e) => e.name), ["ProtocolError"]);
+  assert.notEqual(c.state, State.IDLE);
+});
+
+test("Client: reconnect false gives up at the first refusal", async () => {
+  FakeWebSocket.instances = [];
+  const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, reconnect: false });
+  const errors = [];
+  c.on("error", ({ error }) => errors.push(error));
+  c.connect();
+  await refuse(FakeWebSocket.instances[0]);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof AuthError);
+  assert.equal(errors[0].reason, "");
+  assert.match(errors[0].message, /refused auth 1 time in a row \(closed before its auth reply\)/);
+  assert.equal(c.state, State.IDLE);
+});
+
+test("Client: getToken is called before every attempt and may return a Promise", async (t) => {
+  FakeWebSocket.instances = [];
+  const tokens = ["t1", "t2", "t3"];
+  let calls = 0;
+  const getToken = async () => {
+    calls++;
+    await sleep(2);
+    if (calls === 2) throw new Error("token service down");
+    return tokens.shift();
+  };
+  const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, token: "static", getToken, backoff: { minMs: 1, maxMs: 2 } });
+  t.after(() => c.close());
+  const errors = [];
+  c.on("error", ({ error }) => errors.push(error));
+  c.connect();
+  assert.equal(c.state, State.CONNECTING);
+  assert.equal(FakeWebSocket.instances.length, 0, "the socket waits for the token");
+  while (FakeWebSocket.instances.length < 1) await sleep(1);
+  let ws = FakeWebSocket.instances[0];
+  await tick();
+  assert.equal(JSON.parse(text(ws.sent[0].body)).token, "t1");
+  ws.serve([{ op: Op.AUTH_REPLY, seq: ws.sent[0].seq }]);
+  ws.serverClose(1001);
+
+  // The second call fails: an error event, and a retry with backoff.
+  while (FakeWebSocket.instances.length < 2) await sleep(1);
+  assert.equal(calls, 3);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0].message, /getToken failed: token service down/);
+  ws = FakeWebSocket.instances[1];
+  await tick();
+  assert.equal(JSON.parse(text(ws.sent[0].body)).token, "t2");
+
+  // close() while getToken is pending: no socket opens afterwards.
+  ws.serverClose(1001);
+  while (calls < 4) await sleep(1);
+  c.close();
+  await sleep(20);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  assert.equal(c.state, State.IDLE);
+
+  // A synchronous getToken works too.
+  const d = new Client("ws://example/sub", { WebSocket: FakeWebSocket, getToken: () => "sync" });
+  t.after(() => d.close());
+  d.connect();
+  while (FakeWebSocket.instances.length < 3) await sleep(1);
+  await tick();
+  assert.equal(JSON.parse(text(FakeWebSocket.instances[2].sent[0].body)).token, "sync");
 });

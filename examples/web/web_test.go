@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/imcloud/imcloud"
 )
 
 func TestHandler(t *testing.T) {
@@ -67,4 +70,17 @@ func TestHandlerWithoutConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.JSONEq(t, `{}`, string(body), "the page falls back to its default address")
+}
+
+// TestPackageVersion: the npm package is released with the Go module, under
+// the same version.
+func TestPackageVersion(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("package.json")
+	require.NoError(t, err)
+	var pkg struct {
+		Version string `json:"version"`
+	}
+	require.NoError(t, json.Unmarshal(b, &pkg))
+	assert.Equal(t, imcloud.Version, pkg.Version, "examples/web/package.json's version")
 }

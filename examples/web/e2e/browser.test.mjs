@@ -212,6 +212,26 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       assert.equal(await page.locator("#room-current").textContent(), "live://1000");
     });
 
+    await t.test("imcloud.js gives up with an AuthError when the server keeps refusing its auth", async () => {
+      // The server refuses a key over 128 bytes, whatever the authenticator.
+      const result = await page.evaluate(async (url) => {
+        const { Client } = await import("/imcloud.js");
+        const c = new Client(url, { key: "k".repeat(200), backoff: { minMs: 20, maxMs: 50 } });
+        const closes = [];
+        c.on("close", ({ reconnect }) => closes.push(reconnect));
+        const error = await new Promise((resolve) => {
+          c.on("error", ({ error }) => resolve(error));
+          c.connect();
+        });
+        await new Promise((r) => setTimeout(r, 300)); // a retry, if any, would have begun
+        return { name: error.name, refusals: error.refusals, message: error.message, closes, state: c.state };
+      }, wsURL);
+      assert.equal(result.name, "AuthError", result.message);
+      assert.equal(result.refusals, 3);
+      assert.deepEqual(result.closes, [true, true, false]);
+      assert.equal(result.state, "idle");
+    });
+
     await t.test("a push through the HTTP API appears with its latency", async () => {
       await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=1000", stamp("hello room 1000"));
       const item = pushWith("hello room 1000");

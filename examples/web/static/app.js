@@ -143,7 +143,10 @@ function connect() {
     $("online").textContent = "–";
     const why = `socket closed (code ${code}${reason ? `, ${reason}` : ""})`;
     if (!reconnect) {
+      // The client gave up (the error event said why): the form is usable again.
       log(why);
+      client = null;
+      setStatus(State.IDLE, "disconnected");
       return;
     }
     log(`${why}; reconnecting in ${(delayMs / 1000).toFixed(1)} s`, "warn");
@@ -155,7 +158,7 @@ function connect() {
     tick();
     countdown = setInterval(tick, 100);
   });
-  c.on("error", ({ error }) => log(`protocol error: ${error.message}`, "err"));
+  c.on("error", ({ error }) => log(error.message, "err"));
   c.on("message", (m) => addPush(m));
   setStatus(State.CONNECTING, "connecting…");
   c.connect();

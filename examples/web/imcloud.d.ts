@@ -1,0 +1,243 @@
+// Type declarations of imcloud.js (the npm package @imcloud/client). The
+// comments in imcloud.js are the reference; these declarations follow them
+// and package.test.mjs checks that both export the same values.
+//
+// Client extends the standard EventTarget: compile with the "dom" lib (a
+// browser project) or with @types/node (Node.js 18 and later).
+
+/** Size of every frame header; headerLen on the wire must equal it. */
+export declare const HEADER_LEN: 16;
+/** ver of goim clients and of pushes. */
+export declare const VER_GOIM: 1;
+/** ver of an auth frame that opts into extensions (op 6, JSON AuthReply fields). */
+export declare const VER_EXTENSIONS: 2;
+
+/** Operations (docs/protocol.md, section 4). Ops of 1000 and above are application pushes. */
+export declare const Op: Readonly<{
+  HEARTBEAT: 2;
+  HEARTBEAT_REPLY: 3;
+  SEND_MSG: 4;
+  DISCONNECT: 6;
+  AUTH: 7;
+  AUTH_REPLY: 8;
+  RAW: 9;
+  CHANGE_ROOM: 12;
+  CHANGE_ROOM_REPLY: 13;
+  SUB: 14;
+  SUB_REPLY: 15;
+  UNSUB: 16;
+  UNSUB_REPLY: 17;
+}>;
+
+/**
+ * The push ops a Client takes for key, mid and broadcast pushes when
+ * options.accepts is not given: 1000, 1001 and 1002 (the Go client's default
+ * too). Room pushes are not filtered; an explicit empty list takes none.
+ */
+export declare const DEFAULT_ACCEPTS: readonly number[];
+
+/** Connection states, in Client.state. */
+export declare const State: Readonly<{
+  /** not started, closed by close(), or given up */
+  IDLE: "idle";
+  /** waiting for getToken, socket opening, or auth sent and not yet answered */
+  CONNECTING: "connecting";
+  /** authenticated */
+  OPEN: "open";
+  /** disconnected, a reconnect is scheduled */
+  WAITING: "waiting";
+}>;
+export type State = (typeof State)[keyof typeof State];
+
+/** Thrown by the decoders for malformed input. */
+export declare class ProtocolError extends Error {
+  constructor(message: string);
+  name: "ProtocolError";
+}
+
+/**
+ * The error of the "error" event with which a Client gives up after the
+ * server refused its auth maxAuthRefusals times in a row.
+ */
+export declare class AuthError extends Error {
+  constructor(reason: string, refusals: number);
+  name: "AuthError";
+  /** The server's op 6 reason when it sent one before closing, else "". */
+  reason: string;
+  /** How many auths in a row were refused. */
+  refusals: number;
+}
+
+/** A body: nothing, UTF-8 text, bytes, or a JSON-able object. */
+export type Body = undefined | null | string | ArrayBuffer | ArrayBufferView | object;
+
+/** One decoded frame; body is a view into the decoded data. */
+export interface Frame {
+  ver: number;
+  op: number;
+  seq: number;
+  body: Uint8Array;
+}
+
+/** A frame to encode; ver defaults to 1 and seq to 0. */
+export interface FrameInput {
+  op: number;
+  ver?: number;
+  seq?: number;
+  body?: Body;
+}
+
+export declare function toBytes(body: Body): Uint8Array;
+export declare function encodeFrame(frame: FrameInput): Uint8Array;
+export declare function decodeFrames(data: ArrayBuffer | ArrayBufferView): Frame[];
+export declare function unbatch(frames: Frame[]): Frame[];
+export declare function decodeMessage(data: ArrayBuffer | ArrayBufferView | string): Frame[];
+export declare function encodeBatch(frames: FrameInput[]): Uint8Array;
+export declare function heartbeatOnline(body: Body): number;
+export declare function text(body: Body): string;
+
+export interface AuthBodyInput {
+  mid?: number;
+  key?: string;
+  roomId?: string;
+  platform?: string;
+  accepts?: number[];
+  token?: string;
+}
+export declare function authBody(input?: AuthBodyInput): string;
+export declare function parseOps(ops: number | string | Array<number | string> | null | undefined): number[];
+
+export interface BackoffOptions {
+  /** first wait, ms; default 500 */
+  minMs?: number;
+  /** longest wait, ms; default 30000 */
+  maxMs?: number;
+  /** growth per attempt; default 2 */
+  factor?: number;
+  /** random share of each wait; default 0.5 */
+  jitter?: number;
+  /** random share added to a server hint; default 0.2 */
+  hintJitter?: number;
+}
+export declare function backoffDelay(attempt: number, opts?: BackoffOptions, hintMs?: number | null, random?: () => number): number;
+
+/** A push (or any frame the client does not consume itself). */
+export declare class Message {
+  constructor(frame: Frame, receivedAt: number);
+  op: number;
+  ver: number;
+  seq: number;
+  body: Uint8Array;
+  /** ms since the epoch, when the WebSocket message arrived */
+  receivedAt: number;
+  /** The body decoded as UTF-8. */
+  text(): string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json(): unknown;
+}
+
+/**
+ * A WebSocket constructor: the standard one (browsers, Node.js 22 and later)
+ * or one with its interface, such as the "ws" package's.
+ */
+export type WebSocketConstructor = new (url: string) => unknown;
+
+export interface ClientOptions {
+  /** user id (ignored by a server that verifies tokens) */
+  mid?: number;
+  /** connection key; empty lets the server assign one */
+  key?: string;
+  /** room key "type://id", or empty */
+  roomId?: string;
+  /** default "web" */
+  platform?: string;
+  /** push ops taken for key, mid and broadcast pushes; default DEFAULT_ACCEPTS (1000-1002) */
+  accepts?: number[] | string;
+  /** token for a server with a token authenticator */
+  token?: string;
+  /**
+   * Fetches the token: called before every connection attempt (the first
+   * and each reconnect), before the socket opens; replaces token. A throw
+   * or rejection is an "error" event and a retry with backoff.
+   */
+  getToken?: () => string | Promise<string>;
+  /** reconnect after the connection drops; default true */
+  reconnect?: boolean;
+  /** auth refusals in a row before the client gives up with an AuthError; default 3 */
+  maxAuthRefusals?: number;
+  backoff?: BackoffOptions;
+  /** used until the server's AuthReply says otherwise; default 30000 */
+  heartbeatMs?: number;
+  /** how long changeRoom/sub/unsub/send wait for a reply; default 10000 */
+  requestTimeoutMs?: number;
+  /** WebSocket constructor; default globalThis.WebSocket (Node.js before 22 has none: pass the "ws" package's) */
+  WebSocket?: WebSocketConstructor;
+}
+
+/** The detail of each Client event. */
+export interface ClientEventMap {
+  /** the socket opened; auth is sent */
+  open: { url: string };
+  /** the server accepted auth (its AuthReply) */
+  auth: { mid: number; key: string; room_id: string; heartbeat: number };
+  /** a push */
+  message: Message;
+  /** the room's online count (heartbeat reply) */
+  online: { count: number };
+  /** ChangeRoom acknowledged by the server */
+  room: { room: string };
+  /** the server says why it is closing (op 6) */
+  disconnect: { reason: string; reconnectMs: number | null };
+  /** the socket closed; reconnect false means the client stopped */
+  close: { code: number; reason: string; wasClean: boolean; reconnect: boolean; delayMs: number | null; attempt: number };
+  /** something failed: ProtocolError, AuthError, a getToken failure, a WebSocket constructor error */
+  error: { error: Error };
+  /** state changed */
+  state: { state: State };
+}
+
+/**
+ * One logical connection to a cloud node over WebSocket that survives
+ * reconnects (see imcloud.js for when it gives up).
+ */
+export declare class Client extends EventTarget {
+  /** Throws a TypeError when there is no WebSocket implementation. */
+  constructor(url: string, options?: ClientOptions);
+  url: string;
+  mid: number;
+  key: string;
+  roomId: string;
+  platform: string;
+  accepts: number[];
+  token: string;
+  getToken: (() => string | Promise<string>) | null;
+  reconnect: boolean;
+  maxAuthRefusals: number;
+  backoff: BackoffOptions;
+  heartbeatMs: number;
+  requestTimeoutMs: number;
+  state: State;
+  /** Online count of the current room, from the last heartbeat reply. */
+  online: number | null;
+  /** The last op 6 the server sent, or null. */
+  lastDisconnect: ClientEventMap["disconnect"] | null;
+  /** When the scheduled reconnect runs (ms since the epoch), while WAITING. */
+  nextRetryAt: number | null;
+
+  /** Adds a listener that receives the event's detail; returns a function that removes it. */
+  on<K extends keyof ClientEventMap>(type: K, fn: (detail: ClientEventMap[K], event: CustomEvent<ClientEventMap[K]>) => void): () => void;
+  /** Opens the connection (and keeps it open until close()). */
+  connect(): void;
+  /** Closes the connection and stops reconnecting. */
+  close(code?: number, reason?: string): void;
+  /** Moves to room ("" leaves); resolves once the server replied. */
+  changeRoom(room: string): Promise<string>;
+  /** Adds push ops to accept; resolves with the full list. */
+  sub(ops: number | string | Array<number | string>): Promise<number[]>;
+  /** Stops accepting push ops; resolves with the full list. */
+  unsub(ops: number | string | Array<number | string>): Promise<number[]>;
+  /** Sends an upstream message (op 4 by default); resolves when the server echoed it. */
+  send(body: Body, op?: number): Promise<Uint8Array>;
+  /** Sends a heartbeat now (the reply carries the online count). */
+  heartbeat(): void;
+}

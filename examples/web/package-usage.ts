@@ -1,0 +1,60 @@
+// A TypeScript program that uses the installed package as an application
+// would. package.test.mjs compiles it with `tsc --noEmit` in a scratch
+// project where @imcloud/client is installed from its `npm pack` tarball, so
+// it checks imcloud.d.ts and the package's "exports" together. The lines
+// marked as expected errors (in mistakes) prove that the declarations are
+// not `any`.
+import { AuthError, Client, DEFAULT_ACCEPTS, Op, State, decodeMessage, encodeFrame, type ClientEventMap, type Message } from "@imcloud/client";
+
+async function fetchToken(): Promise<string> {
+  const resp = await fetch("/api/imcloud-token");
+  return resp.text();
+}
+
+export function start(url: string): Client {
+  const c = new Client(url, {
+    mid: 42,
+    roomId: "live://1000",
+    accepts: [...DEFAULT_ACCEPTS, 1003],
+    getToken: fetchToken,
+    backoff: { minMs: 250, maxMs: 10_000 },
+    maxAuthRefusals: 2,
+  });
+  c.on("message", (m: Message) => {
+    const op: number = m.op;
+    const body: string = m.text();
+    console.log(op, body, m.json(), m.receivedAt);
+  });
+  c.on("auth", ({ mid, key, room_id, heartbeat }) => console.log(mid + 1, key.length, room_id, heartbeat * 1000));
+  c.on("online", ({ count }) => console.log(count.toFixed(0)));
+  c.on("close", ({ reconnect, delayMs }) => console.log(reconnect, delayMs ?? "stopped"));
+  c.on("error", ({ error }) => {
+    if (error instanceof AuthError) console.log("refused", error.reason, error.refusals);
+  });
+  const stop: () => void = c.on("state", ({ state }) => {
+    if (state === State.OPEN) void c.changeRoom("live://2000").then((room: string) => room.toUpperCase());
+  });
+  stop();
+  c.connect();
+  return c;
+}
+
+export async function useTheRest(c: Client): Promise<number[]> {
+  await c.send({ hello: "world" });
+  await c.send("text", Op.SEND_MSG);
+  const frames = decodeMessage(encodeFrame({ op: 1000, body: "hi" }));
+  const detail: ClientEventMap["disconnect"] | null = c.lastDisconnect;
+  console.log(frames[0].body.byteLength, detail?.reconnectMs, c.state === "open", c.online);
+  return c.sub("1005,1006");
+}
+
+export function mistakes(c: Client): void {
+  // @ts-expect-error: no such event
+  c.on("mesage", () => {});
+  // @ts-expect-error: getToken returns a string or a Promise of one
+  new Client("ws://h/sub", { getToken: () => 42 });
+  // @ts-expect-error: accepts are numbers or a comma-separated string
+  new Client("ws://h/sub", { accepts: [true] });
+  // @ts-expect-error: the online detail has no room
+  c.on("online", ({ room }) => room);
+}
