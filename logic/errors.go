@@ -1,6 +1,11 @@
 package logic
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/imcloud/imcloud/protocol"
+)
 
 // Sentinel errors. Wrapped errors keep them reachable through errors.Is.
 var (
@@ -19,4 +24,9 @@ var (
 	ErrQueue = errors.New("logic: queue")
 	// ErrRouter wraps a failure of a Router lookup.
 	ErrRouter = errors.New("logic: router")
+	// ErrInvalidOp is returned for a push whose operation is below
+	// protocol.OpPushMin (1000): ops 0-999 are the protocol's own (auth,
+	// heartbeat, op 6 disconnect, op 9 batch, ...) and a push carrying one
+	// would fool clients. It is an ErrInvalidArgument (HTTP 400).
+	ErrInvalidOp = fmt.Errorf("%w: operations below %d are reserved for the protocol", ErrInvalidArgument, protocol.OpPushMin)
 )

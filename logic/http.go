@@ -21,10 +21,12 @@ import (
 type HandlerConfig struct {
 	// Prefix is where the routes are mounted. Default "/goim", goim's own.
 	Prefix string
-	// APIKey, when set, is required on the push routes, in an "X-Api-Key"
-	// header or as "Authorization: Bearer <key>"; a request without it is
-	// answered 401. Default "": no check (goim has none). The online and
-	// nodes routes are always open.
+	// APIKey, when set, is required on every route but nodes/weighted
+	// (the clients' bootstrap), in an "X-Api-Key" header or as
+	// "Authorization: Bearer <key>"; a request without it is answered 401.
+	// The online routes reveal who is where and nodes/instances the link
+	// addresses, so they are the application's, like the pushes. Default
+	// "": no check (goim has none).
 	APIKey string
 	// MaxBodyBytes limits a push request's body; past it the answer is
 	// 413. Default 1 MiB.
@@ -111,17 +113,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var (
 		method string
 		serve  func(http.ResponseWriter, *http.Request)
-		push   bool
+		open   bool // served without the API key
 	)
 	switch path {
 	case "/push/keys":
-		method, serve, push = http.MethodPost, h.pushKeys, true
+		method, serve = http.MethodPost, h.pushKeys
 	case "/push/mids":
-		method, serve, push = http.MethodPost, h.pushMids, true
+		method, serve = http.MethodPost, h.pushMids
 	case "/push/room":
-		method, serve, push = http.MethodPost, h.pushRoom, true
+		method, serve = http.MethodPost, h.pushRoom
 	case "/push/all":
-		method, serve, push = http.MethodPost, h.pushAll, true
+		method, serve = http.MethodPost, h.pushAll
 	case "/online/top":
 		method, serve = http.MethodGet, h.onlineTop
 	case "/online/room":
@@ -129,7 +131,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/online/total":
 		method, serve = http.MethodGet, h.onlineTotal
 	case "/nodes/weighted":
-		method, serve = http.MethodGet, h.nodesWeighted
+		method, serve, open = http.MethodGet, h.nodesWeighted, true
 	case "/nodes/instances":
 		method, serve = http.MethodGet, h.nodesInstances
 	default:
@@ -141,7 +143,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if push && h.cfg.APIKey != "" && !h.authorized(r) {
+	if !open && h.cfg.APIKey != "" && !h.authorized(r) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
@@ -243,11 +245,14 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request, listName stri
 }
 
 // readBody reads r's body whole, refusing more than limit bytes.
+// smallBody is the largest declared body allocated at once.
+const smallBody = 4096
+
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	if r.ContentLength >= 0 {
+	if r.ContentLength >= 0 && r.ContentLength <= smallBody {
 		// net/http already stops the body at Content-Length.
 		buf := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
@@ -255,6 +260,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		}
 		return buf, nil
 	}
+	// A larger body grows as its bytes arrive: a declared Content-Length
+	// is not memory to hand out before the client sent it.
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 

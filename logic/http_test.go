@@ -3,9 +3,12 @@ package logic_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +141,10 @@ func TestHTTPBadInput(t *testing.T) {
 		{"missing operation", "POST", "/push/mids?mids=1", "", "x", 400},
 		{"zero operation", "POST", "/push/mids?operation=0&mids=1", "", "x", 400},
 		{"negative operation", "POST", "/push/keys?operation=-5&keys=k1", "", "x", 400},
+		{"protocol op 6 (disconnect)", "POST", "/push/room?operation=6&type=live&room=1", "", `{"reason":"x","reconnect_ms":86400000}`, 400},
+		{"protocol op 9 (batch)", "POST", "/push/all?operation=9", "", "x", 400},
+		{"protocol op 3 (heartbeat reply)", "POST", "/push/mids?operation=3&mids=1", "", "x", 400},
+		{"op 999", "POST", "/push/keys?operation=999&keys=k1", "", "x", 400},
 		{"non-numeric operation", "POST", "/push/all?operation=abc", "", "x", 400},
 		{"operation overflows int32", "POST", "/push/all?operation=4294967296", "", "x", 400},
 		{"non-numeric mids", "POST", "/push/mids?operation=1000&mids=1,x", "", "x", 400},
@@ -259,8 +266,15 @@ func TestHTTPAPIKey(t *testing.T) {
 	assert.Equal(t, 200, status)
 	status, _ = call(t, "POST", u, "", "x", "Authorization", "Bearer s3cret")
 	assert.Equal(t, 200, status)
-	status, _ = call(t, "GET", srv.URL+"/goim/online/total", "", "")
-	assert.Equal(t, 200, status, "queries need no key")
+	for _, path := range []string{"/goim/online/total", "/goim/online/top?type=live&limit=3",
+		"/goim/online/room?type=live&rooms=1", "/goim/nodes/instances"} {
+		status, _ = call(t, "GET", srv.URL+path, "", "")
+		assert.Equal(t, 401, status, "%s reveals the application's state: it needs the key", path)
+		status, _ = call(t, "GET", srv.URL+path, "", "", "X-Api-Key", "s3cret")
+		assert.Equal(t, 200, status, path)
+	}
+	status, _ = call(t, "GET", srv.URL+"/goim/nodes/weighted", "", "")
+	assert.Equal(t, 200, status, "the clients' bootstrap needs no key")
 }
 
 func TestHTTPPrefix(t *testing.T) {
@@ -344,4 +358,29 @@ func TestHTTPPushKeepsRequestValues(t *testing.T) {
 			assert.Equal(t, "req-1", <-got)
 		})
 	}
+}
+
+// TestHTTPDeclaredBodyNotAllocatedUpFront: clients that declare a large
+// body and send one byte do not make the server hold the declared size.
+func TestHTTPDeclaredBodyNotAllocatedUpFront(t *testing.T) {
+	_, srv := newAPI(t, logic.Config{}, logic.HandlerConfig{MaxBodyBytes: 1 << 20})
+	const conns = 40
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for i := 0; i < conns; i++ {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = fmt.Fprintf(c, "POST /goim/push/mids?operation=1000&mids=1 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nx", 1<<20)
+		require.NoError(t, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the handlers are reading the bodies now
+	grown := int64(heap()) - int64(before)
+	require.Less(t, grown, int64(conns<<20)/4, "%d connections declaring 1 MiB grew the heap by %d bytes", conns, grown)
 }

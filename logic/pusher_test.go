@@ -167,6 +167,8 @@ func TestPushBadArguments(t *testing.T) {
 	}{
 		{"zero op", func() error { _, err := e.p.PushMids(ctx, 0, []int64{1}, nil); return err }},
 		{"negative op", func() error { _, err := e.p.PushKeys(ctx, -1, []string{"k"}, nil); return err }},
+		{"protocol op 6", func() error { _, err := e.p.PushRoom(ctx, 6, "live://1", nil); return err }},
+		{"op 999", func() error { _, err := e.p.Broadcast(ctx, 999, nil, 0); return err }},
 		{"no mids", func() error { _, err := e.p.PushMids(ctx, 1000, nil, nil); return err }},
 		{"no keys", func() error { _, err := e.p.PushKeys(ctx, 1000, []string{}, nil); return err }},
 		{"empty key", func() error { _, err := e.p.PushKeys(ctx, 1000, []string{""}, nil); return err }},
@@ -346,4 +348,19 @@ func TestOnlineQueries(t *testing.T) {
 	nodes, err := e.p.Nodes(ctx)
 	require.NoError(t, err)
 	assert.Len(t, nodes, 2)
+}
+
+// TestPushReservedOps: ops below 1000 are the protocol's; a push of one
+// is ErrInvalidOp (an ErrInvalidArgument), and 1000 is the first push op.
+func TestPushReservedOps(t *testing.T) {
+	e := newEnv(t, logic.Config{})
+	ctx := context.Background()
+	for _, op := range []int32{0, 1, 3, 4, 6, 7, 8, 9, 999} {
+		_, err := e.p.PushRoom(ctx, op, "live://1", []byte("x"))
+		require.ErrorIs(t, err, logic.ErrInvalidOp, "op %d", op)
+		require.ErrorIs(t, err, logic.ErrInvalidArgument, "op %d", op)
+	}
+	assert.Zero(t, e.queue.Len())
+	_, err := e.p.PushRoom(ctx, 1000, "live://1", []byte("x"))
+	require.NoError(t, err)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
 	"github.com/panjf2000/ants/v2"
 )
 
@@ -30,8 +31,8 @@ type push struct {
 
 // newPush checks a push and returns its unit of work.
 func newPush(t Target, op int32, body []byte, opts []PushOption) (*push, error) {
-	if op <= 0 {
-		return nil, fmt.Errorf("%w: operation must be positive, got %d", ErrInvalidArgument, op)
+	if op < protocol.OpPushMin {
+		return nil, fmt.Errorf("%w: got %d", ErrInvalidOp, op)
 	}
 	if err := t.validate(); err != nil {
 		return nil, err

@@ -239,7 +239,8 @@ func (a *App) authenticator() (cloud.Authenticator, error) {
 }
 
 func (a *App) newLogic() error {
-	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Logger: a.log.With("role", RoleLogic)})
+	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Timeout: pushTimeout,
+		Logger: a.log.With("role", RoleLogic)})
 	if err != nil {
 		return fmt.Errorf("logic: %w", err)
 	}
@@ -360,11 +361,13 @@ func (a *App) start() {
 		a.goServe("job", func() error { return a.job.Run(a.runCtx) })
 	}
 	if ln := a.listeners["http"]; ln != nil {
-		a.httpSrv = &http.Server{Handler: a.pushAPI(), ReadHeaderTimeout: 10 * time.Second}
+		a.httpSrv = &http.Server{Handler: a.pushAPI(), ReadHeaderTimeout: headerTimeout, ReadTimeout: bodyTimeout,
+			WriteTimeout: pushWriteTimeout, IdleTimeout: idleTimeout}
 		a.goServe("http", func() error { return a.httpSrv.Serve(ln) })
 	}
 	if ln := a.listeners["admin"]; ln != nil {
-		a.adminSrv = &http.Server{Handler: a.admin.handler, ReadHeaderTimeout: 10 * time.Second}
+		a.adminSrv = &http.Server{Handler: a.admin.handler, ReadHeaderTimeout: headerTimeout, ReadTimeout: bodyTimeout,
+			WriteTimeout: adminWriteTimeout, IdleTimeout: idleTimeout}
 		a.goServe("admin", func() error { return a.adminSrv.Serve(ln) })
 	}
 }
@@ -463,3 +466,20 @@ func (a *App) logExposure() {
 		}
 	}
 }
+
+// Timeouts of the HTTP servers this App starts, so that no client holds a
+// connection, a goroutine or a request body for as long as it likes.
+const (
+	headerTimeout = 10 * time.Second
+	// bodyTimeout bounds reading a whole request, body included.
+	bodyTimeout = 30 * time.Second
+	// idleTimeout closes keep-alive connections that send nothing.
+	idleTimeout = 90 * time.Second
+	// adminWriteTimeout leaves room for a 60 s CPU profile.
+	adminWriteTimeout = 90 * time.Second
+	// pushTimeout bounds a push's work (logic.Config.Timeout).
+	pushTimeout = 10 * time.Second
+	// pushWriteTimeout bounds a push request from its first byte to the
+	// answer's last: reading the body, then the push's work.
+	pushWriteTimeout = bodyTimeout + pushTimeout + 5*time.Second
+)
