@@ -40,13 +40,13 @@ type Config struct {
 	// DeadLetterAttempts bounds the tries per record. Default 5.
 	DeadLetterAttempts int
 
-	// MaxBatch caps the messages in one Deliver call to a node. Messages
+	// MaxDelivery caps the messages in one Deliver call to a node. Messages
 	// waiting for the same node (room messages above all) are merged up
 	// to it: at low rates every call carries one message and goes at
-	// once, under load batches grow. Default 512.
-	MaxBatch int
-	// MaxBatchBytes caps a Deliver call's approximate size. Default 1 MiB.
-	MaxBatchBytes int
+	// once, under load deliveries grow. Default 512.
+	MaxDelivery int
+	// MaxDeliveryBytes caps a Deliver call's approximate size. Default 1 MiB.
+	MaxDeliveryBytes int
 	// NodeQueue bounds the messages waiting for one node. When a node's
 	// queue is full (the node is unreachable and still registered),
 	// consumption waits for it; size it to hold a node registration's
@@ -71,11 +71,11 @@ func (c Config) withDefaults() Config {
 	if c.DeadLetterAttempts <= 0 {
 		c.DeadLetterAttempts = 5
 	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 512
+	if c.MaxDelivery <= 0 {
+		c.MaxDelivery = 512
 	}
-	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = 1 << 20
+	if c.MaxDeliveryBytes <= 0 {
+		c.MaxDeliveryBytes = 1 << 20
 	}
 	if c.NodeQueue <= 0 {
 		c.NodeQueue = 65536

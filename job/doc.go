@@ -13,7 +13,7 @@
 // backoff while the others deliver. Messages for one node stay in order
 // (and so do one room's, which share a partition). A worker makes one
 // Deliver call at a time, carrying whatever queued up for the node while
-// the previous call was in flight, up to MaxBatch messages: room batching
+// the previous call was in flight, up to MaxDelivery messages: room merging
 // without a timer, one message per call at low rates, large calls under
 // load. A broadcast's pace (connections per second) is split across the
 // nodes in proportion to their connections.

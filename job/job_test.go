@@ -110,7 +110,7 @@ func TestJobRoomBatching(t *testing.T) {
 	a.set(func(n *testNode) { n.ackDelay = 20 * time.Millisecond })
 	src := newMemQueue(t, 1)
 	cfg := fastConfig(src, newMemDir(a.node()))
-	cfg.MaxBatch = 50
+	cfg.MaxDelivery = 50
 	j := startJob(t, cfg)
 	const n = 300
 	for i := 0; i < n; i++ {
@@ -126,7 +126,7 @@ func TestJobRoomBatching(t *testing.T) {
 	requests := a.requests
 	a.mu.Unlock()
 	require.Less(t, requests, n/5, "messages were merged")
-	require.GreaterOrEqual(t, requests, n/50, "no batch over MaxBatch")
+	require.GreaterOrEqual(t, requests, n/50, "no batch over MaxDelivery")
 	_ = j
 }
 

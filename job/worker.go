@@ -20,7 +20,7 @@ type item struct {
 // nodeWorker owns the delivery to one node: a bounded queue filled by the
 // receive loop and a goroutine that drains it in order, one Deliver call
 // at a time, merging whatever is waiting into the call (opportunistic
-// batching: no timer, the batch is what queued up during the previous
+// merging: no timer, a delivery is what queued up during the previous
 // call). A node that fails is retried with backoff without affecting the
 // other nodes' workers.
 type nodeWorker struct {
@@ -136,7 +136,7 @@ func (w *nodeWorker) appendLocked(it item) {
 	signal(w.wake)
 }
 
-// take waits for queued items and moves up to a batch of them into dst.
+// take waits for queued items and moves up to one delivery of them into dst.
 // It returns false when the worker must end.
 func (w *nodeWorker) take(dst []item) ([]item, bool) {
 	for {
@@ -145,12 +145,12 @@ func (w *nodeWorker) take(dst []item) ([]item, bool) {
 		}
 		w.mu.Lock()
 		if n := len(w.q) - w.head; n > 0 {
-			n = min(n, w.j.cfg.MaxBatch)
+			n = min(n, w.j.cfg.MaxDelivery)
 			size := 0
 			i := 0
 			for ; i < n; i++ {
 				size += approxSize(w.q[w.head+i].m)
-				if i > 0 && size > w.j.cfg.MaxBatchBytes {
+				if i > 0 && size > w.j.cfg.MaxDeliveryBytes {
 					break
 				}
 			}
@@ -192,15 +192,15 @@ func approxSize(m *imcloud.Message) int {
 // run delivers until the worker is stopped or the node is gone.
 func (w *nodeWorker) run() {
 	defer w.dropLink()
-	var batch []item
+	var delivery []item
 	for {
 		var ok bool
-		batch, ok = w.take(batch[:0])
+		delivery, ok = w.take(delivery[:0])
 		if ok {
-			w.deliver(batch)
+			w.deliver(delivery)
 			w.inflight.Store(0)
 			if w.ctx.Err() == nil {
-				clear(batch)
+				clear(delivery)
 				continue
 			}
 		}
@@ -211,7 +211,7 @@ func (w *nodeWorker) run() {
 		w.q, w.head = nil, 0
 		w.mu.Unlock()
 		if gone {
-			w.abandon(batch)
+			w.abandon(delivery)
 			w.abandon(rest)
 		}
 		return
@@ -229,35 +229,35 @@ func (w *nodeWorker) abandon(items []item) {
 	}
 }
 
-// deliver sends batch until the node accepts it or the worker stops. Items
-// it finishes (delivered, expired, skipped) are cleared in batch, so the
+// deliver sends delivery until the node accepts it or the worker stops. Items
+// it finishes (delivered, expired, skipped) are cleared in delivery, so the
 // caller can abandon what is left.
-func (w *nodeWorker) deliver(batch []item) bool {
+func (w *nodeWorker) deliver(delivery []item) bool {
 	backoff := w.j.cfg.RetryMin
 	for attempt := 0; ; attempt++ {
 		now := time.Now()
-		msgs := make([]*imcloud.Message, 0, len(batch))
-		for i := range batch {
-			if batch[i].e == nil {
+		msgs := make([]*imcloud.Message, 0, len(delivery))
+		for i := range delivery {
+			if delivery[i].e == nil {
 				continue
 			}
-			if batch[i].m.Expired(now) {
+			if delivery[i].m.Expired(now) {
 				w.j.c.expired.Add(1)
-				w.j.finish(batch[i].e)
-				batch[i] = item{}
+				w.j.finish(delivery[i].e)
+				delivery[i] = item{}
 				continue
 			}
-			msgs = append(msgs, batch[i].m)
+			msgs = append(msgs, delivery[i].m)
 		}
 		if len(msgs) == 0 {
 			return true
 		}
 		err := w.send(msgs)
 		if err == nil {
-			for i := range batch {
-				if batch[i].e != nil {
-					w.j.finish(batch[i].e)
-					batch[i] = item{}
+			for i := range delivery {
+				if delivery[i].e != nil {
+					w.j.finish(delivery[i].e)
+					delivery[i] = item{}
 				}
 			}
 			w.delivered.Add(uint64(len(msgs)))
@@ -272,7 +272,7 @@ func (w *nodeWorker) deliver(batch []item) bool {
 			return false
 		}
 		if errors.Is(err, ErrTooLarge) {
-			return w.split(batch)
+			return w.split(delivery)
 		}
 		w.retried.Add(1)
 		w.j.c.retried.Add(1)
@@ -289,11 +289,11 @@ func (w *nodeWorker) deliver(batch []item) bool {
 	}
 }
 
-// split delivers a batch the link refused as too large in halves, in
+// split delivers in halves what the link refused as too large, in
 // order; a single message too large is skipped and counted.
-func (w *nodeWorker) split(batch []item) bool {
-	live := batch[:0:0]
-	for _, it := range batch {
+func (w *nodeWorker) split(delivery []item) bool {
+	live := delivery[:0:0]
+	for _, it := range delivery {
 		if it.e != nil {
 			live = append(live, it)
 		}
@@ -302,19 +302,19 @@ func (w *nodeWorker) split(batch []item) bool {
 		w.j.c.skipped.Add(1)
 		w.j.log.Error("job: message too large for the link; skipped", "node", w.id, "id", live[0].m.ID)
 		w.j.finish(live[0].e)
-		clear(batch)
+		clear(delivery)
 		return true
 	}
 	h := len(live) / 2
 	first, second := live[:h], live[h:]
-	clear(batch)
+	clear(delivery)
 	if !w.deliver(first) {
-		copy(batch, first)
-		copy(batch[len(first):], second)
+		copy(delivery, first)
+		copy(delivery[len(first):], second)
 		return false
 	}
 	if !w.deliver(second) {
-		copy(batch, second)
+		copy(delivery, second)
 		return false
 	}
 	return true
