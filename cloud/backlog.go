@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,45 @@ const (
 	// backlogPoll is how often a waiting Deliver looks again.
 	backlogPoll = time.Millisecond
 )
+
+// backlog is the node's backlog counter, in shards so that fan-out
+// goroutines and writers counting different connections do not fight
+// over one cache line. Each connection counts on one shard for its life
+// (outq.shard); only the sum is meaningful.
+type backlog struct {
+	shards [backlogShards]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+	next atomic.Uint32
+}
+
+const backlogShards = 64
+
+// shard returns the counter of a new connection (round robin).
+func (b *backlog) shard() *atomic.Int64 {
+	return &b.shards[b.next.Add(1)%backlogShards].n
+}
+
+// add counts d bytes on shard i (any shard: only the sum is meaningful).
+func (b *backlog) add(i int, d int64) {
+	if d != 0 {
+		b.shards[i%backlogShards].n.Add(d)
+	}
+}
+
+// total is the node's backlog in bytes.
+func (b *backlog) total() int64 {
+	var n int64
+	for i := range b.shards {
+		n += b.shards[i].n.Load()
+	}
+	return n
+}
+
+// queuedBytes is the node's backlog: the bytes connections are behind,
+// each connection's counted up to backlogConnCap.
+func (s *Server) queuedBytes() int64 { return s.backlog.total() }
 
 // backlogLimit is the backlog above which Deliver waits: 16 KiB per
 // session on average (at least 64 sessions' worth).

@@ -20,6 +20,7 @@ type discardConn struct {
 }
 
 func (d *discardConn) Read([]byte) (int, error)         { select {} }
+func (d *discardConn) tryWrite(b []byte) (int, error)   { return d.Write(b) }
 func (d *discardConn) Write(b []byte) (int, error)      { d.bytes.Add(int64(len(b))); return len(b), nil }
 func (d *discardConn) Close() error                     { return nil }
 func (d *discardConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
@@ -39,6 +40,7 @@ func benchNode(b *testing.B, n int, room string, ws bool) (*Server, *discardConn
 	dc := &discardConn{}
 	for i := 0; i < n; i++ {
 		c := newConn(s, dc, ws)
+		c.setSockWriter(dc) // written by the scheduler's writers, like a socket on Linux
 		c.mid, c.key, c.room = int64(i), fmt.Sprintf("key-%d", i), room
 		acc := []int32{1000}
 		c.accepts.Store(&acc)

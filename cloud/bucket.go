@@ -3,7 +3,6 @@ package cloud
 import (
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 )
 
 // bucket is one shard of the node's connections, chosen by key hash: it
@@ -15,12 +14,6 @@ type bucket struct {
 	keys  map[string]*conn
 	all   connList
 	rooms map[string]*connList
-	// writers counts running writers of this bucket's connections;
-	// queued their queued bytes, as the backlog counts them
-	// (addQueuedLocked).
-	writers atomic.Int64
-	queued  atomic.Int64
-	_       [32]byte // keep hot counters of neighbouring buckets apart
 }
 
 // connList is a set of connections kept as a slice for fast iteration; each

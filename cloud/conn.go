@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -24,13 +23,15 @@ import (
 )
 
 // conn is one client connection. Its reader goroutine (serve) owns the
-// read side and the connection's lifecycle; writers are started on demand
-// by enqueue (write.go). An idle connection holds one goroutine, this
-// struct and no buffers.
+// read side and the connection's lifecycle; its writes belong to its
+// outbound queue (out, outq.go) and whoever the scheduler lets write it
+// (sched.go). An idle connection holds one goroutine, this struct and no
+// buffers.
 type conn struct {
 	srv *Server
 	nc  net.Conn
-	r   io.Reader // nc, or a reader replaying bytes read ahead during the upgrade
+	r   io.Reader  // nc, or a reader replaying bytes read ahead during the upgrade
+	w   sockWriter // nc's non-blocking write path, nil if it has none
 	ws  bool
 	ext bool // opted into extensions (auth ver 2)
 
@@ -49,29 +50,7 @@ type conn struct {
 	// Indexes in the bucket's lists (bucket.go), guarded by b.mu.
 	allIdx, roomIdx int
 
-	// Outbound state (write.go). writeFn is c.writeLoop bound once, so
-	// starting a writer does not allocate a closure.
-	writeFn func()
-	wctr    *atomic.Int64 // where the running writer is counted
-	// raw is the plain TCP socket for writes that never wait (nil for TLS
-	// and other connections); slow holds what the socket did not take,
-	// owned by the writer claim.
-	raw syscall.RawConn
-	// rawFn is c.rawWrite bound once (tryWrite allocates nothing); rawBuf,
-	// rawN and rawErr are its argument and results, owned by the writer
-	// claim.
-	rawFn   func(fd uintptr)
-	rawBuf  []byte
-	rawN    int
-	rawErr  error
-	slow    []byte
-	mu      sync.Mutex
-	q       []outItem
-	qbytes  int64 // bytes in q (addQueuedLocked)
-	sbytes  int64 // bytes in slow (addSlowLocked)
-	writing bool
-	closing bool // flush the queue, then close (op 6, WS close)
-	dead    bool // socket closed; drop everything
+	out outq
 
 	// Read state, owned by the reader goroutine.
 	hdr     [16]byte
@@ -116,7 +95,7 @@ func (c *conn) putRbuf() {
 
 func newConn(s *Server, nc net.Conn, ws bool) *conn {
 	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1}
-	c.writeFn = c.writeLoop
+	c.out.shard = s.backlog.shard()
 	return c
 }
 
@@ -218,9 +197,7 @@ func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
 		}
 		*hi = info
 	}
-	if c.raw = rawConnOf(c.nc); c.raw != nil {
-		c.rawFn = c.rawWrite
-	}
+	c.setSockWriter(newSockWriter(c.nc))
 	return true
 }
 
@@ -276,9 +253,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	acc := append([]int32(nil), id.Accepts...)
 	c.accepts.Store(&acc)
 	c.gen = s.gen.Add(1)
-	c.mu.Lock()
 	c.b = s.bs.of(key)
-	c.mu.Unlock()
 
 	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: s.cfg.Client.HeartbeatSeconds()})
 	first := outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq, Body: reply}), kind: itemFrame}
@@ -467,8 +442,8 @@ func (c *conn) session() imcloud.Session {
 }
 
 // disconnect closes c on purpose: with an op 6 reason first if the client
-// opted in (the queue is cleared so the reason goes out at once), at once
-// otherwise.
+// opted in (the queue is cleared so the reason goes out at once, the
+// write bounded by closeGrace), at once otherwise.
 func (c *conn) disconnect(reason string, reconnect time.Duration) {
 	if !c.ext {
 		c.kill()
@@ -479,60 +454,34 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 		ReconnectMS int64  `json:"reconnect_ms"`
 	}{reason, reconnect.Milliseconds()})
 	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
-	c.mu.Lock()
-	if c.dead || c.closing {
-		c.mu.Unlock()
+	if !c.ws {
+		c.closeWith(true, outItem{b: frame, kind: itemFrame})
 		return
 	}
-	c.addQueuedLocked(-c.qbytes)
-	clear(c.q)
-	c.q = append(c.q[:0], outItem{b: frame, kind: itemFrame})
-	c.addQueuedLocked(int64(len(frame)))
-	if c.ws {
-		// Close the WebSocket properly (1001 going away) so browsers
-		// report a clean close rather than 1006.
-		cf := wsCloseFrame(wsCloseGoingAway, reason)
-		c.q = append(c.q, outItem{b: cf, kind: itemControl})
-		c.addQueuedLocked(int64(len(cf)))
-	}
-	c.closing = true
-	// Bound how long a stuck socket can delay the close (set under c.mu,
-	// so a writer starting a blocking write cannot extend it:
-	// writeBlocking).
-	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
-	start := c.claimWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.writeFn()
-	}
+	// Close the WebSocket properly (1001 going away) so browsers report a
+	// clean close rather than 1006.
+	c.closeWith(true, outItem{b: frame, kind: itemFrame}, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
 }
 
-// closeGrace bounds the final write of a connection being closed.
-const closeGrace = 2 * time.Second
-
-// kill closes the socket now; the reader notices and cleans up.
+// kill closes the socket now; the reader notices and cleans up, the
+// writer's claim drops what is queued.
 func (c *conn) kill() {
-	c.mu.Lock()
-	c.dead = true
-	c.mu.Unlock()
+	c.out.kill()
 	_ = c.nc.Close()
+}
+
+// setSockWriter gives c its non-blocking write path (nil: none), before
+// anything is queued.
+func (c *conn) setSockWriter(w sockWriter) {
+	c.w = w
+	c.out.fast = w != nil
 }
 
 // finish runs when the reader ends: unregister, remove the session, close
 // the socket (or leave it to a writer flushing a final frame).
 func (c *conn) finish(registered bool) {
 	c.putRbuf()
-	c.mu.Lock()
-	flushing := c.closing && c.writing && !c.dead
-	if !flushing {
-		c.dead = true
-	}
-	c.closing = true
-	if flushing {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace)) // under c.mu: see disconnect
-	}
-	c.mu.Unlock()
-	if !flushing {
+	if c.out.finish(c.armCloseDeadline) {
 		_ = c.nc.Close()
 	}
 	if registered {

@@ -189,11 +189,7 @@ func (s *Server) fanout(room string, frame []byte, op int32, filter bool, weight
 		workers = len(bs)
 	}
 	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
-		var n uint64
-		for _, b := range bs {
-			n += b.push(room, frame, op, filter)
-		}
-		s.stats.delivered.Add(n * weight)
+		s.fanoutPart(bs, 0, 1, room, frame, op, filter, weight)
 		return
 	}
 	var wg sync.WaitGroup
@@ -201,23 +197,30 @@ func (s *Server) fanout(room string, frame []byte, op int32, filter bool, weight
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			var n uint64
-			for i := w; i < len(bs); i += workers {
-				n += bs[i].push(room, frame, op, filter)
-			}
-			s.stats.delivered.Add(n * weight)
+			s.fanoutPart(bs, w, workers, room, frame, op, filter, weight)
 		}(w)
 	}
-	var n uint64
-	for i := 0; i < len(bs); i += workers {
-		n += bs[i].push(room, frame, op, filter)
-	}
-	s.stats.delivered.Add(n * weight)
+	s.fanoutPart(bs, 0, workers, room, frame, op, filter, weight)
 	wg.Wait()
 }
 
-// push enqueues frame on the bucket's connections in room ("" = all).
-func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
+// fanoutPart is one fan-out goroutine's share: buckets first, first+step,
+// and so on. It counts their deliveries and backlog once.
+func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, frame []byte, op int32, filter bool, weight uint64) {
+	var n uint64
+	var backlog int64
+	for i := first; i < len(bs); i += step {
+		bn, bb := bs[i].push(s.sched, room, frame, op, filter)
+		n, backlog = n+bn, backlog+bb
+	}
+	s.stats.delivered.Add(n * weight)
+	s.backlog.add(first, backlog)
+}
+
+// push enqueues frame on the bucket's connections in room ("" = all) and
+// hands those it found idle to sched. It returns how many it reached and
+// the change to the node's backlog, for the caller to count.
+func (b *bucket) push(sched *scheduler, room string, frame []byte, op int32, filter bool) (uint64, int64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -228,30 +231,21 @@ func (b *bucket) push(room string, frame []byte, op int32, filter bool) uint64 {
 	}
 	var n uint64
 	var backlog int64 // counted once for the bucket, not per connection
-	var wb *writeBatch
+	ready := readyBatch{s: sched}
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			continue
 		}
-		queued, start := c.enqueueClaim(outItem{b: frame}, &backlog)
+		queued, start := c.push(outItem{b: frame}, &backlog)
 		if queued {
 			n++
 		}
-		if start {
-			if wb == nil {
-				wb = newWriteBatch()
-			}
-			if wb.add(c) {
-				wb.start()
-				wb = nil
-			}
+		if start != qIdle {
+			ready.add(c, start)
 		}
 	}
-	if wb != nil {
-		wb.start()
-	}
-	b.queued.Add(backlog)
-	return n
+	ready.flush()
+	return n, backlog
 }
 
 // startBroadcast takes a paced-broadcast slot.

@@ -213,19 +213,7 @@ func (c *conn) readWSControl(h ws.Header) error {
 // closes once it is written.
 func (c *conn) closeWS(code []byte) {
 	frame := append(appendWSFrameHeader(nil, ws.OpClose, len(code)), code...)
-	c.mu.Lock()
-	if c.dead || c.closing {
-		c.mu.Unlock()
-		return
-	}
-	c.q = append(c.q, outItem{b: frame, kind: itemControl})
-	c.addQueuedLocked(int64(len(frame)))
-	c.closing = true
-	start := c.claimWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.writeFn()
-	}
+	c.closeWith(false, outItem{b: frame, kind: itemControl})
 }
 
 // wsCloseGoingAway is the RFC 6455 status of a server going down or

@@ -25,9 +25,8 @@ type Server struct {
 
 	stats   counters
 	gen     atomic.Uint64
-	writers atomic.Int64
-	queued  atomic.Int64 // backlog bytes of connections not yet in a bucket
-	keep    *keepers     // writers of busy plain TCP connections
+	sched   *scheduler // who writes each connection (sched.go)
+	backlog backlog    // bytes the connections are behind (backlog.go)
 
 	ipMu       sync.Mutex
 	perIP      map[netip.Addr]int
@@ -71,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		id:         cfg.NodeID,
 		bs:         newBuckets(cfg.Buckets),
-		keep:       newKeepers(),
+		sched:      newScheduler(),
 		perIP:      make(map[netip.Addr]int),
 		acceptRate: newAcceptLimiter(cfg.AcceptRate),
 		dedup:      newDedup(cfg.DedupSize),
@@ -353,27 +352,10 @@ func (s *Server) drain() {
 	s.sess.flushFinal()
 }
 
-// queuedBytes is the node's backlog: the bytes waiting in connection
-// queues, each connection's counted up to backlogConnCap. Each change is
-// counted where the connection was at the time (addQueuedLocked), so only
-// the sum is exact.
-func (s *Server) queuedBytes() int64 {
-	n := s.queued.Load()
-	for _, b := range s.bs.bs {
-		n += b.queued.Load()
-	}
-	return n
-}
-
-// writerCount is the number of writer claims held (claimWriterLocked):
-// writer goroutines, and connections batch writers and keepers hold.
-func (s *Server) writerCount() int64 {
-	n := s.writers.Load()
-	for _, b := range s.bs.bs {
-		n += b.writers.Load()
-	}
-	return n
-}
+// writerCount is the number of connections whose writes are claimed:
+// on the scheduler's ready list, being written, or on a goroutine of
+// their own (sched.go).
+func (s *Server) writerCount() int64 { return s.sched.claims.Load() }
 
 // killAll closes every connection at once (Shutdown's deadline passed, or
 // stragglers that are not authenticated).

@@ -14,11 +14,12 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// TestSlowWriteKeepsNoBuffer: when a fan-out write finds the socket full,
-// the rest goes to a goroutine of the connection's own (c.slow); once the
-// client caught up and the connection is idle again, it holds no buffer
-// (an idle connection is this struct and one goroutine, whatever it went
-// through: up to 256 KiB each would add up over many connections).
+// TestSlowWriteKeepsNoBuffer: when a scheduler writer finds the socket
+// full, the rest goes to a goroutine of the connection's own (state
+// blocking); once the client caught up and the connection is idle again,
+// it holds no buffer (an idle connection is this struct and one
+// goroutine, whatever it went through: up to maxWriteBytes each would add
+// up over many connections).
 func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 	s, err := New(Config{Authenticator: DevAuthenticator(), Buckets: 1})
 	require.NoError(t, err)
@@ -36,7 +37,7 @@ func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 	require.Equal(t, protocol.OpAuthReply, f.Op)
 	c := s.bs.of("slow").get("slow")
 	require.NotNil(t, c)
-	require.NotNil(t, c.raw, "plain TCP writes without waiting")
+	require.NotNil(t, c.w, "plain TCP writes without waiting")
 
 	// Pushes until the socket is full and a write was handed off (a
 	// writer left running while the client does not read).
@@ -59,10 +60,10 @@ func TestSlowWriteKeepsNoBuffer(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "writers did not finish")
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.mu.Lock() // the writer released its claim under c.mu: c.slow is settled
-	writing, slow := c.writing, cap(c.slow)
-	c.mu.Unlock()
-	require.False(t, writing)
-	require.Zero(t, slow, "an idle connection keeps the slow write's buffer")
+	c.out.mu.Lock()
+	state, queueCap := c.out.state, cap(c.out.items)
+	c.out.mu.Unlock()
+	require.Equal(t, qIdle, state)
+	require.LessOrEqual(t, queueCap, keepQueueCap, "an idle connection keeps a large queue array")
 	require.Zero(t, s.Stats().QueuedBytes, "the backlog count drifted")
 }

@@ -14,11 +14,11 @@ import (
 	"github.com/imcloud/imcloud"
 )
 
-// TestKeepersWriteBusyConnections: a stream of room pushes keeps every
-// connection busy; the keepers write them all, in order, with never more
-// than their limit of goroutines, and let go of every connection once the
-// stream ends.
-func TestKeepersWriteBusyConnections(t *testing.T) {
+// TestSchedulerWritesBusyConnections: a stream of room pushes keeps every
+// connection busy; the scheduler's writers write them all, in order, with
+// never more than their limit of goroutines, and let go of every
+// connection once the stream ends.
+func TestSchedulerWritesBusyConnections(t *testing.T) {
 	s, err := New(Config{Authenticator: DevAuthenticator(), Buckets: 4})
 	require.NoError(t, err)
 	addr := serveTCPForTest(t, s)
@@ -40,7 +40,7 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return s.Stats().Sessions == clients }, 5*time.Second, 5*time.Millisecond)
 
-	// Watch the keepers while the pushes go out.
+	// Watch the writers while the pushes go out.
 	stop := make(chan struct{})
 	var most atomic.Int64
 	watched := make(chan struct{})
@@ -52,9 +52,9 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 				return
 			default:
 			}
-			s.keep.mu.Lock()
-			n := int64(s.keep.running)
-			s.keep.mu.Unlock()
+			s.sched.mu.Lock()
+			n := int64(s.sched.running)
+			s.sched.mu.Unlock()
 			if n > most.Load() {
 				most.Store(n)
 			}
@@ -69,14 +69,14 @@ func TestKeepersWriteBusyConnections(t *testing.T) {
 	close(stop)
 	<-watched
 	require.EqualValues(t, uint64(clients*pushes), s.Stats().Delivered)
-	assert.LessOrEqual(t, most.Load(), int64(s.keep.max), "more keepers ran than their limit")
+	assert.LessOrEqual(t, most.Load(), int64(s.sched.max), "more writers ran than their limit")
 
 	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond,
 		"writers still claimed after the stream ended")
 	assert.Zero(t, s.Stats().QueuedBytes, "the backlog count drifted")
-	s.keep.mu.Lock()
-	defer s.keep.mu.Unlock()
-	assert.NotZero(t, cap(s.keep.busy), "the stream never reached the keepers")
-	assert.Zero(t, s.keep.running, "keepers still running")
-	assert.Zero(t, len(s.keep.busy)-s.keep.head, "connections left in the busy list")
+	s.sched.mu.Lock()
+	defer s.sched.mu.Unlock()
+	assert.NotZero(t, cap(s.sched.ready), "the stream never reached the ready list")
+	assert.Zero(t, s.sched.running, "writers still running")
+	assert.Zero(t, len(s.sched.ready)-s.sched.head, "connections left on the ready list")
 }

@@ -1,0 +1,168 @@
+package cloud
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// scheduler decides which goroutine writes each connection: the only
+// place outbound writes start. A connection the pusher claimed (outq.push
+// or outq.close left idle) comes here, and:
+//
+//   - with a non-blocking socket (sockWriter; plain TCP and WebSocket on
+//     Linux) it joins the ready list, a FIFO that a few writer goroutines
+//     work through a slice at a time: one write of everything queued per
+//     turn, and back to the tail while more keeps arriving. A write the
+//     socket cannot take whole never waits: the rest goes to a goroutine
+//     of the connection's own (writeBlocking), so a client that does not
+//     read holds up nobody else.
+//   - without one (TLS, wrapped or test sockets, every socket off Linux)
+//     it gets a goroutine of its own that writes until the queue is empty,
+//     each write bounded by WriteTimeout.
+//
+// Why a shared ready list: a fan-out claims thousands of idle connections
+// at once, and one goroutine each cost most of the fan-out (creation and
+// a scheduler wake-up per connection). Why at most GOMAXPROCS-1 writers
+// (at least one): the Go runtime polls the network only when a P has
+// nothing else to run, so writers on every P would make push requests and
+// link reads wait behind a whole round of writes. Why pass after pass:
+// pushes that arrive while a connection is written coalesce into its next
+// write, so under load a write carries many pushes instead of the machine
+// making one system call per push per client.
+//
+// claims counts the connections the scheduler owns (ready, writing or
+// blocking: outq's claims), for Stats.Writers and Shutdown.
+type scheduler struct {
+	claims atomic.Int64
+
+	mu      sync.Mutex
+	ready   []*conn // FIFO: ready[head:] wait for their next write
+	head    int
+	running int
+	max     int
+}
+
+// schedSlice is how many connections a writer takes from the ready list
+// between yields.
+const schedSlice = 64
+
+func newScheduler() *scheduler { return &scheduler{max: max(1, runtime.GOMAXPROCS(0)-1)} }
+
+// start takes over c, which its pusher just claimed in state st (qReady
+// or qBlocking; qIdle: nothing to do).
+func (s *scheduler) start(c *conn, st qstate) {
+	switch st {
+	case qReady:
+		s.submit([]*conn{c}, false)
+	case qBlocking:
+		s.claims.Add(1)
+		go c.writeBlocking(nil)
+	}
+}
+
+// submit appends cs, all in state ready, to the ready list and starts a
+// writer if fewer than max run. counted says their claims were counted
+// already (a writer putting connections back); a fan-out's batch is
+// counted here.
+func (s *scheduler) submit(cs []*conn, counted bool) {
+	if !counted {
+		s.claims.Add(int64(len(cs)))
+	}
+	s.mu.Lock()
+	s.ready = append(s.ready, cs...)
+	start := s.running < s.max
+	if start {
+		s.running++
+	}
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	}
+}
+
+// take moves up to len(dst) ready connections into dst; 0 means none is
+// left and the calling writer stops (its count released).
+func (s *scheduler) take(dst []*conn) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := copy(dst, s.ready[s.head:])
+	clear(s.ready[s.head : s.head+n])
+	s.head += n
+	if s.head == len(s.ready) {
+		s.ready, s.head = s.ready[:0], 0
+	} else if s.head > len(s.ready)/2 {
+		m := copy(s.ready, s.ready[s.head:])
+		clear(s.ready[m:])
+		s.ready, s.head = s.ready[:m], 0
+	}
+	if n == 0 {
+		s.running--
+	}
+	return n
+}
+
+// run is a writer: it writes ready connections a slice at a time, puts
+// back those that got more meanwhile, and yields between slices.
+func (s *scheduler) run() {
+	var spare []outItem
+	var mine [schedSlice]*conn
+	for {
+		n := s.take(mine[:])
+		if n == 0 {
+			return
+		}
+		kept := 0
+		for _, c := range mine[:n] {
+			if c.writeReady(&spare) {
+				mine[kept] = c
+				kept++
+			}
+		}
+		if kept > 0 {
+			s.mu.Lock()
+			s.ready = append(s.ready, mine[:kept]...)
+			s.mu.Unlock()
+		}
+		clear(mine[:n])
+		runtime.Gosched()
+	}
+}
+
+// release ends a claim; closeNow closes c's socket first (a close was
+// pending and everything before it is written).
+func (s *scheduler) release(c *conn, closeNow bool) {
+	if closeNow {
+		_ = c.nc.Close()
+	}
+	s.claims.Add(-1)
+}
+
+// readyBatch collects the connections one fan-out claimed, so they join
+// the ready list a slice at a time.
+type readyBatch struct {
+	s  *scheduler
+	cs [schedSlice]*conn
+	n  int
+}
+
+// add takes c, claimed by the fan-out in state st.
+func (b *readyBatch) add(c *conn, st qstate) {
+	if st != qReady {
+		b.s.start(c, st)
+		return
+	}
+	b.cs[b.n] = c
+	if b.n++; b.n == len(b.cs) {
+		b.flush()
+	}
+}
+
+// flush hands what was collected to the scheduler.
+func (b *readyBatch) flush() {
+	if b.n > 0 {
+		b.s.submit(b.cs[:b.n], false)
+		clear(b.cs[:b.n])
+		b.n = 0
+	}
+}
