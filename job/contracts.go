@@ -23,9 +23,28 @@ type Source interface {
 
 // NodeDirectory lists the live cloud nodes. logic's memory and Redis
 // routers satisfy it. Safe for concurrent use.
+//
+// A node no longer listed is declared gone: what is queued for it is
+// abandoned. A directory that can lose its data (Redis restarted empty or
+// flushed) should also be a RebuildingDirectory, so that the nodes that
+// vanished with the data are not declared gone while they re-register.
 type NodeDirectory interface {
 	// Nodes returns the nodes whose registration has not expired.
 	Nodes(ctx context.Context) ([]imcloud.Node, error)
+}
+
+// RebuildingDirectory is a NodeDirectory that tells "this node expired"
+// from "the directory lost its data": an optional capability, found by
+// type assertion. The memory and Redis routers have it.
+type RebuildingDirectory interface {
+	// NodesRebuilding is Nodes, read together with whether the directory
+	// is rebuilding: it lost its data recently and live nodes may not
+	// have registered again yet. While it is, the job keeps delivering to
+	// the nodes it knew that are not listed; one still not listed once
+	// the directory no longer rebuilds is declared gone, as an expired
+	// one is. The rebuild window is the directory's (bounded, a few
+	// seconds).
+	NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error)
 }
 
 // Link delivers messages to one cloud node. The link client in this package

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 // directory is the job's view of the live nodes, with one worker per node.
@@ -24,6 +26,7 @@ type directory struct {
 	loaded      chan struct{}
 	isLoaded    bool
 	stopped     bool
+	rebuilding  bool // the last read kept nodes it did not list
 	wg          sync.WaitGroup
 }
 
@@ -89,14 +92,16 @@ func (d *directory) loadedOnce() bool {
 }
 
 // refresh reads the directory: new nodes get a worker, nodes no longer
-// listed (their registration expired) are declared gone. On error the
-// last list stands.
+// listed (their registration expired) are declared gone, except while the
+// directory rebuilds after losing its data (RebuildingDirectory): then
+// they are kept, and declared gone only if still missing at a read after
+// the rebuild. On error the last list stands.
 func (d *directory) refresh(ctx context.Context) error {
 	d.refreshMu.Lock()
 	defer d.refreshMu.Unlock()
 	started := time.Now()
 	d.lastRefresh = started
-	nodes, err := d.j.cfg.Directory.Nodes(ctx)
+	nodes, rebuilding, err := d.read(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.j.log.Warn("job: reading the node directory failed", "err", err)
@@ -126,13 +131,24 @@ func (d *directory) refresh(ctx context.Context) error {
 		go func() { defer d.wg.Done(); w.run() }()
 		d.j.log.Info("job: node joined", "node", n.ID, "link", n.LinkAddr)
 	}
+	kept := 0
 	for id, w := range d.workers {
-		if !seen[id] {
+		switch {
+		case seen[id]:
+		case rebuilding:
+			// It vanished with the directory's data: it is re-registering.
+			kept++
+			total += max(w.conns(), 0)
+		default:
 			delete(d.workers, id)
 			w.markGone()
 			d.j.log.Info("job: node gone (registration expired)", "node", id)
 		}
 	}
+	if kept > 0 && !d.rebuilding {
+		d.j.log.Warn("job: the node directory lost its data; keeping the nodes it no longer lists while they re-register", "nodes", kept)
+	}
+	d.rebuilding = kept > 0
 	d.liveWorkers = d.liveWorkers[:0]
 	for _, w := range d.workers {
 		d.liveWorkers = append(d.liveWorkers, w)
@@ -145,6 +161,16 @@ func (d *directory) refresh(ctx context.Context) error {
 		close(d.loaded)
 	}
 	return nil
+}
+
+// read reads the directory, and whether it is rebuilding if it can tell
+// (RebuildingDirectory).
+func (d *directory) read(ctx context.Context) ([]imcloud.Node, bool, error) {
+	if rd, ok := d.j.cfg.Directory.(RebuildingDirectory); ok {
+		return rd.NodesRebuilding(ctx)
+	}
+	nodes, err := d.j.cfg.Directory.Nodes(ctx)
+	return nodes, false, err
 }
 
 // live appends the live nodes' workers to dst, and returns their total

@@ -26,6 +26,12 @@ type Queue interface {
 // Every method may be called from many goroutines at once; slices passed in
 // are not retained. One call is one round trip to the backend, whatever the
 // number of keys or mids.
+//
+// A router that lost its data (Redis restarted empty or flushed) rebuilds
+// for a bounded window while the nodes register again; meanwhile a lookup
+// that may be incomplete fails with ErrRouterRebuilding rather than
+// report online users as offline: NodesByMids always, NodesByKeys when a
+// key has no route.
 type Router interface {
 	// NodesByKeys returns key -> node id for the keys that are online.
 	NodesByKeys(ctx context.Context, keys []string) (map[string]string, error)

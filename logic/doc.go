@@ -28,7 +28,10 @@
 // returns once the pool took the work and reports the outcome to a
 // callback; the HTTP handler's EarlyReply mode uses it. A push to users who
 // are not online succeeds and targets nobody (Result.Keys == 0), as in
-// goim.
+// goim, except while the Router rebuilds after losing its data: then a mid
+// push, or a key push with a key not found, fails with ErrRouterRebuilding
+// (nothing is published; retry), since the router cannot tell offline
+// users from those whose node has not registered again yet.
 //
 // # Concurrency and lifecycle
 //

@@ -29,4 +29,13 @@ var (
 	// heartbeat, op 6 disconnect, op 9 batch, ...) and a push carrying one
 	// would fool clients. It is an ErrInvalidArgument (HTTP 400).
 	ErrInvalidOp = fmt.Errorf("%w: operations below %d are reserved for the protocol", ErrInvalidArgument, protocol.OpPushMin)
+	// ErrRouterRebuilding is returned by a router lookup while the router
+	// rebuilds after losing its data (Redis restarted empty, flushed, or
+	// failed over to an empty replica): until the nodes have registered
+	// again it cannot tell a user who is offline from one whose node has
+	// not re-registered yet, so a lookup that might be incomplete fails
+	// instead of reporting nobody online. The rebuild window is bounded
+	// (redis.Config.RebuildWindow; MemoryRouterConfig.RebuildWindow);
+	// the HTTP handler answers 503 with Retry-After. Retry the push.
+	ErrRouterRebuilding = errors.New("logic: router rebuilding after losing its data")
 )

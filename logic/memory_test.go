@@ -34,10 +34,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestMemoryRouterConformance(t *testing.T) {
 	routertest.Run(t, func(t *testing.T) routertest.Harness {
 		clk := &fakeClock{now: time.Unix(1700000000, 0)}
-		return routertest.Harness{
-			Store:   logic.NewMemoryRouter(logic.MemoryRouterConfig{Now: clk.Now}),
-			Advance: clk.Advance,
-		}
+		r := logic.NewMemoryRouter(logic.MemoryRouterConfig{Now: clk.Now})
+		return routertest.Harness{Store: r, Advance: clk.Advance, Wipe: r.Wipe, RebuildWindow: logic.DefaultRebuildWindow}
 	})
 }
 

@@ -2,6 +2,8 @@ package logic
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"sort"
 	"sync"
 	"time"
@@ -16,7 +18,17 @@ type MemoryRouterConfig struct {
 	// Now is the clock; nil means time.Now. Tests move it to expire
 	// entries without sleeping.
 	Now func() time.Time
+	// RebuildWindow is how long lookups that may be incomplete fail with
+	// ErrRouterRebuilding after Wipe. Default 3 s, as the Redis router's.
+	RebuildWindow time.Duration
 }
+
+// DefaultRebuildWindow is the routers' default rebuild window: how long
+// after a router lost its data (a new generation) lookups that may be
+// incomplete fail with ErrRouterRebuilding. It covers a cloud node's
+// generation check (every second by default) and its re-registration of
+// every session in batches (well under a second for 10,000 sessions).
+const DefaultRebuildWindow = 3 * time.Second
 
 // MemoryRouter is the in-process Router, the embedded default for a
 // single-process deployment. It is also the session and node store cloud
@@ -29,8 +41,13 @@ type MemoryRouterConfig struct {
 // most once a second, piggybacked on writes. All methods are safe for
 // concurrent use and never block on I/O; ctx is accepted for the contract
 // and checked once on entry.
+//
+// It never loses its data on its own; Wipe simulates a Redis that came back
+// empty (for tests of the rebuild): a new generation and a rebuild window,
+// as the Redis router has after a restart or a FLUSHALL.
 type MemoryRouter struct {
-	now func() time.Time
+	now    func() time.Time
+	window time.Duration
 
 	mu        sync.RWMutex
 	keys      map[string]memRoute           // connection key -> route
@@ -38,6 +55,8 @@ type MemoryRouter struct {
 	nodes     map[string]memNode            // node id -> registration
 	counts    map[string]memCounts          // node id -> room counts
 	lastSweep time.Time
+	gen       string    // changes on Wipe
+	rebuildTo time.Time // end of the rebuild window after a Wipe
 }
 
 type memRoute struct {
@@ -63,16 +82,60 @@ func NewMemoryRouter(cfg MemoryRouterConfig) *MemoryRouter {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryRouter{
-		now:    now,
-		keys:   make(map[string]memRoute),
-		mids:   make(map[int64]map[string]struct{}),
-		nodes:  make(map[string]memNode),
-		counts: make(map[string]memCounts),
+	window := cfg.RebuildWindow
+	if window <= 0 {
+		window = DefaultRebuildWindow
 	}
+	r := &MemoryRouter{now: now, window: window}
+	r.reset()
+	return r
 }
 
-// NodesByKeys returns key -> node id for the keys that are online.
+// reset empties the router under a new generation. r.mu is held, or r is
+// not shared yet.
+func (r *MemoryRouter) reset() {
+	r.keys = make(map[string]memRoute)
+	r.mids = make(map[int64]map[string]struct{})
+	r.nodes = make(map[string]memNode)
+	r.counts = make(map[string]memCounts)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r.gen = hex.EncodeToString(b[:])
+}
+
+// Wipe drops every session, node and room count at once, as a Redis that
+// restarted empty or was flushed, and starts a new generation: lookups
+// that may be incomplete fail with ErrRouterRebuilding for the rebuild
+// window, NodesRebuilding reports rebuilding, and Generation returns a
+// new value, so cloud nodes re-register everything.
+func (r *MemoryRouter) Wipe() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reset()
+	r.rebuildTo = r.now().Add(r.window)
+}
+
+// Generation returns the router's generation: it changes when the router
+// loses its data (Wipe). known is not needed here: the router knows its
+// own wipes.
+func (r *MemoryRouter) Generation(ctx context.Context, known string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.gen, nil
+}
+
+// rebuilding reports whether now is within the rebuild window. r.mu is
+// held.
+func (r *MemoryRouter) rebuilding(now time.Time) bool {
+	return now.Before(r.rebuildTo)
+}
+
+// NodesByKeys returns key -> node id for the keys that are online. Within
+// the rebuild window after a Wipe, a key without a route fails the call
+// with ErrRouterRebuilding.
 func (r *MemoryRouter) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -81,15 +144,24 @@ func (r *MemoryRouter) NodesByKeys(ctx context.Context, keys []string) (map[stri
 	out := make(map[string]string, len(keys))
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	missing := false
 	for _, k := range keys {
 		if rt, ok := r.keys[k]; ok && now.Before(rt.expires) {
 			out[k] = rt.node
+		} else {
+			missing = true
 		}
+	}
+	if missing && r.rebuilding(now) {
+		return nil, ErrRouterRebuilding
 	}
 	return out, nil
 }
 
 // NodesByMids returns key -> node id for every online connection of mids.
+// Within the rebuild window after a Wipe it fails with
+// ErrRouterRebuilding: a user's connections may be on nodes that have not
+// registered again yet.
 func (r *MemoryRouter) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -98,6 +170,9 @@ func (r *MemoryRouter) NodesByMids(ctx context.Context, mids []int64) (map[strin
 	out := make(map[string]string, len(mids))
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if len(mids) > 0 && r.rebuilding(now) {
+		return nil, ErrRouterRebuilding
+	}
 	for _, mid := range mids {
 		for k := range r.mids[mid] {
 			if rt, ok := r.keys[k]; ok && rt.mid == mid && now.Before(rt.expires) {
@@ -195,11 +270,20 @@ func (r *MemoryRouter) RemoveNode(ctx context.Context, id string) error {
 
 // Nodes returns the live nodes, ordered by id.
 func (r *MemoryRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
+	nodes, _, err := r.NodesRebuilding(ctx)
+	return nodes, err
+}
+
+// NodesRebuilding returns the live nodes, ordered by id, and whether the
+// router is within the rebuild window after a Wipe (a node missing from
+// the list may not have registered again yet).
+func (r *MemoryRouter) NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	now := r.now()
 	r.mu.RLock()
+	rebuilding := r.rebuilding(now)
 	out := make([]imcloud.Node, 0, len(r.nodes))
 	for _, n := range r.nodes {
 		if now.Before(n.expires) {
@@ -210,7 +294,7 @@ func (r *MemoryRouter) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 	}
 	r.mu.RUnlock()
 	sortNodes(out)
-	return out, nil
+	return out, rebuilding, nil
 }
 
 // PutRoomCounts replaces node's room counts for ttl.

@@ -21,13 +21,16 @@ type lookup struct {
 
 // NodesByKeys returns key -> node id for the keys that are online. Calls
 // made while another is in flight share the next round trip (one MGET).
+// While the router rebuilds (see Generation), a key without a route fails
+// the call with logic.ErrRouterRebuilding.
 func (r *Router) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
 	return r.lookup(ctx, &lookup{ctx: ctx, keys: keys})
 }
 
 // NodesByMids returns key -> node id for every live connection of mids.
 // Calls made while another is in flight share the next round trip (one
-// script call for all their mids).
+// script call for all their mids). While the router rebuilds (see
+// Generation) it fails with logic.ErrRouterRebuilding.
 func (r *Router) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
 	return r.lookup(ctx, &lookup{ctx: ctx, mids: mids})
 }
@@ -154,16 +157,42 @@ func (r *Router) resolve(batch []*lookup, nodes nodeNames) {
 	}
 	r.stats.lookups.Add(uint64(len(live)))
 	r.stats.roundTrips.Add(1)
-	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	genReply, keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	rebuilding := false
 	if err == nil {
 		err = fillRoutes(live, keyReply, midReply, nodes)
 	}
+	if err == nil {
+		gen, _ := genReply[0].([]byte)
+		marker, _ := genReply[1].([]byte)
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait+r.cfg.ReadTimeout)
+		rebuilding, err = r.observe(ctx, gen, marker)
+		cancel()
+	}
 	for _, l := range live {
-		if err != nil {
+		switch {
+		case err != nil:
 			l.out, l.err = nil, err
+		case rebuilding && !l.complete():
+			l.out, l.err = nil, logic.ErrRouterRebuilding
 		}
 		close(l.done)
 	}
+}
+
+// complete reports whether l's answer is certainly complete while the
+// router rebuilds: every key found. A mid's answer never is: its other
+// connections may be on nodes that have not registered again yet.
+func (l *lookup) complete() bool {
+	if len(l.mids) > 0 {
+		return false
+	}
+	for _, k := range l.keys {
+		if _, ok := l.out[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // fillRoutes sets every lookup's answer from a round trip's replies. If
@@ -234,33 +263,46 @@ func decimalPrefix(b []byte) (n int, rest []byte, err error) {
 	return 0, nil, errRoutesReply
 }
 
-func (r *Router) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
+// roundTrip sends, pipelined on one connection: the generation and
+// rebuild marker (one MGET), the keys (one MGET) and the mids (one script
+// call).
+func (r *Router) roundTrip(keyArgs, midArgs []any) (gen []any, keys []any, mids []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
-	c, err := r.conn(ctx)
-	cancel()
-	if err != nil {
-		return nil, nil, err
+	defer cancel()
+	err = r.withConn(ctx, func(c redigo.Conn) error {
+		var err error
+		gen, keys, mids, err = r.send(c, keyArgs, midArgs)
+		return err
+	})
+	return gen, keys, mids, err
+}
+
+func (r *Router) send(c redigo.Conn, keyArgs, midArgs []any) (gen []any, keys []any, mids []byte, err error) {
+	if err := c.Send("MGET", r.genKeys()...); err != nil {
+		return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
 	}
-	defer c.Close()
 	if keyArgs != nil {
 		if err := c.Send("MGET", keyArgs...); err != nil {
-			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
+			return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 	}
 	if midArgs != nil {
 		if err := midsScript.SendHash(c, midArgs...); err != nil {
-			return nil, nil, fmt.Errorf("redis: mids: %w", err)
+			return nil, nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return nil, nil, fmt.Errorf("redis: flush: %w", err)
+		return nil, nil, nil, fmt.Errorf("redis: flush: %w", err)
+	}
+	if gen, err = redigo.Values(c.Receive()); err != nil || len(gen) != 2 {
+		return nil, nil, nil, fmt.Errorf("redis: MGET generation: %d replies, %w", len(gen), err)
 	}
 	if keyArgs != nil {
 		if keys, err = redigo.Values(c.Receive()); err != nil {
-			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
+			return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 		if len(keys) != len(keyArgs) {
-			return nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
+			return nil, nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
 		}
 	}
 	if midArgs != nil {
@@ -269,8 +311,8 @@ func (r *Router) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err
 			mids, err = redigo.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("redis: mids: %w", err)
+			return nil, nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
-	return keys, mids, nil
+	return gen, keys, mids, nil
 }

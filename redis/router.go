@@ -63,6 +63,12 @@ type Config struct {
 	// MaxBatch bounds the lookups coalesced into one round trip. Default
 	// 256.
 	MaxBatch int
+	// RebuildWindow is how long after the router lost its data (a new
+	// generation, see Generation) lookups that may be incomplete fail with
+	// logic.ErrRouterRebuilding and NodesRebuilding reports rebuilding.
+	// It must cover the cloud nodes' generation check interval plus their
+	// re-registration. Default logic.DefaultRebuildWindow (3 s).
+	RebuildWindow time.Duration
 	// Logger receives connection problems. Nil is silent.
 	Logger *slog.Logger
 }
@@ -81,8 +87,13 @@ type Router struct {
 	prefix string
 	log    *slog.Logger
 
-	lookups   chan *lookup
-	stats     struct{ lookups, roundTrips atomic.Uint64 }
+	lookups chan *lookup
+	stats   struct{ lookups, roundTrips atomic.Uint64 }
+	// seenGen is the last generation this router's lookups and Nodes
+	// read ("" before the first): a different one means the data was lost
+	// since (see generation.go).
+	seenGen atomic.Pointer[string]
+
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -118,6 +129,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
 	}
+	if cfg.RebuildWindow <= 0 {
+		cfg.RebuildWindow = logic.DefaultRebuildWindow
+	}
 	if cfg.DB < 0 {
 		return nil, fmt.Errorf("%w: negative Redis DB %d", logic.ErrInvalidArgument, cfg.DB)
 	}
@@ -141,20 +155,20 @@ func NewRouter(cfg Config) (*Router, error) {
 		opts = append(opts, redigo.DialUseTLS(true), redigo.DialTLSConfig(cfg.TLS))
 	}
 	r := &Router{
-		cfg:    cfg,
-		prefix: cfg.KeyPrefix,
-		log:    log,
-		pool: &redigo.Pool{
-			DialContext: func(ctx context.Context) (redigo.Conn, error) {
-				return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
-			},
-			MaxIdle:     cfg.PoolSize,
-			MaxActive:   cfg.PoolSize,
-			Wait:        true,
-			IdleTimeout: cfg.IdleTimeout,
-		},
+		cfg:     cfg,
+		prefix:  cfg.KeyPrefix,
+		log:     log,
 		lookups: make(chan *lookup, cfg.MaxBatch*cfg.Lookups),
 		quit:    make(chan struct{}),
+	}
+	r.pool = &redigo.Pool{
+		DialContext: func(ctx context.Context) (redigo.Conn, error) {
+			return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
+		},
+		MaxIdle:     cfg.PoolSize,
+		MaxActive:   cfg.PoolSize,
+		Wait:        true,
+		IdleTimeout: cfg.IdleTimeout,
 	}
 	for i := 0; i < cfg.Lookups; i++ {
 		r.wg.Add(1)
@@ -215,31 +229,39 @@ func (r *Router) conn(ctx context.Context) (redigo.Conn, error) {
 }
 
 func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	var reply any
+	err := r.withConn(ctx, func(c redigo.Conn) (err error) {
+		reply, err = redigo.DoContext(c, ctx, cmd, args...)
+		if err != nil {
+			return fmt.Errorf("redis: %s: %w", cmd, err)
+		}
+		return nil
+	})
+	return reply, err
+}
+
+// withConn runs fn on a pooled connection.
+func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) error {
 	c, err := r.conn(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.Close()
-	reply, err := redigo.DoContext(c, ctx, cmd, args...)
-	if err != nil {
-		return nil, fmt.Errorf("redis: %s: %w", cmd, err)
-	}
-	return reply, nil
+	return fn(c)
 }
 
 // script runs s with args in one round trip: EVALSHA, and EVAL (which
 // loads it) when the server does not know it yet (first use, restart).
 func (r *Router) script(ctx context.Context, s *redigo.Script, args ...any) (any, error) {
-	c, err := r.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	reply, err := s.DoContext(ctx, c, args...)
-	if err != nil {
-		return nil, fmt.Errorf("redis: script: %w", err)
-	}
-	return reply, nil
+	var reply any
+	err := r.withConn(ctx, func(c redigo.Conn) (err error) {
+		reply, err = s.DoContext(ctx, c, args...)
+		if err != nil {
+			return fmt.Errorf("redis: script: %w", err)
+		}
+		return nil
+	})
+	return reply, err
 }
 
 // scripts pipelines several calls of s, one per argument list, in one
@@ -252,11 +274,10 @@ func (r *Router) scripts(ctx context.Context, s *redigo.Script, calls [][]any) e
 		_, err := r.script(ctx, s, calls[0]...)
 		return err
 	}
-	c, err := r.conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	return r.withConn(ctx, func(c redigo.Conn) error { return pipelineScripts(ctx, c, s, calls) })
+}
+
+func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script, calls [][]any) error {
 	for attempt := 0; ; attempt++ {
 		for _, args := range calls {
 			if err := s.SendHash(c, args...); err != nil {
@@ -366,14 +387,33 @@ func (r *Router) RemoveNode(ctx context.Context, id string) error {
 
 // Nodes returns the live nodes, ordered by id.
 func (r *Router) Nodes(ctx context.Context) ([]imcloud.Node, error) {
-	vals, err := redigo.ByteSlices(r.script(ctx, nodesScript, r.prefix))
+	nodes, _, err := r.NodesRebuilding(ctx)
+	return nodes, err
+}
+
+// NodesRebuilding returns the live nodes, ordered by id, and whether the
+// router is rebuilding after losing its data (see Generation): then a node
+// missing from the list may simply not have registered again yet. The
+// list and the state come from one round trip (job.RebuildingDirectory).
+func (r *Router) NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error) {
+	vals, err := redigo.Values(r.script(ctx, nodesScript, r.prefix))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := make([]imcloud.Node, 0, len(vals))
-	for _, v := range vals {
+	if len(vals) < 2 {
+		return nil, false, fmt.Errorf("%w: malformed nodes reply", logic.ErrRouter)
+	}
+	gen, _ := vals[0].([]byte)
+	marker, _ := vals[1].([]byte)
+	rebuilding, err := r.observe(ctx, gen, marker)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]imcloud.Node, 0, len(vals)-2)
+	for _, v := range vals[2:] {
+		b, _ := v.([]byte)
 		var rec nodeRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := json.Unmarshal(b, &rec); err != nil {
 			r.log.Warn("redis: undecodable node registration in Redis", "err", err)
 			continue
 		}
@@ -381,7 +421,7 @@ func (r *Router) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated)})
 	}
 	slices.SortFunc(out, func(a, b imcloud.Node) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
+	return out, rebuilding, nil
 }
 
 // PutRoomCounts replaces node's room counts for ttl.

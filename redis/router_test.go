@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,11 +29,28 @@ func newRedisRouter(t testing.TB, cfg redis.Config) *redis.Router {
 func TestRedisRouterConformance(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	var n atomic.Int64
+	const window = time.Second
 	routertest.Run(t, func(t *testing.T) routertest.Harness {
 		// One server; each subtest gets an empty keyspace through its prefix.
-		r := newRedisRouter(t, redis.Config{Addr: srv.Addr, KeyPrefix: fmt.Sprintf("t%d:", n.Add(1))})
-		return routertest.Harness{Store: r, Advance: time.Sleep}
+		prefix := fmt.Sprintf("t%d:", n.Add(1))
+		r := newRedisRouter(t, redis.Config{Addr: srv.Addr, KeyPrefix: prefix, RebuildWindow: window})
+		return routertest.Harness{Store: r, Advance: time.Sleep, RebuildWindow: window,
+			Wipe: func() { deletePrefix(t, srv.Addr, prefix) }}
 	})
+}
+
+// deletePrefix deletes every key under prefix: a FLUSHALL of one
+// subtest's keyspace.
+func deletePrefix(t testing.TB, addr, prefix string) {
+	t.Helper()
+	c, err := redigo.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	keys, err := redigo.Strings(c.Do("KEYS", prefix+"*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	_, err = c.Do("DEL", redigo.Args{}.AddFlat(keys)...)
+	require.NoError(t, err)
 }
 
 // TestRedisRouterSchema checks goim's key names and values, so goim-era
@@ -113,4 +131,127 @@ func TestRedisRouterClosed(t *testing.T) {
 	_, err := r.NodesByKeys(context.Background(), []string{"k"})
 	require.ErrorIs(t, err, logic.ErrClosed)
 	require.ErrorIs(t, r.PutNode(context.Background(), imcloud.Node{ID: "n"}, time.Second), logic.ErrClosed)
+}
+
+// clockSlack is added to sleeps meant to outlast a rebuild window: Redis
+// expires keys at millisecond resolution, on its own clock.
+const clockSlack = 50 * time.Millisecond
+
+// wipeCase makes Redis lose its data: restarted empty, or flushed.
+type wipeCase struct {
+	name string
+	wipe func(t *testing.T, srv *testenv.Redis)
+}
+
+var wipeCases = []wipeCase{
+	{"FLUSHALL", func(t *testing.T, srv *testenv.Redis) {
+		c, err := redigo.Dial("tcp", srv.Addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Do("FLUSHALL")
+		require.NoError(t, err)
+	}},
+}
+
+// TestRedisRouterWiped: a node's router and a pusher's router (two
+// processes' views of one Redis) after Redis lost its data. The pusher's
+// lookups fail with ErrRouterRebuilding rather than answering "offline"
+// (a restart's stale pooled connections are not an error either), until
+// the window ends; the node sees a new generation.
+func TestRedisRouterWiped(t *testing.T) {
+	for _, wc := range wipeCases {
+		t.Run(wc.name, func(t *testing.T) {
+			srv := testenv.StartRedis(t)
+			const window = time.Second
+			node := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
+			pusher := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window, Lookups: 4})
+			ctx := context.Background()
+			g1, err := node.Generation(ctx, "")
+			require.NoError(t, err)
+			require.NoError(t, node.PutNode(ctx, imcloud.Node{ID: "node-a"}, time.Minute))
+			require.NoError(t, node.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "k1", Node: "node-a", Gen: 1}}, time.Minute))
+			// Several pooled connections, all of which a restart leaves stale.
+			var wg sync.WaitGroup
+			for i := 0; i < 8; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, err := pusher.NodesByMids(ctx, []int64{1})
+					assert.NoError(t, err)
+					assert.Len(t, got, 1)
+				}()
+			}
+			wg.Wait()
+
+			wc.wipe(t, srv)
+			for i := 0; i < 3; i++ {
+				_, err = pusher.NodesByMids(ctx, []int64{1})
+				require.ErrorIs(t, err, logic.ErrRouterRebuilding, "lookup %d", i)
+			}
+			nodes, rebuilding, err := pusher.NodesRebuilding(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, nodes)
+			assert.True(t, rebuilding)
+
+			g2, err := node.Generation(ctx, g1)
+			require.NoError(t, err)
+			assert.NotEqual(t, g1, g2)
+			require.NoError(t, node.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "k1", Node: "node-a", Gen: 1}}, time.Minute))
+			got, err := pusher.NodesByKeys(ctx, []string{"k1"})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"k1": "node-a"}, got)
+
+			time.Sleep(window + clockSlack)
+			got, err = pusher.NodesByMids(ctx, []int64{1, 2})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"k1": "node-a"}, got)
+		})
+	}
+}
+
+// TestRedisRouterGenerationWithoutWindow: no rebuild window where nothing
+// known can be missing: a fresh deployment, a process that never saw the
+// previous generation, a new generation found after its window.
+func TestRedisRouterGenerationWithoutWindow(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	const window = 500 * time.Millisecond
+	ctx := context.Background()
+	pusher := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
+	got, err := pusher.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err, "fresh Redis: nobody online")
+	assert.Empty(t, got)
+	node := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
+	g1, err := node.Generation(ctx, "")
+	require.NoError(t, err)
+	got, err = pusher.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+
+	// A wipe noticed by the node: the window runs; a process started now
+	// (it never saw g1) sees it through the marker.
+	deletePrefix(t, srv.Addr, "")
+	g2, err := node.Generation(ctx, g1)
+	require.NoError(t, err)
+	late := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
+	_, err = late.NodesByMids(ctx, []int64{1})
+	require.ErrorIs(t, err, logic.ErrRouterRebuilding)
+	time.Sleep(window + clockSlack)
+	_, err = late.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+
+	// A wipe nobody notices within the window: the first to notice it
+	// after the window starts none (the window runs from the new
+	// generation's creation, here by a node that never saw g2).
+	_, err = pusher.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	deletePrefix(t, srv.Addr, "")
+	fresh := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
+	g3, err := fresh.Generation(ctx, "")
+	require.NoError(t, err)
+	time.Sleep(window + clockSlack)
+	again, err := node.Generation(ctx, g2)
+	require.NoError(t, err)
+	assert.Equal(t, g3, again)
+	_, err = pusher.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err, "the new generation's window has passed")
 }

@@ -17,6 +17,8 @@ import redigo "github.com/gomodule/redigo/redis"
 //	{p}nodes       zset    id scored by expiry (unix ms)
 //	{p}ol_{id}     hash    room -> count                    PX ttl
 //	{p}ol          zset    id scored by expiry (unix ms)
+//	{p}{imcloud}:gen         string  generation: random ":" created ms   (generation.go)
+//	{p}{imcloud}:rebuilding  string  generation being rebuilt            PX what is left of RebuildWindow
 
 // putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...
 var putSessionsScript = redigo.NewScript(0, `
@@ -109,11 +111,12 @@ redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', now)
 return 0
 `)
 
-// nodesScript: ARGV = prefix; returns the JSON of every live node.
+// nodesScript: ARGV = prefix; returns the generation and the rebuild
+// marker (false when missing), then the JSON of every live node.
 var nodesScript = redigo.NewScript(0, luaNow+`
 local p = ARGV[1]
+local out = {redis.call('GET', p .. '{imcloud}:gen'), redis.call('GET', p .. '{imcloud}:rebuilding')}
 local ids = redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')
-local out = {}
 for _, id in ipairs(ids) do
   local v = redis.call('GET', p .. 'node_' .. id)
   if v then out[#out+1] = v end

@@ -9,7 +9,12 @@
 //     generation;
 //   - nodes and room-count reports live for their ttl; room counts sum over
 //     nodes; removing a node drops its reports;
-//   - many keys or mids resolve in one call; an ended ctx is an error.
+//   - many keys or mids resolve in one call; an ended ctx is an error;
+//   - the router has a generation that changes when it loses its data;
+//     then, for the rebuild window, a mid lookup and a key lookup that
+//     finds a key without a route fail with logic.ErrRouterRebuilding,
+//     and NodesRebuilding reports rebuilding; a node that merely expired
+//     is not a rebuild.
 package routertest
 
 import (
@@ -20,6 +25,7 @@ import (
 	"time"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -35,6 +41,9 @@ type Store interface {
 	PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error
 	RemoveNode(ctx context.Context, id string) error
 	PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error
+	// cloud.GenerationStore and job.RebuildingDirectory.
+	Generation(ctx context.Context, known string) (string, error)
+	NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error)
 }
 
 // Harness is one fresh, empty router under test.
@@ -43,6 +52,12 @@ type Harness struct {
 	// Advance lets time pass by d for the store's expiries: a fake clock
 	// moved forward, or a real sleep for a real backend.
 	Advance func(d time.Duration)
+	// Wipe makes the router lose every session, node and room count at
+	// once, as a Redis restarted empty or flushed.
+	Wipe func()
+	// RebuildWindow is the router's configured rebuild window. With a
+	// real clock the wipe test's steps must fit in it (1 s is plenty).
+	RebuildWindow time.Duration
 }
 
 // Run runs the suite; newHarness is called once per subtest and must return
@@ -61,6 +76,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ManyKeysOneCall", testMany},
 		{"Concurrent", testConcurrent},
 		{"ContextEnded", testContextEnded},
+		{"Generation", testGeneration},
+		{"Wipe", testWipe},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
@@ -317,4 +334,102 @@ func testContextEnded(t *testing.T, h Harness) {
 	_, err = s.NodesByMids(ctx, []int64{1})
 	assert.Error(t, err)
 	assert.Error(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k", "n", 1)}, ttl))
+}
+
+func testGeneration(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	g, err := s.Generation(ctx, "")
+	require.NoError(t, err)
+	require.NotEmpty(t, g)
+	for _, known := range []string{"", g} {
+		again, err := s.Generation(ctx, known)
+		require.NoError(t, err)
+		assert.Equal(t, g, again, "stable while nothing is lost")
+	}
+
+	// A node that expires is not a rebuild: lookups of nobody succeed.
+	require.NoError(t, s.PutNode(ctx, imcloud.Node{ID: "node-a"}, 300*time.Millisecond))
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k1", "node-a", 1)}, 300*time.Millisecond))
+	h.Advance(600 * time.Millisecond)
+	nodes, rebuilding, err := s.NodesRebuilding(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+	assert.False(t, rebuilding)
+	got, err := s.NodesByMids(ctx, []int64{1})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	got, err = s.NodesByKeys(ctx, []string{"k1"})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}
+
+func testWipe(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	s := h.Store
+	g1, err := s.Generation(ctx, "")
+	require.NoError(t, err)
+	for _, id := range []string{"node-a", "node-b"} {
+		require.NoError(t, s.PutNode(ctx, imcloud.Node{ID: id}, ttl))
+	}
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{
+		sess(1, "k1", "node-a", 1), sess(2, "k2", "node-b", 1), sess(3, "k3", "node-a", 1),
+	}, ttl))
+	got, err := s.NodesByMids(ctx, []int64{1, 2})
+	require.NoError(t, err)
+	assert.Len(t, got, 2)
+	nodes, rebuilding, err := s.NodesRebuilding(ctx)
+	require.NoError(t, err)
+	assert.Len(t, nodes, 2)
+	assert.False(t, rebuilding)
+
+	h.Wipe()
+	// Nothing is found, and the router says it does not know why.
+	_, err = s.NodesByMids(ctx, []int64{1})
+	assert.ErrorIs(t, err, logic.ErrRouterRebuilding)
+	_, err = s.NodesByKeys(ctx, []string{"k1"})
+	assert.ErrorIs(t, err, logic.ErrRouterRebuilding)
+	got, err = s.NodesByKeys(ctx, nil)
+	require.NoError(t, err, "nothing asked, nothing missing")
+	assert.Empty(t, got)
+	nodes, rebuilding, err = s.NodesRebuilding(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+	assert.True(t, rebuilding, "nodes vanished with the data, not expired")
+
+	// A node that knew g1 sees a new generation and re-registers.
+	g2, err := s.Generation(ctx, g1)
+	require.NoError(t, err)
+	require.NotEmpty(t, g2)
+	assert.NotEqual(t, g1, g2)
+	require.NoError(t, s.PutNode(ctx, imcloud.Node{ID: "node-a"}, ttl))
+	require.NoError(t, s.PutSessions(ctx, []imcloud.Session{sess(1, "k1", "node-a", 1), sess(3, "k3", "node-a", 1)}, ttl))
+	got, err = s.NodesByKeys(ctx, []string{"k1", "k3", "k1"})
+	require.NoError(t, err, "every key found: complete")
+	assert.Equal(t, map[string]string{"k1": "node-a", "k3": "node-a"}, got)
+	_, err = s.NodesByKeys(ctx, []string{"k1", "k2"})
+	assert.ErrorIs(t, err, logic.ErrRouterRebuilding, "k2's node has not re-registered yet")
+	_, err = s.NodesByMids(ctx, []int64{1})
+	assert.ErrorIs(t, err, logic.ErrRouterRebuilding, "user 1 may have connections on a node not back yet")
+	nodes, rebuilding, err = s.NodesRebuilding(ctx)
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
+	assert.Equal(t, "node-a", nodes[0].ID)
+	assert.True(t, rebuilding)
+
+	// The window ends: what is missing now is offline.
+	h.Advance(h.RebuildWindow + 50*time.Millisecond) // Redis expires at millisecond resolution
+	got, err = s.NodesByMids(ctx, []int64{1, 2})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k1": "node-a"}, got)
+	got, err = s.NodesByKeys(ctx, []string{"k2"})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	nodes, rebuilding, err = s.NodesRebuilding(ctx)
+	require.NoError(t, err)
+	assert.Len(t, nodes, 1)
+	assert.False(t, rebuilding)
+	again, err := s.Generation(ctx, g2)
+	require.NoError(t, err)
+	assert.Equal(t, g2, again)
 }
