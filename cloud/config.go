@@ -112,6 +112,14 @@ type Config struct {
 	StoreBatch int
 	// StoreTimeout bounds one store call. Default 5 s.
 	StoreTimeout time.Duration
+	// StoreCheckInterval is how often the node checks that the store
+	// still holds what it registered: a new generation (GenerationStore:
+	// the store lost its data) or a failed store call since the last
+	// check makes the node register itself, every session and its room
+	// counts again at once. It bounds the recovery after Redis comes back
+	// empty, and must stay below the store's rebuild window (3 s by
+	// default). Default 1 s.
+	StoreCheckInterval time.Duration
 
 	// DedupSize is how many recent message ids are remembered to drop
 	// redeliveries. Default 65536.
@@ -185,6 +193,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.RoomCountInterval, 10*time.Second)
 	defi(&c.StoreBatch, 512)
 	def(&c.StoreTimeout, 5*time.Second)
+	def(&c.StoreCheckInterval, time.Second)
 	defi(&c.DedupSize, 65536)
 	defi(&c.MaxBroadcasts, 64)
 	defi(&c.DrainRate, 20000)

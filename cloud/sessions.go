@@ -17,7 +17,10 @@ const maxPendingRemoves = 1 << 17
 // sessionSync keeps the store in step with the node: session puts and
 // removals batched (a flush takes whatever queued during the previous
 // round trip), periodic renewal of every session, node registration and
-// room-count reports. With no store every method is a no-op.
+// room-count reports. Every StoreCheckInterval it checks that the store
+// still holds what the node registered (see check) and registers
+// everything again at once when not. With no store every method is a
+// no-op.
 type sessionSync struct {
 	s     *Server
 	store SessionStore
@@ -30,6 +33,9 @@ type sessionSync struct {
 	// needFull: a store call failed; re-put every session once it works.
 	needFull atomic.Bool
 	cluster  atomic.Pointer[map[string]int32]
+	// gen is the store's generation the node last registered everything
+	// under ("" before it knew one). Only start and tickLoop use it.
+	gen string
 }
 
 func newSessionSync(s *Server) *sessionSync {
@@ -42,6 +48,7 @@ func (ss *sessionSync) start() {
 	}
 	// Register before New returns, so that a job reading the directory
 	// right after (one process, or a fast cluster) already sees the node.
+	ss.gen, _ = ss.generation()
 	ss.putNode()
 	ss.reportRooms()
 	ss.s.bg.Add(2)
@@ -159,8 +166,9 @@ func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
 }
 
 // putAll renews every session of the node (periodic renewal, and recovery
-// after a store outage).
-func (ss *sessionSync) putAll() {
+// after a store outage or a wipe), in batches of StoreBatch. It reports
+// whether every batch was stored; if not, needFull is set.
+func (ss *sessionSync) putAll() bool {
 	var buf []*conn
 	sessions := make([]imcloud.Session, 0, 256)
 	ok := true
@@ -178,7 +186,10 @@ func (ss *sessionSync) putAll() {
 	if len(sessions) > 0 {
 		ok = ss.putSessions(sessions) && ok
 	}
-	ss.needFull.Store(!ok)
+	if !ok {
+		ss.needFull.Store(true)
+	}
+	return ok
 }
 
 // tickLoop registers the node, renews sessions and reports room counts.
@@ -188,9 +199,11 @@ func (ss *sessionSync) tickLoop() {
 	nodeT := time.NewTicker(cfg.NodeTTL / 3)
 	renewT := time.NewTicker(cfg.SessionTTL / 3)
 	roomT := time.NewTicker(cfg.RoomCountInterval)
+	checkT := time.NewTicker(cfg.StoreCheckInterval)
 	defer nodeT.Stop()
 	defer renewT.Stop()
 	defer roomT.Stop()
+	defer checkT.Stop()
 	for {
 		select {
 		case <-ss.s.quit:
@@ -201,8 +214,60 @@ func (ss *sessionSync) tickLoop() {
 			ss.putAll()
 		case <-roomT.C:
 			ss.reportRooms()
+		case <-checkT.C:
+			ss.check()
 		}
 	}
+}
+
+// generation reads the store's generation if it has one (GenerationStore);
+// "" otherwise.
+func (ss *sessionSync) generation() (string, error) {
+	gs, ok := ss.store.(GenerationStore)
+	if !ok {
+		return "", nil
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	gen, err := gs.Generation(ctx, ss.gen)
+	if err != nil {
+		ss.failed("Generation", err)
+		ss.needFull.Store(true)
+	}
+	return gen, err
+}
+
+// check registers the node, every session and the room counts again, at
+// once, when the store lost them: its generation changed (Redis restarted
+// empty, was flushed, failed over to an empty replica), or a store call
+// failed since the last check (an outage: puts may be missing). A
+// re-registration that fails is retried at the next check.
+func (ss *sessionSync) check() {
+	gen, err := ss.generation()
+	if err != nil {
+		return
+	}
+	wiped := gen != ss.gen && ss.gen != ""
+	if !wiped && !ss.needFull.Swap(false) {
+		ss.gen = gen
+		return
+	}
+	log := ss.s.cfg.Logger
+	if wiped {
+		log.Warn("cloud: the session store lost its data (new generation); registering the node and every session again",
+			"generation", gen)
+	} else {
+		log.Info("cloud: session store reachable again; registering the node and every session again")
+	}
+	start := time.Now()
+	if !ss.putNode() || !ss.putAll() {
+		ss.needFull.Store(true)
+		return
+	}
+	ss.reportRooms()
+	ss.gen = gen
+	log.Info("cloud: node and sessions registered again", "sessions", ss.s.stats.sessions.Load(),
+		"took", time.Since(start).Round(time.Millisecond))
 }
 
 func (ss *sessionSync) node() imcloud.Node {
@@ -213,19 +278,18 @@ func (ss *sessionSync) node() imcloud.Node {
 	}
 }
 
-func (ss *sessionSync) putNode() {
+// putNode registers or renews the node. A failure sets needFull: the
+// next check registers everything again.
+func (ss *sessionSync) putNode() bool {
 	ctx, cancel := ss.ctx()
 	err := ss.store.PutNode(ctx, ss.node(), ss.s.cfg.NodeTTL)
 	cancel()
 	if err != nil {
 		ss.failed("PutNode", err)
 		ss.needFull.Store(true)
-		return
+		return false
 	}
-	if ss.needFull.Load() {
-		ss.s.cfg.Logger.Info("cloud: session store reachable again; re-registering sessions")
-		ss.putAll()
-	}
+	return true
 }
 
 // localCounts returns the node's room online counts.

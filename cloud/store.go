@@ -34,3 +34,22 @@ type SessionStore interface {
 	// over live nodes' latest reports.
 	RoomCounts(ctx context.Context) (map[string]int32, error)
 }
+
+// GenerationStore is a SessionStore that can lose its data (Redis
+// restarted empty, flushed, failed over to an empty replica) and tells so
+// through its generation: an optional capability, found by type
+// assertion. logic's memory and Redis routers have it.
+//
+// The node reads the generation every Config.StoreCheckInterval; when it
+// changed, the node registers itself, every session and its room counts
+// again at once, in batches of StoreBatch. Meanwhile the store rebuilds:
+// lookups that may be incomplete fail rather than report online users as
+// offline, and job keeps the nodes that vanished with the data.
+type GenerationStore interface {
+	// Generation returns the store's current generation, an opaque
+	// non-empty value that changes when the store loses its data; it is
+	// created if the store has none. known is the generation the caller
+	// last saw ("" for none): if the current one differs, the store lost
+	// its data since, and starts its rebuild window if it has not.
+	Generation(ctx context.Context, known string) (string, error)
+}

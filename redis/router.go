@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	redigo "github.com/gomodule/redigo/redis"
@@ -66,8 +69,10 @@ type Config struct {
 	// RebuildWindow is how long after the router lost its data (a new
 	// generation, see Generation) lookups that may be incomplete fail with
 	// logic.ErrRouterRebuilding and NodesRebuilding reports rebuilding.
-	// It must cover the cloud nodes' generation check interval plus their
-	// re-registration. Default logic.DefaultRebuildWindow (3 s).
+	// It must cover the cloud nodes' generation check interval
+	// (cloud.Config.StoreCheckInterval, 1 s) plus their re-registration,
+	// and be the same in every process (whoever notices the loss first
+	// starts the window). Default logic.DefaultRebuildWindow (3 s).
 	RebuildWindow time.Duration
 	// Logger receives connection problems. Nil is silent.
 	Logger *slog.Logger
@@ -93,6 +98,10 @@ type Router struct {
 	// read ("" before the first): a different one means the data was lost
 	// since (see generation.go).
 	seenGen atomic.Pointer[string]
+	// connLost is when (unix ns) a call last found its connection closed
+	// by the server (a restart): idle connections returned to the pool
+	// before it are dropped instead of failing one call each.
+	connLost atomic.Int64
 
 	quit      chan struct{}
 	wg        sync.WaitGroup
@@ -164,6 +173,12 @@ func NewRouter(cfg Config) (*Router, error) {
 	r.pool = &redigo.Pool{
 		DialContext: func(ctx context.Context) (redigo.Conn, error) {
 			return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
+		},
+		TestOnBorrow: func(_ redigo.Conn, lastUsed time.Time) error {
+			if lastUsed.UnixNano() <= r.connLost.Load() {
+				return errStaleConn
+			}
+			return nil
 		},
 		MaxIdle:     cfg.PoolSize,
 		MaxActive:   cfg.PoolSize,
@@ -240,14 +255,43 @@ func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	return reply, err
 }
 
-// withConn runs fn on a pooled connection.
+// withConn runs fn on a pooled connection. If the server had closed that
+// connection (it restarted), fn runs once more on another: every call
+// the router makes is idempotent (reads, and scripts that set rather than
+// add), and the idle connections from before the restart are dropped by
+// the pool's TestOnBorrow, so the retry dials afresh.
 func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) error {
-	c, err := r.conn(ctx)
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		c, err := r.conn(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(c)
+		c.Close()
+		if err == nil || !isConnLost(err) {
+			return err
+		}
+		r.connLost.Store(time.Now().UnixNano())
+		if attempt > 0 || ctx.Err() != nil {
+			return err
+		}
 	}
-	defer c.Close()
-	return fn(c)
+}
+
+// errStaleConn is TestOnBorrow's verdict on an idle connection older than
+// the last connection the server closed.
+var errStaleConn = errors.New("redis: idle connection from before the server closed one")
+
+// isConnLost reports whether err is the server having closed the
+// connection (it restarted or dropped clients), rather than an error
+// reply or a timeout.
+func isConnLost(err error) bool {
+	var re redigo.Error
+	if errors.As(err, &re) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // script runs s with args in one round trip: EVALSHA, and EVAL (which

@@ -137,30 +137,14 @@ func TestRedisRouterClosed(t *testing.T) {
 // expires keys at millisecond resolution, on its own clock.
 const clockSlack = 50 * time.Millisecond
 
-// wipeCase makes Redis lose its data: restarted empty, or flushed.
-type wipeCase struct {
-	name string
-	wipe func(t *testing.T, srv *testenv.Redis)
-}
-
-var wipeCases = []wipeCase{
-	{"FLUSHALL", func(t *testing.T, srv *testenv.Redis) {
-		c, err := redigo.Dial("tcp", srv.Addr)
-		require.NoError(t, err)
-		defer c.Close()
-		_, err = c.Do("FLUSHALL")
-		require.NoError(t, err)
-	}},
-}
-
 // TestRedisRouterWiped: a node's router and a pusher's router (two
 // processes' views of one Redis) after Redis lost its data. The pusher's
 // lookups fail with ErrRouterRebuilding rather than answering "offline"
 // (a restart's stale pooled connections are not an error either), until
 // the window ends; the node sees a new generation.
 func TestRedisRouterWiped(t *testing.T) {
-	for _, wc := range wipeCases {
-		t.Run(wc.name, func(t *testing.T) {
+	for _, w := range testenv.RedisWipes() {
+		t.Run(w.Name, func(t *testing.T) {
 			srv := testenv.StartRedis(t)
 			const window = time.Second
 			node := newRedisRouter(t, redis.Config{Addr: srv.Addr, RebuildWindow: window})
@@ -183,7 +167,7 @@ func TestRedisRouterWiped(t *testing.T) {
 			}
 			wg.Wait()
 
-			wc.wipe(t, srv)
+			w.Wipe(srv)
 			for i := 0; i < 3; i++ {
 				_, err = pusher.NodesByMids(ctx, []int64{1})
 				require.ErrorIs(t, err, logic.ErrRouterRebuilding, "lookup %d", i)

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,17 +110,52 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
+// Restart kills the server and starts it again on the same port, empty:
+// a Redis without persistence that crashed and came back.
+func (r *Redis) Restart() {
+	r.t.Helper()
+	r.Stop()
+	r.Start()
+}
+
+// FlushAll deletes every key (FLUSHALL) while the server keeps running.
+func (r *Redis) FlushAll() {
+	r.t.Helper()
+	if reply, err := command(r.Addr, "FLUSHALL"); err != nil || reply != "+OK" {
+		r.t.Fatalf("testenv: FLUSHALL: %q, %v", reply, err)
+	}
+}
+
+// RedisWipe is one way for a Redis to lose its data under running clients.
+type RedisWipe struct {
+	Name string
+	Wipe func(*Redis)
+}
+
+// RedisWipes are the ways tests make Redis lose its data: restarted
+// empty, and FLUSHALL (a failover to an empty replica looks like either
+// to the clients).
+func RedisWipes() []RedisWipe {
+	return []RedisWipe{{"restarted empty", (*Redis).Restart}, {"FLUSHALL", (*Redis).FlushAll}}
+}
+
 func ping(addr string) bool {
+	reply, err := command(addr, "PING")
+	return err == nil && reply == "+PONG"
+}
+
+// command sends one inline command and returns the first line of the
+// reply.
+func command(addr, cmd string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
-		return false
+		return "", err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
 	}
-	buf := make([]byte, 7)
-	n, _ := c.Read(buf)
-	return n >= 5 && string(buf[:5]) == "+PONG"
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
 }

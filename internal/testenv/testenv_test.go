@@ -33,6 +33,24 @@ func TestRedisStopStart(t *testing.T) {
 	require.NoError(t, c.Send("PING"))
 }
 
+func TestRedisWipes(t *testing.T) {
+	r := StartRedis(t)
+	for _, w := range RedisWipes() {
+		c, err := redis.Dial("tcp", r.Addr)
+		require.NoError(t, err)
+		_, err = c.Do("SET", "k", "v")
+		require.NoError(t, err)
+		c.Close()
+		w.Wipe(r)
+		c, err = redis.Dial("tcp", r.Addr)
+		require.NoError(t, err)
+		n, err := redis.Int(c.Do("DBSIZE"))
+		require.NoError(t, err)
+		require.Zero(t, n, w.Name)
+		c.Close()
+	}
+}
+
 func TestKafkaRoundTrip(t *testing.T) {
 	k := StartKafka(t, "t")
 	cfg := sarama.NewConfig()
