@@ -75,7 +75,7 @@ return {g, redis.call('GET', mk) or ''}
 `)
 
 // genKeys are the generation and marker keys, read by every lookup round
-// trip (one MGET).
+// trip: at the head of its MGET of keys, or by the mids script.
 func (r *Router) genKeys() []any {
 	return []any{r.prefix + "{imcloud}:gen", r.prefix + "{imcloud}:rebuilding"}
 }

@@ -139,7 +139,8 @@ func (r *Router) resolve(batch []*lookup, nodes nodeNames) {
 	}
 	var keyArgs, midArgs []any
 	if nkeys > 0 {
-		keyArgs = make([]any, 0, nkeys)
+		keyArgs = make([]any, 0, 2+nkeys)
+		keyArgs = append(keyArgs, r.genKeys()...)
 		for _, l := range live {
 			for _, k := range l.keys {
 				keyArgs = append(keyArgs, r.prefix+"key_"+k)
@@ -157,14 +158,13 @@ func (r *Router) resolve(batch []*lookup, nodes nodeNames) {
 	}
 	r.stats.lookups.Add(uint64(len(live)))
 	r.stats.roundTrips.Add(1)
-	genReply, keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	var gen, marker []byte
 	rebuilding := false
 	if err == nil {
-		err = fillRoutes(live, keyReply, midReply, nodes)
+		gen, marker, err = fillRoutes(live, keyReply, midReply, nodes)
 	}
 	if err == nil {
-		gen, _ := genReply[0].([]byte)
-		marker, _ := genReply[1].([]byte)
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait+r.cfg.ReadTimeout)
 		rebuilding, err = r.observe(ctx, gen, marker)
 		cancel()
@@ -195,11 +195,24 @@ func (l *lookup) complete() bool {
 	return true
 }
 
-// fillRoutes sets every lookup's answer from a round trip's replies. If
-// the mids reply does not parse as the script writes it, down to its last
-// byte, it fails: then no lookup of the batch may use its answer.
-func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames) error {
-	ki := 0
+// fillRoutes sets every lookup's answer from a round trip's replies, and
+// returns the generation and rebuild marker they start with (nil when
+// missing). If the mids reply does not parse as the script writes it,
+// down to its last byte, it fails: then no lookup of the batch may use
+// its answer.
+func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames) (gen, marker []byte, err error) {
+	if midReply != nil {
+		if gen, midReply, err = lengthPrefixed(midReply); err != nil {
+			return nil, nil, err
+		}
+		if marker, midReply, err = lengthPrefixed(midReply); err != nil {
+			return nil, nil, err
+		}
+	} else if len(keyReply) >= 2 {
+		gen, _ = keyReply[0].([]byte)
+		marker, _ = keyReply[1].([]byte)
+	}
+	ki := 2 // after the generation and the marker
 	for _, l := range live {
 		if len(l.keys) > 0 {
 			l.out = make(map[string]string, len(l.keys))
@@ -215,24 +228,27 @@ func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames
 		for range l.mids {
 			n, rest, err := decimalPrefix(midReply) // the mid's route count
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			for midReply = rest; n > 0; n-- {
 				var k, node []byte
 				if k, midReply, err = lengthPrefixed(midReply); err != nil {
-					return err
+					return nil, nil, err
 				}
 				if node, midReply, err = lengthPrefixed(midReply); err != nil {
-					return err
+					return nil, nil, err
 				}
 				l.out[string(k)] = nodes.get(node)
 			}
 		}
 	}
 	if len(midReply) != 0 {
-		return errRoutesReply // more than was asked for
+		return nil, nil, errRoutesReply // more than was asked for
 	}
-	return nil
+	if len(gen) == 0 {
+		gen = nil // the script writes a missing generation as ""
+	}
+	return gen, marker, nil
 }
 
 // errRoutesReply is a mids script reply that does not parse: a script of
@@ -263,46 +279,40 @@ func decimalPrefix(b []byte) (n int, rest []byte, err error) {
 	return 0, nil, errRoutesReply
 }
 
-// roundTrip sends, pipelined on one connection: the generation and
-// rebuild marker (one MGET), the keys (one MGET) and the mids (one script
-// call).
-func (r *Router) roundTrip(keyArgs, midArgs []any) (gen []any, keys []any, mids []byte, err error) {
+// roundTrip sends, pipelined on one connection, the keys (one MGET,
+// after the generation and the rebuild marker) and the mids (one script
+// call, whose reply starts with them).
+func (r *Router) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
 	defer cancel()
 	err = r.withConn(ctx, func(c redigo.Conn) error {
 		var err error
-		gen, keys, mids, err = r.send(c, keyArgs, midArgs)
+		keys, mids, err = send(c, keyArgs, midArgs)
 		return err
 	})
-	return gen, keys, mids, err
+	return keys, mids, err
 }
 
-func (r *Router) send(c redigo.Conn, keyArgs, midArgs []any) (gen []any, keys []any, mids []byte, err error) {
-	if err := c.Send("MGET", r.genKeys()...); err != nil {
-		return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
-	}
+func send(c redigo.Conn, keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
 	if keyArgs != nil {
 		if err := c.Send("MGET", keyArgs...); err != nil {
-			return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
+			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 	}
 	if midArgs != nil {
 		if err := midsScript.SendHash(c, midArgs...); err != nil {
-			return nil, nil, nil, fmt.Errorf("redis: mids: %w", err)
+			return nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return nil, nil, nil, fmt.Errorf("redis: flush: %w", err)
-	}
-	if gen, err = redigo.Values(c.Receive()); err != nil || len(gen) != 2 {
-		return nil, nil, nil, fmt.Errorf("redis: MGET generation: %d replies, %w", len(gen), err)
+		return nil, nil, fmt.Errorf("redis: flush: %w", err)
 	}
 	if keyArgs != nil {
 		if keys, err = redigo.Values(c.Receive()); err != nil {
-			return nil, nil, nil, fmt.Errorf("redis: MGET: %w", err)
+			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 		if len(keys) != len(keyArgs) {
-			return nil, nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
+			return nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
 		}
 	}
 	if midArgs != nil {
@@ -311,8 +321,8 @@ func (r *Router) send(c redigo.Conn, keyArgs, midArgs []any) (gen []any, keys []
 			mids, err = redigo.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
 		}
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("redis: mids: %w", err)
+			return nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
-	return gen, keys, mids, nil
+	return keys, mids, nil
 }

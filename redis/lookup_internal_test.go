@@ -43,22 +43,44 @@ func TestFillRoutesAllOrNothing(t *testing.T) {
 	batch := func() []*lookup {
 		return []*lookup{{mids: []int64{1}}, {keys: []string{"k"}}, {mids: []int64{2, 3}}}
 	}
-	keyReply := []any{[]byte("node-b")}
-	good := "1:2:k16:node-a" + "0:" + "1:2:k36:node-a"
+	keyReply := []any{[]byte("g1:5"), nil, []byte("node-b")}
+	good := "4:g1:50:" + "1:2:k16:node-a" + "0:" + "1:2:k36:node-a"
 
 	live := batch()
-	require.NoError(t, fillRoutes(live, keyReply, []byte(good), nodeNames{}))
+	gen, marker, err := fillRoutes(live, keyReply, []byte(good), nodeNames{})
+	require.NoError(t, err)
+	assert.Equal(t, "g1:5", string(gen))
+	assert.Empty(t, marker)
 	assert.Equal(t, map[string]string{"k1": "node-a"}, live[0].out)
 	assert.Equal(t, map[string]string{"k": "node-b"}, live[1].out)
 	assert.Equal(t, map[string]string{"k3": "node-a"}, live[2].out)
 
 	for _, bad := range []string{
-		good[:len(good)-1], // cut short
-		"1:2:k16:node-a0:", // the last mid missing
-		good + "garbage",   // more than asked for
-		good + "0:",        // an extra mid
+		good[:len(good)-1],               // cut short
+		"4:g1:50:1:2:k16:node-a0:",       // the last mid missing
+		good + "garbage",                 // more than asked for
+		good + "0:",                      // an extra mid
+		"1:2:k16:node-a0:1:2:k36:node-a", // no generation
 		"",
 	} {
-		assert.ErrorIs(t, fillRoutes(batch(), keyReply, []byte(bad), nodeNames{}), logic.ErrRouter, "%q", bad)
+		_, _, err := fillRoutes(batch(), keyReply, []byte(bad), nodeNames{})
+		assert.ErrorIs(t, err, logic.ErrRouter, "%q", bad)
 	}
+}
+
+// TestFillRoutesGeneration: the generation and the marker come from the
+// mids reply, or from the head of the keys reply when there are no mids;
+// a missing generation is nil.
+func TestFillRoutesGeneration(t *testing.T) {
+	live := []*lookup{{keys: []string{"k"}}}
+	gen, marker, err := fillRoutes(live, []any{[]byte("g2:7"), []byte("g2:7"), nil}, nil, nodeNames{})
+	require.NoError(t, err)
+	assert.Equal(t, "g2:7", string(gen))
+	assert.Equal(t, "g2:7", string(marker))
+	assert.Empty(t, live[0].out)
+
+	gen, marker, err = fillRoutes([]*lookup{{mids: []int64{1}}}, nil, []byte("0:0:0:"), nodeNames{})
+	require.NoError(t, err)
+	assert.Nil(t, gen)
+	assert.Empty(t, marker)
 }

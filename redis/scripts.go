@@ -65,16 +65,19 @@ end
 return n
 `)
 
-// midsScript: ARGV = prefix, then mids...; returns one string holding,
-// per mid in order, its number of live routes and then each route's key
-// and node id, every item length-prefixed ("<len>:<bytes>", the count as
-// "<n>:"); fillRoutes reads it. One string rather than nested arrays: the
-// client reads a batch's reply with one allocation instead of three per
-// route. A hash field whose key_ entry expired or moved (a crashed node
-// never removed it) is dropped and cleaned up on the way.
+// midsScript: ARGV = prefix, then mids...; returns one string holding the
+// generation and the rebuild marker ("" when missing), then, per mid in
+// order, its number of live routes and then each route's key and node id,
+// every item length-prefixed ("<len>:<bytes>", the count as "<n>:");
+// fillRoutes reads it. One string rather than nested arrays: the client
+// reads a batch's reply with one allocation instead of three per route. A
+// hash field whose key_ entry expired or moved (a crashed node never
+// removed it) is dropped and cleaned up on the way.
 var midsScript = redigo.NewScript(0, `
 local p = ARGV[1]
-local out = {}
+local g = redis.call('GET', p .. '{imcloud}:gen') or ''
+local m = redis.call('GET', p .. '{imcloud}:rebuilding') or ''
+local out = {#g .. ':' .. g .. #m .. ':' .. m}
 for i = 2, #ARGV do
   local mk = p .. 'mid_' .. ARGV[i]
   local f = redis.call('HGETALL', mk)
