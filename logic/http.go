@@ -78,7 +78,9 @@ type handler struct {
 // "room", "speed"); a JSON string msg is sent as its text, any other JSON
 // value as its encoding. Answers are {"code":0,"message":"","data":...};
 // bad parameters are HTTP 400 with code -400, server failures 500 with code
-// -500, an overloaded Pusher 503.
+// -500, an overloaded Pusher 503, and a key or mid push the Router cannot
+// resolve while it rebuilds after losing its data (ErrRouterRebuilding) 503
+// with Retry-After: 1: nothing was published, retry it.
 //
 // The handler uses only p's exported API (Push, PushAsync and the online
 // queries): an API of one's own over a Pusher can do all it does.
@@ -368,6 +370,9 @@ func (h *handler) answerErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, ErrRouterRebuilding):
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		h.log.Warn("logic: request failed", "err", err)
