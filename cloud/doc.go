@@ -8,17 +8,19 @@
 // # Concurrency
 //
 // Every Server method is safe for concurrent use. Deliver never blocks on a
-// socket: a push is encoded once, appended to each receiver's bounded
-// queue, and written by a writer that exists only while the queue is
-// non-empty. A fan-out's connections are written by shared batch writers
-// (one goroutine per 32 connections) which, on plain TCP, never wait on a
-// socket: a write the socket cannot take at once continues on a goroutine
-// of that connection's own, bounded by WriteTimeout. Connections that keep
-// receiving pushes are then written round after round by the keepers
-// (GOMAXPROCS-1 goroutines, so a P is always free to poll the network for
-// push requests and link reads). Pushes that arrive while a connection's
-// write is pending coalesce into its next write (op 9 on WebSocket), so
-// under load a write carries many pushes instead of the machine making one
+// socket: a push is encoded once and appended to each receiver's bounded
+// outbound queue (outq.go), whose state machine records who may write the
+// connection. One scheduler (sched.go) decides who does: connections with
+// a non-blocking socket (plain TCP and WebSocket on Linux,
+// rawwrite_linux.go) wait on one ready list for a few writer goroutines
+// (GOMAXPROCS-1, so a P is always free to poll the network for push
+// requests and link reads), which write each one without waiting and put
+// it back while pushes keep arriving; a socket that takes only part of a
+// write, or one without a non-blocking path (TLS; every socket off
+// Linux), is written by a goroutine of its own, bounded by WriteTimeout,
+// until its queue is empty. Pushes that arrive while a connection waits
+// or is written coalesce into its next write (op 9 on WebSocket), so under
+// load a write carries many pushes instead of the machine making one
 // system call per push per client. When most clients fall behind at once,
 // Deliver waits for the node's backlog to drain rather than fill every
 // queue (backpressure; Stats.QueuedBytes, Stats.Backpressured). An idle

@@ -33,7 +33,9 @@ type Stats struct {
 	Kicked uint64
 	// StoreErrors counts failed session-store calls.
 	StoreErrors uint64
-	// Writers is the number of writer goroutines running now.
+	// Writers is the number of connections whose writes are under way
+	// now: waiting for a scheduler writer, being written, or on a
+	// goroutine of their own.
 	Writers int64
 	// LinkConns is the number of open link connections; LinkRefused the
 	// link hellos refused.
