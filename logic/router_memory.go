@@ -27,7 +27,7 @@ type MemoryRouterConfig struct {
 // after a router lost its data (a new generation) lookups that may be
 // incomplete fail with ErrRouterRebuilding. It covers a cloud node's
 // generation check (every second by default) and its re-registration of
-// every session in batches (well under a second for 10,000 sessions).
+// every session in pipelined batches (BENCHMARKS.md, cloud).
 const DefaultRebuildWindow = 3 * time.Second
 
 // MemoryRouter is the in-process Router, the embedded default for a

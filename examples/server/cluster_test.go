@@ -33,7 +33,9 @@ type cloudProc struct {
 
 const linkSecret = "e2e-link-secret"
 
-func startCluster(t *testing.T) *cluster {
+// startCluster starts it; cloudArgs are added to each cloud process's
+// flags.
+func startCluster(t *testing.T, cloudArgs ...string) *cluster {
 	c := &cluster{redis: testenv.StartRedis(t), kafka: testenv.StartKafka(t, "imcloud-push")}
 	c.common = []string{"-redis-addr", c.redis.Addr, "-kafka-brokers", c.kafka.Brokers[0],
 		"-link-secret", linkSecret, "-auth", "dev", "-log-level", "debug"}
@@ -41,7 +43,7 @@ func startCluster(t *testing.T) *cluster {
 		cp := cloudProc{tcp: addr(t), ws: addr(t), admin: addr(t)}
 		cp.proc = startProc(t, fmt.Sprintf("cloud-%d", i), append([]string{"-role", "cloud",
 			"-node-id", fmt.Sprintf("cloud-%d", i), "-tcp-addr", cp.tcp, "-ws-addr", cp.ws,
-			"-link-addr", addr(t), "-admin-addr", cp.admin}, c.common...)...)
+			"-link-addr", addr(t), "-admin-addr", cp.admin}, append(cloudArgs, c.common...)...)...)
 		c.clouds[i] = cp
 	}
 	c.api = addr(t)
