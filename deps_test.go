@@ -10,7 +10,8 @@ import (
 
 // TestBackendDependencies keeps each backend library in its own package:
 // an embedder who uses the memory backends links neither sarama nor
-// redigo, and no library package links client_golang.
+// redigo (package metrics included), and no role or backend links
+// client_golang.
 func TestBackendDependencies(t *testing.T) {
 	const mod = "github.com/imcloud/imcloud"
 	forbidden := map[string][]string{
@@ -21,6 +22,7 @@ func TestBackendDependencies(t *testing.T) {
 		"/cloud":    {"IBM/sarama", "gomodule/redigo", "prometheus/client_golang"},
 		"/kafka":    {"gomodule/redigo", "prometheus/client_golang"},
 		"/redis":    {"IBM/sarama", "prometheus/client_golang"},
+		"/metrics":  {"IBM/sarama", "gomodule/redigo"},
 	}
 	for pkg, libs := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
@@ -30,5 +32,26 @@ func TestBackendDependencies(t *testing.T) {
 				require.NotContains(t, dep, lib, "%s must not depend on %s", mod+pkg, lib)
 			}
 		}
+	}
+}
+
+// TestOnlyMetricsLinksPrometheus: of the module's packages, only metrics
+// (and its subpackages), the test support that parses expositions and the
+// examples depend on client_golang.
+func TestOnlyMetricsLinksPrometheus(t *testing.T) {
+	const mod = "github.com/imcloud/imcloud"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").CombinedOutput()
+	require.NoError(t, err, "go list: %s", out)
+	allowed := []string{mod + "/metrics", mod + "/internal/metricstest", mod + "/examples/"}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, deps, _ := strings.Cut(line, " ")
+		if !strings.Contains(deps, "prometheus/client_golang") {
+			continue
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || pkg == a || strings.HasPrefix(pkg, strings.TrimSuffix(a, "/")+"/")
+		}
+		require.True(t, ok, "%s depends on prometheus/client_golang: only package metrics may", pkg)
 	}
 }

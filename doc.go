@@ -19,7 +19,8 @@
 // versioned binary encoding, Record (a consumed message and its offset),
 // Session, Node, and room key helpers. The roles live in the logic, job
 // and cloud packages; kafka and redis hold their Kafka and Redis backends;
-// protocol is the client wire codec; cloud/client is a Go client.
+// protocol is the client wire codec; cloud/client is a Go client; metrics
+// exports the roles' Stats (and their Histograms) to Prometheus.
 // examples/server wires everything into one binary: all roles in one
 // process on in-memory backends by default, or one role of a cluster with
 // Redis and Kafka.

@@ -37,8 +37,9 @@ func (j *Job) receiveLoop(ctx context.Context) error {
 // dispatch routes one record. Every record ends in finish: at once when
 // there is nothing to deliver, or when its last target is done.
 func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeWorker) []*nodeWorker {
+	now := time.Now()
 	p := j.partitionFor(rec)
-	e := &entry{p: p, offset: rec.Offset}
+	e := &entry{p: p, offset: rec.Offset, received: now.UnixNano()}
 	e.remaining.Store(1) // held while routing
 	p.add(e)
 	defer j.finish(e)
@@ -54,7 +55,6 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 			"bytes", len(rec.Value), "err", err)
 		return targets
 	}
-	now := time.Now()
 	if m.Expired(now) {
 		j.c.expired.Add(1)
 		j.log.Debug("job: dropping expired message", "id", m.ID, "expired", m.Expires)

@@ -30,6 +30,7 @@ type Job struct {
 	cfg Config
 	// ownsLinks: Connect is the default, whose link clients are the job's.
 	ownsLinks bool
+	linkRTT   *imcloud.Histogram // the default Connect's link round trips; nil without
 	log       *slog.Logger
 	c         counters
 
@@ -63,17 +64,23 @@ func New(cfg Config) (*Job, error) {
 	}
 	cfg = cfg.withDefaults()
 	ownsLinks := cfg.Connect == nil
+	var linkRTT *imcloud.Histogram
 	if ownsLinks {
 		opts := cfg.LinkOptions
 		if opts.Logger == nil {
 			opts.Logger = cfg.Logger
 		}
+		if opts.RoundTrip == nil {
+			opts.RoundTrip = imcloud.NewLatencyHistogram()
+		}
+		linkRTT = opts.RoundTrip
 		cfg.Connect = func(_ context.Context, n imcloud.Node) (Link, error) {
 			return NewLinkClient(n.LinkAddr, cfg.LinkSecret, opts), nil
 		}
 	}
 	j := &Job{
 		ownsLinks:    ownsLinks,
+		linkRTT:      linkRTT,
 		cfg:          cfg,
 		log:          cfg.Logger,
 		pendingSem:   make(chan struct{}, cfg.MaxPending),

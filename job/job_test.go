@@ -85,6 +85,16 @@ func TestJobDispatchesKeysRoomsBroadcasts(t *testing.T) {
 	require.Zero(t, s.Skipped)
 	eventually(t, func() bool { return j.Stats().Pending == 0 }, time.Second, "nothing pending")
 	require.Len(t, s.Nodes, 2)
+	require.Positive(t, s.LinkRoundTrip.Count, "the default Connect's link clients observe round trips")
+	eventually(t, func() bool {
+		parts := j.Stats().Partitions
+		for _, p := range parts {
+			if p.Uncommitted != 0 || p.Oldest != 0 {
+				return false
+			}
+		}
+		return len(parts) > 0
+	}, 5*time.Second, "every partition committed: no lag")
 }
 
 func TestSplitSpeed(t *testing.T) {
@@ -239,6 +249,9 @@ func TestJobUnreachableNodeDoesNotDelayOthers(t *testing.T) {
 	require.Greater(t, s.Retried, uint64(0))
 	require.Equal(t, n+1, s.Nodes["b"].Lag)
 	require.NotEmpty(t, s.Nodes["b"].LastError)
+	eventually(t, func() bool { return j.Stats().Partitions[0].Uncommitted == 2*n }, time.Second,
+		"the partition's commit lag is every record from b's first on")
+	require.GreaterOrEqual(t, j.Stats().Partitions[0].Oldest, 100*time.Millisecond, "held since before the sleep")
 
 	// b comes back and gets everything, in order.
 	b.restart(t)

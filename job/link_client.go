@@ -63,6 +63,11 @@ type LinkOptions struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Logger receives connection events. Nil is silent.
 	Logger *slog.Logger
+	// RoundTrip, if not nil, observes each request's round trip: from
+	// writing it to the socket to its acknowledgement (accepted or
+	// rejected by the node; a lost connection is no round trip). A Job
+	// with the default Connect sets its own (Stats.LinkRoundTrip).
+	RoundTrip *imcloud.Histogram
 }
 
 func (o LinkOptions) withDefaults() LinkOptions {
@@ -202,6 +207,7 @@ func (c *LinkClient) Deliver(ctx context.Context, msgs []*imcloud.Message) error
 	if err != nil {
 		return err
 	}
+	sent := time.Now()
 	if err := lc.write(buf); err != nil {
 		return err
 	}
@@ -209,6 +215,9 @@ func (c *LinkClient) Deliver(ctx context.Context, msgs []*imcloud.Message) error
 	defer timer.Stop()
 	select {
 	case err := <-ch:
+		if err == nil || errors.Is(err, ErrRejected) {
+			c.opts.RoundTrip.ObserveSince(sent)
+		}
 		return err
 	case <-ctx.Done():
 		lc.unregister(id)

@@ -98,7 +98,8 @@ func TestLinkClientReconnects(t *testing.T) {
 func TestLinkClientRejectedAndTimeout(t *testing.T) {
 	n := startTestNode(t, "a", "s")
 	ctx := context.Background()
-	c, err := DialLink(ctx, n.addr, "s", LinkOptions{AckTimeout: 200 * time.Millisecond})
+	rtt := imcloud.NewLatencyHistogram()
+	c, err := DialLink(ctx, n.addr, "s", LinkOptions{AckTimeout: 200 * time.Millisecond, RoundTrip: rtt})
 	require.NoError(t, err)
 	defer c.Close()
 
@@ -107,19 +108,25 @@ func TestLinkClientRejectedAndTimeout(t *testing.T) {
 	require.ErrorIs(t, err, ErrRejected)
 	require.Contains(t, err.Error(), "no room")
 	require.True(t, c.Connected(), "a rejection keeps the connection")
+	require.EqualValues(t, 1, rtt.Snapshot().Count, "a rejection is a round trip")
 
 	n.set(func(n *testNode) { n.reject = ""; n.silent = true })
 	err = c.Deliver(ctx, []*imcloud.Message{keysMsg("a", "2")})
 	require.ErrorIs(t, err, ErrAckTimeout)
 	require.False(t, c.Connected(), "a node that does not ack is disconnected")
+	require.EqualValues(t, 1, rtt.Snapshot().Count, "a timeout is no round trip")
 
 	// A caller's context ends the wait without breaking the connection.
 	n.set(func(n *testNode) { n.silent = false; n.ackDelay = 100 * time.Millisecond })
 	require.NoError(t, c.Deliver(ctx, []*imcloud.Message{keysMsg("a", "3")}))
+	s := rtt.Snapshot()
+	require.EqualValues(t, 2, s.Count)
+	require.GreaterOrEqual(t, s.Sum, 0.1, "the round trip includes the node's time to ack")
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, c.Deliver(short, []*imcloud.Message{keysMsg("a", "4")}), context.DeadlineExceeded)
 	require.True(t, c.Connected())
+	require.EqualValues(t, 2, rtt.Snapshot().Count, "an abandoned wait is no round trip")
 }
 
 func TestLinkClientClose(t *testing.T) {

@@ -3,6 +3,8 @@ package job
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 // Stats are the job's counters since New. Deliveries count one per message
@@ -39,6 +41,24 @@ type Stats struct {
 	Pending int
 	// Nodes has one entry per node the job delivers to.
 	Nodes map[string]NodeStats
+	// Partitions has one entry per source partition the job received
+	// records from: its commit lag.
+	Partitions map[int32]PartitionStats
+	// LinkRoundTrip is the time from writing a delivery to a node's link to
+	// the node's acknowledgement (LinkOptions.RoundTrip), with the default
+	// Connect; empty when Config.Connect is the caller's.
+	LinkRoundTrip imcloud.HistogramSnapshot
+}
+
+// PartitionStats describe the records of one source partition that the job
+// received and has not committed: waiting for their nodes, or done and
+// waiting for the commit (a failing commit keeps them here).
+type PartitionStats struct {
+	// Uncommitted is the number of such records.
+	Uncommitted int
+	// Oldest is how long the oldest of them has been held since it was
+	// received; 0 when there is none.
+	Oldest time.Duration
 }
 
 // NodeStats describe the job's queue to one node.
@@ -79,6 +99,8 @@ func (j *Job) Stats() Stats {
 		CommitErrors:     j.c.commitErrors.Load(),
 		Pending:          j.pendingCount(),
 		Nodes:            j.dir.nodeStats(),
+		Partitions:       j.partitionStats(),
+		LinkRoundTrip:    j.linkRTT.Snapshot(),
 	}
 	return s
 }

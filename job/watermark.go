@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/imcloud/imcloud"
 )
@@ -14,6 +15,7 @@ import (
 type entry struct {
 	p         *partition
 	offset    int64
+	received  int64 // Unix nanoseconds
 	remaining atomic.Int32
 	done      bool // guarded by p.mu
 }
@@ -32,6 +34,10 @@ type partition struct {
 	lastSeen  int64 // offset of the last record received
 	watermark int64 // highest offset that may be committed, -1 none
 	committed int64 // highest offset committed, -1 none
+	// settled counts the records behind the watermark and not yet
+	// committed; settledSince is when the oldest of them was received.
+	settled      int
+	settledSince int64
 }
 
 func newPartition(id int32) *partition {
@@ -58,6 +64,10 @@ func (p *partition) markDone(e *entry) bool {
 	}
 	for p.head < len(p.entries) && p.entries[p.head].done {
 		p.watermark = p.entries[p.head].offset
+		if p.settled == 0 {
+			p.settledSince = p.entries[p.head].received
+		}
+		p.settled++
 		p.entries[p.head] = nil
 		p.head++
 	}
@@ -81,11 +91,17 @@ func (p *partition) toCommit() (int64, bool) {
 	return p.watermark, p.watermark > p.committed
 }
 
-// setCommitted records a successful commit of offset.
+// setCommitted records a successful commit of offset. When the watermark
+// moved on during the commit, the records settled meanwhile cannot be told
+// from those the commit covered: all stay counted until the next commit,
+// which the move already signalled.
 func (p *partition) setCommitted(offset int64) {
 	p.mu.Lock()
 	if offset > p.committed {
 		p.committed = offset
+	}
+	if p.committed >= p.watermark {
+		p.settled, p.settledSince = 0, 0
 	}
 	p.mu.Unlock()
 }
@@ -96,6 +112,33 @@ func (p *partition) pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.entries) - p.head
+}
+
+// stats reports the records received and not yet committed, and how long
+// the oldest of them has been held.
+func (p *partition) stats(now int64) PartitionStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PartitionStats{Uncommitted: p.settled + len(p.entries) - p.head}
+	switch {
+	case p.settled > 0:
+		s.Oldest = time.Duration(now - p.settledSince)
+	case p.head < len(p.entries):
+		s.Oldest = time.Duration(now - p.entries[p.head].received)
+	}
+	return s
+}
+
+// partitionStats reports every partition the job tracks.
+func (j *Job) partitionStats() map[int32]PartitionStats {
+	now := time.Now().UnixNano()
+	j.partsMu.Lock()
+	defer j.partsMu.Unlock()
+	out := make(map[int32]PartitionStats, len(j.parts))
+	for id, p := range j.parts {
+		out[id] = p.stats(now)
+	}
+	return out
 }
 
 // finish records that one target of e is done; the last one releases the

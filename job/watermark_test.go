@@ -2,6 +2,7 @@ package job
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -61,4 +62,38 @@ func TestWatermarkManyCompacts(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, int64(n-1), off)
 	require.Equal(t, 0, p.pending())
+}
+
+// TestPartitionCommitLag: a record counts as uncommitted from its receipt
+// until a commit covers it, through the watermark and a failing commit.
+func TestPartitionCommitLag(t *testing.T) {
+	p := newPartition(0)
+	base := time.Now().UnixNano()
+	sec := int64(time.Second)
+	var es []*entry
+	for i := range 3 {
+		e := &entry{p: p, offset: int64(10 + i), received: base + int64(i)*sec}
+		p.add(e)
+		es = append(es, e)
+	}
+	now := base + 10*sec
+	require.Equal(t, PartitionStats{Uncommitted: 3, Oldest: 10 * time.Second}, p.stats(now))
+
+	require.True(t, p.markDone(es[0]))
+	require.Equal(t, PartitionStats{Uncommitted: 3, Oldest: 10 * time.Second}, p.stats(now),
+		"behind the watermark but not committed (a commit that fails leaves it so)")
+	off, _ := p.toCommit()
+	p.setCommitted(off)
+	require.Equal(t, PartitionStats{Uncommitted: 2, Oldest: 9 * time.Second}, p.stats(now))
+
+	// The watermark moves on while a commit of an earlier offset runs: the
+	// records settled meanwhile stay counted until the next commit.
+	require.True(t, p.markDone(es[1]))
+	off, _ = p.toCommit()
+	require.True(t, p.markDone(es[2]))
+	p.setCommitted(off)
+	require.Equal(t, PartitionStats{Uncommitted: 2, Oldest: 9 * time.Second}, p.stats(now))
+	off, _ = p.toCommit()
+	p.setCommitted(off)
+	require.Equal(t, PartitionStats{}, p.stats(now))
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imcloud/imcloud"
 	"github.com/panjf2000/ants/v2"
 )
 
@@ -72,6 +73,7 @@ type Pusher struct {
 
 	stats struct {
 		pushes, failed, overloaded, messages, asyncFailed atomic.Uint64
+		duration                                          *imcloud.Histogram
 	}
 }
 
@@ -106,7 +108,7 @@ func New(cfg Config) (*Pusher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pusher{
+	p := &Pusher{
 		router:     cfg.Router,
 		queue:      cfg.Queue,
 		pool:       pool,
@@ -114,7 +116,9 @@ func New(cfg Config) (*Pusher, error) {
 		timeout:    cfg.Timeout,
 		log:        log,
 		stopped:    make(chan struct{}),
-	}, nil
+	}
+	p.stats.duration = imcloud.NewLatencyHistogram()
+	return p, nil
 }
 
 // Result says what a push targeted.
@@ -145,6 +149,10 @@ type Stats struct {
 	Running int
 	// Waiting is the number of callers waiting for a pool worker now.
 	Waiting int
+	// Duration is the time from a Push or PushAsync call to the Queue
+	// accepting every message of the push, for the pushes that succeeded
+	// (imcloud.NewLatencyHistogram's buckets).
+	Duration imcloud.HistogramSnapshot
 }
 
 // Stats returns the Pusher's counters.
@@ -157,6 +165,7 @@ func (p *Pusher) Stats() Stats {
 		Messages:    p.stats.messages.Load(),
 		Running:     p.pool.Running(),
 		Waiting:     p.pool.Waiting(),
+		Duration:    p.stats.duration.Snapshot(),
 	}
 }
 

@@ -199,6 +199,28 @@ func TestPushBackendErrors(t *testing.T) {
 	assert.Equal(t, uint64(1), e.p.Stats().Failed)
 }
 
+// TestPushDuration: a push's duration runs from the call to the queue's
+// acceptance; failed pushes are not observed.
+func TestPushDuration(t *testing.T) {
+	fail := false
+	e := newEnv(t, logic.Config{Queue: funcQueue{func(context.Context, []*imcloud.Message) error {
+		time.Sleep(20 * time.Millisecond)
+		if fail {
+			return errBackend
+		}
+		return nil
+	}}})
+	_, err := e.p.PushRoom(context.Background(), 1000, "live://1", nil)
+	require.NoError(t, err)
+	fail = true
+	_, err = e.p.PushRoom(context.Background(), 1000, "live://1", nil)
+	require.ErrorIs(t, err, errBackend)
+	d := e.p.Stats().Duration
+	require.EqualValues(t, 1, d.Count)
+	require.GreaterOrEqual(t, d.Sum, 0.02, "the queue's time is part of it")
+	require.NotEmpty(t, d.Bounds)
+}
+
 func TestPushAsync(t *testing.T) {
 	e := newEnv(t, logic.Config{})
 	type outcome struct {

@@ -24,6 +24,7 @@ type push struct {
 	op     int32
 	body   []byte
 	opts   pushOptions
+	start  time.Time // when Push or PushAsync was called
 	// ctx is a synchronous push's work context (see workContext), kept
 	// here to save an allocation per push.
 	ctx workContext
@@ -37,7 +38,7 @@ func newPush(t Target, op int32, body []byte, opts []PushOption) (*push, error) 
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
-	w := &push{target: t, op: op, body: body}
+	w := &push{target: t, op: op, body: body, start: time.Now()}
 	for _, o := range opts {
 		o(&w.opts)
 	}
@@ -139,6 +140,7 @@ func (p *Pusher) execute(ctx context.Context, w *push) (Result, error) {
 	}
 	p.stats.pushes.Add(1)
 	p.stats.messages.Add(uint64(res.Messages))
+	p.stats.duration.ObserveSince(w.start)
 	return res, nil
 }
 

@@ -10,8 +10,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud/cloud/client"
+	"github.com/imcloud/imcloud/internal/metricstest"
 	"github.com/imcloud/imcloud/internal/testenv"
 )
+
+// scrape GETs an admin listener's /metrics and parses it.
+func scrape(t *testing.T, admin string) metricstest.Families {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return metricstest.Parse(t, resp.Body)
+}
 
 // cluster is redis-server, a Kafka-protocol broker, and the server binary
 // as one logic, one job and two cloud processes, all on loopback.
@@ -20,6 +31,7 @@ type cluster struct {
 	kafka  *testenv.Kafka
 	common []string
 	api    string
+	admin  string // job's admin listener
 	logic  *proc
 	job    *proc
 	jobArg []string
@@ -48,10 +60,10 @@ func startCluster(t *testing.T, cloudArgs ...string) *cluster {
 	}
 	c.api = addr(t)
 	c.logic = startProc(t, "logic", append([]string{"-role", "logic", "-http-addr", c.api}, c.common...)...)
-	jobAdmin := addr(t)
-	c.jobArg = append([]string{"-role", "job", "-admin-addr", jobAdmin}, c.common...)
+	c.admin = addr(t)
+	c.jobArg = append([]string{"-role", "job", "-admin-addr", c.admin}, c.common...)
 	c.job = startProc(t, "job", c.jobArg...)
-	for _, a := range []string{c.api, jobAdmin, c.clouds[0].admin, c.clouds[1].admin} {
+	for _, a := range []string{c.api, c.admin, c.clouds[0].admin, c.clouds[1].admin} {
 		waitReady(t, a)
 	}
 	return c
@@ -144,6 +156,24 @@ func TestClusterProcesses(t *testing.T) {
 		quietGo(t, u1b)
 		quietGo(t, u3)
 		u2.quiet(t)
+	})
+
+	t.Run("every role's metrics show the pushes", func(t *testing.T) {
+		logic := scrape(t, c.api)
+		metricstest.CheckConventions(t, logic, "imcloud_")
+		metricstest.CheckDocumented(t, logic, "../../docs/metrics.md", "imcloud_redis_")
+		require.Positive(t, logic["imcloud_redis_lookups_total"].GetMetric()[0].GetCounter().GetValue())
+		require.Positive(t, logic["imcloud_logic_push_duration_seconds"].GetMetric()[0].GetHistogram().GetSampleCount())
+
+		job := scrape(t, c.admin)
+		metricstest.CheckConventions(t, job, "imcloud_")
+		require.Positive(t, job["imcloud_job_link_round_trip_seconds"].GetMetric()[0].GetHistogram().GetSampleCount(),
+			"job reaches the nodes over the link")
+		require.NotEmpty(t, job["imcloud_job_commit_lag_seconds"].GetMetric())
+
+		cloud := scrape(t, c.clouds[0].admin)
+		metricstest.CheckConventions(t, cloud, "imcloud_")
+		require.Positive(t, cloud["imcloud_cloud_link_connections"].GetMetric()[0].GetGauge().GetValue())
 	})
 
 	t.Run("job killed mid-stream loses nothing", func(t *testing.T) {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/imcloud/imcloud"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +20,8 @@ import (
 type readyCheck func(ctx context.Context) error
 
 // admin serves /healthz, /readyz, /metrics and, when enabled, pprof. Each
-// role registers its stats snapshot and the checks of its backends.
+// role registers its collector (package metrics) and the checks of its
+// backends.
 //
 // Liveness and readiness, for every role:
 //   - /healthz answers 200 while the process serves HTTP at all (liveness:
@@ -36,18 +35,10 @@ type readyCheck func(ctx context.Context) error
 //     degraded backends, and imcloud_backend_up reports each one.
 type admin struct {
 	mu       sync.Mutex
-	stats    []statsSource
 	checks   map[string]readyCheck
 	draining bool
 	reg      *prometheus.Registry
 	handler  http.Handler
-}
-
-// statsSource is a role's Stats() method: a struct of numbers (and maps of
-// numbers, exported with a "key" label).
-type statsSource struct {
-	role string
-	fn   func() any
 }
 
 func newAdmin(enablePprof bool) *admin {
@@ -59,7 +50,7 @@ func newAdmin(enablePprof bool) *admin {
 	})
 	buildInfo.Set(1)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		statsCollector{a}, buildInfo)
+		buildInfo)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.ready)
@@ -75,11 +66,8 @@ func newAdmin(enablePprof bool) *admin {
 	return a
 }
 
-func (a *admin) addStats(role string, fn func() any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.stats = append(a.stats, statsSource{role, fn})
-}
+// register adds a role's or a backend's collector to /metrics.
+func (a *admin) register(c prometheus.Collector) { a.reg.MustRegister(c) }
 
 // addCheck registers a backend's check, run by /readyz and by every
 // scrape of imcloud_backend_up{backend=name}.
@@ -143,96 +131,4 @@ func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
-}
-
-// statsCollector exports every numeric field of every role's Stats as
-// imcloud_<role>_<field_in_snake_case>. It is unchecked (no fixed
-// descriptions) because the fields come from the roles' own structs.
-type statsCollector struct{ a *admin }
-
-func (statsCollector) Describe(chan<- *prometheus.Desc) {}
-
-func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
-	c.a.mu.Lock()
-	sources := append([]statsSource(nil), c.a.stats...)
-	c.a.mu.Unlock()
-	for _, s := range sources {
-		collectStruct(ch, "imcloud_"+s.role, reflect.ValueOf(s.fn()))
-	}
-}
-
-func collectStruct(ch chan<- prometheus.Metric, prefix string, v reflect.Value) {
-	for v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			return
-		}
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return
-	}
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := prefix + "_" + snake(f.Name)
-		fv := v.Field(i)
-		switch fv.Kind() {
-		case reflect.Map:
-			if fv.Type().Key().Kind() != reflect.String {
-				continue
-			}
-			desc := prometheus.NewDesc(name, f.Name+" by key", []string{"key"}, nil)
-			iter := fv.MapRange()
-			for iter.Next() {
-				if n, ok := number(iter.Value()); ok {
-					ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, n, iter.Key().String())
-				}
-			}
-		case reflect.Struct:
-			collectStruct(ch, name, fv)
-		default:
-			if n, ok := number(fv); ok {
-				ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, f.Name, nil, nil), prometheus.UntypedValue, n)
-			}
-		}
-	}
-}
-
-func number(v reflect.Value) (float64, bool) {
-	if v.Type() == reflect.TypeOf(time.Duration(0)) {
-		return time.Duration(v.Int()).Seconds(), true
-	}
-	switch v.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return float64(v.Int()), true
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return float64(v.Uint()), true
-	case reflect.Float32, reflect.Float64:
-		return v.Float(), true
-	case reflect.Bool:
-		if v.Bool() {
-			return 1, true
-		}
-		return 0, true
-	}
-	return 0, false
-}
-
-// snake turns "SlowConsumerDisconnects" into "slow_consumer_disconnects".
-func snake(s string) string {
-	var b strings.Builder
-	rs := []rune(s)
-	for i, r := range rs {
-		if unicode.IsUpper(r) {
-			if i > 0 && (unicode.IsLower(rs[i-1]) || (i+1 < len(rs) && unicode.IsLower(rs[i+1]))) {
-				b.WriteByte('_')
-			}
-			r = unicode.ToLower(r)
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -7,21 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/metricstest"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
-
-type sampleStats struct {
-	Connections      int64
-	PushesDelivered  uint64
-	SlowConsumerKick uint64
-	Uptime           time.Duration
-	Lag              map[string]int64
-	Inner            struct{ Retries int }
-	ignored          int
-}
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
 	t.Helper()
@@ -31,22 +22,17 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	return rec.Code, string(body)
 }
 
-func TestAdminMetricsExportRoleStats(t *testing.T) {
-	a := newAdmin(false)
-	a.addStats("cloud", func() any {
-		return sampleStats{Connections: 3, PushesDelivered: 7, Uptime: 2 * time.Second, Lag: map[string]int64{"n1": 5}, ignored: 1}
-	})
-	code, body := get(t, a.handler, "/metrics")
-	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, "imcloud_cloud_connections 3")
-	require.Contains(t, body, "imcloud_cloud_pushes_delivered 7")
-	require.Contains(t, body, "imcloud_cloud_slow_consumer_kick 0")
-	require.Contains(t, body, "imcloud_cloud_uptime 2")
-	require.Contains(t, body, `imcloud_cloud_lag{key="n1"} 5`)
-	require.Contains(t, body, "imcloud_cloud_inner_retries 0")
-	require.Contains(t, body, "go_goroutines")
-	require.Contains(t, body, `imcloud_build_info{version="`+imcloud.Version+`"} 1`)
-	require.NotContains(t, body, "ignored")
+func TestAdminMetricsBuildInfo(t *testing.T) {
+	fams := metricstest.Scrape(t, newAdmin(false).handler, "/metrics")
+	info := fams["imcloud_build_info"]
+	require.NotNil(t, info)
+	require.Equal(t, dto.MetricType_GAUGE, info.GetType())
+	m := info.GetMetric()[0]
+	require.Equal(t, "version", m.GetLabel()[0].GetName())
+	require.Equal(t, imcloud.Version, m.GetLabel()[0].GetValue())
+	require.EqualValues(t, 1, m.GetGauge().GetValue())
+	require.Contains(t, fams, "go_goroutines")
+	require.Contains(t, fams, "process_resident_memory_bytes")
 }
 
 func TestAdminHealthAndReady(t *testing.T) {
@@ -74,13 +60,4 @@ func TestAdminHealthAndReady(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code, "pprof is off unless asked for")
 	code, _ = get(t, newAdmin(true).handler, "/debug/pprof/")
 	require.Equal(t, http.StatusOK, code)
-}
-
-func TestSnake(t *testing.T) {
-	for in, want := range map[string]string{
-		"Connections": "connections", "SlowConsumerDisconnects": "slow_consumer_disconnects",
-		"AuthOK": "auth_ok", "IPCount": "ip_count", "DeliveredTotal": "delivered_total",
-	} {
-		require.Equal(t, want, snake(in), in)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/nometrics"
 	"github.com/imcloud/imcloud/kafka"
+	"github.com/imcloud/imcloud/metrics/redismetrics"
 	"github.com/imcloud/imcloud/redis"
 )
 
@@ -38,6 +39,7 @@ func (a *App) openClustered() error {
 	}
 	a.router = r
 	a.closer = append(a.closer, r.Close)
+	a.admin.register(redismetrics.Router(r))
 
 	if a.cfg.needs(RoleLogic) {
 		sc := kafka.NewProducerConfig()

@@ -18,6 +18,7 @@ import (
 	"github.com/imcloud/imcloud/cloud"
 	"github.com/imcloud/imcloud/job"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/imcloud/imcloud/metrics"
 )
 
 // The backends each role needs, by the small interfaces the roles declare.
@@ -223,7 +224,7 @@ func (a *App) newCloud() error {
 		return fmt.Errorf("cloud: %w", err)
 	}
 	a.cloud = srv
-	a.admin.addStats("cloud", func() any { return srv.Stats() })
+	a.admin.register(metrics.Cloud(srv))
 	return nil
 }
 
@@ -245,7 +246,7 @@ func (a *App) newLogic() error {
 		return fmt.Errorf("logic: %w", err)
 	}
 	a.pusher = p
-	a.admin.addStats("logic", func() any { return p.Stats() })
+	a.admin.register(metrics.Logic(p))
 	return nil
 }
 
@@ -274,7 +275,7 @@ func (a *App) newJob() error {
 		return fmt.Errorf("job: %w", err)
 	}
 	a.job = j
-	a.admin.addStats("job", func() any { return j.Stats() })
+	a.admin.register(metrics.Job(j))
 	return nil
 }
 
