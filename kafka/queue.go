@@ -54,9 +54,8 @@ type QueueConfig struct {
 //   - dial, read and write timeouts of 5s, 10s and 10s, so a dead broker
 //     is an error in seconds rather than sarama's 30s;
 //   - sarama's internal metrics off (MetricRegistry is a no-op registry):
-//     they update meters and histograms per request and per message, ~1.5%
-//     of the push path's throughput (BENCHMARKS.md). Set MetricRegistry to
-//     metrics.NewRegistry() to have them.
+//     they update meters and histograms per request and per message. Set
+//     MetricRegistry to metrics.NewRegistry() to have them.
 func NewProducerConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "imcloud-logic"
@@ -90,8 +89,10 @@ func NewProducerConfig() *sarama.Config {
 // per broker and per partition in flight keeps each partition in order.
 // While a request is in flight the next batch fills; there is no linger
 // delay. sarama's AsyncProducer passes each message through four
-// goroutines and channels before it reaches a request; at 37,000 pushes/s
-// that was about 4 µs of the push path's ~33 µs of CPU (BENCHMARKS.md).
+// goroutines and channels before it reaches a request and its answer
+// through two more, a wake-up each, and its batches come out smaller:
+// the two were measured side by side in alternated runs (BENCHMARKS.md,
+// logic).
 //
 // Failed partitions are retried as sarama's producer retries them (the
 // same errors, Producer.Retry.Max per record, Retry.Backoff or

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/internal/queuetest"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/kafka"
 	"github.com/imcloud/imcloud/logic"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -77,4 +80,34 @@ func TestKafkaQueueBadInput(t *testing.T) {
 	require.NoError(t, q.Close(), "idempotent")
 	err = q.Publish(ctx, []*imcloud.Message{{ID: imcloud.NewMessageID(), Kind: imcloud.KindBroadcast, Op: 1}})
 	require.True(t, errors.Is(err, logic.ErrClosed))
+}
+
+// TestKafkaQueueCloseWhilePublishing: Close while publishers are sending
+// waits for what was sent; every Publish returns nil or ErrClosed, and the
+// messages acknowledged are in the topic.
+func TestKafkaQueueCloseWhilePublishing(t *testing.T) {
+	k := testenv.StartKafka(t, "closing")
+	q := newKafkaQueue(t, k.Brokers, "closing")
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	for p := 0; p < 8; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				err := q.Publish(context.Background(), []*imcloud.Message{nodeMessage(fmt.Sprintf("node-%d", p), i, 0)})
+				if errors.Is(err, logic.ErrClosed) {
+					return
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return acked.Load() >= 100 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, q.Close())
+	wg.Wait()
+	assert.GreaterOrEqual(t, len(consumeTopic(t, k, "closing")), int(acked.Load()))
 }
