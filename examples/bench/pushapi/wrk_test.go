@@ -1,4 +1,4 @@
-package logic_test
+package pushapi_test
 
 import (
 	"context"
@@ -40,7 +40,7 @@ end
 // with most of a core to spare. One iteration is one wrk run; req/s and
 // the latency quantiles are wrk's.
 //
-//	go test ./logic -run '^$' -bench HTTPPushMidsWrk -benchtime 1x -count 3
+//	go test ./examples/bench/pushapi -run '^$' -bench HTTPPushMidsWrk -benchtime 1x -count 3
 func BenchmarkHTTPPushMidsWrk(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {

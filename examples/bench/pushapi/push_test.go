@@ -1,4 +1,4 @@
-package logic_test
+package pushapi_test
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ import (
 // Benchmarks of the push path end to end through a real redis-server and
 // an in-process kfake broker. Run them one at a time, bounded, e.g.
 //
-//	go test ./logic -run '^$' -bench BenchmarkHTTPPushMids -benchtime 200000x
+//	go test ./examples/bench/pushapi -run '^$' -bench BenchmarkHTTPPushMids -benchtime 200000x
 //
 // The bare sarama producer benchmark measures the broker's own ceiling, so
 // a push figure is never just the harness's.

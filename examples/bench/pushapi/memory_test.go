@@ -1,4 +1,4 @@
-package logic_test
+package pushapi_test
 
 import (
 	"context"
