@@ -75,10 +75,12 @@ const (
 //
 // # Byte accounting
 //
-// bytes is what the connection is behind: queued items plus what a write
-// took but the socket has not accepted yet. Every change goes through
-// account, which moves the node's backlog (backlog.go) by the change of
-// this connection's share, capped at backlogConnCap.
+// bytes is what the connection is behind: its queued items, and what a
+// scheduler writer's short write left for the connection's goroutine
+// (held) until that is written. Items leave the count when a write takes
+// them. Every change goes through account, which moves the node's backlog
+// (backlog.go) by the change of this connection's share, capped at
+// backlogConnCap.
 type outq struct {
 	mu      sync.Mutex
 	items   []outItem
@@ -210,8 +212,8 @@ func (q *outq) close(replace bool, onLocked func(), items ...outItem) (ok bool, 
 	return true, q.claimLocked()
 }
 
-// heldLocked is the part of bytes that is not in items: taken by the
-// owner's write in progress.
+// heldLocked is the part of bytes that is not in items: what a short
+// write left for the connection's goroutine.
 func (q *outq) heldLocked() int64 {
 	n := q.bytes
 	for i := range q.items {
@@ -246,8 +248,8 @@ func (q *outq) finish(onFlush func()) (closeNow bool) {
 
 // take is the owner's next write: it moves up to maxBytes of items (at
 // least one) into the returned batch, leaving the rest queued in order,
-// and marks the queue writing if it was ready. The bytes stay counted
-// until settle. ok is false when there is nothing to write (the queue
+// and marks the queue writing if it was ready; their bytes leave the
+// count. ok is false when there is nothing to write (the queue
 // is empty or dead): the claim is then released (idle), closeNow reports
 // that the owner must close the socket (a close was pending), and what a
 // dead queue held is dropped.
@@ -257,7 +259,7 @@ func (q *outq) finish(onFlush func()) (closeNow bool) {
 // array and the spare becomes the batch's, so queues stop allocating once
 // their arrays are big enough. The caller clears the batch when done and
 // passes it back as spare.
-func (q *outq) take(spare *[]outItem, maxBytes int) (batch []outItem, batchBytes int64, ok, closeNow bool) {
+func (q *outq) take(spare *[]outItem, maxBytes int) (batch []outItem, ok, closeNow bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.dead || len(q.items) == 0 {
@@ -277,13 +279,14 @@ func (q *outq) take(spare *[]outItem, maxBytes int) (batch []outItem, batchBytes
 			q.dead = true
 		}
 		q.state = qIdle
-		return nil, 0, false, closeNow
+		return nil, false, closeNow
 	}
 	if q.state == qReady {
 		q.state = qWriting
 	}
 	batch = q.items
 	k, n := itemsWithin(q.items, maxBytes)
+	q.account(-int64(n))
 	if k < len(q.items) {
 		q.items = append((*spare)[:0], q.items[k:]...)
 		clear(batch[k:])
@@ -292,12 +295,13 @@ func (q *outq) take(spare *[]outItem, maxBytes int) (batch []outItem, batchBytes
 		q.items = (*spare)[:0]
 	}
 	*spare = nil
-	return batch, int64(n), true, false
+	return batch, true, false
 }
 
-// settle records the end of a write that took done bytes of items and
-// left held bytes unwritten (the socket was full), and returns the state
-// the owner acts on:
+// settle records the end of a write: held bytes are what the socket did
+// not take (counted from now on), done the held bytes of an earlier
+// short write now written (counted no more). It returns the state the
+// owner acts on:
 //   - idle: nothing more queued; the claim is released.
 //   - ready: more queued meanwhile (a scheduler writer's): back on the
 //     ready list.

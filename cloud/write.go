@@ -93,7 +93,7 @@ func (c *conn) armCloseDeadline() { _ = c.nc.SetWriteDeadline(time.Now().Add(clo
 // ready list. A socket that takes only part hands the rest, and the
 // claim, to a goroutine of c's own (writeBlocking).
 func (c *conn) writeReady(spare *[]outItem) bool {
-	batch, n, ok, closeNow := c.out.take(spare, maxWriteBytes)
+	batch, ok, closeNow := c.out.take(spare, maxWriteBytes)
 	if !ok {
 		c.srv.sched.release(c, closeNow)
 		return false
@@ -110,7 +110,7 @@ func (c *conn) writeReady(spare *[]outItem) bool {
 	if err != nil {
 		c.kill() // the next take drops what is left and releases
 	}
-	switch c.out.settle(n, int64(len(held))) {
+	switch c.out.settle(0, int64(len(held))) {
 	case qReady:
 		return true
 	case qBlocking:
@@ -137,7 +137,7 @@ func (c *conn) writeBlocking(held []byte) {
 	}
 	var spare []outItem
 	for {
-		batch, n, ok, closeNow := c.out.take(&spare, maxWriteBytes)
+		batch, ok, closeNow := c.out.take(&spare, maxWriteBytes)
 		if !ok {
 			c.srv.sched.release(c, closeNow)
 			return
@@ -150,7 +150,7 @@ func (c *conn) writeBlocking(held []byte) {
 		if err != nil {
 			c.kill()
 		}
-		if c.out.settle(n, 0) == qIdle {
+		if c.out.settle(0, 0) == qIdle {
 			c.srv.sched.release(c, false)
 			return
 		}
