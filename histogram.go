@@ -88,13 +88,17 @@ func newHistogram(bounds []int64, scale float64) *Histogram {
 }
 
 // Observe counts one value, in the histogram's unit.
-func (h *Histogram) Observe(v int64) {
-	if h == nil {
+func (h *Histogram) Observe(v int64) { h.ObserveN(v, 1) }
+
+// ObserveN counts n observations of the same value (the fan-out of n
+// pushes delivered together, say) at the cost of one.
+func (h *Histogram) ObserveN(v int64, n uint64) {
+	if h == nil || n == 0 {
 		return
 	}
 	i, _ := slices.BinarySearch(h.bounds, v) // the first bound >= v, or len: +Inf
-	h.counts[i].Add(1)
-	h.sum.Add(v)
+	h.counts[i].Add(n)
+	h.sum.Add(v * int64(n))
 }
 
 // ObserveDuration counts one duration (a histogram from

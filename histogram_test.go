@@ -21,6 +21,16 @@ func TestHistogramBuckets(t *testing.T) {
 	require.Equal(t, float64(0+1+2+4+5+16+17+1000), s.Sum)
 }
 
+func TestHistogramObserveN(t *testing.T) {
+	h := imcloud.NewHistogram(1, 4)
+	h.ObserveN(3, 5)
+	h.ObserveN(9, 0)
+	s := h.Snapshot()
+	require.Equal(t, []uint64{0, 5}, s.Cumulative)
+	require.Equal(t, uint64(5), s.Count)
+	require.Equal(t, float64(15), s.Sum)
+}
+
 func TestDurationHistogramSnapshotsInSeconds(t *testing.T) {
 	h := imcloud.NewDurationHistogram(time.Millisecond, time.Second)
 	h.ObserveDuration(500 * time.Microsecond)

@@ -34,6 +34,9 @@ type conn struct {
 	w   sockWriter // nc's non-blocking write path, nil if it has none
 	ws  bool
 	ext bool // opted into extensions (auth ver 2)
+	// writes counts the socket writes, for latency sampling (latency.go);
+	// only the writer claim's holder touches it.
+	writes uint8
 
 	// Identity, fixed after auth.
 	mid      int64
@@ -94,7 +97,7 @@ func (c *conn) putRbuf() {
 }
 
 func newConn(s *Server, nc net.Conn, ws bool) *conn {
-	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1}
+	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1, writes: latencyPhase()}
 	c.out.shard = s.backlog.shard()
 	return c
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -71,8 +72,9 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			}
 			continue
 		}
+		it := outItem{b: frame, at: acceptedTicks(m.Accepted)}
 		if m.Kind == imcloud.KindRoom {
-			rooms.add(s, m.Room, frame)
+			rooms.add(s, m.Room, it)
 			continue
 		}
 		// Anything else keeps its place after the room pushes before it.
@@ -80,17 +82,20 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 		filter := m.Op != protocol.OpRaw
 		switch m.Kind {
 		case imcloud.KindKeys:
+			var n int64
 			for _, key := range m.Keys {
 				c := s.bs.of(key).get(key)
-				if c != nil && (!filter || c.acceptsOp(m.Op)) && c.enqueue(outItem{b: frame}) {
-					s.stats.delivered.Add(1)
+				if c != nil && (!filter || c.acceptsOp(m.Op)) && c.enqueue(it) {
+					n++
 				}
 			}
+			s.stats.delivered.Add(uint64(n))
+			s.stats.fanout.Observe(n)
 		case imcloud.KindBroadcast:
 			if paced {
-				go s.pacedBroadcast(frame, m.Op, filter, int(m.Speed))
+				go s.pacedBroadcast(it, m.Op, filter, int(m.Speed))
 			} else {
-				s.fanout("", frame, m.Op, filter, 1)
+				s.fanout("", it, m.Op, filter, 1)
 			}
 		}
 	}
@@ -106,19 +111,22 @@ const maxRoomRun = 64 << 10
 // receiver gets one enqueue and, usually, one socket write for the lot
 // instead of one per push, which is what lets throughput grow with load.
 // The writer splits the frames into op 9 messages under MaxBatchBody on
-// WebSocket, so nothing a client sees changes but the packing.
+// WebSocket, so nothing a client sees changes but the packing. The item
+// carries the first push's accepted time.
 type roomRun struct {
 	room   string
 	frames []byte
+	at     uint32
 	count  uint64
 }
 
-func (r *roomRun) add(s *Server, room string, frame []byte) {
+func (r *roomRun) add(s *Server, room string, it outItem) {
+	frame := it.b
 	if r.count > 0 && (room != r.room || len(r.frames)+len(frame) > maxRoomRun) {
 		r.flush(s)
 	}
 	if r.count == 0 {
-		r.room = room
+		r.room, r.at = room, it.at
 		r.frames = frame // a single push needs no copy
 	} else {
 		if r.count == 1 {
@@ -133,8 +141,8 @@ func (r *roomRun) flush(s *Server) {
 	if r.count == 0 {
 		return
 	}
-	s.fanout(r.room, r.frames, 0, false, r.count)
-	r.room, r.frames, r.count = "", nil, 0
+	s.fanout(r.room, outItem{b: r.frames, at: r.at}, 0, false, r.count)
+	r.room, r.frames, r.at, r.count = "", nil, 0, 0
 }
 
 // encodePush encodes m once as the frame bytes every receiver shares. A
@@ -177,50 +185,58 @@ func isPushOp(op int32) bool {
 // over several goroutines; below it one goroutine is faster.
 const parallelMin = 2048
 
-// fanout enqueues frame on every connection of room (every connection for
+// fanout enqueues it on every connection of room (every connection for
 // room ""), filtered by accepted op when filter is set. Buckets are visited
 // in parallel on large nodes.
 //
-// weight is the number of pushes frame carries, for the delivered count.
-func (s *Server) fanout(room string, frame []byte, op int32, filter bool, weight uint64) {
+// weight is the number of pushes it carries, for the delivered count and
+// the fan-out histogram.
+func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight uint64) {
 	bs := s.bs.bs
 	workers := runtime.GOMAXPROCS(0)
 	if workers > len(bs) {
 		workers = len(bs)
 	}
 	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
-		s.fanoutPart(bs, 0, 1, room, frame, op, filter, weight)
+		n := s.fanoutPart(bs, 0, 1, room, it, op, filter, weight)
+		s.stats.fanout.ObserveN(int64(n), weight)
 		return
 	}
-	var wg sync.WaitGroup
+	var parts struct { // one allocation for what the goroutines share
+		wg      sync.WaitGroup
+		reached atomic.Uint64
+	}
 	for w := 1; w < workers; w++ {
-		wg.Add(1)
+		parts.wg.Add(1)
 		go func(w int) {
-			defer wg.Done()
-			s.fanoutPart(bs, w, workers, room, frame, op, filter, weight)
+			defer parts.wg.Done()
+			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, op, filter, weight))
 		}(w)
 	}
-	s.fanoutPart(bs, 0, workers, room, frame, op, filter, weight)
-	wg.Wait()
+	n := s.fanoutPart(bs, 0, workers, room, it, op, filter, weight)
+	parts.wg.Wait()
+	s.stats.fanout.ObserveN(int64(n+parts.reached.Load()), weight)
 }
 
 // fanoutPart is one fan-out goroutine's share: buckets first, first+step,
-// and so on. It counts their deliveries and backlog once.
-func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, frame []byte, op int32, filter bool, weight uint64) {
+// and so on. It counts their deliveries and backlog once, and returns how
+// many connections it reached.
+func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, op int32, filter bool, weight uint64) uint64 {
 	var n uint64
 	var backlog int64
 	for i := first; i < len(bs); i += step {
-		bn, bb := bs[i].push(s.sched, room, frame, op, filter)
+		bn, bb := bs[i].push(s.sched, room, it, op, filter)
 		n, backlog = n+bn, backlog+bb
 	}
 	s.stats.delivered.Add(n * weight)
 	s.backlog.add(first, backlog)
+	return n
 }
 
-// push enqueues frame on the bucket's connections in room ("" = all) and
+// push enqueues it on the bucket's connections in room ("" = all) and
 // hands those it found idle to sched. It returns how many it reached and
 // the change to the node's backlog, for the caller to count.
-func (b *bucket) push(sched *scheduler, room string, frame []byte, op int32, filter bool) (uint64, int64) {
+func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filter bool) (uint64, int64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -236,7 +252,7 @@ func (b *bucket) push(sched *scheduler, room string, frame []byte, op int32, fil
 		if filter && !c.acceptsOp(op) {
 			continue
 		}
-		queued, start := c.push(outItem{b: frame}, &backlog)
+		queued, start := c.push(it, &backlog)
 		if queued {
 			n++
 		}
@@ -271,15 +287,17 @@ func (s *Server) endBroadcast() {
 	s.bg.Done()
 }
 
-// pacedBroadcast delivers frame to every connection at speed connections
+// pacedBroadcast delivers it to every connection at speed connections
 // per second, in slices every 100 ms, bucket by bucket. It stops when
-// Shutdown begins.
-func (s *Server) pacedBroadcast(frame []byte, op int32, filter bool, speed int) {
+// Shutdown begins. Its fan-out is observed once it ends.
+func (s *Server) pacedBroadcast(it outItem, op int32, filter bool, speed int) {
 	defer s.endBroadcast()
 	const tick = 100 * time.Millisecond
 	slice := max(speed/10, 1)
 	start := time.Now()
 	done := 0
+	var reached int64
+	defer func() { s.stats.fanout.Observe(reached) }()
 	var buf []*conn
 	for _, b := range s.bs.bs {
 		buf = b.snapshot(buf[:0], "")
@@ -287,8 +305,9 @@ func (s *Server) pacedBroadcast(frame []byte, op int32, filter bool, speed int) 
 			if filter && !c.acceptsOp(op) {
 				continue
 			}
-			if c.enqueue(outItem{b: frame}) {
+			if c.enqueue(it) {
 				s.stats.delivered.Add(1)
+				reached++
 			}
 			if done++; done%slice == 0 {
 				due := start.Add(time.Duration(done/slice) * tick)

@@ -23,6 +23,7 @@ const (
 type outItem struct {
 	b    []byte
 	kind uint8
+	at   uint32 // a push's accepted time (latency.go), 0 unknown
 }
 
 // qstate is who owns a connection's outbound queue: the right to write

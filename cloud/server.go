@@ -81,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 		quit:       make(chan struct{}),
 		drained:    make(chan struct{}),
 	}
+	s.stats.initHistograms()
 	s.sess = newSessionSync(s)
 	s.sess.start()
 	return s, nil

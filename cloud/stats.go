@@ -1,6 +1,10 @@
 package cloud
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/imcloud/imcloud"
+)
 
 // Stats is a snapshot of a node's counters. Counters only grow, except the
 // gauges (Conns, Sessions, Writers, LinkConns, Broadcasts).
@@ -49,6 +53,13 @@ type Stats struct {
 	// drain (backlog.go).
 	QueuedBytes   int64
 	Backpressured uint64
+	// Fanout is the number of connections each message was queued to on
+	// this node (imcloud.NewSizeHistogram's buckets); 0 counts too (a room
+	// with nobody here).
+	Fanout imcloud.HistogramSnapshot
+	// DeliveryLatency is the time from a push's acceptance by logic to
+	// the start of the socket write carrying it, sampled (latency.go).
+	DeliveryLatency imcloud.HistogramSnapshot
 }
 
 type counters struct {
@@ -61,6 +72,12 @@ type counters struct {
 	kicked, storeErrors, linkRefused       atomic.Uint64
 	backpressured                          atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
+	fanout, latency                        *imcloud.Histogram
+}
+
+// initHistograms makes the histograms Stats reports.
+func (c *counters) initHistograms() {
+	c.fanout, c.latency = imcloud.NewSizeHistogram(), imcloud.NewLatencyHistogram()
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -76,5 +93,6 @@ func (s *Server) Stats() Stats {
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		Broadcasts: c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
+		Fanout: c.fanout.Snapshot(), DeliveryLatency: c.latency.Snapshot(),
 	}
 }

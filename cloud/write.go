@@ -98,6 +98,7 @@ func (c *conn) writeReady(spare *[]outItem) bool {
 		c.srv.sched.release(c, closeNow)
 		return false
 	}
+	c.sampleLatency(batch)
 	bp, buf := c.encode(batch)
 	clear(batch)
 	*spare = batch
@@ -142,6 +143,7 @@ func (c *conn) writeBlocking(held []byte) {
 			c.srv.sched.release(c, closeNow)
 			return
 		}
+		c.sampleLatency(batch)
 		bp, buf := c.encode(batch)
 		clear(batch)
 		spare = batch

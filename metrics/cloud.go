@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/cloud"
 	"github.com/imcloud/imcloud/metrics/internal/collect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,5 +86,11 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 		collect.Counter("imcloud_cloud_backpressure_waits_total",
 			"Deliveries that waited for the node's backlog to drain before fan-out.",
 			func(s *S) uint64 { return s.Backpressured }),
+		collect.Histogram("imcloud_cloud_fanout_connections",
+			"Connections each message was queued to on this node, 0 included (a room with nobody here).",
+			func(s *S) imcloud.HistogramSnapshot { return s.Fanout }),
+		collect.Histogram("imcloud_cloud_delivery_latency_seconds",
+			"Time from logic accepting a push to this node starting the socket write that carries it, sampled one write in 64; as exact as the machines' clocks agree.",
+			func(s *S) imcloud.HistogramSnapshot { return s.DeliveryLatency }),
 	)
 }

@@ -38,12 +38,14 @@ func TestAllInOneMetrics(t *testing.T) {
 		metricstest.CheckDocumented(t, fams, "../../../docs/metrics.md", prefix)
 	}
 	for name, typ := range map[string]dto.MetricType{
-		"imcloud_logic_pushes_total":          dto.MetricType_COUNTER,
-		"imcloud_logic_push_duration_seconds": dto.MetricType_HISTOGRAM,
-		"imcloud_job_commit_lag_seconds":      dto.MetricType_GAUGE,
-		"imcloud_cloud_sessions":              dto.MetricType_GAUGE,
-		"imcloud_cloud_auths_total":           dto.MetricType_COUNTER,
-		"imcloud_backend_up":                  dto.MetricType_GAUGE,
+		"imcloud_logic_pushes_total":             dto.MetricType_COUNTER,
+		"imcloud_logic_push_duration_seconds":    dto.MetricType_HISTOGRAM,
+		"imcloud_job_commit_lag_seconds":         dto.MetricType_GAUGE,
+		"imcloud_cloud_sessions":                 dto.MetricType_GAUGE,
+		"imcloud_cloud_auths_total":              dto.MetricType_COUNTER,
+		"imcloud_cloud_fanout_connections":       dto.MetricType_HISTOGRAM,
+		"imcloud_cloud_delivery_latency_seconds": dto.MetricType_HISTOGRAM,
+		"imcloud_backend_up":                     dto.MetricType_GAUGE,
 	} {
 		require.Contains(t, fams, name)
 		require.Equal(t, typ, fams[name].GetType(), name)
@@ -52,6 +54,9 @@ func TestAllInOneMetrics(t *testing.T) {
 	require.EqualValues(t, 1, h.GetSampleCount())
 	require.NotEmpty(t, h.GetBucket())
 	require.EqualValues(t, 1, fams["imcloud_cloud_sessions"].GetMetric()[0].GetGauge().GetValue())
+	fanout := fams["imcloud_cloud_fanout_connections"].GetMetric()[0].GetHistogram()
+	require.EqualValues(t, 1, fanout.GetSampleCount(), "the room push, on the node")
+	require.EqualValues(t, 1, fanout.GetSampleSum(), "reached one connection")
 	lag := fams["imcloud_job_commit_lag_records"].GetMetric()
 	require.NotEmpty(t, lag, "one series per partition received from")
 	require.Equal(t, "partition", lag[0].GetLabel()[0].GetName())
