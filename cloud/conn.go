@@ -268,12 +268,15 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	// written: it may have passed already (a late auth, a slow
 	// authenticator), and nothing after the handshake should inherit it.
 	_ = c.nc.SetWriteDeadline(time.Time{})
+	// The queue stays paused until the session is in the store (outq).
+	c.out.pause()
 	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
 		old.disconnect("replaced", 0)
 	}
 	s.handshakeDone(c.nc)
-	s.sess.put(c.session())
+	s.sess.awaitPut(s.sess.put(c.session()))
+	c.resume()
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.
 		c.disconnect("shutdown", s.cfg.ReconnectMin)

@@ -74,6 +74,12 @@ const (
 // what was queued is written; dead refuses pushes and drops what is
 // queued (the owner releases its claim at its next step).
 //
+// A new connection's queue starts paused: it takes pushes (behind the
+// AuthReply, queued first) but is not claimed, so nothing is written,
+// until resume. The handshake resumes it once the session reached the
+// store, so a client never holds its AuthReply while a push to it could
+// still find no route.
+//
 // # Byte accounting
 //
 // bytes is what the connection is behind: its queued items, and what a
@@ -90,6 +96,7 @@ type outq struct {
 	fast    bool // the socket has a non-blocking path (sockWriter)
 	closing bool
 	dead    bool
+	paused  bool          // not claimed until resume
 	shard   *atomic.Int64 // this connection's counter in the node's backlog
 }
 
@@ -119,7 +126,7 @@ func (q *outq) share(n int64) int64 {
 // claimLocked moves an idle queue to its first owner and returns the new
 // state (qIdle: already owned, nothing to start). Called under q.mu.
 func (q *outq) claimLocked() qstate {
-	if q.state != qIdle {
+	if q.state != qIdle || q.paused {
 		return qIdle
 	}
 	if q.fast {
@@ -128,6 +135,26 @@ func (q *outq) claimLocked() qstate {
 		q.state = qBlocking
 	}
 	return q.state
+}
+
+// pause keeps the queue from being claimed until resume.
+func (q *outq) pause() {
+	q.mu.Lock()
+	q.paused = true
+	q.mu.Unlock()
+}
+
+// resume ends a pause and returns the state the caller must start, as
+// for push: an owner is needed when items are queued or a close is
+// pending.
+func (q *outq) resume() qstate {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.paused = false
+	if len(q.items) == 0 && !q.closing && !q.dead {
+		return qIdle
+	}
+	return q.claimLocked()
 }
 
 // pushResult is what push did with an item.

@@ -66,6 +66,27 @@ func TestOutqTransitions(t *testing.T) {
 	assert.Equal(t, qBlocking, start, "idle -> blocking without a non-blocking path")
 }
 
+// TestOutqPause: a paused queue takes pushes and closes but is not claimed
+// until resume, which starts an owner only when there is work.
+func TestOutqPause(t *testing.T) {
+	q, _ := newTestQueue(true)
+	q.pause()
+	assert.Equal(t, qIdle, q.resume(), "nothing queued: nothing to start")
+
+	q.pause()
+	res, start := q.push(item(10), 8, false, nil)
+	assert.Equal(t, pushQueued, res)
+	assert.Equal(t, qIdle, start, "paused: not claimed")
+	assert.Equal(t, qReady, q.resume(), "resume hands the queue to the scheduler")
+
+	c, _ := newTestQueue(true)
+	c.pause()
+	ok, start := c.close(false, nil)
+	require.True(t, ok)
+	assert.Equal(t, qIdle, start, "paused: a close waits for resume too")
+	assert.Equal(t, qReady, c.resume(), "a pending close needs an owner to close the socket")
+}
+
 // TestOutqLifecycle: closing flushes what was queued and then closes;
 // a close replaces the queue; dead drops everything and refuses pushes.
 func TestOutqLifecycle(t *testing.T) {

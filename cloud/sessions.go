@@ -29,6 +29,9 @@ type sessionSync struct {
 	puts    map[string]imcloud.Session
 	removes []imcloud.Session
 	wake    chan struct{}
+	// round is closed once the flush that takes the puts queued now has
+	// written them (or failed to).
+	round chan struct{}
 
 	// needFull: a store call failed; re-put every session once it works.
 	needFull atomic.Bool
@@ -39,7 +42,8 @@ type sessionSync struct {
 }
 
 func newSessionSync(s *Server) *sessionSync {
-	return &sessionSync{s: s, store: s.cfg.Store, puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1)}
+	return &sessionSync{s: s, store: s.cfg.Store, puts: make(map[string]imcloud.Session),
+		wake: make(chan struct{}, 1), round: make(chan struct{})}
 }
 
 func (ss *sessionSync) start() {
@@ -56,15 +60,35 @@ func (ss *sessionSync) start() {
 	go ss.tickLoop()
 }
 
-// put schedules a session put (auth, room or accepts change).
-func (ss *sessionSync) put(sess imcloud.Session) {
+// put schedules a session put (auth, room or accepts change). The
+// channel is closed once the put was written to the store or failed (nil
+// without a store): see awaitPut.
+func (ss *sessionSync) put(sess imcloud.Session) <-chan struct{} {
 	if ss.store == nil {
-		return
+		return nil
 	}
 	ss.mu.Lock()
 	ss.puts[sess.Key] = sess
+	done := ss.round
 	ss.mu.Unlock()
 	ss.signal()
+	return done
+}
+
+// awaitPut waits for a put's channel, at most StoreTimeout, and not at all
+// while the store is failing (a client's auth does not wait on an outage:
+// its session is put again when the store is back).
+func (ss *sessionSync) awaitPut(done <-chan struct{}) {
+	if done == nil || ss.needFull.Load() {
+		return
+	}
+	t := time.NewTimer(ss.s.cfg.StoreTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ss.s.quit:
+	}
 }
 
 // remove schedules a conditional removal (disconnect).
@@ -124,12 +148,19 @@ func (ss *sessionSync) flush() {
 		puts = append(puts, p)
 	}
 	clear(ss.puts)
+	round := ss.round
+	if len(puts) > 0 {
+		ss.round = make(chan struct{})
+	}
 	removes := ss.removes
 	ss.removes = nil
 	ss.mu.Unlock()
 
-	if len(puts) > 0 && !ss.putSessions(puts) {
-		ss.needFull.Store(true)
+	if len(puts) > 0 {
+		if !ss.putSessions(puts) {
+			ss.needFull.Store(true)
+		}
+		close(round)
 	}
 	for i := 0; i < len(removes); i += ss.s.cfg.StoreBatch {
 		chunk := removes[i:min(i+ss.s.cfg.StoreBatch, len(removes))]

@@ -71,6 +71,13 @@ func (c *conn) push(it outItem, backlog *int64) (queued bool, start qstate) {
 	return true, start
 }
 
+// resume lets c's queue be written after the handshake paused it.
+func (c *conn) resume() {
+	if start := c.out.resume(); start != qIdle {
+		c.srv.sched.start(c, start)
+	}
+}
+
 // closeWith queues items as c's last (dropping what was queued first with
 // replace) and closes the socket once they are written, within closeGrace.
 func (c *conn) closeWith(replace bool, items ...outItem) {
