@@ -54,11 +54,9 @@ type Config struct {
 	// to Redis; concurrent lookups waiting for one are coalesced into a
 	// single round trip (one MGET and one script call), so throughput grows
 	// with load without a fixed batching delay. Default 1: one loop makes
-	// the biggest batches, and a round trip's fixed cost (about 30 µs of
-	// redis-server CPU on a 2-core VM, against about 3 µs per mid looked
-	// up) is what a busy Redis spends most on. With 100 concurrent pushes
-	// it measured 12-16 mids per round trip against 7-9 with two loops, and
-	// 3-5% more pushes/s (BENCHMARKS.md). The price: one slow round trip
+	// the biggest batches, and a round trip's fixed cost, many times a
+	// looked-up mid's, is what a busy Redis spends most on (BENCHMARKS.md,
+	// logic, measures one loop against two). The price: one slow round trip
 	// (bounded by PoolWait and ReadTimeout) holds up every lookup behind
 	// it. More loops help when one round trip's latency, not Redis's CPU,
 	// is the limit (a distant or sometimes slow Redis).

@@ -29,7 +29,7 @@ func newLatencyHist() *latencyHist { return &latencyHist{counts: make([]uint64, 
 // bucketIndex finds a duration's bucket without a logarithm: the generator
 // files two latencies per delivery, millions a second, on the cores it
 // shares with the server it measures, and math.Log with the bucket
-// arithmetic was 12% of its user-space time (perf at 800 room pushes/s).
+// arithmetic was a visible part of its user-space time under perf.
 // Read-only once built.
 type bucketIndex struct {
 	// starts[b] is the shortest duration in bucket b: bucket b holds

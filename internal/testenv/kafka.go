@@ -36,9 +36,9 @@ func StartKafka(t testing.TB, topics ...string) *Kafka {
 
 // StartKafkaInMemory is StartKafka without the data directory: records
 // live in memory only, so Stop loses them, and the broker writes no file
-// per produce request (which costs the test's process about 5% of its CPU
-// under a push benchmark; a real broker runs elsewhere and writes to its
-// page cache). For benchmarks.
+// per produce request (CPU a push benchmark's process would otherwise
+// spend on the broker's files; a real broker runs elsewhere and writes to
+// its page cache). For benchmarks.
 func StartKafkaInMemory(t testing.TB, topics ...string) *Kafka {
 	t.Helper()
 	return startKafka(t, nil, topics)
