@@ -6,7 +6,8 @@
 //
 // Keys follow goim's schema (mid_{mid}, key_{key}, ol_{node}), extended by
 // connection generations, a node registry and expiring room counts; see
-// scripts.go. Writes are Lua scripts, atomic on the server; lookups from
+// scripts.go. The router's own generation tells when Redis lost its data
+// and starts a bounded rebuild; see generation.go. Writes are Lua scripts, atomic on the server; lookups from
 // many goroutines share round trips.
 //
 // # Concurrency and lifecycle

@@ -51,21 +51,33 @@ func startCluster(t *testing.T, cloudArgs ...string) *cluster {
 	c := &cluster{redis: testenv.StartRedis(t), kafka: testenv.StartKafka(t, "imcloud-push")}
 	c.common = []string{"-redis-addr", c.redis.Addr, "-kafka-brokers", c.kafka.Brokers[0],
 		"-link-secret", linkSecret, "-auth", "dev", "-log-level", "debug"}
+	bound := make([]*boundProc, 0, 4)
 	for i := range c.clouds {
-		cp := cloudProc{tcp: addr(t), ws: addr(t), admin: addr(t)}
-		cp.proc = startProc(t, fmt.Sprintf("cloud-%d", i), append([]string{"-role", "cloud",
-			"-node-id", fmt.Sprintf("cloud-%d", i), "-tcp-addr", cp.tcp, "-ws-addr", cp.ws,
-			"-link-addr", addr(t), "-admin-addr", cp.admin}, append(cloudArgs, c.common...)...)...)
-		c.clouds[i] = cp
+		cp := &c.clouds[i]
+		b := startBound(t, fmt.Sprintf("cloud-%d", i), func() ([]string, string) {
+			cp.tcp, cp.ws, cp.admin = addr(t), addr(t), addr(t)
+			return append([]string{"-role", "cloud", "-node-id", fmt.Sprintf("cloud-%d", i), "-tcp-addr", cp.tcp,
+				"-ws-addr", cp.ws, "-link-addr", addr(t), "-admin-addr", cp.admin}, append(cloudArgs, c.common...)...), cp.admin
+		})
+		bound = append(bound, b)
 	}
-	c.api = addr(t)
-	c.logic = startProc(t, "logic", append([]string{"-role", "logic", "-http-addr", c.api}, c.common...)...)
-	c.admin = addr(t)
-	c.jobArg = append([]string{"-role", "job", "-admin-addr", c.admin}, c.common...)
-	c.job = startProc(t, "job", c.jobArg...)
-	for _, a := range []string{c.api, c.admin, c.clouds[0].admin, c.clouds[1].admin} {
-		waitReady(t, a)
+	logic := startBound(t, "logic", func() ([]string, string) {
+		c.api = addr(t)
+		return append([]string{"-role", "logic", "-http-addr", c.api}, c.common...), c.api
+	})
+	job := startBound(t, "job", func() ([]string, string) {
+		c.admin = addr(t)
+		c.jobArg = append([]string{"-role", "job", "-admin-addr", c.admin}, c.common...)
+		return c.jobArg, c.admin
+	})
+	bound = append(bound, logic, job)
+	for _, b := range bound {
+		b.wait(t)
 	}
+	for i := range c.clouds {
+		c.clouds[i].proc = bound[i].proc
+	}
+	c.logic, c.job = logic.proc, job.proc
 	return c
 }
 

@@ -113,6 +113,62 @@ func (p *proc) stop() {
 	require.Equal(p.t, 0, p.cmd.ProcessState.ExitCode(), "%s exits cleanly on SIGTERM", p.name)
 }
 
+// boundProc is a process started on listen addresses that args picks
+// afresh on each call (returning the flags and the admin address). A port
+// FreePort found free can be taken before the process binds it, by any
+// socket on the machine (outgoing connections included): wait starts a
+// process that exited saying so again, on new ports.
+type boundProc struct {
+	*proc
+	args  func() (argv []string, admin string)
+	admin string
+}
+
+func startBound(t *testing.T, name string, args func() ([]string, string)) *boundProc {
+	t.Helper()
+	argv, admin := args()
+	return &boundProc{proc: startProc(t, name, argv...), args: args, admin: admin}
+}
+
+// wait polls the admin /readyz until it answers 200, restarting the
+// process on new ports (at most twice) if it could not bind its own.
+func (b *boundProc) wait(t *testing.T) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		if b.ready() {
+			return
+		}
+		if attempt == 2 || !strings.Contains(b.out.String(), "address already in use") {
+			t.Fatalf("%s not ready", b.name)
+		}
+		t.Logf("%s: a port was taken before it bound it; starting it on new ports", b.name)
+		argv, admin := b.args()
+		b.proc, b.admin = startProc(t, b.name, argv...), admin
+	}
+}
+
+// ready polls the admin /readyz for 30 s until it answers 200; false if
+// the process exits first or it never does.
+func (b *boundProc) ready() bool {
+	deadline := time.Now().Add(30 * time.Second)
+	hc := &http.Client{Timeout: time.Second} // the port's thief may never answer
+	for time.Now().Before(deadline) {
+		select {
+		case <-b.done:
+			return false
+		default:
+		}
+		if resp, err := hc.Get("http://" + b.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 // waitReady polls an admin /readyz until it answers 200.
 func waitReady(t *testing.T, adminAddr string) {
 	t.Helper()
