@@ -108,8 +108,8 @@ type Config struct {
 	// RoomCountInterval is how often room counts are reported and the
 	// cluster-wide counts fetched. Default 10 s.
 	RoomCountInterval time.Duration
-	// StoreBatch is the most sessions per store call. Default 512.
-	StoreBatch int
+	// StoreCallSessions is the most sessions per store call. Default 512.
+	StoreCallSessions int
 	// StoreTimeout bounds one store call. Default 5 s.
 	StoreTimeout time.Duration
 	// StoreCheckInterval is how often the node checks that the store
@@ -191,7 +191,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.SessionTTL, 10*time.Minute)
 	def(&c.NodeTTL, 30*time.Second)
 	def(&c.RoomCountInterval, 10*time.Second)
-	defi(&c.StoreBatch, 512)
+	defi(&c.StoreCallSessions, 512)
 	def(&c.StoreTimeout, 5*time.Second)
 	def(&c.StoreCheckInterval, time.Second)
 	defi(&c.DedupSize, 65536)

@@ -162,8 +162,8 @@ func (ss *sessionSync) flush() {
 		}
 		close(round)
 	}
-	for i := 0; i < len(removes); i += ss.s.cfg.StoreBatch {
-		chunk := removes[i:min(i+ss.s.cfg.StoreBatch, len(removes))]
+	for i := 0; i < len(removes); i += ss.s.cfg.StoreCallSessions {
+		chunk := removes[i:min(i+ss.s.cfg.StoreCallSessions, len(removes))]
 		ctx, cancel := ss.ctx()
 		err := ss.store.RemoveSessions(ctx, chunk)
 		cancel()
@@ -183,8 +183,8 @@ func (ss *sessionSync) flush() {
 
 func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
 	ttl := ss.s.cfg.SessionTTL
-	for i := 0; i < len(sessions); i += ss.s.cfg.StoreBatch {
-		chunk := sessions[i:min(i+ss.s.cfg.StoreBatch, len(sessions))]
+	for i := 0; i < len(sessions); i += ss.s.cfg.StoreCallSessions {
+		chunk := sessions[i:min(i+ss.s.cfg.StoreCallSessions, len(sessions))]
 		ctx, cancel := ss.ctx()
 		err := ss.store.PutSessions(ctx, chunk, ttl)
 		cancel()
@@ -197,7 +197,7 @@ func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
 }
 
 // putAll renews every session of the node (periodic renewal, and recovery
-// after a store outage or a wipe), in batches of StoreBatch. It reports
+// after a store outage or a wipe), StoreCallSessions at a time. It reports
 // whether every batch was stored; if not, needFull is set.
 func (ss *sessionSync) putAll() bool {
 	var buf []*conn
@@ -209,7 +209,7 @@ func (ss *sessionSync) putAll() bool {
 			sessions = append(sessions, c.session())
 		}
 		clear(buf)
-		if len(sessions) >= ss.s.cfg.StoreBatch {
+		if len(sessions) >= ss.s.cfg.StoreCallSessions {
 			ok = ss.putSessions(sessions) && ok
 			sessions = sessions[:0]
 		}

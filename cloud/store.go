@@ -42,7 +42,7 @@ type SessionStore interface {
 //
 // The node reads the generation every Config.StoreCheckInterval; when it
 // changed, the node registers itself, every session and its room counts
-// again at once, in batches of StoreBatch. Meanwhile the store rebuilds:
+// again at once, StoreCallSessions at a time. Meanwhile the store rebuilds:
 // lookups that may be incomplete fail rather than report online users as
 // offline, and job keeps the nodes that vanished with the data.
 type GenerationStore interface {

@@ -65,17 +65,17 @@ func (r *Router) lookup(ctx context.Context, l *lookup) (map[string]string, erro
 }
 
 // lookupLoop takes one waiting lookup, then every other one already
-// waiting (up to MaxBatch), and resolves them all in one round trip.
+// waiting (up to MaxLookupsPerTrip), and resolves them all in one round trip.
 // Under light load a batch is one lookup and adds no delay; under heavy
 // load batches grow and round trips per lookup fall.
 func (r *Router) lookupLoop() {
 	defer r.wg.Done()
-	batch := make([]*lookup, 0, r.cfg.MaxBatch)
+	trip := make([]*lookup, 0, r.cfg.MaxLookupsPerTrip)
 	nodes := nodeNames{}
 	for {
 		select {
 		case l := <-r.lookups:
-			batch = append(batch[:0], l)
+			trip = append(trip[:0], l)
 		case <-r.quit:
 			return
 		}
@@ -85,16 +85,16 @@ func (r *Router) lookupLoop() {
 		// added at low load.
 		runtime.Gosched()
 	fill:
-		for len(batch) < r.cfg.MaxBatch {
+		for len(trip) < r.cfg.MaxLookupsPerTrip {
 			select {
 			case l := <-r.lookups:
-				batch = append(batch, l)
+				trip = append(trip, l)
 			default:
 				break fill
 			}
 		}
-		r.resolve(batch, nodes)
-		clear(batch)
+		r.resolve(trip, nodes)
+		clear(trip)
 	}
 }
 
@@ -121,10 +121,10 @@ func (n nodeNames) get(b []byte) string {
 
 // resolve answers a batch of lookups with one MGET (all keys) and one
 // script call (all mids), pipelined on one connection.
-func (r *Router) resolve(batch []*lookup, nodes nodeNames) {
+func (r *Router) resolve(trip []*lookup, nodes nodeNames) {
 	var nkeys, nmids int
-	live := batch[:0:0]
-	for _, l := range batch {
+	live := trip[:0:0]
+	for _, l := range trip {
 		if err := l.ctx.Err(); err != nil {
 			l.err = err
 			close(l.done)

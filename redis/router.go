@@ -61,9 +61,9 @@ type Config struct {
 	// it. More loops help when one round trip's latency, not Redis's CPU,
 	// is the limit (a distant or sometimes slow Redis).
 	Lookups int
-	// MaxBatch bounds the lookups coalesced into one round trip. Default
-	// 256.
-	MaxBatch int
+	// MaxLookupsPerTrip bounds the lookups coalesced into one round
+	// trip. Default 256.
+	MaxLookupsPerTrip int
 	// RebuildWindow is how long after the router lost its data (a new
 	// generation, see Generation) lookups that may be incomplete fail with
 	// logic.ErrRouterRebuilding and NodesRebuilding reports rebuilding.
@@ -133,8 +133,8 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.Lookups <= 0 {
 		cfg.Lookups = 1
 	}
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 256
+	if cfg.MaxLookupsPerTrip <= 0 {
+		cfg.MaxLookupsPerTrip = 256
 	}
 	if cfg.RebuildWindow <= 0 {
 		cfg.RebuildWindow = logic.DefaultRebuildWindow
@@ -165,7 +165,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		cfg:     cfg,
 		prefix:  cfg.KeyPrefix,
 		log:     log,
-		lookups: make(chan *lookup, cfg.MaxBatch*cfg.Lookups),
+		lookups: make(chan *lookup, cfg.MaxLookupsPerTrip*cfg.Lookups),
 		quit:    make(chan struct{}),
 	}
 	r.pool = &redigo.Pool{
