@@ -3,8 +3,8 @@ package cloud
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"time"
 
@@ -18,10 +18,19 @@ import (
 const linkReadTimeout = 10 * time.Minute
 
 // ServeLink accepts job link connections on ln (internal/link format)
-// until Shutdown. Each connection must open with a hello carrying
-// Config.LinkSecret and the link version; then its pipelined OpDeliver
-// requests are handed to Deliver in order and each is acknowledged with
-// OpAck once accepted (an ack body names the reason it was not).
+// until Shutdown. Each connection must open with a hello, within
+// HandshakeTimeout, in which job and the node prove to each other that
+// they know Config.LinkSecret without sending it (an HMAC challenge; the
+// previous release's hello, which carries the secret, is still accepted,
+// counted in Stats.LinkLegacyHellos and logged as deprecated); then its
+// pipelined OpDeliver requests are handed to Deliver in order and each is
+// acknowledged with OpAck once accepted (an ack body names the reason it
+// was not).
+//
+// For TLS, pass a listener from crypto/tls's NewListener; to require job's
+// client certificate, set ClientAuth to tls.RequireAndVerifyClientCert and
+// ClientCAs in its config. The TLS handshake runs within HandshakeTimeout
+// too.
 func (s *Server) ServeLink(ln net.Listener) error {
 	if !s.track(ln) {
 		_ = ln.Close()
@@ -66,25 +75,21 @@ func (s *Server) serveLinkConn(nc net.Conn) {
 	var f protocol.Frame
 
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	if err := protocol.ReadFrame(br, &f, 4096); err != nil || f.Op != link.OpHello {
-		s.stats.linkRefused.Add(1)
-		return
-	}
-	ack := link.HelloAck{Version: link.Version, Node: s.id}
-	_, err := link.CheckHello(f.Body, s.cfg.LinkSecret)
-	if err == nil && s.cfg.LinkSecret == "" && !s.cfg.InsecureLink {
-		err = errors.New("link: no secret configured on the node")
-	}
-	if err != nil {
-		ack.Error = err.Error()
-	}
-	body, _ := json.Marshal(ack)
-	_ = protocol.WriteFrame(bw, &protocol.Frame{Ver: protocol.VerGoim, Op: link.OpHelloAck, Seq: f.Seq, Body: body})
-	_ = bw.Flush()
+	peer, err := link.Accepter{Secret: s.cfg.LinkSecret, Insecure: s.cfg.InsecureLink, Node: s.id}.Accept(br, nc)
 	if err != nil {
 		s.stats.linkRefused.Add(1)
-		s.cfg.Logger.Warn("cloud: link hello refused", "remote", nc.RemoteAddr().String(), "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, link.ErrNoHello) {
+			level = slog.LevelDebug // not even a hello: a probe or a scan
+		}
+		s.cfg.Logger.Log(context.Background(), level, "cloud: link hello refused",
+			"remote", nc.RemoteAddr().String(), "client", peer.Client, "err", err)
 		return
+	}
+	if peer.Version == link.VersionLegacy {
+		s.stats.linkLegacyHellos.Add(1)
+		s.cfg.Logger.Warn("cloud: deprecated link hello (version 1): the link secret crossed the network; upgrade job",
+			"remote", nc.RemoteAddr().String(), "client", peer.Client)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	s.stats.linkConns.Add(1)
@@ -126,7 +131,7 @@ func (s *Server) serveLinkConn(nc net.Conn) {
 			reason = err.Error()
 		}
 		_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err := protocol.WriteFrame(bw, &protocol.Frame{Ver: protocol.VerGoim, Op: link.OpAck, Seq: f.Seq, Body: []byte(reason)}); err != nil {
+		if err := protocol.WriteFrame(bw, &protocol.Frame{Ver: int16(peer.Version), Op: link.OpAck, Seq: f.Seq, Body: []byte(reason)}); err != nil {
 			return
 		}
 		if br.Buffered() == 0 {

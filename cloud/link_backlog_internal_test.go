@@ -3,7 +3,6 @@ package cloud
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -74,13 +73,10 @@ func TestLinkAcksAcceptedBeforeBacklogWait(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	br := bufio.NewReader(nc)
-	hello, _ := json.Marshal(link.Hello{Version: link.Version, Client: "review"})
-	_, err = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerGoim, Op: link.OpHello, Body: hello}))
-	require.NoError(t, err)
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = link.Connect(br, nc, "", "review", link.Version)
+	require.NoError(t, err)
 	var f protocol.Frame
-	require.NoError(t, protocol.ReadFrame(br, &f, 0))
-	require.Equal(t, link.OpHelloAck, f.Op)
 
 	// Two pipelined requests in one write: the first puts 60 KiB on each
 	// of the 20 queues (over the 1 MiB limit), the second must wait.

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/cloud"
 	"github.com/imcloud/imcloud/internal/link"
 	"github.com/imcloud/imcloud/protocol"
 )
@@ -84,4 +86,39 @@ func dialWSHeader(t *testing.T, url string, h http.Header) *goimClient {
 	c := &goimClient{t: t, nc: nc, br: br, ws: true}
 	t.Cleanup(func() { _ = nc.Close() })
 	return c
+}
+
+// connect runs job's hello (link.Connect) on a new link connection.
+func (l *linkClient) connect(secret string, version int) (string, error) {
+	_ = l.nc.SetDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = l.nc.SetDeadline(time.Time{}) }()
+	return link.Connect(l.br, l.nc, secret, "test", version)
+}
+
+// TestLinkHello: the current hello (the secret never sent) and the
+// previous release's (counted as legacy) are accepted with the node's
+// secret and refused with another.
+func TestLinkHello(t *testing.T) {
+	n := startNode(t, cloud.Config{})
+	c := dialRaw(t, n.tcpAddr, false)
+	r := c.auth(1, goimAuth(1, "", "", 1000))
+	for _, version := range []int{link.Version, link.VersionLegacy} {
+		lc := dialLink(t, n.linkAddr)
+		node, err := lc.connect("s3cret", version)
+		require.NoError(t, err, "version %d", version)
+		assert.Equal(t, n.srv.ID(), node)
+		lc.deliver(t, 1, keysMsg(1000, "hello", r.Key))
+		seq, body := lc.ack(t)
+		assert.Equal(t, int32(1), seq)
+		assert.Empty(t, body)
+		assert.Equal(t, "hello", string(c.nextOp(1000).body))
+
+		lc = dialLink(t, n.linkAddr)
+		_, err = lc.connect("nope", version)
+		require.ErrorIs(t, err, link.ErrRefused, "version %d", version)
+		lc.expectEOF(t)
+	}
+	st := n.srv.Stats()
+	assert.Equal(t, uint64(1), st.LinkLegacyHellos)
+	assert.Equal(t, uint64(2), st.LinkRefused)
 }

@@ -42,9 +42,11 @@ type Stats struct {
 	// goroutine of their own.
 	Writers int64
 	// LinkConns is the number of open link connections; LinkRefused the
-	// link hellos refused.
-	LinkConns   int64
-	LinkRefused uint64
+	// link hellos refused; LinkLegacyHellos the hellos accepted in the
+	// deprecated version 1, which carries the secret in clear.
+	LinkConns        int64
+	LinkRefused      uint64
+	LinkLegacyHellos uint64
 	// Broadcasts is the number of paced broadcasts in progress.
 	Broadcasts int64
 	// QueuedBytes is the node's backlog: bytes waiting in connection
@@ -70,7 +72,7 @@ type counters struct {
 	messages, duplicates, expired, invalid atomic.Uint64
 	delivered, dropped, slowDisconnects    atomic.Uint64
 	kicked, storeErrors, linkRefused       atomic.Uint64
-	backpressured                          atomic.Uint64
+	backpressured, linkLegacyHellos        atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
 	fanout, latency                        *imcloud.Histogram
 }
@@ -92,7 +94,8 @@ func (s *Server) Stats() Stats {
 		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
-		Broadcasts: c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
+		LinkLegacyHellos: c.linkLegacyHellos.Load(),
+		Broadcasts:       c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
 		Fanout: c.fanout.Snapshot(), DeliveryLatency: c.latency.Snapshot(),
 	}
 }

@@ -3,7 +3,6 @@ package job
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
@@ -106,19 +105,10 @@ func (n *testNode) handle(c net.Conn) {
 		n.mu.Unlock()
 	}()
 	br := bufio.NewReader(c)
+	if _, err := (link.Accepter{Secret: n.secret, Node: n.id}).Accept(br, c); err != nil {
+		return
+	}
 	var f protocol.Frame
-	if err := protocol.ReadFrame(br, &f, link.MaxFrameBody); err != nil || f.Op != link.OpHello {
-		return
-	}
-	ack := link.HelloAck{Version: link.Version, Node: n.id}
-	_, herr := link.CheckHello(f.Body, n.secret)
-	if herr != nil {
-		ack.Error = herr.Error()
-	}
-	body, _ := json.Marshal(ack)
-	if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: link.OpHelloAck, Body: body})); err != nil || herr != nil {
-		return
-	}
 	n.mu.Lock()
 	n.hellos++
 	n.mu.Unlock()

@@ -3,7 +3,7 @@ package job
 import (
 	"bufio"
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +27,8 @@ var (
 	// that failed; the next Deliver reconnects.
 	ErrLinkBroken = errors.New("job: link connection lost")
 	// ErrLinkRefused is returned when the node refuses the hello (wrong
-	// secret or version). It is retried like any other error, with backoff.
+	// secret or version) or cannot prove that it knows the secret. It is
+	// retried like any other error, with backoff.
 	ErrLinkRefused = errors.New("job: link hello refused")
 	// ErrAckTimeout is returned when a node does not acknowledge a request
 	// within LinkOptions.AckTimeout; the connection is closed.
@@ -58,9 +59,19 @@ type LinkOptions struct {
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// connection attempts after a failure. Defaults 50ms and 5s.
 	ReconnectMin, ReconnectMax time.Duration
-	// Dial opens the TCP connection (for TLS, or a custom dialer).
-	// Default: a net.Dialer.
+	// Dial opens the TCP connection (a custom dialer). Default: a
+	// net.Dialer.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, if not nil, runs TLS over the connection Dial opened: set
+	// RootCAs to verify the node's certificate and Certificates to present
+	// a client certificate. An empty ServerName is the host of the node's
+	// link address.
+	TLS *tls.Config
+	// LegacyHello speaks the previous release's hello, which sends the
+	// secret itself, to reach nodes not yet upgraded (they refuse the
+	// current hello). Deprecated: upgrade the nodes first instead; the
+	// next release removes it.
+	LegacyHello bool
 	// Logger receives connection events. Nil is silent.
 	Logger *slog.Logger
 	// RoundTrip, if not nil, observes each request's round trip: from
@@ -109,8 +120,9 @@ func (o LinkOptions) withDefaults() LinkOptions {
 }
 
 // LinkClient is the job side of the link to one cloud node: a persistent
-// framed connection, opened with a versioned hello carrying the shared
-// secret, over which Deliver requests are pipelined with request ids and
+// framed connection (TLS with LinkOptions.TLS), opened with a versioned
+// hello in which job and the node prove to each other that they know the
+// shared secret, without sending it, over which Deliver requests are pipelined with request ids and
 // matched with their acknowledgements. A broken connection fails the
 // requests in flight on it; the next Deliver reconnects, with exponential
 // backoff between attempts. It satisfies Link and is safe for concurrent
@@ -202,7 +214,7 @@ func (c *LinkClient) Deliver(ctx context.Context, msgs []*imcloud.Message) error
 		return err
 	}
 	id := c.nextID.Add(1)
-	protocol.AppendHeader(buf[:0], len(buf)-protocol.HeaderLen, int16(link.Version), link.OpDeliver, id)
+	protocol.AppendHeader(buf[:0], len(buf)-protocol.HeaderLen, lc.version, link.OpDeliver, id)
 	ch, err := lc.register(id)
 	if err != nil {
 		return err
@@ -287,47 +299,49 @@ func (c *LinkClient) dial(ctx context.Context) (*linkConn, error) {
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	hello, _ := json.Marshal(link.Hello{Version: link.Version, Secret: c.secret, Client: c.opts.Client})
-	out := protocol.AppendFrame(nil, &protocol.Frame{Ver: int16(link.Version), Op: link.OpHello, Body: hello})
-	if _, err := nc.Write(out); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("job: link hello to %s: %w", c.addr, err)
+	if c.opts.TLS != nil {
+		cfg := c.opts.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(c.addr)
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("job: link TLS handshake with %s: %w", c.addr, err)
+		}
+		nc = tc
+	}
+	version := link.Version
+	if c.opts.LegacyHello {
+		version = link.VersionLegacy
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
-	var f protocol.Frame
-	if err := protocol.ReadFrame(br, &f, link.MaxFrameBody); err != nil {
+	node, err := link.Connect(br, nc, c.secret, c.opts.Client, version)
+	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("job: link hello ack from %s: %w", c.addr, err)
-	}
-	var ack link.HelloAck
-	if f.Op != link.OpHelloAck || json.Unmarshal(f.Body, &ack) != nil {
-		nc.Close()
-		return nil, fmt.Errorf("%w: %s answered op %#x", ErrLinkRefused, c.addr, f.Op)
-	}
-	if ack.Error != "" {
-		nc.Close()
-		return nil, fmt.Errorf("%w by %s: %s", ErrLinkRefused, c.addr, ack.Error)
-	}
-	if ack.Version != link.Version {
-		nc.Close()
-		return nil, fmt.Errorf("%w: %s speaks version %d", ErrLinkRefused, c.addr, ack.Version)
+		if errors.Is(err, link.ErrRefused) {
+			return nil, fmt.Errorf("%w by %s: %w", ErrLinkRefused, c.addr, err)
+		}
+		return nil, fmt.Errorf("job: link hello with %s: %w", c.addr, err)
 	}
 	if !stop() {
 		nc.Close()
 		return nil, ctx.Err()
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c.node.Store(ack.Node)
-	c.opts.Logger.Debug("link connected", "addr", c.addr, "node", ack.Node)
-	return &linkConn{c: c, nc: nc, br: br, pending: make(map[int32]chan error)}, nil
+	c.node.Store(node)
+	c.opts.Logger.Debug("link connected", "addr", c.addr, "node", node)
+	return &linkConn{c: c, nc: nc, br: br, version: int16(version), pending: make(map[int32]chan error)}, nil
 }
 
 // linkConn is one connection of a LinkClient.
 type linkConn struct {
-	c      *LinkClient
-	nc     net.Conn
-	br     *bufio.Reader
-	broken atomic.Bool
+	c       *LinkClient
+	nc      net.Conn
+	br      *bufio.Reader
+	version int16 // the hello's, in every frame's ver
+	broken  atomic.Bool
 
 	wmu sync.Mutex // serialises writes
 

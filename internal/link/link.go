@@ -3,28 +3,26 @@
 // frames with ops no client ever sees (the link has its own listener):
 //
 //	job   -> cloud  OpHello     JSON Hello; must be the first frame
-//	cloud -> job    OpHelloAck  JSON HelloAck; Error set means refused, then close
+//	cloud -> job    OpChallenge JSON Challenge: the node's nonce
+//	job   -> cloud  OpProof     JSON Proof: job knows the secret
+//	cloud -> job    OpHelloAck  JSON HelloAck: the node knows it too;
+//	                            Error set means refused, then close
 //	job   -> cloud  OpDeliver   seq = request id; body = messages (AppendMessages)
 //	cloud -> job    OpAck       seq = the request id; empty body = accepted,
 //	                            otherwise the reason it was not
 //
 // Requests are pipelined: job may send many before the first ack, and acks
-// may come in any order.
+// may come in any order. The hello (hello.go) proves each side knows the
+// shared secret without sending it.
 package link
 
 import (
-	"crypto/subtle"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/imcloud/imcloud"
 )
-
-// Version is the link protocol version a hello carries. A server refuses a
-// hello of another version.
-const Version = 1
 
 // Link-only ops, far from any op a client uses.
 const (
@@ -32,48 +30,15 @@ const (
 	OpHelloAck int32 = 0x4c4b0002
 	OpDeliver  int32 = 0x4c4b0003
 	OpAck      int32 = 0x4c4b0004
+	// OpChallenge and OpProof are the hello's challenge and answer
+	// (version 2); a version 1 hello has neither.
+	OpChallenge int32 = 0x4c4b0005
+	OpProof     int32 = 0x4c4b0006
 )
 
 // MaxFrameBody caps a link frame body on both sides (a large room batch
 // fits; a corrupted length does not allocate gigabytes).
 const MaxFrameBody = 64 << 20
-
-// Hello opens a link connection.
-type Hello struct {
-	Version int    `json:"version"`
-	Secret  string `json:"secret"`
-	// Client names the job instance, for logs.
-	Client string `json:"client,omitempty"`
-}
-
-// HelloAck answers a Hello.
-type HelloAck struct {
-	Version int    `json:"version"`
-	Node    string `json:"node,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
-
-// Errors a server reports when refusing a hello.
-var (
-	ErrBadSecret  = errors.New("link: wrong secret")
-	ErrBadVersion = errors.New("link: unsupported version")
-	ErrBadHello   = errors.New("link: malformed hello")
-)
-
-// CheckHello validates a hello body against the server's secret.
-func CheckHello(body []byte, secret string) (Hello, error) {
-	var h Hello
-	if err := json.Unmarshal(body, &h); err != nil {
-		return h, fmt.Errorf("%w: %v", ErrBadHello, err)
-	}
-	if h.Version != Version {
-		return h, fmt.Errorf("%w: %d, want %d", ErrBadVersion, h.Version, Version)
-	}
-	if subtle.ConstantTimeCompare([]byte(h.Secret), []byte(secret)) != 1 {
-		return h, ErrBadSecret
-	}
-	return h, nil
-}
 
 // ErrMalformed is returned for a deliver body that cannot be split.
 var ErrMalformed = errors.New("link: malformed deliver body")

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/imcloud/imcloud"
@@ -38,17 +37,4 @@ func TestSplitMessagesMalformed(t *testing.T) {
 	} {
 		require.ErrorIs(t, SplitMessages(b, func([]byte) error { return nil }), ErrMalformed, name)
 	}
-}
-
-func TestCheckHello(t *testing.T) {
-	ok, _ := json.Marshal(Hello{Version: Version, Secret: "s"})
-	_, err := CheckHello(ok, "s")
-	require.NoError(t, err)
-	_, err = CheckHello(ok, "other")
-	require.ErrorIs(t, err, ErrBadSecret)
-	v2, _ := json.Marshal(Hello{Version: Version + 1, Secret: "s"})
-	_, err = CheckHello(v2, "s")
-	require.ErrorIs(t, err, ErrBadVersion)
-	_, err = CheckHello([]byte("{"), "s")
-	require.ErrorIs(t, err, ErrBadHello)
 }
