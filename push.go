@@ -2,7 +2,9 @@ package imcloud
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -52,6 +54,56 @@ func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
 // IsZero reports whether the ID is unset.
 func (id MessageID) IsZero() bool { return id == MessageID{} }
 
+// ErrInvalidMessageID is returned by ParseMessageID and MessageIDForKey
+// for text that is not a message id or an idempotency key.
+var ErrInvalidMessageID = errors.New("imcloud: invalid message id")
+
+// MaxIdempotencyKey is the longest key MessageIDForKey accepts, in bytes.
+const MaxIdempotencyKey = 128
+
+// ParseMessageID parses the ID's String form: 32 hex digits, not all zero.
+func ParseMessageID(s string) (MessageID, error) {
+	var id MessageID
+	if len(s) != 2*len(id) {
+		return MessageID{}, fmt.Errorf("%w: %q is not %d hex digits", ErrInvalidMessageID, s, 2*len(id))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil || id.IsZero() {
+		return MessageID{}, fmt.Errorf("%w: %q is not a non-zero hex id", ErrInvalidMessageID, s)
+	}
+	return id, nil
+}
+
+// MessageIDForKey maps a client-chosen idempotency key to the message id a
+// push carries, deterministically, so a push retried with the same key
+// carries the same id and the cloud nodes drop the copy. A key of 32 hex
+// digits is an ID's String form and is that ID (ParseMessageID): a client
+// may retry with the id a push API answered. Any other key of 1 to
+// MaxIdempotencyKey printable ASCII bytes (0x21-0x7e) is hashed: the first
+// 16 bytes of SHA-256 over "imcloud-push-id:" and the key. Keys name pushes
+// across the whole cluster: two applications that choose the same key
+// within the nodes' dedup window lose one of the pushes, so use a random
+// or namespaced key (a UUID, "app:order-42").
+func MessageIDForKey(key string) (MessageID, error) {
+	if len(key) == 0 || len(key) > MaxIdempotencyKey {
+		return MessageID{}, fmt.Errorf("%w: key of %d bytes (1 to %d)", ErrInvalidMessageID, len(key), MaxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x21 || c > 0x7e {
+			return MessageID{}, fmt.Errorf("%w: key byte %#x is not printable ASCII", ErrInvalidMessageID, c)
+		}
+	}
+	if id, err := ParseMessageID(key); err == nil {
+		return id, nil
+	}
+	sum := sha256.Sum256([]byte("imcloud-push-id:" + key))
+	var id MessageID
+	copy(id[:], sum[:])
+	if id.IsZero() { // never in practice; the zero ID means "unset"
+		id[0] = 1
+	}
+	return id, nil
+}
+
 // idSource hands out IDs: 8 random bytes drawn once per process followed by
 // an 8-byte counter. Unique across processes without coordination and
 // far cheaper than reading crypto/rand per message.
@@ -85,7 +137,10 @@ func NewMessageID() MessageID {
 // queue carries it (encoded with MarshalBinary), job routes it and cloud
 // delivers it to client connections.
 type Message struct {
-	// ID is unique per accepted push (per target node for key pushes).
+	// ID is unique per accepted push; the messages of one key or mid push
+	// to several nodes share it (each node drops a redelivery on its own).
+	// A push carrying a client-chosen idempotency key (MessageIDForKey)
+	// has the same ID every time it is retried.
 	ID MessageID
 	// Kind says who the message is for.
 	Kind Kind

@@ -1,6 +1,8 @@
 package imcloud
 
 import (
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +150,36 @@ func TestMessageValidate(t *testing.T) {
 				require.ErrorIs(t, err, ErrInvalidMessage)
 			}
 		})
+	}
+}
+
+func TestMessageIDForKey(t *testing.T) {
+	a, err := MessageIDForKey("order-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := MessageIDForKey("order-42")
+	c, _ := MessageIDForKey("order-43")
+	if a != b || a == c || a.IsZero() {
+		t.Fatalf("ids %s %s %s: want the same key to give the same id, another key another", a, b, c)
+	}
+	// An id's own String form is that id: a client can retry with the
+	// id a push answered.
+	back, err := MessageIDForKey(a.String())
+	if err != nil || back != a {
+		t.Fatalf("MessageIDForKey(%s) = %s, %v", a, back, err)
+	}
+	if p, err := ParseMessageID(a.String()); err != nil || p != a {
+		t.Fatalf("ParseMessageID(%s) = %s, %v", a, p, err)
+	}
+	for _, bad := range []string{"", "has space", "tab\t", "crlf\r\n", "é", strings.Repeat("k", MaxIdempotencyKey+1)} {
+		if _, err := MessageIDForKey(bad); !errors.Is(err, ErrInvalidMessageID) {
+			t.Errorf("MessageIDForKey(%q) = %v, want ErrInvalidMessageID", bad, err)
+		}
+	}
+	for _, bad := range []string{"", "zz", strings.Repeat("0", 32), strings.Repeat("g", 32)} {
+		if _, err := ParseMessageID(bad); !errors.Is(err, ErrInvalidMessageID) {
+			t.Errorf("ParseMessageID(%q) = %v, want ErrInvalidMessageID", bad, err)
+		}
 	}
 }

@@ -8,8 +8,23 @@
 // A key or mid push is resolved through the Router into one queue message
 // per target cloud node; a room or broadcast push is one message. The work
 // runs on an ants pool owned by the Pusher, bounded in workers and in
-// waiting callers, so an overloaded Pusher answers ErrOverloaded (HTTP 503)
-// instead of growing without bound.
+// waiting callers, and is admitted by its cost (targets plus body KiB)
+// against a budget for small pushes and one for large pushes
+// (Config.MaxSmallPushCost, Config.MaxPushCost), so an overloaded Pusher
+// answers ErrOverloaded (HTTP 503 with Retry-After) at once instead of
+// growing without bound or making callers wait for seconds, and a burst of
+// large pushes does not hold up the small ones.
+//
+// # Retries
+//
+// Every push has a message id (Result.ID), the same on all its messages;
+// WithID chooses it, and the HTTP API derives it from an Idempotency-Key
+// (imcloud.MessageIDForKey). The cloud nodes drop a message whose id they
+// delivered within their dedup window (the last 65,536 messages each node
+// received, cloud.Config.DedupSize), so a push retried with the same id
+// after an error or a lost answer reaches each connection once. A retry
+// resolves its users again: a user who moved to another node between the
+// two attempts may be reached on both.
 //
 // # Pushing
 //

@@ -9,9 +9,13 @@ import (
 
 // Sentinel errors. Wrapped errors keep them reachable through errors.Is.
 var (
-	// ErrOverloaded is returned when the Pusher's task pool is saturated:
-	// every worker is busy and MaxBlockingTasks callers already wait. The
-	// HTTP handler answers 503. Retry later, with backoff.
+	// ErrOverloaded is returned when the Pusher's task pool is saturated
+	// (every worker is busy and MaxBlockingTasks callers already wait) or
+	// the push's cost budget is spent (Config.MaxPushCost,
+	// MaxSmallPushCost): at once, nothing was published. The HTTP handler
+	// answers 503 with Retry-After: 1. Retry later, with backoff, and with
+	// the same id (WithID) so a push that did go through is not shown
+	// twice.
 	ErrOverloaded = errors.New("logic: overloaded")
 	// ErrClosed is returned by a Pusher, queue or router after Shutdown or
 	// Close.

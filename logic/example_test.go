@@ -41,14 +41,18 @@ func ExampleNewHandler() {
 	srv := httptest.NewServer(logic.NewHandler(p, logic.HandlerConfig{}))
 	defer srv.Close()
 
-	resp, err := http.Post(srv.URL+"/goim/push/room?operation=1000&type=live&room=1000", "text/plain", nil)
+	// An idempotency key makes the push's id, so a retry is dropped by the
+	// nodes that already have it; without one the answer's id is new.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/goim/push/room?operation=1000&type=live&room=1000", nil)
+	req.Header.Set("Idempotency-Key", "order-42")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		panic(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(body))
-	// Output: 200 {"code":0,"message":"","data":{"nodes":0,"keys":0,"messages":1}}
+	// Output: 200 {"code":0,"message":"","data":{"id":"cf9d2761f670f3293477906329afeb94","nodes":0,"keys":0,"messages":1}}
 }
 
 // Push to each kind of Target: the named methods (PushMids, PushRoom, ...)

@@ -3,6 +3,7 @@ package logic
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,9 +79,20 @@ type handler struct {
 // "room", "speed"); a JSON string msg is sent as its text, any other JSON
 // value as its encoding. Answers are {"code":0,"message":"","data":...};
 // bad parameters are HTTP 400 with code -400, server failures 500 with code
-// -500, an overloaded Pusher 503, and a key or mid push the Router cannot
-// resolve while it rebuilds after losing its data (ErrRouterRebuilding) 503
-// with Retry-After: 1: nothing was published, retry it.
+// -500, an overloaded Pusher (ErrOverloaded: its pool full or its cost
+// budget spent, see Config.MaxPushCost) 503 with Retry-After: 1, and a key
+// or mid push the Router cannot resolve while it rebuilds after losing its
+// data (ErrRouterRebuilding) 503 with Retry-After: 1: nothing was
+// published, retry it.
+//
+// Retries are safe with an idempotency key: an "Idempotency-Key" header,
+// else an "id" query parameter or JSON field, of 1 to 128 printable ASCII
+// bytes (imcloud.MessageIDForKey; 400 otherwise). The push then carries
+// the message id derived from it, the same on every retry, and the cloud
+// nodes drop a copy they delivered within their dedup window (the last
+// 65,536 messages each node received: cloud.Config.DedupSize). Every push
+// answer, early or not, carries the message id used as "id" in data (32
+// hex digits); a retry may send that id back as its key.
 //
 // The handler uses only p's exported API (Push, PushAsync and the online
 // queries): an API of one's own over a Pusher can do all it does.
@@ -171,9 +183,11 @@ type pushRequest struct {
 	Room      string          `json:"room"`
 	Speed     json.Number     `json:"speed"`
 	Msg       json.RawMessage `json:"msg"`
+	ID        string          `json:"id"`
 
 	op    int32
 	speed int32
+	id    imcloud.MessageID
 	body  []byte
 	json  bool
 	list  []string // the query's keys or mids values
@@ -236,6 +250,19 @@ func (h *handler) readPush(w http.ResponseWriter, r *http.Request, listName stri
 			return nil, false
 		}
 		req.speed = int32(s)
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		key = req.ID
+	}
+	if key == "" {
+		key = q.id
+	}
+	if key == "" {
+		req.id = imcloud.NewMessageID()
+	} else if req.id, err = imcloud.MessageIDForKey(key); err != nil {
+		writeError(w, http.StatusBadRequest, "idempotency key: "+err.Error())
+		return nil, false
 	}
 	if req.Type == "" {
 		req.Type = q.typ
@@ -323,11 +350,12 @@ func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
 	h.push(w, r, req, ToAll(), WithSpeed(req.speed))
 }
 
-// push runs req's push to t through the Pusher's exported API: in
-// early-reply mode it answers "accepted" once the pool took the push,
-// otherwise once the Queue accepted its messages. A bad target is the
-// Pusher's ErrInvalidArgument, answered 400.
+// push runs req's push to t through the Pusher's exported API, with
+// req's message id (WithID): in early-reply mode it answers "accepted"
+// once the pool took the push, otherwise once the Queue accepted its
+// messages. A bad target is the Pusher's ErrInvalidArgument, answered 400.
 func (h *handler) push(w http.ResponseWriter, r *http.Request, req *pushRequest, t Target, opts ...PushOption) {
+	opts = append(opts, WithID(req.id))
 	if h.cfg.EarlyReply {
 		ctx, done := h.earlyCtx(r)
 		if err := h.p.PushAsync(ctx, t, req.op, req.body, done, opts...); err != nil {
@@ -335,7 +363,9 @@ func (h *handler) push(w http.ResponseWriter, r *http.Request, req *pushRequest,
 			h.answerErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, []byte(`{"code":0,"message":"accepted"}`))
+		b := append(make([]byte, 0, 96), `{"code":0,"message":"accepted","data":{"id":"`...)
+		b = hex.AppendEncode(b, req.id[:])
+		writeJSON(w, http.StatusOK, append(b, `"}}`...))
 		return
 	}
 	res, err := h.p.Push(r.Context(), t, req.op, req.body, opts...)
@@ -354,8 +384,10 @@ func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
 		h.answerErr(w, err)
 		return
 	}
-	b := make([]byte, 0, 96)
-	b = append(b, `{"code":0,"message":"","data":{"nodes":`...)
+	b := make([]byte, 0, 128)
+	b = append(b, `{"code":0,"message":"","data":{"id":"`...)
+	b = hex.AppendEncode(b, res.ID[:])
+	b = append(b, `","nodes":`...)
 	b = appendInt(b, res.Nodes)
 	b = append(b, `,"keys":`...)
 	b = appendInt(b, res.Keys)
@@ -369,9 +401,9 @@ func (h *handler) answerErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, ErrRouterRebuilding):
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrRouterRebuilding):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:

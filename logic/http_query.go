@@ -8,15 +8,15 @@ import (
 )
 
 // pushQuery is a push route's query string, scanned once: goim's
-// operation, speed, type and room (the first of each counts) and the
+// operation, speed, type and room and imcloud's id (the first of each counts) and the
 // repeated values of the route's list parameter (keys or mids), each of
 // which may itself be comma-separated. It does what url.ParseQuery would
 // for these names without building the whole map: the push routes read it
 // on every request. A value is unescaped only when it carries an escape;
 // a malformed escape is kept verbatim (and then refused as bad input).
 type pushQuery struct {
-	operation, speed, typ, room string
-	list                        []string
+	operation, speed, typ, room, id string
+	list                            []string
 }
 
 func parsePushQuery(raw, listName string) pushQuery {
@@ -40,6 +40,8 @@ func parsePushQuery(raw, listName string) pushQuery {
 			dst, bit = &q.typ, 4
 		case "room":
 			dst, bit = &q.room, 8
+		case "id":
+			dst, bit = &q.id, 16
 		default:
 			if listName != "" && k == listName {
 				q.list = append(q.list, unescapeQuery(v))

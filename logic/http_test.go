@@ -95,10 +95,16 @@ func TestHTTPPushRoutes(t *testing.T) {
 			require.Equal(t, http.StatusOK, status, r.Message)
 			assert.Equal(t, 0, r.Code)
 			assert.Equal(t, "", r.Message)
-			assert.JSONEq(t, tc.wantData, string(r.Data))
+			var data map[string]any
+			require.NoError(t, json.Unmarshal(r.Data, &data))
+			id, _ := data["id"].(string)
+			delete(data, "id")
+			got, _ := json.Marshal(data)
+			assert.JSONEq(t, tc.wantData, string(got))
 			msgs := e.drain(t)
 			require.Len(t, msgs, tc.wantMsgs)
 			for _, m := range msgs {
+				assert.Equal(t, id, m.ID.String(), "the answer's id is the messages' id")
 				assert.Equal(t, "hello", string(m.Body))
 				assert.Equal(t, int32(1000), m.Op)
 			}

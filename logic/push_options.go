@@ -3,12 +3,15 @@ package logic
 import (
 	"fmt"
 	"time"
+
+	"github.com/imcloud/imcloud"
 )
 
 // PushOption adjusts one push.
 type PushOption func(*pushOptions)
 
 type pushOptions struct {
+	id       imcloud.MessageID
 	expires  time.Time
 	expiry   time.Duration
 	speed    int32
@@ -24,6 +27,18 @@ func WithExpiry(d time.Duration) PushOption {
 // WithExpiresAt makes the push expire at t.
 func WithExpiresAt(t time.Time) PushOption {
 	return func(o *pushOptions) { o.expires = t; o.expiry = 0 }
+}
+
+// WithID makes the push carry id as its queue message id instead of a new
+// one (every message of a key or mid push to several nodes carries it).
+// The cloud nodes drop a message whose id they delivered recently, so a
+// push retried with the same id (after a timeout, a 503, a lost answer)
+// reaches each client at most once, as long as the retry reaches a node
+// within its dedup window: the last cloud.Config.DedupSize (65,536)
+// messages that node received. Derive ids from a client's idempotency key
+// with imcloud.MessageIDForKey. The zero id means "a new one".
+func WithID(id imcloud.MessageID) PushOption {
+	return func(o *pushOptions) { o.id = id }
 }
 
 // WithSpeed paces a broadcast (ToAll): job hands it to at most speed

@@ -36,6 +36,19 @@ type Config struct {
 	// ctx's values but not its cancellation (a push already handed to the
 	// Queue cannot be taken back anyway). Default 10s.
 	Timeout time.Duration
+	// SmallPushCost is the largest cost of a small push (see
+	// admission.go: targets plus body KiB). Default DefaultSmallPushCost
+	// (256).
+	SmallPushCost int64
+	// MaxSmallPushCost is the cost of the small pushes in flight at once;
+	// a small push past it is ErrOverloaded at once. Default
+	// DefaultMaxSmallPushCost (65,536). Negative: no bound but the pool.
+	MaxSmallPushCost int64
+	// MaxPushCost is the cost of the larger pushes in flight at once; a
+	// push past it is ErrOverloaded at once, and a push costing more runs
+	// only alone. Default DefaultMaxPushCost (100,000: ten pushes of
+	// 10,000 mids). Negative: no bound but the pool.
+	MaxPushCost int64
 	// PushExpiry is the expiry given to pushes that carry none
 	// (WithExpiry); job drops a message past it. Default 0: no expiry.
 	PushExpiry time.Duration
@@ -46,8 +59,12 @@ type Config struct {
 // Pusher turns push requests into queue messages: key and mid pushes are
 // resolved through the Router into one message per target node; room and
 // broadcast pushes are one message each. Every push runs on the Pusher's
-// ants pool, bounded by Config.PoolSize and Config.MaxBlockingTasks, so an
-// overload is ErrOverloaded, never unbounded memory.
+// ants pool, bounded by Config.PoolSize and Config.MaxBlockingTasks, and
+// is admitted by its cost (targets and body size) against one of two
+// budgets, small and large pushes apart (Config.MaxSmallPushCost,
+// Config.MaxPushCost), so an overload is ErrOverloaded at once, never
+// unbounded memory or seconds of waiting, and large pushes cannot starve
+// small ones.
 //
 // Push and PushAsync are the whole push API, for any Target; PushKeys,
 // PushMids, PushRoom and Broadcast are Push with the Target spelled out.
@@ -60,6 +77,7 @@ type Pusher struct {
 	router     Router
 	queue      Queue
 	pool       *ants.Pool
+	admit      admission
 	pushExpiry time.Duration
 	timeout    time.Duration
 	log        *slog.Logger
@@ -91,6 +109,15 @@ func New(cfg Config) (*Pusher, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.SmallPushCost <= 0 {
+		cfg.SmallPushCost = DefaultSmallPushCost
+	}
+	if cfg.MaxSmallPushCost == 0 {
+		cfg.MaxSmallPushCost = DefaultMaxSmallPushCost
+	}
+	if cfg.MaxPushCost == 0 {
+		cfg.MaxPushCost = DefaultMaxPushCost
+	}
 	if cfg.PoolExpiry <= 0 {
 		cfg.PoolExpiry = 10 * time.Second
 	}
@@ -112,6 +139,7 @@ func New(cfg Config) (*Pusher, error) {
 		router:     cfg.Router,
 		queue:      cfg.Queue,
 		pool:       pool,
+		admit:      newAdmission(cfg.SmallPushCost, cfg.MaxSmallPushCost, cfg.MaxPushCost),
 		pushExpiry: cfg.PushExpiry,
 		timeout:    cfg.Timeout,
 		log:        log,
@@ -123,6 +151,9 @@ func New(cfg Config) (*Pusher, error) {
 
 // Result says what a push targeted.
 type Result struct {
+	// ID is the push's message id: WithID's, or a new one. Every message
+	// of the push carries it.
+	ID imcloud.MessageID
 	// Nodes is the number of cloud nodes targeted (key and mid pushes);
 	// 0 for room and broadcast pushes, whose audience job resolves.
 	Nodes int
@@ -141,8 +172,18 @@ type Stats struct {
 	Failed uint64
 	// AsyncFailed is the part of Failed that was asynchronous.
 	AsyncFailed uint64
-	// Overloaded is the number of pushes refused with ErrOverloaded.
+	// Overloaded is the number of pushes refused with ErrOverloaded: the
+	// pool full, or their cost budget spent (the two fields below).
 	Overloaded uint64
+	// OverloadedSmallCost is the part of Overloaded refused because the
+	// small pushes' cost budget (Config.MaxSmallPushCost) was spent.
+	OverloadedSmallCost uint64
+	// OverloadedCost is the part of Overloaded refused because the large
+	// pushes' cost budget (Config.MaxPushCost) was spent.
+	OverloadedCost uint64
+	// SmallCost and Cost are the cost of the small and of the large
+	// pushes in flight now (see Config.MaxSmallPushCost and MaxPushCost).
+	SmallCost, Cost int64
 	// Messages is the number of queue messages published.
 	Messages uint64
 	// Running is the number of pool workers busy now.
@@ -157,15 +198,21 @@ type Stats struct {
 
 // Stats returns the Pusher's counters.
 func (p *Pusher) Stats() Stats {
+	smallHeld, smallRefused := p.admit.small.stats()
+	held, refused := p.admit.large.stats()
 	return Stats{
-		Pushes:      p.stats.pushes.Load(),
-		Failed:      p.stats.failed.Load(),
-		AsyncFailed: p.stats.asyncFailed.Load(),
-		Overloaded:  p.stats.overloaded.Load(),
-		Messages:    p.stats.messages.Load(),
-		Running:     p.pool.Running(),
-		Waiting:     p.pool.Waiting(),
-		Duration:    p.stats.duration.Snapshot(),
+		OverloadedSmallCost: smallRefused,
+		OverloadedCost:      refused,
+		SmallCost:           smallHeld,
+		Cost:                held,
+		Pushes:              p.stats.pushes.Load(),
+		Failed:              p.stats.failed.Load(),
+		AsyncFailed:         p.stats.asyncFailed.Load(),
+		Overloaded:          p.stats.overloaded.Load(),
+		Messages:            p.stats.messages.Load(),
+		Running:             p.pool.Running(),
+		Waiting:             p.pool.Waiting(),
+		Duration:            p.stats.duration.Snapshot(),
 	}
 }
 
@@ -174,8 +221,8 @@ func (p *Pusher) Stats() Stats {
 // Config.Timeout). The work runs on the Pusher's pool with ctx's values
 // (context.WithoutCancel: a trace id reaches the Router and the Queue) but
 // not its cancellation, bounded by Config.Timeout instead. A bad target,
-// op or option is ErrInvalidArgument; a saturated pool ErrOverloaded;
-// after Shutdown, ErrClosed.
+// op or option is ErrInvalidArgument; a saturated pool or a spent cost
+// budget ErrOverloaded; after Shutdown, ErrClosed.
 func (p *Pusher) Push(ctx context.Context, t Target, op int32, body []byte, opts ...PushOption) (Result, error) {
 	w, err := newPush(t, op, body, opts)
 	if err != nil {

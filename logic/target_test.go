@@ -57,6 +57,8 @@ func TestPushEachTarget(t *testing.T) {
 			e := newEnv(t, logic.Config{})
 			res, err := e.p.Push(context.Background(), tc.target, 1001, []byte("hi"), tc.opts...)
 			require.NoError(t, err)
+			assert.False(t, res.ID.IsZero(), "every push has an id")
+			res.ID = imcloud.MessageID{}
 			assert.Equal(t, tc.want, res)
 			msgs := e.drain(t)
 			require.Len(t, msgs, tc.want.Messages)
@@ -70,6 +72,7 @@ func TestPushEachTarget(t *testing.T) {
 			got := make(chan logic.Result, 1)
 			require.NoError(t, e.p.PushAsync(context.Background(), tc.target, 1001, []byte("hi"), func(r logic.Result, err error) {
 				assert.NoError(t, err)
+				r.ID = imcloud.MessageID{}
 				got <- r
 			}, tc.opts...))
 			assert.Equal(t, tc.want, <-got)

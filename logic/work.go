@@ -25,6 +25,8 @@ type push struct {
 	body   []byte
 	opts   pushOptions
 	start  time.Time // when Push or PushAsync was called
+	class  costClass // the budget it holds
+	cost   int64     // what it holds of it
 	// ctx is a synchronous push's work context (see workContext), kept
 	// here to save an allocation per push.
 	ctx workContext
@@ -45,25 +47,42 @@ func newPush(t Target, op int32, body []byte, opts []PushOption) (*push, error) 
 	if err := w.opts.check(t); err != nil {
 		return nil, err
 	}
+	if w.opts.id.IsZero() {
+		w.opts.id = imcloud.NewMessageID()
+	}
 	return w, nil
 }
 
-// begin registers one push in flight, or refuses it after Shutdown.
-func (p *Pusher) begin() error {
+// begin registers one push in flight and admits it by its cost, or
+// refuses it: ErrClosed after Shutdown, ErrOverloaded when its cost
+// budget is spent.
+func (p *Pusher) begin(w *push) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return ErrClosed
 	}
+	class, took, ok := p.admit.acquire(pushCost(w.target, w.body))
+	if !ok {
+		p.stats.overloaded.Add(1)
+		return ErrOverloaded
+	}
+	w.class, w.cost = class, took
 	p.inflight.Add(1)
 	return nil
 }
 
-// submit hands task to the pool, translating a saturated pool into
+// end releases what begin took.
+func (p *Pusher) end(w *push) {
+	p.admit.release(w.class, w.cost)
+	p.inflight.Done()
+}
+
+// submit hands w's task to the pool, translating a saturated pool into
 // ErrOverloaded.
-func (p *Pusher) submit(task func()) error {
+func (p *Pusher) submit(w *push, task func()) error {
 	if err := p.pool.Submit(task); err != nil {
-		p.inflight.Done()
+		p.end(w)
 		if errors.Is(err, ants.ErrPoolOverload) {
 			p.stats.overloaded.Add(1)
 			return ErrOverloaded
@@ -88,13 +107,13 @@ var outcomePool = sync.Pool{New: func() any { return make(chan outcome, 1) }}
 // cancellation, so when ctx ends first the caller gets ctx's error at once
 // and the push may still complete in the background.
 func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
-	if err := p.begin(); err != nil {
+	if err := p.begin(w); err != nil {
 		return Result{}, err
 	}
 	w.ctx = workContext{Context: p.workCtx(), values: context.WithoutCancel(ctx)}
 	ch := outcomePool.Get().(chan outcome)
-	err := p.submit(func() {
-		defer p.inflight.Done()
+	err := p.submit(w, func() {
+		defer p.end(w)
 		res, err := p.execute(&w.ctx, w)
 		ch <- outcome{res, err}
 	})
@@ -113,11 +132,11 @@ func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
 }
 
 func (p *Pusher) runAsync(ctx context.Context, w *push, done AsyncFunc) error {
-	if err := p.begin(); err != nil {
+	if err := p.begin(w); err != nil {
 		return err
 	}
-	return p.submit(func() {
-		defer p.inflight.Done()
+	return p.submit(w, func() {
+		defer p.end(w)
 		ctx, cancel := context.WithTimeout(ctx, p.timeout)
 		res, err := p.execute(ctx, w)
 		cancel()
@@ -147,7 +166,7 @@ func (p *Pusher) execute(ctx context.Context, w *push) (Result, error) {
 func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error) {
 	now := time.Now()
 	base := imcloud.Message{
-		Kind: w.target.messageKind(), Op: w.op, Body: w.body,
+		ID: w.opts.id, Kind: w.target.messageKind(), Op: w.op, Body: w.body,
 		Accepted: now, Expires: w.opts.expiresAt(now, p.pushExpiry),
 	}
 	var (
@@ -157,21 +176,21 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 	switch w.target.Kind {
 	case TargetRoom:
 		m := base
-		m.ID, m.Room = imcloud.NewMessageID(), w.target.Room
-		return p.publish(ctx, Result{}, &m)
+		m.Room = w.target.Room
+		return p.publish(ctx, Result{ID: m.ID}, &m)
 	case TargetAll:
 		m := base
-		m.ID, m.Speed = imcloud.NewMessageID(), w.opts.speed
-		return p.publish(ctx, Result{}, &m)
+		m.Speed = w.opts.speed
+		return p.publish(ctx, Result{ID: m.ID}, &m)
 	case TargetMids:
 		routes, err = p.router.NodesByMids(ctx, w.target.Mids)
 	default:
 		routes, err = p.router.NodesByKeys(ctx, w.target.Keys)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrRouter, err)
+		return Result{ID: base.ID}, fmt.Errorf("%w: %w", ErrRouter, err)
 	}
-	res := Result{Keys: len(routes)}
+	res := Result{ID: base.ID, Keys: len(routes)}
 	switch len(routes) {
 	case 0:
 		return res, nil
@@ -180,7 +199,6 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		for key, node := range routes {
 			m.Node, m.Keys = node, []string{key}
 		}
-		m.ID = imcloud.NewMessageID()
 		res.Nodes = 1
 		return p.publish(ctx, res, &m)
 	}
@@ -196,7 +214,7 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 	for node, keys := range byNode {
 		m := &ms[i]
 		*m = base
-		m.ID, m.Node, m.Keys = imcloud.NewMessageID(), node, keys
+		m.Node, m.Keys = node, keys
 		msgs = append(msgs, m)
 		i++
 	}

@@ -80,6 +80,10 @@ type Config struct {
 	// Push API.
 	APIKey      string
 	MaxBodySize int64
+	// MaxPushCost is logic.Config.MaxPushCost: the cost (targets plus
+	// body KiB) of the large pushes in flight at once. 0 is logic's
+	// default; negative, no bound.
+	MaxPushCost int64
 	// InsecureAPI allows the push API (and pprof) on an address other
 	// than loopback without an API key.
 	InsecureAPI bool
@@ -164,6 +168,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>)")
 	fs.BoolVar(&cfg.InsecureAPI, "insecure-api", false, "allow the push API (and pprof) on a non-loopback address without -api-key")
 	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
+	fs.Int64Var(&cfg.MaxPushCost, "max-push-cost", 0, "cost (targets plus body KiB) of the large pushes in flight at once; past it a push is answered 503 (0: logic's default, 100000; -1: no bound)")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / PROXY protocol is believed")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "client connections per node (0: the cloud default)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default, 1000; -1: no cap)")

@@ -241,7 +241,7 @@ func (a *App) authenticator() (cloud.Authenticator, error) {
 
 func (a *App) newLogic() error {
 	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Timeout: pushTimeout,
-		Logger: a.log.With("role", RoleLogic)})
+		MaxPushCost: a.cfg.MaxPushCost, Logger: a.log.With("role", RoleLogic)})
 	if err != nil {
 		return fmt.Errorf("logic: %w", err)
 	}
