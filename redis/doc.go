@@ -7,8 +7,17 @@
 // Keys follow goim's schema (mid_{mid}, key_{key}, ol_{node}), extended by
 // connection generations, a node registry and expiring room counts; see
 // scripts.go. The router's own generation tells when Redis lost its data
-// and starts a bounded rebuild; see generation.go. Writes are Lua scripts, atomic on the server; lookups from
-// many goroutines share round trips.
+// and starts a bounded rebuild; see generation.go. Writes are Lua scripts,
+// atomic on the server; lookups from many goroutines share round trips.
+//
+// Push lookups never starve a node's own traffic: they run on a pool of
+// their own (one connection per Config.Lookups goroutine), apart from the
+// writes, queries and node list (Config.PoolSize), so a cloud node
+// registering through the Router a logic Pusher resolves with always finds
+// a connection; and they reach Redis in script calls of at most
+// Config.MaxMidsPerCall mids, so Redis serves the other clients (every
+// node's registrations and heartbeats) between the calls instead of after
+// one script of hundreds of thousands of mids.
 //
 // # Concurrency and lifecycle
 //

@@ -137,7 +137,8 @@ func (r *Router) resolve(trip []*lookup, nodes nodeNames) {
 	if len(live) == 0 {
 		return
 	}
-	var keyArgs, midArgs []any
+	var keyArgs []any
+	var midCalls [][]any
 	if nkeys > 0 {
 		keyArgs = make([]any, 0, 2+nkeys)
 		keyArgs = append(keyArgs, r.genKeys()...)
@@ -148,17 +149,11 @@ func (r *Router) resolve(trip []*lookup, nodes nodeNames) {
 		}
 	}
 	if nmids > 0 {
-		midArgs = make([]any, 0, nmids+1)
-		midArgs = append(midArgs, r.prefix)
-		for _, l := range live {
-			for _, m := range l.mids {
-				midArgs = append(midArgs, m) // redigo formats it; no string per mid
-			}
-		}
+		midCalls = r.midCalls(live, nmids)
 	}
 	r.stats.lookups.Add(uint64(len(live)))
 	r.stats.roundTrips.Add(1)
-	keyReply, midReply, err := r.roundTrip(keyArgs, midArgs)
+	keyReply, midReply, err := r.roundTrip(keyArgs, midCalls)
 	var gen, marker []byte
 	rebuilding := false
 	if err == nil {
@@ -279,50 +274,132 @@ func decimalPrefix(b []byte) (n int, rest []byte, err error) {
 	return 0, nil, errRoutesReply
 }
 
-// roundTrip sends, pipelined on one connection, the keys (one MGET,
-// after the generation and the rebuild marker) and the mids (one script
-// call, whose reply starts with them).
-func (r *Router) roundTrip(keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
+// midCalls splits the mids of live (nmids in all) into the argument lists
+// of script calls of at most MaxMidsPerCall mids each, in order.
+func (r *Router) midCalls(live []*lookup, nmids int) [][]any {
+	per := r.cfg.MaxMidsPerCall
+	calls := make([][]any, 0, (nmids+per-1)/per)
+	var cur []any
+	for _, l := range live {
+		for _, m := range l.mids {
+			if len(cur) == 0 {
+				cur = make([]any, 0, 1+min(per, nmids))
+				cur = append(cur, r.prefix)
+			}
+			cur = append(cur, m) // redigo formats it; no string per mid
+			nmids--
+			if len(cur) == 1+per {
+				calls, cur = append(calls, cur), nil
+			}
+		}
+	}
+	if len(cur) > 0 {
+		calls = append(calls, cur)
+	}
+	return calls
+}
+
+// roundTrip sends, pipelined on one connection of the lookups' own pool,
+// the keys (one MGET, after the generation and the rebuild marker) and
+// the mids (script calls whose replies each start with them, joined into
+// one reply as one call would answer).
+func (r *Router) roundTrip(keyArgs []any, midCalls [][]any) (keys []any, mids []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PoolWait)
 	defer cancel()
-	err = r.withConn(ctx, func(c redigo.Conn) error {
+	err = r.withPoolConn(ctx, r.lookupPool, func(c redigo.Conn) error {
 		var err error
-		keys, mids, err = send(c, keyArgs, midArgs)
+		keys, mids, err = send(c, keyArgs, midCalls)
 		return err
 	})
 	return keys, mids, err
 }
 
-func send(c redigo.Conn, keyArgs, midArgs []any) (keys []any, mids []byte, err error) {
+func send(c redigo.Conn, keyArgs []any, midCalls [][]any) (keys []any, mids []byte, err error) {
+	for attempt := 0; ; attempt++ {
+		keys, mids, err = sendOnce(c, keyArgs, midCalls)
+		if attempt == 0 && isNoScript(err) {
+			// Every reply was read: load the script and send it all again
+			// (reads only).
+			if err := midsScript.Load(c); err != nil {
+				return nil, nil, fmt.Errorf("redis: mids: script load: %w", err)
+			}
+			continue
+		}
+		return keys, mids, err
+	}
+}
+
+// sendOnce pipelines the MGET and the mids script calls and reads every
+// reply, even after an error, so the connection is left clean; a NOSCRIPT
+// error stays visible to isNoScript through the wrapping.
+func sendOnce(c redigo.Conn, keyArgs []any, midCalls [][]any) (keys []any, mids []byte, err error) {
 	if keyArgs != nil {
 		if err := c.Send("MGET", keyArgs...); err != nil {
 			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
 		}
 	}
-	if midArgs != nil {
-		if err := midsScript.SendHash(c, midArgs...); err != nil {
+	for _, args := range midCalls {
+		if err := midsScript.SendHash(c, args...); err != nil {
 			return nil, nil, fmt.Errorf("redis: mids: %w", err)
 		}
 	}
 	if err := c.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("redis: flush: %w", err)
 	}
+	var first error
 	if keyArgs != nil {
 		if keys, err = redigo.Values(c.Receive()); err != nil {
-			return nil, nil, fmt.Errorf("redis: MGET: %w", err)
-		}
-		if len(keys) != len(keyArgs) {
-			return nil, nil, fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
+			first = fmt.Errorf("redis: MGET: %w", err)
+		} else if len(keys) != len(keyArgs) {
+			first = fmt.Errorf("redis: MGET: %d replies for %d keys", len(keys), len(keyArgs))
 		}
 	}
-	if midArgs != nil {
-		mids, err = redigo.Bytes(c.Receive())
-		if err != nil && isNoScript(err) {
-			mids, err = redigo.Bytes(midsScript.Do(c, midArgs...)) // EVAL loads it
+	var head []byte // the first call's generation and marker
+	for range midCalls {
+		reply, err := redigo.Bytes(c.Receive())
+		if first != nil {
+			continue // read the rest of the replies only
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("redis: mids: %w", err)
+			first = fmt.Errorf("redis: mids: %w", err)
+			continue
+		}
+		if mids == nil {
+			mids = reply
+			head, first = replyHead(reply)
+			continue
+		}
+		h, err := replyHead(reply)
+		switch {
+		case err != nil:
+			first = err
+		case string(h) != string(head):
+			// The data was lost between two calls: they answered from two
+			// generations. Fail: the next lookup sees the new one.
+			first = errGenerationMoved
+		default:
+			mids = append(mids, reply[len(h):]...)
 		}
 	}
+	if first != nil {
+		return nil, nil, first
+	}
 	return keys, mids, nil
+}
+
+// errGenerationMoved is a lookup whose script calls answered from two
+// generations of the router's data.
+var errGenerationMoved = fmt.Errorf("%w: the router's generation changed during a lookup", logic.ErrRouter)
+
+// replyHead returns the generation and marker items at the start of a
+// mids script reply.
+func replyHead(reply []byte) ([]byte, error) {
+	_, rest, err := lengthPrefixed(reply)
+	if err == nil {
+		_, rest, err = lengthPrefixed(rest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return reply[:len(reply)-len(rest)], nil
 }

@@ -36,8 +36,13 @@ type Config struct {
 	DB int
 	// TLS, when set, makes connections use TLS with this configuration.
 	TLS *tls.Config
-	// PoolSize bounds the open connections. A caller waits for a free one
-	// (up to PoolWait). Default 32.
+	// PoolSize bounds the open connections of everything but the key and
+	// mid lookups: session and node writes (a cloud node's registrations),
+	// the online queries, the node list. A caller waits for a free one (up
+	// to PoolWait). Default 32. The lookups have a pool of their own, one
+	// connection per Lookups goroutine, so however many pushes are being
+	// resolved, a node's registrations through the same Router always find
+	// a connection.
 	PoolSize int
 	// PoolWait is how long a call waits for a free connection before
 	// failing. Default 1s.
@@ -64,6 +69,14 @@ type Config struct {
 	// MaxLookupsPerTrip bounds the lookups coalesced into one round
 	// trip. Default 256.
 	MaxLookupsPerTrip int
+	// MaxMidsPerCall bounds the mids one lookup script call resolves; a
+	// round trip with more pipelines several calls. Redis runs a script
+	// alone, serving no other client meanwhile, so this bounds how long
+	// push lookups of many users hold Redis at a time: the cloud nodes'
+	// registrations and heartbeats are served between the calls instead of
+	// timing out behind one call of hundreds of thousands of mids.
+	// Default 1000.
+	MaxMidsPerCall int
 	// RebuildWindow is how long after the router lost its data (a new
 	// generation, see Generation) lookups that may be incomplete fail with
 	// logic.ErrRouterRebuilding and NodesRebuilding reports rebuilding.
@@ -85,10 +98,13 @@ type Config struct {
 //
 // Safe for concurrent use. Close releases the connections.
 type Router struct {
-	cfg    Config
-	pool   *redigo.Pool
-	prefix string
-	log    *slog.Logger
+	cfg  Config
+	pool *redigo.Pool // writes, queries, node list
+	// lookupPool is the lookups' own, Lookups connections: a burst of
+	// push lookups never takes the connections the writes need.
+	lookupPool *redigo.Pool
+	prefix     string
+	log        *slog.Logger
 
 	lookups chan *lookup
 	stats   struct{ lookups, roundTrips atomic.Uint64 }
@@ -136,6 +152,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.MaxLookupsPerTrip <= 0 {
 		cfg.MaxLookupsPerTrip = 256
 	}
+	if cfg.MaxMidsPerCall <= 0 {
+		cfg.MaxMidsPerCall = 1000
+	}
 	if cfg.RebuildWindow <= 0 {
 		cfg.RebuildWindow = logic.DefaultRebuildWindow
 	}
@@ -168,21 +187,11 @@ func NewRouter(cfg Config) (*Router, error) {
 		lookups: make(chan *lookup, cfg.MaxLookupsPerTrip*cfg.Lookups),
 		quit:    make(chan struct{}),
 	}
-	r.pool = &redigo.Pool{
-		DialContext: func(ctx context.Context) (redigo.Conn, error) {
-			return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
-		},
-		TestOnBorrow: func(_ redigo.Conn, lastUsed time.Time) error {
-			if lastUsed.UnixNano() <= r.connLost.Load() {
-				return errStaleConn
-			}
-			return nil
-		},
-		MaxIdle:     cfg.PoolSize,
-		MaxActive:   cfg.PoolSize,
-		Wait:        true,
-		IdleTimeout: cfg.IdleTimeout,
+	dial := func(ctx context.Context) (redigo.Conn, error) {
+		return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
 	}
+	r.pool = r.newPool(dial, cfg.PoolSize)
+	r.lookupPool = r.newPool(dial, cfg.Lookups)
 	for i := 0; i < cfg.Lookups; i++ {
 		r.wg.Add(1)
 		go r.lookupLoop()
@@ -197,6 +206,7 @@ func (r *Router) Close() error {
 		close(r.quit)
 		r.wg.Wait()
 		_ = r.pool.Close()
+		_ = r.lookupPool.Close()
 	})
 	return nil
 }
@@ -222,8 +232,26 @@ func (r *Router) Ping(ctx context.Context) error {
 	return err
 }
 
-// conn takes a pooled connection, waiting at most PoolWait.
-func (r *Router) conn(ctx context.Context) (redigo.Conn, error) {
+// newPool returns a pool of at most size connections from dial that
+// drops idle connections older than the last one the server closed.
+func (r *Router) newPool(dial func(context.Context) (redigo.Conn, error), size int) *redigo.Pool {
+	return &redigo.Pool{
+		DialContext: dial,
+		TestOnBorrow: func(_ redigo.Conn, lastUsed time.Time) error {
+			if lastUsed.UnixNano() <= r.connLost.Load() {
+				return errStaleConn
+			}
+			return nil
+		},
+		MaxIdle:     size,
+		MaxActive:   size,
+		Wait:        true,
+		IdleTimeout: r.cfg.IdleTimeout,
+	}
+}
+
+// conn takes a connection from pool, waiting at most PoolWait.
+func (r *Router) conn(ctx context.Context, pool *redigo.Pool) (redigo.Conn, error) {
 	select {
 	case <-r.quit:
 		return nil, logic.ErrClosed
@@ -231,7 +259,7 @@ func (r *Router) conn(ctx context.Context) (redigo.Conn, error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.PoolWait)
 	defer cancel()
-	c, err := r.pool.GetContext(wctx)
+	c, err := pool.GetContext(wctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -259,8 +287,13 @@ func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 // add), and the idle connections from before the restart are dropped by
 // the pool's TestOnBorrow, so the retry dials afresh.
 func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) error {
+	return r.withPoolConn(ctx, r.pool, fn)
+}
+
+// withPoolConn is withConn on a connection of pool.
+func (r *Router) withPoolConn(ctx context.Context, pool *redigo.Pool, fn func(c redigo.Conn) error) error {
 	for attempt := 0; ; attempt++ {
-		c, err := r.conn(ctx)
+		c, err := r.conn(ctx, pool)
 		if err != nil {
 			return err
 		}
