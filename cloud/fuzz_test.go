@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 //
 //	go test -run '^$' -fuzz '^FuzzInboundTCP$' -fuzztime 60s -fuzzminimizetime 1s ./cloud/
 //	go test -run '^$' -fuzz '^FuzzInboundWS$' -fuzztime 60s -fuzzminimizetime 1s ./cloud/
+//	go test -run '^$' -fuzz '^FuzzWSUpgrade$' -fuzztime 60s -fuzzminimizetime 1s ./cloud/
 //
 // (-fuzzminimizetime: the default 60 s spent minimizing every new
 // interesting input stalls exploration here.)
@@ -41,6 +43,7 @@ var errFuzzKey = errors.New("fuzz: reserved key")
 type fuzzNode struct {
 	s       *Server
 	ws      bool
+	upgrade bool // fuzzed connections start with the HTTP upgrade
 	healthy net.Conn
 	br      *bufio.Reader
 	seq     int
@@ -68,7 +71,7 @@ func newFuzzNode(f *testing.F, isWS bool) *fuzzNode {
 		f.Fatal(err)
 	}
 	n := &fuzzNode{s: s, ws: isWS}
-	cli := n.open()
+	cli := n.open(false)
 	n.healthy, n.br = cli, bufio.NewReader(cli)
 	auth := protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1,
 		Body: []byte(`{"mid":1,"key":"` + fuzzHealthyKey + `","room_id":"live://healthy","accepts":[1000]}`)})
@@ -88,15 +91,17 @@ func newFuzzNode(f *testing.F, isWS bool) *fuzzNode {
 }
 
 // open starts serving a new pipe connection as the accept loop would and
-// returns the client's end.
-func (n *fuzzNode) open() net.Conn {
+// returns the client's end; raw: a WebSocket one starts with the upgrade.
+func (n *fuzzNode) open(raw bool) net.Conn {
 	cli, srv := net.Pipe()
 	if !n.s.addConn(srv) {
 		panic("fuzz: server closed")
 	}
 	n.s.stats.conns.Add(1)
 	n.s.stats.accepted.Add(1)
-	if n.ws {
+	if n.ws && raw {
+		go n.s.serveConn(srv, true, nil, false)
+	} else if n.ws {
 		// Past the HTTP upgrade: the fuzzer writes WebSocket frames.
 		go n.s.serveConn(srv, true, &handshakeInfo{}, true)
 	} else {
@@ -155,7 +160,7 @@ func (n *fuzzNode) read() (int32, []byte, error) {
 // run feeds data to a fresh connection and checks the node afterwards.
 func (n *fuzzNode) run(t *testing.T, data []byte) {
 	base := n.s.stats.conns.Load()
-	cli := n.open()
+	cli := n.open(n.upgrade)
 	drained := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, cli); close(drained) }()
 	_ = cli.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -293,5 +298,33 @@ func FuzzInboundWS(f *testing.F) {
 		f.Add(s)
 	}
 	n := newFuzzNode(f, true)
+	f.Fuzz(func(t *testing.T, data []byte) { n.run(t, data) })
+}
+
+// FuzzWSUpgrade fuzzes the standalone WebSocket upgrade (ServeWS): the
+// request line, the headers and their size cap, then the first frames.
+func FuzzWSUpgrade(f *testing.F) {
+	const hdr = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	auth := wsFrame(true, ws.OpBinary, goimFrame(1, protocol.OpAuth, 1, fuzzAuth), false)
+	seeds := []string{
+		"GET /sub HTTP/1.1\r\n" + hdr + "\r\n",
+		"GET /sub?room=1&x=%zz HTTP/1.1\r\n" + hdr + "\r\n",
+		"GET /sub HTTP/1.1\r\n" + hdr + "Origin: http://a\r\nCookie: t=1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+		"GET /other HTTP/1.1\r\n" + hdr + "\r\n",
+		"POST /sub HTTP/1.1\r\n" + hdr + "\r\n",
+		"GET /sub HTTP/1.0\r\n" + hdr + "\r\n",
+		"GET /sub HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /sub HTTP/1.1\r\n" + hdr + "X-Long: " + strings.Repeat("a", maxUpgradeBytes) + "\r\n\r\n",
+		"GET /sub HTTP/1.1\r\n" + strings.Repeat("X-A: 1\r\n", 80) + hdr + "\r\n",
+		"GET /sub HTTP/1.1\nHost: x\n\n",
+		"GET\r\n\r\n",
+		"\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+		f.Add(cat([]byte(s), auth))
+	}
+	n := newFuzzNode(f, true)
+	n.upgrade = true
 	f.Fuzz(func(t *testing.T, data []byte) { n.run(t, data) })
 }

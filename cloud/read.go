@@ -240,14 +240,44 @@ func eofUnexpected(err error) error {
 // wsPath is the standalone WebSocket endpoint's path (goim's).
 const wsPath = "/sub"
 
+// maxUpgradeBytes caps the whole WebSocket upgrade request (request line
+// and headers) on ServeWS, as net/http's DefaultMaxHeaderBytes caps
+// ServeHTTP's: the upgrade reader otherwise grows a line to whatever the
+// client sends before its newline.
+const maxUpgradeBytes = 16 << 10
+
+// errUpgradeTooLarge ends an upgrade request longer than maxUpgradeBytes.
+var errUpgradeTooLarge = errors.New("cloud: websocket upgrade request too large")
+
+// capReader returns errUpgradeTooLarge once n bytes have been read.
+type capReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, errUpgradeTooLarge
+	}
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= n
+	return n, err
+}
+
 // upgradeRaw performs the WebSocket upgrade on a raw connection
 // (ServeWS), collecting the request's headers and query for the
-// authenticator.
+// authenticator. A request over maxUpgradeBytes is answered 431 (400 when
+// the request line alone is over it) and refused.
 func (s *Server) upgradeRaw(nc net.Conn) (*handshakeInfo, error) {
 	info := &handshakeInfo{header: make(http.Header)}
 	_, info.tls = nc.(interface{ Handshake() error })
+	lineRead := false
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
+			lineRead = true
 			p, q, _ := strings.Cut(string(uri), "?")
 			if p != wsPath {
 				return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound))
@@ -271,7 +301,18 @@ func (s *Server) upgradeRaw(nc net.Conn) (*handshakeInfo, error) {
 			return nil
 		},
 	}
-	if _, err := u.Upgrade(nc); err != nil {
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{&capReader{r: nc, n: maxUpgradeBytes}, nc}
+	if _, err := u.Upgrade(rw); err != nil {
+		if errors.Is(err, errUpgradeTooLarge) {
+			status := http.StatusRequestHeaderFieldsTooLarge
+			if !lineRead {
+				status = http.StatusBadRequest
+			}
+			_, _ = fmt.Fprintf(nc, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", status, http.StatusText(status))
+		}
 		return nil, err
 	}
 	return info, nil
