@@ -31,7 +31,8 @@ type Config struct {
 	// DevAuthenticator() to trust the client's JSON (goim's behaviour) on
 	// purpose, NewTokenAuthenticator for signed tokens, or an AuthFunc.
 	Authenticator Authenticator
-	// LinkSecret is the shared secret job presents in its link hello.
+	// LinkSecret is the shared secret job and the node prove to each
+	// other in the link hello (ServeLink); it is never sent.
 	// Empty refuses every link connection unless InsecureLink is set.
 	LinkSecret string
 	// InsecureLink accepts link hellos with an empty secret (tests and

@@ -194,3 +194,19 @@ func TestAcceptMalformed(t *testing.T) {
 	require.ErrorIs(t, accept(append(ok, hello("{}")...)), ErrBadHello, "a hello where the proof was due")
 	require.ErrorIs(t, accept(append(ok, frame(t, OpProof, Proof{Proof: []byte("x")})...)), ErrBadSecret)
 }
+
+// TestProofVectors pins the proofs of docs/protocol.md section 7: secret
+// "s3cret", job's nonce 00..1f, the node's 20..3f, client "job@a", node
+// "cloud-a".
+func TestProofVectors(t *testing.T) {
+	cn, sn := make([]byte, NonceLen), make([]byte, NonceLen)
+	for i := range cn {
+		cn[i], sn[i] = byte(i), byte(0x20+i)
+	}
+	b, err := json.Marshal(Proof{Proof: clientProof("s3cret", sn, cn, "job@a")})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"proof":"kd9n+I1Zp0KArwQldktJNydG5STRJ+wMpG6LSvK1mRc="}`, string(b))
+	b, err = json.Marshal(HelloAck{Version: Version, Node: "cloud-a", Proof: serverProof("s3cret", cn, sn, "cloud-a")})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"version":2,"node":"cloud-a","proof":"wYKzLipuv/eD2KMv2hVYsSkgLFWGaRSqC/165Lq+6mg="}`, string(b))
+}

@@ -77,6 +77,12 @@ type Config struct {
 	TLSCert string
 	TLSKey  string
 
+	// TLS for the link (linktls.go): this process's certificate and the
+	// CA that verifies the other side.
+	LinkTLSCert string
+	LinkTLSKey  string
+	LinkTLSCA   string
+
 	// Push API.
 	APIKey      string
 	MaxBodySize int64
@@ -165,6 +171,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file for TLS on the client listeners")
+	fs.StringVar(&cfg.LinkTLSCert, "link-tls-cert", "", "certificate file: cloud serves its link over TLS with it; job presents it as its client certificate")
+	fs.StringVar(&cfg.LinkTLSKey, "link-tls-key", "", "key file of -link-tls-cert")
+	fs.StringVar(&cfg.LinkTLSCA, "link-tls-ca", "", "CA file: job dials the links over TLS and verifies the nodes with it; cloud requires job's client certificate signed by it")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>)")
 	fs.BoolVar(&cfg.InsecureAPI, "insecure-api", false, "allow the push API (and pprof) on a non-loopback address without -api-key")
 	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
@@ -290,6 +299,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageErr("tls-key", "-tls-cert and -tls-key go together")
+	}
+	if err := c.validateLinkTLS(); err != nil {
+		return err
 	}
 	for _, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {

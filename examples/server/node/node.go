@@ -41,10 +41,11 @@ type App struct {
 	dlq    func(context.Context, imcloud.Record) error
 	closer []func() error // backends this App owns, closed last
 
-	pusher *logic.Pusher
-	cloud  *cloud.Server
-	job    *job.Job
-	admin  *admin
+	pusher  *logic.Pusher
+	cloud   *cloud.Server
+	linkTLS *tls.Config // the link listener's, if TLS
+	job     *job.Job
+	admin   *admin
 
 	listeners map[string]net.Listener
 	httpSrv   *http.Server
@@ -189,6 +190,9 @@ func (a *App) newCloud() error {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if a.linkTLS, _, err = a.cfg.linkTLS(); err != nil {
+		return err
+	}
 	var proxies []netip.Prefix
 	for _, p := range a.cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -258,12 +262,17 @@ func (a *App) routerReady(ctx context.Context) error {
 }
 
 func (a *App) newJob() error {
+	_, linkTLS, err := a.cfg.linkTLS()
+	if err != nil {
+		return err
+	}
 	cfg := job.Config{
-		Source:     a.source,
-		Directory:  a.router,
-		LinkSecret: a.cfg.LinkSecret,
-		DeadLetter: a.deadLetter(),
-		Logger:     a.log.With("role", RoleJob),
+		Source:      a.source,
+		Directory:   a.router,
+		LinkSecret:  a.cfg.LinkSecret,
+		LinkOptions: job.LinkOptions{TLS: linkTLS},
+		DeadLetter:  a.deadLetter(),
+		Logger:      a.log.With("role", RoleJob),
 	}
 	if !a.cfg.Clustered() {
 		// One process: deliver straight into the gateway, no link.
@@ -355,6 +364,9 @@ func (a *App) start() {
 			a.goServe("ws", func() error { return a.cloud.ServeWS(ln) })
 		}
 		if ln := a.listeners["link"]; ln != nil {
+			if a.linkTLS != nil {
+				ln = tls.NewListener(ln, a.linkTLS)
+			}
 			a.goServe("link", func() error { return a.cloud.ServeLink(ln) })
 		}
 	}
