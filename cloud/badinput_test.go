@@ -276,7 +276,7 @@ func TestLimits(t *testing.T) {
 		c := dialRaw(t, n.tcpAddr, false)
 		_ = c.send(1, 7, 1, []byte(goimAuth(3, "", "")))
 		c.expectClosed(t)
-		assert.Equal(t, uint64(1), n.srv.Stats().Rejected)
+		assert.Equal(t, uint64(1), n.srv.Stats().Refused["ip_cap"])
 	})
 	t.Run("max conns", func(t *testing.T) {
 		n := startNode(t, cloud.Config{MaxConns: 1})
@@ -284,7 +284,7 @@ func TestLimits(t *testing.T) {
 		a.auth(1, goimAuth(1, "", ""))
 		c := dialRaw(t, n.tcpAddr, false)
 		c.expectClosed(t)
-		assert.Equal(t, uint64(1), n.srv.Stats().Rejected)
+		assert.Equal(t, uint64(1), n.srv.Stats().Refused["node_cap"])
 	})
 	t.Run("accept rate", func(t *testing.T) {
 		n := startNode(t, cloud.Config{AcceptRate: 3})
@@ -292,7 +292,7 @@ func TestLimits(t *testing.T) {
 			c := dialRaw(t, n.tcpAddr, false)
 			_ = c.send(1, 2, 1, nil)
 		}
-		waitFor(t, "rejections", func() bool { return n.srv.Stats().Rejected >= 2 })
+		waitFor(t, "rejections", func() bool { return n.srv.Stats().Refused["accept_rate"] >= 2 })
 	})
 	t.Run("proxy protocol and forwarded-for", func(t *testing.T) {
 		var ips sync.Map

@@ -83,12 +83,33 @@ type Config struct {
 	DropOldest bool
 	// MaxConns caps connections on this node. Default 1,000,000.
 	MaxConns int
-	// MaxConnsPerIP caps connections per client IP. Default 1000 (large
-	// carrier NATs put many users behind one address). Negative: no cap.
+	// MaxConnsPerIP caps connections per client IP (authenticated, or
+	// past the handshake caps with their auth frame read). Default 20,000.
+	// Carrier-grade NAT puts thousands of subscribers behind one public
+	// address, and a load test runs from one host; a NAT address holds at
+	// most ~64 Ki flows to one server port in all, so 20,000 refuses no
+	// real NAT's users here while one address still cannot take more than
+	// 2% of MaxConns' default. Negative: no cap.
 	MaxConnsPerIP int
-	// AcceptRate caps new connections per second (reconnect storms), with
-	// a burst of the same size. Default 2000. Negative: no cap.
+	// AcceptRatePerIP caps new connections per second from one client IP
+	// (an IPv6 client: its /64), with a burst of the same size, so one
+	// source connecting in a loop spends its own budget, not the node's.
+	// Default 2000: one host can open 10,000 connections at 1,500/s.
+	// The table of sources is bounded (64 Ki; idle ones are forgotten
+	// first). Negative: no cap.
+	AcceptRatePerIP int
+	// AcceptRate caps new connections per second on the node (reconnect
+	// storms; the last resort once sources are limited), with a burst of
+	// the same size. Default 10,000, five sources at AcceptRatePerIP.
+	// Negative: no cap.
 	AcceptRate int
+	// MaxHandshakes caps the sockets in their handshake (accepted, not
+	// yet authenticated) on the node, and MaxHandshakesPerIP those from
+	// one client IP, so sockets that never authenticate (each lives at
+	// most HandshakeTimeout) cannot use up MaxConns or the node's
+	// attention for the clients that do. Defaults 10,000 and 1,000.
+	// Negative: no cap.
+	MaxHandshakes, MaxHandshakesPerIP int
 	// InboundRate caps client frames per second per connection. Default 50.
 	// Negative: no cap.
 	InboundRate int
@@ -142,6 +163,10 @@ type Config struct {
 	UpstreamHook func(ctx context.Context, m Upstream)
 	// Logger receives operational logs. Nil: silent.
 	Logger *slog.Logger
+
+	// refusalLogEvery is how often refusals are summed up in the log
+	// (tests shorten it). Default 10 s.
+	refusalLogEvery time.Duration
 }
 
 // Upstream is a message a client sent to the server.
@@ -186,8 +211,11 @@ func (c Config) withDefaults() (Config, error) {
 	defi(&c.MaxBatchBody, 4096)
 	defi(&c.QueueLength, 1024)
 	defi(&c.MaxConns, 1_000_000)
-	defi(&c.MaxConnsPerIP, 1000)
-	defi(&c.AcceptRate, 2000)
+	defi(&c.MaxConnsPerIP, 20_000)
+	defi(&c.AcceptRatePerIP, 2000)
+	defi(&c.AcceptRate, 10_000)
+	defi(&c.MaxHandshakes, 10_000)
+	defi(&c.MaxHandshakesPerIP, 1000)
 	defi(&c.InboundRate, 50)
 	def(&c.SessionTTL, 10*time.Minute)
 	def(&c.NodeTTL, 30*time.Second)
@@ -200,6 +228,7 @@ func (c Config) withDefaults() (Config, error) {
 	defi(&c.DrainRate, 20000)
 	def(&c.ReconnectMin, time.Second)
 	def(&c.ReconnectMax, 10*time.Second)
+	def(&c.refusalLogEvery, 10*time.Second)
 	if c.ReconnectMax < c.ReconnectMin {
 		c.ReconnectMax = c.ReconnectMin
 	}

@@ -129,11 +129,11 @@ func (c *conn) handshake(hi *handshakeInfo, upgraded bool) bool {
 	if !c.prepare(&hi, upgraded) {
 		return false
 	}
-	if !s.acquireIP(c.ip) {
-		s.stats.rejected.Add(1)
+	if peer := addrOf(c.nc.RemoteAddr()); s.trusted(peer) && c.ip != peer && !s.ipRates.allow(c.ip) {
+		// A trusted proxy's client, named now: its own accept rate.
+		s.refused(refusedIPRate)
 		return false
 	}
-	c.ipHeld = true
 	ok, err := c.authenticate(hi)
 	if !ok && err != nil {
 		s.cfg.Logger.Debug("cloud: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
@@ -191,6 +191,10 @@ func (c *conn) prepare(hi **handshakeInfo, upgraded bool) bool {
 	}
 	if c.ws && !upgraded {
 		info, err := s.upgradeRaw(c.nc)
+		if errors.Is(err, errUpgradeTooLarge) {
+			s.refused(refusedUpgradeSize)
+			return false
+		}
 		if err != nil {
 			s.stats.protocolErrors.Add(1)
 			return false
@@ -228,6 +232,14 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 			return false, errors.New("cloud: too many frames before auth")
 		}
 	}
+	// The per-IP cap counts from here, so that a refused ver-2 client
+	// learns why (sockets still in their handshake are bounded by the
+	// handshake caps).
+	if !s.acquireIP(c.ip) {
+		c.refuse(&f, refusedIPCap)
+		return false, errors.New("cloud: per-IP connection cap")
+	}
+	c.ipHeld = true
 	req := &AuthRequest{Raw: f.Body, ClientIP: c.ip, RemoteAddr: c.nc.RemoteAddr().String(), WebSocket: c.ws}
 	if hi != nil {
 		req.Header, req.Query, req.TLS = hi.header, hi.query, hi.tls
@@ -237,6 +249,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	}
 	if err := json.Unmarshal(f.Body, &req.Body); err != nil {
 		s.stats.authRefused.Add(1)
+		c.refuse(&f, refusedAuth)
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
@@ -244,11 +257,16 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	cancel()
 	if err != nil {
 		s.stats.authRefused.Add(1)
+		c.refuse(&f, refusedAuth)
 		return false, err
 	}
 	key, err := bindKey(id)
-	if err != nil || len(id.Room) > maxRoomLen {
+	if err == nil {
+		err = validIdentity(id, key)
+	}
+	if err != nil {
 		s.stats.authRefused.Add(1)
+		c.refuse(&f, refusedIdentity)
 		return false, err
 	}
 	c.ext = f.Ver >= protocol.VerExtensions
@@ -285,8 +303,9 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 }
 
 const (
-	maxKeyLen  = 128
-	maxRoomLen = 256
+	maxKeyLen      = 128
+	maxRoomLen     = 256
+	maxPlatformLen = 32
 )
 
 type authReply struct {
@@ -455,10 +474,7 @@ func (c *conn) disconnect(reason string, reconnect time.Duration) {
 		c.kill()
 		return
 	}
-	body, _ := json.Marshal(struct {
-		Reason      string `json:"reason"`
-		ReconnectMS int64  `json:"reconnect_ms"`
-	}{reason, reconnect.Milliseconds()})
+	body, _ := json.Marshal(disconnectBody{reason, reconnect.Milliseconds()})
 	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
 	if !c.ws {
 		c.closeWith(true, outItem{b: frame, kind: itemFrame})

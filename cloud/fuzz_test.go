@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -94,7 +95,7 @@ func newFuzzNode(f *testing.F, isWS bool) *fuzzNode {
 // returns the client's end; raw: a WebSocket one starts with the upgrade.
 func (n *fuzzNode) open(raw bool) net.Conn {
 	cli, srv := net.Pipe()
-	if !n.s.addConn(srv) {
+	if n.s.addConn(srv, netip.Addr{}) != refusedNone {
 		panic("fuzz: server closed")
 	}
 	n.s.stats.conns.Add(1)

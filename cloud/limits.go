@@ -72,9 +72,9 @@ func (s *Server) clientIPFromHeader(peer netip.Addr, h http.Header) netip.Addr {
 	return ip
 }
 
-// newAcceptLimiter returns the node-wide accept-rate limiter: a token
-// bucket allowing perSec new connections per second with a burst of the
-// same size, starting full; perSec <= 0 means no cap.
+// newAcceptLimiter returns a token bucket allowing perSec new connections
+// per second with a burst of the same size, starting full; perSec <= 0
+// means no cap.
 func newAcceptLimiter(perSec int) *rate.Limiter {
 	if perSec <= 0 {
 		return rate.NewLimiter(rate.Inf, 0)
@@ -82,15 +82,113 @@ func newAcceptLimiter(perSec int) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSec), perSec)
 }
 
-// admit applies the node-wide limits to a new socket (max connections and
-// accept rate) and counts it. A refused socket is closed.
-func (s *Server) admit(nc net.Conn) bool {
-	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.Allow() {
-		s.stats.rejected.Add(1)
-		_ = nc.Close()
-		return false
+// admit applies the accept-time limits to a new socket from peer, cheapest
+// and most specific first, so that one source hitting its own limits
+// spends none of the node's: admitSource, then admitConn. An admitted
+// socket is counted and tracked as handshaking; refusedNone is returned.
+func (s *Server) admit(nc net.Conn, peer netip.Addr) refusal {
+	if r := s.admitSource(peer); r != refusedNone {
+		return r
+	}
+	return s.admitConn(nc, peer)
+}
+
+// admitSource applies the source's accept rate (by its address, unless it
+// is a trusted proxy, whose clients are limited once the PROXY header or
+// X-Forwarded-For names them) and the connection cap.
+func (s *Server) admitSource(peer netip.Addr) refusal {
+	if s.limitsByIP(peer) && !s.ipRates.allow(peer) {
+		return refusedIPRate
+	}
+	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) {
+		return refusedNodeCap
+	}
+	return refusedNone
+}
+
+// admitConn applies the handshake caps (node-wide and per source) and
+// last the node's accept rate, then counts nc and tracks it as
+// handshaking. refusedClosed: Shutdown began.
+func (s *Server) admitConn(nc net.Conn, peer netip.Addr) refusal {
+	if !s.limitsByIP(peer) {
+		peer = netip.Addr{}
+	}
+	if r := s.addConn(nc, peer); r != refusedNone {
+		return r
+	}
+	if !s.acceptRate.Allow() {
+		s.handshakeDone(nc)
+		s.wg.Done()
+		return refusedAcceptRate
 	}
 	s.stats.conns.Add(1)
 	s.stats.accepted.Add(1)
-	return true
+	return refusedNone
+}
+
+// limitsByIP reports whether the per-IP accept limits apply to peer at
+// accept: a known address that is not a trusted proxy.
+func (s *Server) limitsByIP(peer netip.Addr) bool { return peer.IsValid() && !s.trusted(peer) }
+
+// remoteIP parses an http.Request's RemoteAddr.
+func remoteIP(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// addConn adds a connection goroutine to the wait group and nc to the
+// handshaking set, within MaxHandshakes and, for a valid ip,
+// MaxHandshakesPerIP; refusedClosed once shut down.
+func (s *Server) addConn(nc net.Conn, ip netip.Addr) refusal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return refusedClosed
+	}
+	if s.cfg.MaxHandshakes > 0 && len(s.pending) >= s.cfg.MaxHandshakes {
+		return refusedHandshakes
+	}
+	if ip.IsValid() {
+		n := s.shakes[ip]
+		if s.cfg.MaxHandshakesPerIP > 0 && n >= s.cfg.MaxHandshakesPerIP {
+			return refusedIPHandshakes
+		}
+		s.shakes[ip] = n + 1
+	}
+	s.wg.Add(1)
+	s.pending[nc] = ip
+	return refusedNone
+}
+
+// handshakeDone removes nc from the handshaking set (once; later calls do
+// nothing).
+func (s *Server) handshakeDone(nc net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ip, ok := s.pending[nc]
+	if !ok {
+		return
+	}
+	delete(s.pending, nc)
+	if ip.IsValid() {
+		if n := s.shakes[ip]; n <= 1 {
+			delete(s.shakes, ip)
+		} else {
+			s.shakes[ip] = n - 1
+		}
+	}
+}
+
+// rekeyPending replaces a handshaking connection by its TLS wrapper, so
+// Shutdown closes (and handshakeDone finds) the connection in use.
+func (s *Server) rekeyPending(old, nc net.Conn) {
+	s.mu.Lock()
+	if ip, ok := s.pending[old]; ok {
+		delete(s.pending, old)
+		s.pending[nc] = ip
+	}
+	s.mu.Unlock()
 }

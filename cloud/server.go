@@ -29,7 +29,8 @@ type Server struct {
 	backlog backlog    // bytes the connections are behind (backlog.go)
 
 	ipMu       sync.Mutex
-	perIP      map[netip.Addr]int
+	perIP      map[netip.Addr]int // authenticated-or-authenticating connections per client IP
+	ipRates    *ipRates
 	acceptRate *rate.Limiter
 
 	dedup *dedup
@@ -39,7 +40,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	links     map[net.Conn]struct{}
-	pending   map[net.Conn]struct{} // sockets not yet authenticated
+	pending   map[net.Conn]netip.Addr // sockets not yet authenticated, by source (zero: not limited per IP)
+	shakes    map[netip.Addr]int      // pending's sockets per source
 	closed    bool
 
 	wg       sync.WaitGroup // accept loops, connections, link conns, background loops
@@ -72,18 +74,22 @@ func New(cfg Config) (*Server, error) {
 		bs:         newBuckets(cfg.Buckets),
 		sched:      newScheduler(),
 		perIP:      make(map[netip.Addr]int),
+		ipRates:    newIPRates(cfg.AcceptRatePerIP, ipRateEntries),
 		acceptRate: newAcceptLimiter(cfg.AcceptRate),
 		dedup:      newDedup(cfg.DedupSize),
 		bcast:      make(chan struct{}, cfg.MaxBroadcasts),
 		listeners:  make(map[net.Listener]struct{}),
 		links:      make(map[net.Conn]struct{}),
-		pending:    make(map[net.Conn]struct{}),
+		pending:    make(map[net.Conn]netip.Addr),
+		shakes:     make(map[netip.Addr]int),
 		quit:       make(chan struct{}),
 		drained:    make(chan struct{}),
 	}
 	s.stats.initHistograms()
 	s.sess = newSessionSync(s)
 	s.sess.start()
+	s.bg.Add(1)
+	go s.refusalLog()
 	return s, nil
 }
 
@@ -142,52 +148,22 @@ func (s *Server) serve(ln net.Listener, isWS bool) error {
 			return err
 		}
 		backoff = 0
-		if !s.admit(nc) {
-			continue
-		}
-		if !s.addConn(nc) {
-			s.stats.conns.Add(-1)
+		switch r := s.admit(nc, addrOf(nc.RemoteAddr())); r {
+		case refusedNone:
+			go s.serveConn(nc, isWS, nil, false)
+		case refusedClosed:
 			_ = nc.Close()
 			return ErrServerClosed
+		default:
+			s.refused(r)
+			_ = nc.Close()
 		}
-		go s.serveConn(nc, isWS, nil, false)
 	}
 }
 
 func isTemporary(err error) bool {
 	t, ok := err.(interface{ Temporary() bool })
 	return ok && t.Temporary()
-}
-
-// addConn adds a connection goroutine to the wait group and nc to the
-// handshaking set, unless shut down.
-func (s *Server) addConn(nc net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	s.pending[nc] = struct{}{}
-	return true
-}
-
-// rekeyPending replaces a handshaking connection by its TLS wrapper, so
-// Shutdown closes (and handshakeDone finds) the connection in use.
-func (s *Server) rekeyPending(old, nc net.Conn) {
-	s.mu.Lock()
-	if _, ok := s.pending[old]; ok {
-		delete(s.pending, old)
-		s.pending[nc] = struct{}{}
-	}
-	s.mu.Unlock()
-}
-
-// handshakeDone removes nc from the handshaking set.
-func (s *Server) handshakeDone(nc net.Conn) {
-	s.mu.Lock()
-	delete(s.pending, nc)
-	s.mu.Unlock()
 }
 
 func (s *Server) isClosed() bool {
@@ -205,13 +181,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	if s.stats.conns.Load() >= int64(s.cfg.MaxConns) || !s.acceptRate.Allow() {
-		s.stats.rejected.Add(1)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return
-	}
 	if s.isClosed() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	// The client behind trusted proxies is the source the limits count.
+	peer := s.clientIPFromHeader(remoteIP(r.RemoteAddr), r.Header)
+	if rf := s.admitSource(peer); rf != refusedNone {
+		s.refused(rf)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
 	nc, rw, _, err := ws.UpgradeHTTP(r, w)
@@ -219,12 +197,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stats.protocolErrors.Add(1)
 		return
 	}
-	if !s.addConn(nc) {
+	if rf := s.admitConn(nc, peer); rf != refusedNone {
+		if rf != refusedClosed {
+			s.refused(rf)
+		}
 		_ = nc.Close()
 		return
 	}
-	s.stats.conns.Add(1)
-	s.stats.accepted.Add(1)
 	hi := &handshakeInfo{header: r.Header.Clone(), query: r.URL.Query(), tls: r.TLS != nil}
 	if n := rw.Reader.Buffered(); n > 0 {
 		// The client sent data right behind the upgrade request: replay it.

@@ -242,7 +242,7 @@ func TestPacedBroadcast(t *testing.T) {
 	var cs []*goimClient
 	for i := 0; i < 20; i++ {
 		c := dialRaw(t, n.tcpAddr, false)
-		c.auth(1, goimAuth(int64(i), "", "", 1000))
+		c.auth(1, goimAuth(int64(i+1), "", "", 1000))
 		cs = append(cs, c)
 	}
 	start := time.Now()

@@ -12,9 +12,17 @@ type Stats struct {
 	// Conns is the number of open client sockets (authenticated or not);
 	// Sessions the number of authenticated connections.
 	Conns, Sessions int64
-	// Accepted sockets; Rejected by a limit (max conns, per-IP, accept
-	// rate) before auth.
-	Accepted, Rejected uint64
+	// Accepted sockets.
+	Accepted uint64
+	// Refused counts the connections refused before they were served, by
+	// reason code (the op 6 reason a ver-2 client receives when its auth
+	// frame was read, listed in docs/protocol.md): a limit
+	// ("ip_accept_rate", "accept_rate", "node_cap", "ip_cap",
+	// "handshakes", "ip_handshakes"), "upgrade_too_large", "auth" (the
+	// authenticator refused, or bad auth JSON) or "identity" (a mid,
+	// key, room or platform that is not well-formed). Every code is
+	// present. The log sums them up every 10 s with the limit's setting.
+	Refused map[string]uint64
 	// AuthOK and AuthRefused count auth outcomes (refused includes bad
 	// JSON, bad tokens and handshake timeouts).
 	AuthOK, AuthRefused uint64
@@ -66,7 +74,8 @@ type Stats struct {
 
 type counters struct {
 	conns, sessions                        atomic.Int64
-	accepted, rejected                     atomic.Uint64
+	accepted                               atomic.Uint64
+	refused                                [numRefusals]atomic.Uint64
 	authOK, authRefused, replaced          atomic.Uint64
 	protocolErrors, rateLimited, upstream  atomic.Uint64
 	messages, duplicates, expired, invalid atomic.Uint64
@@ -87,7 +96,7 @@ func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		Conns: c.conns.Load(), Sessions: c.sessions.Load(),
-		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(),
+		Accepted: c.accepted.Load(), Refused: c.refusedCounts(),
 		AuthOK: c.authOK.Load(), AuthRefused: c.authRefused.Load(), Replaced: c.replaced.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), RateLimited: c.rateLimited.Load(), Upstream: c.upstream.Load(),
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),

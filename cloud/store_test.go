@@ -69,7 +69,7 @@ func TestStoreOutage(t *testing.T) {
 	var keys []string
 	for i := 0; i < 10; i++ {
 		c := dialRaw(t, n.tcpAddr, false)
-		keys = append(keys, c.auth(1, goimAuth(int64(i), "", "", 1000)).Key)
+		keys = append(keys, c.auth(1, goimAuth(int64(i+1), "", "", 1000)).Key)
 		cs = append(cs, c)
 	}
 	// Still serving.

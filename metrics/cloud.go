@@ -22,9 +22,13 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 		collect.Counter("imcloud_cloud_connections_accepted_total",
 			"Client sockets accepted.",
 			func(s *S) uint64 { return s.Accepted }),
-		collect.Counter("imcloud_cloud_connections_rejected_total",
-			"Client sockets closed by a limit before auth: the connection cap, the per-IP cap or the accept rate.",
-			func(s *S) uint64 { return s.Rejected }),
+		collect.CounterVec("imcloud_cloud_connections_rejected_total",
+			"Client connections refused before they were served, by reason: a limit (ip_accept_rate, accept_rate, node_cap, ip_cap, handshakes, ip_handshakes), upgrade_too_large, auth or identity.",
+			[]string{"reason"}, func(s *S, emit collect.Emit) {
+				for reason, n := range s.Refused {
+					emit(float64(n), reason)
+				}
+			}),
 		collect.CounterVec("imcloud_cloud_auths_total",
 			"Client auths by result: ok, or refused (bad JSON, a bad token, the handshake timeout).",
 			[]string{"result"}, func(s *S, emit collect.Emit) {

@@ -38,7 +38,7 @@ func TestRSSClientHelper(t *testing.T) {
 	isWS := os.Getenv("IMCLOUD_RSS_WS") == "1"
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i)
+		body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i+1)
 		auth := protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
 		var nc net.Conn
 		var err error

@@ -99,6 +99,13 @@ type Config struct {
 	MaxConns       int
 	MaxConnsPerIP  int
 	HeartbeatMax   time.Duration
+	// Accept and handshake limits (cloud.Config's fields of the same
+	// names; 0: the cloud default, -1: no cap).
+	AcceptRate, AcceptRatePerIP       int
+	MaxHandshakes, MaxHandshakesPerIP int
+	HandshakeTimeout                  time.Duration
+	InboundRate, MaxInboundBody       int
+	QueueLength, MaxBroadcasts        int
 
 	// Operability.
 	Pprof    bool
@@ -180,7 +187,16 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.Int64Var(&cfg.MaxPushCost, "max-push-cost", 0, "cost (targets plus body KiB) of the large pushes in flight at once; past it a push is answered 503 (0: logic's default, 100000; -1: no bound)")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / PROXY protocol is believed")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "client connections per node (0: the cloud default)")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default, 1000; -1: no cap)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "client connections per client IP (0: the cloud default, 20000, room for carrier-grade NAT; -1: no cap)")
+	fs.IntVar(&cfg.AcceptRatePerIP, "accept-rate-per-ip", 0, "new client connections per second from one client IP, IPv6 by /64 (0: the cloud default, 2000; -1: no cap)")
+	fs.IntVar(&cfg.AcceptRate, "accept-rate", 0, "new client connections per second on the node (0: the cloud default, 10000; -1: no cap)")
+	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "client sockets not yet authenticated on the node (0: the cloud default, 10000; -1: no cap)")
+	fs.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "client sockets not yet authenticated from one client IP (0: the cloud default, 1000; -1: no cap)")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 0, "time a client has from connecting to its auth (0: the cloud default, 5 s)")
+	fs.IntVar(&cfg.InboundRate, "inbound-rate", 0, "client frames per second per connection (0: the cloud default, 50; -1: no cap)")
+	fs.IntVar(&cfg.MaxInboundBody, "max-inbound-body", 0, "client frame body limit in bytes (0: the cloud default, 4096)")
+	fs.IntVar(&cfg.QueueLength, "queue-length", 0, "frames waiting per connection before the slow-client policy (0: the cloud default, 1024)")
+	fs.IntVar(&cfg.MaxBroadcasts, "max-broadcasts", 0, "paced broadcasts in progress per node (0: the cloud default, 64)")
 	fs.DurationVar(&cfg.HeartbeatMax, "heartbeat-timeout", 0, "close a client silent this long (0: the cloud default, above goim's 240 s beat)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -311,8 +327,27 @@ func (c *Config) Validate() error {
 	if c.MaxConns < 0 {
 		return usageErr("max-conns", "cannot be negative")
 	}
-	if c.MaxConnsPerIP < -1 {
-		return usageErr("max-conns-per-ip", "must be -1 (no cap), 0 (default) or positive")
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{
+		{"max-conns-per-ip", c.MaxConnsPerIP}, {"accept-rate", c.AcceptRate}, {"accept-rate-per-ip", c.AcceptRatePerIP},
+		{"max-handshakes", c.MaxHandshakes}, {"max-handshakes-per-ip", c.MaxHandshakesPerIP}, {"inbound-rate", c.InboundRate},
+	} {
+		if l.v < -1 {
+			return usageErr(l.flag, "must be -1 (no cap), 0 (default) or positive")
+		}
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{{"max-inbound-body", c.MaxInboundBody}, {"queue-length", c.QueueLength}, {"max-broadcasts", c.MaxBroadcasts}} {
+		if l.v < 0 {
+			return usageErr(l.flag, "cannot be negative")
+		}
+	}
+	if c.HandshakeTimeout < 0 {
+		return usageErr("handshake-timeout", "cannot be negative")
 	}
 	if c.HeartbeatMax < 0 {
 		return usageErr("heartbeat-timeout", "cannot be negative")

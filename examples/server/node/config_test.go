@@ -70,6 +70,8 @@ func TestParseRefusesBadValues(t *testing.T) {
 		{"cert without key", []string{"-tls-cert", "c.pem"}, nil, "-tls-key"},
 		{"bad proxy cidr", append([]string{"-trusted-proxies", "10.0.0.1"}, cluster...), nil, "-trusted-proxies"},
 		{"negative limit", []string{"-max-conns", "-1"}, nil, "-max-conns"},
+		{"accept rate below -1", []string{"-accept-rate", "-2"}, nil, "-accept-rate"},
+		{"negative queue length", nil, map[string]string{"IMCLOUD_QUEUE_LENGTH": "-1"}, "-queue-length"},
 		{"bad log level", []string{"-log-level", "loud"}, nil, "-log-level"},
 		{"bad env value", nil, map[string]string{"IMCLOUD_MAX_CONNS": "many"}, "-max-conns"},
 		{"unknown flag", []string{"-nope"}, nil, "nope"},
@@ -121,4 +123,20 @@ func TestParseRefusesAnOpenPushAPI(t *testing.T) {
 		_, err := Parse(args, noEnv, io.Discard)
 		require.NoError(t, err, "%v", args)
 	}
+}
+
+// TestCloudLimitsFromEnvironment: every cloud limit has a flag and so an
+// environment variable.
+func TestCloudLimitsFromEnvironment(t *testing.T) {
+	env := map[string]string{
+		"IMCLOUD_ACCEPT_RATE": "-1", "IMCLOUD_ACCEPT_RATE_PER_IP": "1500", "IMCLOUD_MAX_HANDSHAKES": "7",
+		"IMCLOUD_MAX_HANDSHAKES_PER_IP": "8", "IMCLOUD_HANDSHAKE_TIMEOUT": "3s", "IMCLOUD_INBOUND_RATE": "9",
+		"IMCLOUD_MAX_INBOUND_BODY": "10", "IMCLOUD_QUEUE_LENGTH": "11", "IMCLOUD_MAX_BROADCASTS": "12",
+		"IMCLOUD_MAX_CONNS_PER_IP": "13",
+	}
+	cfg, err := Parse(nil, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []int{-1, 1500, 7, 8, 9, 10, 11, 12, 13}, []int{cfg.AcceptRate, cfg.AcceptRatePerIP, cfg.MaxHandshakes,
+		cfg.MaxHandshakesPerIP, cfg.InboundRate, cfg.MaxInboundBody, cfg.QueueLength, cfg.MaxBroadcasts, cfg.MaxConnsPerIP})
+	require.Equal(t, 3*time.Second, cfg.HandshakeTimeout)
 }

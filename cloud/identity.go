@@ -1,0 +1,61 @@
+package cloud
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/imcloud/imcloud"
+)
+
+// errInvalidIdentity wraps every reason validIdentity refuses.
+var errInvalidIdentity = errors.New("cloud: invalid identity")
+
+// validIdentity checks what any authenticator returned, DevAuthenticator
+// included, before the connection is registered under it: a mid above 0,
+// a key (as bound) and a platform of printable text within their length
+// caps, and a room that is empty or a well-formed room key
+// (imcloud.ParseRoomKey) within maxRoomLen. Keys, rooms and platforms end
+// up in the store, in logs and in the push API's answers, so control
+// characters (CR/LF) never get that far.
+func validIdentity(id Identity, key string) error {
+	switch {
+	case id.Mid <= 0:
+		return fmt.Errorf("%w: mid %d is not above 0", errInvalidIdentity, id.Mid)
+	case !printable(key):
+		return fmt.Errorf("%w: key %q has control characters or is not UTF-8", errInvalidIdentity, key)
+	case len(id.Platform) > maxPlatformLen || !printable(id.Platform):
+		return fmt.Errorf("%w: platform %q", errInvalidIdentity, id.Platform)
+	case !validRoom(id.Room):
+		return fmt.Errorf("%w: room %q", errInvalidIdentity, id.Room)
+	}
+	return nil
+}
+
+// validRoom reports whether room is empty (no room) or a well-formed room
+// key within maxRoomLen.
+func validRoom(room string) bool {
+	if room == "" {
+		return true
+	}
+	if len(room) > maxRoomLen || !printable(room) {
+		return false
+	}
+	_, _, err := imcloud.ParseRoomKey(room)
+	return err == nil
+}
+
+// printable reports whether s is UTF-8 without control or other
+// non-printing characters (strconv.IsPrint; the ASCII space is allowed).
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !strconv.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,148 @@
+package cloud
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// refusal is why a connection was refused before it was served. Every
+// refusal is counted by its code (Stats.Refused) and logged in a summary
+// at most every refusalLogEvery; a ver-2 client refused after its auth
+// frame was read receives the code as an op 6 reason.
+type refusal uint8
+
+const (
+	refusedNone         refusal = iota
+	refusedIPRate               // the client IP's accept rate
+	refusedAcceptRate           // the node's accept rate
+	refusedNodeCap              // MaxConns
+	refusedIPCap                // MaxConnsPerIP
+	refusedHandshakes           // MaxHandshakes
+	refusedIPHandshakes         // MaxHandshakesPerIP
+	refusedUpgradeSize          // a WebSocket upgrade request over its cap
+	refusedAuth                 // the authenticator refused (or the auth JSON is bad)
+	refusedIdentity             // the identity is not well-formed
+	numRefusals
+
+	// refusedClosed is not a refusal: the server shut down (not counted).
+	refusedClosed refusal = 255
+)
+
+// refusals describes each refusal: its code (op 6 reason and metric
+// label), what it is, and for a limit the Config field, the
+// reference-server flag and the configured value.
+var refusals = [numRefusals]struct {
+	code, what, field, flag string
+	limit                   func(*Config) int
+}{
+	refusedIPRate:       {"ip_accept_rate", "per-IP accept rate", "AcceptRatePerIP", "-accept-rate-per-ip", func(c *Config) int { return c.AcceptRatePerIP }},
+	refusedAcceptRate:   {"accept_rate", "accept rate", "AcceptRate", "-accept-rate", func(c *Config) int { return c.AcceptRate }},
+	refusedNodeCap:      {"node_cap", "connection cap", "MaxConns", "-max-conns", func(c *Config) int { return c.MaxConns }},
+	refusedIPCap:        {"ip_cap", "per-IP cap", "MaxConnsPerIP", "-max-conns-per-ip", func(c *Config) int { return c.MaxConnsPerIP }},
+	refusedHandshakes:   {"handshakes", "handshake cap", "MaxHandshakes", "-max-handshakes", func(c *Config) int { return c.MaxHandshakes }},
+	refusedIPHandshakes: {"ip_handshakes", "per-IP handshake cap", "MaxHandshakesPerIP", "-max-handshakes-per-ip", func(c *Config) int { return c.MaxHandshakesPerIP }},
+	refusedUpgradeSize:  {code: "upgrade_too_large", what: "WebSocket upgrade request over 16 KiB"},
+	refusedAuth:         {code: "auth", what: "auth refused"},
+	refusedIdentity:     {code: "identity", what: "invalid identity (mid, key, room or platform)"},
+}
+
+// refused counts a refusal.
+func (s *Server) refused(r refusal) { s.stats.refused[r].Add(1) }
+
+// refusedCounts returns the counts by code, for Stats.
+func (c *counters) refusedCounts() map[string]uint64 {
+	m := make(map[string]uint64, numRefusals)
+	for r := refusedNone + 1; r < numRefusals; r++ {
+		m[refusals[r].code] = c.refused[r].Load()
+	}
+	return m
+}
+
+// refusalLog logs, every refusalLogEvery until Shutdown, how many
+// connections were refused since the last log and why, naming the limit
+// and its setting, so an operator sees which knob to turn.
+func (s *Server) refusalLog() {
+	defer s.bg.Done()
+	every := s.cfg.refusalLogEvery
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last [numRefusals]uint64
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		var parts []string
+		total := uint64(0)
+		for r := refusedNone + 1; r < numRefusals; r++ {
+			n := s.stats.refused[r].Load()
+			delta := n - last[r]
+			last[r] = n
+			if delta == 0 {
+				continue
+			}
+			total += delta
+			d := refusals[r]
+			part := d.what
+			if d.limit != nil {
+				part = fmt.Sprintf("%s %d (%s, %s)", d.what, d.limit(&s.cfg), d.field, d.flag)
+			}
+			parts = append(parts, fmt.Sprintf("%s: %d", part, delta))
+		}
+		if total > 0 {
+			s.cfg.Logger.Warn(fmt.Sprintf("cloud: refused %d connections in the last %s: %s", total, every, strings.Join(parts, "; ")))
+		}
+	}
+}
+
+// reconnectHint is the op 6 hint for a limit that passes: random in
+// [ReconnectMin, ReconnectMax), so refused clients come back spread out.
+func (s *Server) reconnectHint() time.Duration {
+	hint := s.cfg.ReconnectMin
+	if span := s.cfg.ReconnectMax - s.cfg.ReconnectMin; span > 0 {
+		hint += rand.N(span)
+	}
+	return hint
+}
+
+// refuse counts r and, when the client opted into extensions (its auth
+// frame has ver 2), writes op 6 with r's code before the handshake ends:
+// a limit carries a reconnect hint, an auth or identity refusal 0. The
+// write runs on the handshake goroutine under the handshake deadline,
+// before anything was queued; the caller closes the socket.
+func (c *conn) refuse(f *protocol.Frame, r refusal) {
+	s := c.srv
+	s.refused(r)
+	if f.Ver < protocol.VerExtensions {
+		return
+	}
+	var hint time.Duration
+	if r != refusedAuth && r != refusedIdentity {
+		hint = s.reconnectHint()
+	}
+	body, _ := json.Marshal(disconnectBody{refusals[r].code, hint.Milliseconds()})
+	b := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
+	if c.ws {
+		b = append(appendWSFrameHeader(nil, ws.OpBinary, len(b)), b...)
+		code := ws.StatusPolicyViolation
+		if hint > 0 {
+			code = ws.StatusCode(1013) // try again later
+		}
+		b = append(b, wsCloseFrame(code, refusals[r].code)...)
+	}
+	_, _ = c.nc.Write(b)
+}
+
+// disconnectBody is op 6's JSON body.
+type disconnectBody struct {
+	Reason      string `json:"reason"`
+	ReconnectMS int64  `json:"reconnect_ms"`
+}
