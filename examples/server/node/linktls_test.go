@@ -7,12 +7,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/cloud/client"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/job"
 )
@@ -59,21 +62,59 @@ func TestLinkTLSFlags(t *testing.T) {
 	require.Error(t, err, "job without a client certificate")
 }
 
-// TestLinkTLSCloudRole: a cloud node started with the link TLS flags
-// serves its link over TLS.
-func TestLinkTLSCloudRole(t *testing.T) {
-	redis := testenv.StartRedis(t)
+// TestLinkTLSCluster: a cloud node, job and logic started with the link
+// TLS flags (the node requiring job's client certificate) carry a push
+// from the API to a client; plain TCP to the node's link is refused.
+func TestLinkTLSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three roles with Redis and a broker")
+	}
+	redis, kafka := testenv.StartRedis(t), testenv.StartKafka(t, "imcloud-push")
 	ca := testenv.NewCA(t)
-	cert, key := testenv.WritePEM(t, ca.Issue(t, "node", x509.ExtKeyUsageServerAuth))
-	app := startAllInOne(t, "-role", "cloud", "-redis-addr", redis.Addr, "-link-secret", "s",
-		"-link-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-link-tls-cert", cert, "-link-tls-key", key)
-	opts := job.LinkOptions{DialTimeout: 2 * time.Second}
-	_, err := job.DialLink(context.Background(), app.Addr("link"), "s", opts)
-	require.Error(t, err, "plain TCP to the TLS link")
-	opts.TLS = &tls.Config{RootCAs: ca.Pool}
-	c, err := job.DialLink(context.Background(), app.Addr("link"), "s", opts)
+	caFile := ca.WriteCA(t)
+	nodeCert, nodeKey := testenv.WritePEM(t, ca.Issue(t, "node", x509.ExtKeyUsageServerAuth))
+	jobCert, jobKey := testenv.WritePEM(t, ca.Issue(t, "job", x509.ExtKeyUsageClientAuth))
+	common := []string{"-redis-addr", redis.Addr, "-kafka-brokers", kafka.Brokers[0], "-link-secret", "s",
+		"-admin-addr", "127.0.0.1:0", "-link-tls-ca", caFile}
+	node := startAllInOne(t, append([]string{"-role", "cloud", "-link-addr", "127.0.0.1:0",
+		"-link-tls-cert", nodeCert, "-link-tls-key", nodeKey}, common...)...)
+	startAllInOne(t, append([]string{"-role", "job", "-link-tls-cert", jobCert, "-link-tls-key", jobKey}, common...)...)
+	logic := startAllInOne(t, append([]string{"-role", "logic"}, common...)...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Network: "tcp", Addr: node.Addr("tcp"), Mid: 1, Room: "live://tls", Accepts: []int32{1000}})
 	require.NoError(t, err)
-	c.Close()
+	defer c.Close()
+	// The roles connect to their backends and find each other
+	// asynchronously: probe until a push gets through.
+	url := "http://" + logic.Addr("http") + "/goim/push/room?operation=1000&type=live&room=tls"
+	require.Eventually(t, func() bool {
+		resp, err := http.Post(url, "text/plain", strings.NewReader("probe"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		select {
+		case <-c.Messages():
+			return true
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	}, 20*time.Second, 10*time.Millisecond, "no push reached the client over the TLS link")
+	post(t, logic, "/goim/push/room?operation=1000&type=live&room=tls", "over the TLS link")
+	for got := ""; got != "over the TLS link"; {
+		select {
+		case p := <-c.Messages():
+			got = string(p.Body)
+			require.Contains(t, []string{"probe", "over the TLS link"}, got)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no push over the TLS link within 10s")
+		}
+	}
+
+	_, err = job.DialLink(ctx, node.Addr("link"), "s", job.LinkOptions{DialTimeout: 2 * time.Second})
+	require.Error(t, err, "plain TCP to the TLS link")
 }
 
 func TestLinkTLSFlagsRefused(t *testing.T) {
