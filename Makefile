@@ -41,3 +41,4 @@ fuzz:
 	$(GO) test . -run '^$$' -fuzz FuzzUnmarshalMessage -fuzztime 30s
 	$(GO) test ./internal/link -run '^$$' -fuzz FuzzAccept -fuzztime 30s
 	$(GO) test ./cloud -run '^$$' -fuzz FuzzLinkConn -fuzztime 30s -fuzzminimizetime 1s
+	$(GO) test ./cloud -run '^$$' -fuzz FuzzWSUpgrade -fuzztime 30s -fuzzminimizetime 1s

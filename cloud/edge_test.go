@@ -92,6 +92,7 @@ func TestAcceptRatePerIP(t *testing.T) {
 // TestHandshakeCaps: sockets that never authenticate are bounded per
 // source and on the node, so they cannot keep out the clients that do.
 func TestHandshakeCaps(t *testing.T) {
+	t.Parallel() // it waits out a handshake timeout
 	n := startNode(t, cloud.Config{MaxHandshakesPerIP: 5, MaxHandshakes: 8, HandshakeTimeout: 3 * time.Second})
 	for range 5 {
 		_, err := dialFrom(t, n.tcpAddr, "127.0.0.2")
