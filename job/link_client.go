@@ -297,7 +297,8 @@ func (c *LinkClient) dial(ctx context.Context) (*linkConn, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	raw := nc // nc becomes the TLS connection; the deadlines are the socket's
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if c.opts.TLS != nil {
 		cfg := c.opts.TLS

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -88,4 +89,28 @@ func TestLinkTLS(t *testing.T) {
 	require.Error(t, err, "plain TCP to a TLS link")
 	require.NotContains(t, strings.ToLower(err.Error()), "refused by", "no hello got through")
 	require.Equal(t, []string{"over tls"}, r.bodies())
+}
+
+// TestLinkTLSSilentNode: a node that completes TLS and never answers the
+// hello costs a TLS dial DialTimeout, not more.
+func TestLinkTLSSilentNode(t *testing.T) {
+	p := testenv.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{p.Issue(t, "node", x509.ExtKeyUsageServerAuth)}})
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+		}
+	}()
+	start := time.Now()
+	_, err = DialLink(context.Background(), ln.Addr().String(), secret,
+		LinkOptions{TLS: &tls.Config{RootCAs: p.Pool}, DialTimeout: 200 * time.Millisecond})
+	require.Error(t, err)
+	require.Less(t, time.Since(start), 5*time.Second)
 }
