@@ -17,7 +17,9 @@
 // a connection; and they reach Redis in script calls of at most
 // Config.MaxMidsPerCall mids, so Redis serves the other clients (every
 // node's registrations and heartbeats) between the calls instead of after
-// one script of hundreds of thousands of mids.
+// one script of hundreds of thousands of mids. Small lookups (a push to a
+// few users) have a goroutine of their own, so they do not wait behind a
+// round trip of large ones either.
 //
 // # Concurrency and lifecycle
 //

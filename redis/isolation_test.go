@@ -37,15 +37,13 @@ func TestRegistrationsServedWhileLookupsSaturate(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var lookups sync.Map
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := 0; ; n++ {
+			for {
 				select {
 				case <-stop:
-					lookups.Store(i, n)
 					return
 				default:
 				}
@@ -127,4 +125,37 @@ func scriptCalls(t *testing.T, addr string) int {
 		}
 	}
 	return n
+}
+
+// TestSmallLookupsDoNotWaitForLargeOnes: a lookup of one mid made while a
+// lookup of 200,000 mids is in flight is answered before it: small
+// lookups have a goroutine of their own and Redis answers them between two
+// script calls of the large one. With one queue for all lookups, the small
+// one waited for the large one's whole round trip.
+func TestSmallLookupsDoNotWaitForLargeOnes(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r := newRedisRouter(t, redis.Config{Addr: srv.Addr})
+	ctx := context.Background()
+	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: 7, Key: "k7", Node: "node-a", Gen: 1}}, time.Minute))
+	mids := make([]int64, 200_000)
+	for i := range mids {
+		mids[i] = int64(i + 1_000_000)
+	}
+	largeDone := make(chan struct{})
+	go func() {
+		defer close(largeDone)
+		_, err := r.NodesByMids(ctx, mids)
+		assert.NoError(t, err)
+	}()
+	require.Eventually(t, func() bool { return r.Stats().RoundTrips > 0 }, 10*time.Second, time.Millisecond,
+		"the large lookup's round trip started")
+	routes, err := r.NodesByMids(ctx, []int64{7})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k7": "node-a"}, routes)
+	select {
+	case <-largeDone:
+		t.Fatal("the small lookup was answered only after the large one")
+	default:
+	}
+	<-largeDone
 }

@@ -43,11 +43,15 @@ func (r *Router) lookup(ctx context.Context, l *lookup) (map[string]string, erro
 		return map[string]string{}, nil
 	}
 	l.done = make(chan struct{})
+	queue := r.lookups
+	if len(l.keys)+len(l.mids) <= r.cfg.SmallLookup {
+		queue = r.small
+	}
 	select {
-	case r.lookups <- l: // the common case: room in the queue
+	case queue <- l: // the common case: room in the queue
 	default:
 		select {
-		case r.lookups <- l:
+		case queue <- l:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.quit:
@@ -68,13 +72,14 @@ func (r *Router) lookup(ctx context.Context, l *lookup) (map[string]string, erro
 // waiting (up to MaxLookupsPerTrip), and resolves them all in one round trip.
 // Under light load a batch is one lookup and adds no delay; under heavy
 // load batches grow and round trips per lookup fall.
-func (r *Router) lookupLoop() {
+// A loop serves one queue: the small lookups' or the larger ones'.
+func (r *Router) lookupLoop(queue chan *lookup) {
 	defer r.wg.Done()
 	trip := make([]*lookup, 0, r.cfg.MaxLookupsPerTrip)
 	nodes := nodeNames{}
 	for {
 		select {
-		case l := <-r.lookups:
+		case l := <-queue:
 			trip = append(trip[:0], l)
 		case <-r.quit:
 			return
@@ -87,7 +92,7 @@ func (r *Router) lookupLoop() {
 	fill:
 		for len(trip) < r.cfg.MaxLookupsPerTrip {
 			select {
-			case l := <-r.lookups:
+			case l := <-queue:
 				trip = append(trip, l)
 			default:
 				break fill

@@ -40,7 +40,8 @@ type Config struct {
 	// mid lookups: session and node writes (a cloud node's registrations),
 	// the online queries, the node list. A caller waits for a free one (up
 	// to PoolWait). Default 32. The lookups have a pool of their own, one
-	// connection per Lookups goroutine, so however many pushes are being
+	// connection per lookup goroutine (Lookups, plus one for the small
+	// lookups: see SmallLookup), so however many pushes are being
 	// resolved, a node's registrations through the same Router always find
 	// a connection.
 	PoolSize int
@@ -55,8 +56,9 @@ type Config struct {
 	// KeyPrefix is prepended to every key, to share a Redis between
 	// deployments. Default "": goim's bare key names.
 	KeyPrefix string
-	// Lookups is the number of goroutines that carry key and mid lookups
-	// to Redis; concurrent lookups waiting for one are coalesced into a
+	// Lookups is the number of goroutines that carry the key and mid
+	// lookups larger than SmallLookup to Redis (the small ones have one
+	// goroutine of their own); concurrent lookups waiting for one are coalesced into a
 	// single round trip (one MGET and one script call), so throughput grows
 	// with load without a fixed batching delay. Default 1: one loop makes
 	// the biggest batches, and a round trip's fixed cost, many times a
@@ -69,6 +71,13 @@ type Config struct {
 	// MaxLookupsPerTrip bounds the lookups coalesced into one round
 	// trip. Default 256.
 	MaxLookupsPerTrip int
+	// SmallLookup is the most keys or mids a small lookup has. Small
+	// lookups (a push to a few users, the common case) are carried by a
+	// goroutine of their own, besides the Lookups goroutines that carry
+	// the larger ones, so they never wait behind a round trip of large
+	// lookups: with MaxMidsPerCall, Redis answers them between two script
+	// calls of a large one. Default 64.
+	SmallLookup int
 	// MaxMidsPerCall bounds the mids one lookup script call resolves; a
 	// round trip with more pipelines several calls. Redis runs a script
 	// alone, serving no other client meanwhile, so this bounds how long
@@ -100,13 +109,15 @@ type Config struct {
 type Router struct {
 	cfg  Config
 	pool *redigo.Pool // writes, queries, node list
-	// lookupPool is the lookups' own, Lookups connections: a burst of
-	// push lookups never takes the connections the writes need.
+	// lookupPool is the lookups' own, one connection per lookup
+	// goroutine (Lookups, plus the small lookups' one): a burst of push
+	// lookups never takes the connections the writes need.
 	lookupPool *redigo.Pool
 	prefix     string
 	log        *slog.Logger
 
-	lookups chan *lookup
+	lookups chan *lookup // the larger lookups
+	small   chan *lookup // lookups of at most SmallLookup keys or mids
 	stats   struct{ lookups, roundTrips atomic.Uint64 }
 	// seenGen is the last generation this router's lookups and Nodes
 	// read ("" before the first): a different one means the data was lost
@@ -152,6 +163,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.MaxLookupsPerTrip <= 0 {
 		cfg.MaxLookupsPerTrip = 256
 	}
+	if cfg.SmallLookup <= 0 {
+		cfg.SmallLookup = 64
+	}
 	if cfg.MaxMidsPerCall <= 0 {
 		cfg.MaxMidsPerCall = 1000
 	}
@@ -185,16 +199,18 @@ func NewRouter(cfg Config) (*Router, error) {
 		prefix:  cfg.KeyPrefix,
 		log:     log,
 		lookups: make(chan *lookup, cfg.MaxLookupsPerTrip*cfg.Lookups),
+		small:   make(chan *lookup, cfg.MaxLookupsPerTrip),
 		quit:    make(chan struct{}),
 	}
 	dial := func(ctx context.Context) (redigo.Conn, error) {
 		return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
 	}
 	r.pool = r.newPool(dial, cfg.PoolSize)
-	r.lookupPool = r.newPool(dial, cfg.Lookups)
+	r.lookupPool = r.newPool(dial, cfg.Lookups+1)
+	r.wg.Add(1 + cfg.Lookups)
+	go r.lookupLoop(r.small)
 	for i := 0; i < cfg.Lookups; i++ {
-		r.wg.Add(1)
-		go r.lookupLoop()
+		go r.lookupLoop(r.lookups)
 	}
 	return r, nil
 }
