@@ -7,10 +7,12 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud/cloud"
@@ -212,4 +214,27 @@ func TestAuthRefusedReason(t *testing.T) {
 	expectRefusal(t, n, goimAuth(1, "", ""), "auth")
 	require.Equal(t, uint64(2), n.srv.Stats().Refused["auth"])
 	require.Equal(t, uint64(2), n.srv.Stats().AuthRefused)
+}
+
+// TestServeHTTPLimits: a node mounted in a mux applies the per-source
+// accept rate before the upgrade (503) and counts it.
+func TestServeHTTPLimits(t *testing.T) {
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), AcceptRatePerIP: 1})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		hs.Close()
+	})
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/sub"
+	nc, _, _, err := ws.Dial(context.Background(), url)
+	require.NoError(t, err)
+	defer nc.Close()
+	_, _, _, err = ws.Dial(context.Background(), url)
+	var status ws.StatusError
+	require.ErrorAs(t, err, &status)
+	require.Equal(t, http.StatusServiceUnavailable, int(status))
+	require.Equal(t, uint64(1), srv.Stats().Refused["ip_accept_rate"])
 }
