@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,4 +51,15 @@ func TestAllInOneRetriedPushReachesClientOnce(t *testing.T) {
 		receive(t, ws, 1000, "once "+key)
 		receive(t, ws, 1000, "after "+key) // not the retry's copy
 	}
+}
+
+// TestParseMaxPushCost: -max-push-cost and its environment variable set
+// the Pusher's large budget.
+func TestParseMaxPushCost(t *testing.T) {
+	cfg, err := Parse([]string{"-max-push-cost", "7"}, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, int64(7), cfg.MaxPushCost)
+	cfg, err = Parse(nil, func(k string) string { return map[string]string{"IMCLOUD_MAX_PUSH_COST": "-1"}[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, int64(-1), cfg.MaxPushCost, "negative: no bound")
 }
