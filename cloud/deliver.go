@@ -22,7 +22,11 @@ import (
 // whose error it then returns having delivered nothing.
 //
 // Invalid and expired messages are counted and skipped; a message whose
-// id was delivered recently is a redelivery and is dropped. It returns
+// id was delivered recently is a redelivery and is dropped. A message of
+// a reserved op (below protocol.OpPushMin, or a batch carrying one) is
+// never a push, whatever the queue says: it is counted (Stats.Reserved),
+// logged at debug and skipped, and Deliver still succeeds, so job does
+// not retry it. It returns
 // ErrServerClosed after Shutdown began and ErrOverloaded (wrapped) when a
 // paced broadcast cannot be taken; messages before it were delivered, and
 // a retry of the same slice skips them as duplicates. msgs are neither
@@ -56,9 +60,9 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			s.stats.expired.Add(1)
 			continue
 		}
-		frame, ok := encodePush(m)
-		if !ok {
-			s.stats.invalid.Add(1)
+		frame, drop := encodePush(m)
+		if drop != dropNone {
+			s.dropPush(m, drop)
 			continue
 		}
 		paced := m.Kind == imcloud.KindBroadcast && m.Speed > 0
@@ -145,40 +149,58 @@ func (r *roomRun) flush(s *Server) {
 	r.room, r.frames, r.at, r.count = "", nil, 0, 0
 }
 
+// dropReason says why encodePush refused a message.
+type dropReason uint8
+
+const (
+	dropNone     dropReason = iota
+	dropReserved            // a reserved op, the message's or inside its batch
+	dropInvalid             // a malformed batch
+)
+
 // encodePush encodes m once as the frame bytes every receiver shares. A
 // batch (op 9) from the job is flattened: its inner frames are queued as
-// they are, so op 9 is never nested. It reports false for a malformed
-// batch.
-func encodePush(m *imcloud.Message) ([]byte, bool) {
+// they are, so op 9 is never nested. Every op, the message's and those in
+// its batch, must be a push op (isPushOp).
+func encodePush(m *imcloud.Message) ([]byte, dropReason) {
 	if m.Op != protocol.OpRaw {
-		return protocol.AppendFrame(make([]byte, 0, protocol.HeaderLen+len(m.Body)), &protocol.Frame{Ver: protocol.VerGoim, Op: m.Op, Body: m.Body}), true
+		if !isPushOp(m.Op) {
+			return nil, dropReserved
+		}
+		return protocol.AppendFrame(make([]byte, 0, protocol.HeaderLen+len(m.Body)), &protocol.Frame{Ver: protocol.VerGoim, Op: m.Op, Body: m.Body}), dropNone
 	}
 	if len(m.Body) == 0 {
-		return nil, false
+		return nil, dropInvalid
 	}
 	it := protocol.NewBatchIter(m.Body)
 	var f protocol.Frame
+	reserved := false
 	for it.Next(&f) {
-		if !isPushOp(f.Op) {
-			return nil, false
-		}
+		reserved = reserved || !isPushOp(f.Op)
 	}
-	if it.Err() != nil {
-		return nil, false
+	switch {
+	case it.Err() != nil:
+		return nil, dropInvalid
+	case reserved:
+		return nil, dropReserved
 	}
-	return append([]byte(nil), m.Body...), true
+	return append([]byte(nil), m.Body...), dropNone
 }
 
-// isPushOp reports whether op may travel as a push: never a reply, auth,
-// op 6 or op 9 (goim's JavaScript client takes every frame inside op 9 as
-// a message).
-func isPushOp(op int32) bool {
-	switch op {
-	case protocol.OpHeartbeatReply, protocol.OpSendMsg, protocol.OpDisconnect, protocol.OpAuthReply,
-		protocol.OpRaw, protocol.OpChangeRoomReply, protocol.OpSubReply, protocol.OpUnsubReply:
-		return false
+// isPushOp reports whether op may travel as a push: an application op,
+// protocol.OpPushMin and above. Ops below are the protocol's own (auth,
+// heartbeat, op 6, op 9, replies); the API refuses them, and a node never
+// delivers one that reached the queue anyway.
+func isPushOp(op int32) bool { return op >= protocol.OpPushMin }
+
+// dropPush counts and logs a message encodePush refused.
+func (s *Server) dropPush(m *imcloud.Message, why dropReason) {
+	if why == dropReserved {
+		s.stats.reserved.Add(1)
+		s.cfg.Logger.Debug("cloud: message of a reserved op dropped", "op", m.Op, "id", m.ID.String())
+		return
 	}
-	return true
+	s.stats.invalid.Add(1)
 }
 
 // parallelMin is the number of sessions from which fan-out spreads buckets

@@ -145,10 +145,14 @@ func TestOp9OnlyPushes(t *testing.T) {
 		pushes += len(inner)
 	}
 	assert.True(t, sawA && sawB)
-	// A malformed or nested batch from the job is refused and counted.
+	// A malformed or nested batch from the job is refused and counted; so
+	// is one carrying a reply (a reserved op).
 	nested := encodeRaw(1, 9, 0, encodeRaw(1, 1000, 0, nil))
 	deliver(t, n.srv, &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: "live://9", Op: 9, Body: nested})
 	assert.Equal(t, uint64(1), n.srv.Stats().Invalid)
+	reply := encodeRaw(1, 3, 0, nil)
+	deliver(t, n.srv, &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Room: "live://9", Op: 9, Body: reply})
+	assert.Equal(t, uint64(1), n.srv.Stats().Reserved)
 }
 
 // TestOp6OnlyOptedIn: kick sends op 6 to an opted-in client, never to a

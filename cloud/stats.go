@@ -34,8 +34,10 @@ type Stats struct {
 	// Upstream counts upstream client messages (op 4 and others).
 	Upstream uint64
 	// Messages counts messages handed to Deliver (link or in process);
-	// Duplicates, Expired and Invalid those dropped before delivery.
-	Messages, Duplicates, Expired, Invalid uint64
+	// Duplicates, Expired and Invalid those dropped before delivery, and
+	// Reserved those of a reserved op (below protocol.OpPushMin, or a
+	// batch carrying one), which a node never delivers as a push.
+	Messages, Duplicates, Expired, Invalid, Reserved uint64
 	// Delivered counts frames placed on connection queues.
 	Delivered uint64
 	// Dropped counts frames dropped by the drop-oldest policy;
@@ -79,6 +81,7 @@ type counters struct {
 	authOK, authRefused, replaced          atomic.Uint64
 	protocolErrors, rateLimited, upstream  atomic.Uint64
 	messages, duplicates, expired, invalid atomic.Uint64
+	reserved                               atomic.Uint64
 	delivered, dropped, slowDisconnects    atomic.Uint64
 	kicked, storeErrors, linkRefused       atomic.Uint64
 	backpressured, linkLegacyHellos        atomic.Uint64
@@ -100,6 +103,7 @@ func (s *Server) Stats() Stats {
 		AuthOK: c.authOK.Load(), AuthRefused: c.authRefused.Load(), Replaced: c.replaced.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), RateLimited: c.rateLimited.Load(), Upstream: c.upstream.Load(),
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
+		Reserved:  c.reserved.Load(),
 		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),

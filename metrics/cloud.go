@@ -51,11 +51,12 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 			"Messages job handed to the node, over the link or in process.",
 			func(s *S) uint64 { return s.Messages }),
 		collect.CounterVec("imcloud_cloud_messages_dropped_total",
-			"Messages dropped before fan-out, by reason: duplicate (a redelivery), expired, or invalid.",
+			"Messages dropped before fan-out, by reason: duplicate (a redelivery), expired, invalid, or reserved (an op below 1000, never a push).",
 			[]string{"reason"}, func(s *S, emit collect.Emit) {
 				emit(float64(s.Duplicates), "duplicate")
 				emit(float64(s.Expired), "expired")
 				emit(float64(s.Invalid), "invalid")
+				emit(float64(s.Reserved), "reserved")
 			}),
 		collect.Counter("imcloud_cloud_frames_queued_total",
 			"Push frames placed on connection queues, one per receiving connection.",
