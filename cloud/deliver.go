@@ -86,14 +86,19 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 		filter := m.Op != protocol.OpRaw
 		switch m.Kind {
 		case imcloud.KindKeys:
-			var n int64
+			var n, filtered int64
 			for _, key := range m.Keys {
 				c := s.bs.of(key).get(key)
-				if c != nil && (!filter || c.acceptsOp(m.Op)) && c.enqueue(it) {
+				switch {
+				case c == nil:
+				case filter && !c.acceptsOp(m.Op):
+					filtered++
+				case c.enqueue(it):
 					n++
 				}
 			}
 			s.stats.delivered.Add(uint64(n))
+			s.stats.filtered.Add(uint64(filtered))
 			s.stats.fanout.Observe(n)
 		case imcloud.KindBroadcast:
 			if paced {
@@ -241,24 +246,28 @@ func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight u
 }
 
 // fanoutPart is one fan-out goroutine's share: buckets first, first+step,
-// and so on. It counts their deliveries and backlog once, and returns how
-// many connections it reached.
+// and so on. It counts their deliveries, filtered connections and backlog
+// once, and returns how many connections it reached.
 func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, op int32, filter bool, weight uint64) uint64 {
-	var n uint64
+	var n, filtered uint64
 	var backlog int64
 	for i := first; i < len(bs); i += step {
-		bn, bb := bs[i].push(s.sched, room, it, op, filter)
-		n, backlog = n+bn, backlog+bb
+		bn, bf, bb := bs[i].push(s.sched, room, it, op, filter)
+		n, filtered, backlog = n+bn, filtered+bf, backlog+bb
 	}
 	s.stats.delivered.Add(n * weight)
+	if filtered > 0 {
+		s.stats.filtered.Add(filtered * weight)
+	}
 	s.backlog.add(first, backlog)
 	return n
 }
 
 // push enqueues it on the bucket's connections in room ("" = all) and
-// hands those it found idle to sched. It returns how many it reached and
+// hands those it found idle to sched. It returns how many it reached, how
+// many it skipped because they do not accept op (when filter is set), and
 // the change to the node's backlog, for the caller to count.
-func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filter bool) (uint64, int64) {
+func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filter bool) (uint64, uint64, int64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -267,11 +276,12 @@ func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filte
 	} else if l := b.rooms[room]; l != nil {
 		list = l.conns
 	}
-	var n uint64
+	var n, filtered uint64
 	var backlog int64 // counted once for the bucket, not per connection
 	ready := readyBatch{s: sched}
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
+			filtered++
 			continue
 		}
 		queued, start := c.push(it, &backlog)
@@ -283,7 +293,7 @@ func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filte
 		}
 	}
 	ready.flush()
-	return n, backlog
+	return n, filtered, backlog
 }
 
 // startBroadcast takes a paced-broadcast slot.
@@ -319,12 +329,17 @@ func (s *Server) pacedBroadcast(it outItem, op int32, filter bool, speed int) {
 	start := time.Now()
 	done := 0
 	var reached int64
-	defer func() { s.stats.fanout.Observe(reached) }()
+	var filtered uint64
+	defer func() {
+		s.stats.fanout.Observe(reached)
+		s.stats.filtered.Add(filtered)
+	}()
 	var buf []*conn
 	for _, b := range s.bs.bs {
 		buf = b.snapshot(buf[:0], "")
 		for _, c := range buf {
 			if filter && !c.acceptsOp(op) {
+				filtered++
 				continue
 			}
 			if c.enqueue(it) {

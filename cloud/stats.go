@@ -38,8 +38,11 @@ type Stats struct {
 	// Reserved those of a reserved op (below protocol.OpPushMin, or a
 	// batch carrying one), which a node never delivers as a push.
 	Messages, Duplicates, Expired, Invalid, Reserved uint64
-	// Delivered counts frames placed on connection queues.
-	Delivered uint64
+	// Delivered counts frames placed on connection queues; Filtered the
+	// connections a key, mid or broadcast push skipped because they do
+	// not accept its op (their accepts, sub and unsub): pushes sent but
+	// not received by design. Room pushes are never filtered.
+	Delivered, Filtered uint64
 	// Dropped counts frames dropped by the drop-oldest policy;
 	// SlowDisconnects connections closed because their queue was full.
 	Dropped, SlowDisconnects uint64
@@ -83,6 +86,7 @@ type counters struct {
 	messages, duplicates, expired, invalid atomic.Uint64
 	reserved                               atomic.Uint64
 	delivered, dropped, slowDisconnects    atomic.Uint64
+	filtered                               atomic.Uint64
 	kicked, storeErrors, linkRefused       atomic.Uint64
 	backpressured, linkLegacyHellos        atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
@@ -104,7 +108,7 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors: c.protocolErrors.Load(), RateLimited: c.rateLimited.Load(), Upstream: c.upstream.Load(),
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
 		Reserved:  c.reserved.Load(),
-		Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
+		Delivered: c.delivered.Load(), Filtered: c.filtered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
 		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		LinkLegacyHellos: c.linkLegacyHellos.Load(),
