@@ -43,4 +43,10 @@ type Node struct {
 	IPs int
 	// Updated is when the node last registered.
 	Updated time.Time
+	// Epoch is random per node process. The router takes an ID registered
+	// again with another Epoch for a restart: the routes the previous
+	// process left behind are removed, so a stable, explicit ID (a
+	// StatefulSet name) does not keep routing to a dead process until its
+	// sessions expire. "" registers no epoch.
+	Epoch string
 }

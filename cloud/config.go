@@ -21,7 +21,11 @@ import (
 type Config struct {
 	// NodeID names the node in the cluster. Default: hostname, the first
 	// listen address and a random restart epoch, so that a restarted
-	// process never shares an id with its previous life.
+	// process never shares an id with its previous life. An explicit id
+	// may be stable across restarts (a StatefulSet name): each process
+	// registers a random epoch with it, and the store drops the routes a
+	// crashed predecessor left under the id when the new one registers.
+	// Live processes must not share an id.
 	NodeID string
 	// Store records sessions, the node and room counts. Nil: standalone,
 	// nothing is registered and sessions are only local. The store is the

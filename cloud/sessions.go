@@ -2,6 +2,8 @@ package cloud
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,12 @@ const maxPendingRemoves = 1 << 17
 type sessionSync struct {
 	s     *Server
 	store SessionStore
+	// epoch is random per process and registered with the node: the store
+	// takes the node id registered with another epoch for a restart and
+	// removes the routes the previous process left (imcloud.Node.Epoch).
+	// start registers the node before any session, so none of this
+	// process's is among them.
+	epoch string
 
 	mu      sync.Mutex
 	puts    map[string]imcloud.Session
@@ -42,8 +50,10 @@ type sessionSync struct {
 }
 
 func newSessionSync(s *Server) *sessionSync {
-	return &sessionSync{s: s, store: s.cfg.Store, puts: make(map[string]imcloud.Session),
-		wake: make(chan struct{}, 1), round: make(chan struct{})}
+	var e [8]byte
+	_, _ = rand.Read(e[:])
+	return &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
+		puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
 }
 
 func (ss *sessionSync) start() {
@@ -305,7 +315,7 @@ func (ss *sessionSync) node() imcloud.Node {
 	s := ss.s
 	return imcloud.Node{
 		ID: s.id, LinkAddr: s.cfg.LinkAddr, PublicAddrs: s.cfg.PublicAddrs,
-		Conns: int(s.stats.sessions.Load()), IPs: s.distinctIPs(), Updated: time.Now(),
+		Conns: int(s.stats.sessions.Load()), IPs: s.distinctIPs(), Updated: time.Now(), Epoch: ss.epoch,
 	}
 }
 

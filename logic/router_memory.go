@@ -54,6 +54,7 @@ type MemoryRouter struct {
 	mids      map[int64]map[string]struct{} // mid -> its keys
 	nodes     map[string]memNode            // node id -> registration
 	counts    map[string]memCounts          // node id -> room counts
+	epochs    map[string]string             // node id -> epoch last registered
 	lastSweep time.Time
 	gen       string    // changes on Wipe
 	rebuildTo time.Time // end of the rebuild window after a Wipe
@@ -98,6 +99,7 @@ func (r *MemoryRouter) reset() {
 	r.mids = make(map[int64]map[string]struct{})
 	r.nodes = make(map[string]memNode)
 	r.counts = make(map[string]memCounts)
+	r.epochs = make(map[string]string)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r.gen = hex.EncodeToString(b[:])
@@ -239,7 +241,10 @@ func (r *MemoryRouter) unlinkMid(mid int64, key string) {
 }
 
 // PutNode registers or renews node for ttl. Updated is set to now when
-// zero.
+// zero. A node id registered before with another Epoch is a restarted
+// process: every route still naming the id (its predecessor's) is removed
+// first, as the Redis router does. That scans every route, once per
+// restart, never on renewals.
 func (r *MemoryRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -251,6 +256,17 @@ func (r *MemoryRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.
 	node.PublicAddrs = append([]string(nil), node.PublicAddrs...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if node.Epoch != "" {
+		if old, ok := r.epochs[node.ID]; ok && old != node.Epoch {
+			for k, rt := range r.keys {
+				if rt.node == node.ID {
+					delete(r.keys, k)
+					r.unlinkMid(rt.mid, k)
+				}
+			}
+		}
+		r.epochs[node.ID] = node.Epoch
+	}
 	r.nodes[node.ID] = memNode{node: node, expires: now.Add(ttl)}
 	r.maybeSweep(now)
 	return nil
@@ -350,15 +366,25 @@ func (r *MemoryRouter) maybeSweep(now time.Time) {
 		return
 	}
 	r.lastSweep = now
+	routed := make(map[string]bool)
 	for k, rt := range r.keys {
 		if !now.Before(rt.expires) {
 			delete(r.keys, k)
 			r.unlinkMid(rt.mid, k)
+		} else {
+			routed[rt.node] = true
 		}
 	}
 	for id, n := range r.nodes {
 		if !now.Before(n.expires) {
 			delete(r.nodes, id)
+		}
+	}
+	// An epoch is kept while the node is registered or routes name it
+	// (a restart must still find them).
+	for id := range r.epochs {
+		if _, ok := r.nodes[id]; !ok && !routed[id] {
+			delete(r.epochs, id)
 		}
 	}
 	for id, c := range r.counts {

@@ -454,19 +454,26 @@ type nodeRecord struct {
 	Conns       int      `json:"conns"`
 	IPs         int      `json:"ips"`
 	Updated     int64    `json:"updated"` // unix nanoseconds
+	Epoch       string   `json:"epoch,omitempty"`
 }
 
 // PutNode registers or renews node for ttl. Updated is set to now when
-// zero.
+// zero. A node id registered before with another Epoch is a restarted
+// process: its predecessor's routes are removed first (see scripts.go).
 func (r *Router) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
 	if node.Updated.IsZero() {
 		node.Updated = time.Now()
 	}
-	b, err := json.Marshal(nodeRecord{node.ID, node.LinkAddr, node.PublicAddrs, node.Conns, node.IPs, node.Updated.UnixNano()})
+	b, err := json.Marshal(nodeRecord{node.ID, node.LinkAddr, node.PublicAddrs, node.Conns, node.IPs,
+		node.Updated.UnixNano(), node.Epoch})
 	if err != nil {
 		return err
 	}
-	_, err = r.script(ctx, putNodeScript, r.prefix, node.ID, ttlMillis(ttl), b)
+	n, err := redigo.Int(r.script(ctx, putNodeScript, r.prefix, node.ID, ttlMillis(ttl), b, node.Epoch))
+	if n > 0 {
+		r.log.Info("redis: node restarted with a new epoch; removed its previous process's routes",
+			"node", node.ID, "routes", n)
+	}
 	return err
 }
 
@@ -509,7 +516,7 @@ func (r *Router) NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, err
 			continue
 		}
 		out = append(out, imcloud.Node{ID: rec.ID, LinkAddr: rec.LinkAddr, PublicAddrs: rec.PublicAddrs,
-			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated)})
+			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated), Epoch: rec.Epoch})
 	}
 	slices.SortFunc(out, func(a, b imcloud.Node) int { return strings.Compare(a.ID, b.ID) })
 	return out, rebuilding, nil

@@ -14,26 +14,47 @@ import redigo "github.com/gomodule/redigo/redis"
 //	{p}gen_{key}   string  node "\n" gen "\n" mid           PX ttl
 //	{p}mid_{mid}   hash    key -> node id                   PX ttl (renewed by every put)
 //	{p}node_{id}   string  JSON registration                PX ttl
+//	{p}nodekeys_{id} set   keys put with node id            PX session ttl (renewed by every put)
+//	{p}epoch_{id}  string  epoch of node id's process       PX max(node ttl, what nodekeys_ has left)
 //	{p}nodes       zset    id scored by expiry (unix ms)
 //	{p}ol_{id}     hash    room -> count                    PX ttl
 //	{p}ol          zset    id scored by expiry (unix ms)
 //	{p}{imcloud}:gen         string  generation: random ":" created ms   (generation.go)
 //	{p}{imcloud}:rebuilding  string  generation being rebuilt            PX what is left of RebuildWindow
+//
+// A node id may outlive its process (an explicit, stable id restarted after
+// a crash): every cloud process registers a random epoch with its node, and
+// putNodeScript, seeing an id registered with an epoch other than the one
+// stored, removes every route of nodekeys_{id} whose gen_ entry still names
+// the id (the dead process's) before the new process puts any session. The
+// epoch_ entry lives at least as long as nodekeys_, so a restart is noticed
+// however long the node's registration had lapsed; with no epoch_ entry
+// (first registration, or Redis lost its data) nothing is removed. The
+// removal is one script call over the old process's keys (a node holds up to
+// some tens of thousands), run once per restart, never on renewals.
 
-// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...
+// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...;
+// each key joins its node's nodekeys_ set (and leaves the set of the node
+// it was on before).
 var putSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local nodes = {}
 for i = 3, #ARGV, 4 do
   local mid, key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local gk = p .. 'gen_' .. key
   local old = redis.call('GET', gk)
   if old then
-    local om = string.match(old, '\n[^\n]*\n(.*)$')
+    local on, om = string.match(old, '^([^\n]*)\n[^\n]*\n(.*)$')
     if om and om ~= mid and om ~= '0' then
       redis.call('HDEL', p .. 'mid_' .. om, key)
     end
+    if on and on ~= node then
+      redis.call('SREM', p .. 'nodekeys_' .. on, key)
+    end
   end
+  redis.call('SADD', p .. 'nodekeys_' .. node, key)
+  nodes[node] = true
   redis.call('SET', p .. 'key_' .. key, node, 'PX', ttl)
   redis.call('SET', gk, node .. '\n' .. gen .. '\n' .. mid, 'PX', ttl)
   if mid ~= '0' then
@@ -42,11 +63,18 @@ for i = 3, #ARGV, 4 do
     redis.call('PEXPIRE', mk, ttl)
   end
 end
+for node in pairs(nodes) do
+  redis.call('PEXPIRE', p .. 'nodekeys_' .. node, ttl)
+  local ek = p .. 'epoch_' .. node
+  local left = redis.call('PTTL', ek)
+  if left >= 0 and left < ttl then redis.call('PEXPIRE', ek, ttl) end
+end
 return 0
 `)
 
 // removeSessionsScript: ARGV = prefix, then (key, node, gen)...; a route is
-// removed only when it still names node and gen.
+// removed only when it still names node and gen. The key leaves node's
+// nodekeys_ set unless its route is another generation on the same node.
 var removeSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local n = 0
@@ -60,6 +88,10 @@ for i = 2, #ARGV, 3 do
     redis.call('DEL', gk, p .. 'key_' .. key)
     if mid ~= '0' then redis.call('HDEL', p .. 'mid_' .. mid, key) end
     n = n + 1
+    cur = nil
+  end
+  if not cur or string.sub(cur, 1, #node + 1) ~= node .. '\n' then
+    redis.call('SREM', p .. 'nodekeys_' .. node, key)
   end
 end
 return n
@@ -105,13 +137,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// putNodeScript: ARGV = prefix, id, ttl ms, JSON.
+// putNodeScript: ARGV = prefix, id, ttl ms, JSON, epoch ("" for none).
+// Returns the number of routes removed because the id came back with a new
+// epoch (a restart): those of nodekeys_{id} whose gen_ entry still names id.
 var putNodeScript = redigo.NewScript(0, luaNow+`
-local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local p, id, ttl, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
+local n = 0
+if epoch ~= '' then
+  local ek, nk = p .. 'epoch_' .. id, p .. 'nodekeys_' .. id
+  local old = redis.call('GET', ek)
+  if old and old ~= epoch then
+    local want = id .. '\n'
+    for _, key in ipairs(redis.call('SMEMBERS', nk)) do
+      local gk = p .. 'gen_' .. key
+      local cur = redis.call('GET', gk)
+      if cur and string.sub(cur, 1, #want) == want then
+        local mid = string.match(cur, '^[^\n]*\n[^\n]*\n(.*)$')
+        redis.call('DEL', gk, p .. 'key_' .. key)
+        if mid and mid ~= '0' then redis.call('HDEL', p .. 'mid_' .. mid, key) end
+        n = n + 1
+      end
+    end
+    redis.call('DEL', nk)
+  end
+  redis.call('SET', ek, epoch, 'PX', math.max(ttl, redis.call('PTTL', nk)))
+end
 redis.call('SET', p .. 'node_' .. id, ARGV[4], 'PX', ttl)
 redis.call('ZADD', p .. 'nodes', now + ttl, id)
 redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', now)
-return 0
+return n
 `)
 
 // nodesScript: ARGV = prefix; returns the generation and the rebuild

@@ -14,7 +14,10 @@
 //     then, for the rebuild window, a mid lookup and a key lookup that
 //     finds a key without a route fail with logic.ErrRouterRebuilding,
 //     and NodesRebuilding reports rebuilding; a node that merely expired
-//     is not a rebuild.
+//     is not a rebuild;
+//   - a node id registered again with another epoch (a restarted process)
+//     loses the routes still naming it, at once; a renewal with the same
+//     epoch keeps them.
 package routertest
 
 import (
@@ -78,6 +81,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ContextEnded", testContextEnded},
 		{"Generation", testGeneration},
 		{"Wipe", testWipe},
+		{"RestartWithNewEpoch", testRestartEpoch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
