@@ -27,23 +27,24 @@ func validIdentity(id Identity, key string) error {
 		return fmt.Errorf("%w: key %q has control characters or is not UTF-8", errInvalidIdentity, key)
 	case len(id.Platform) > maxPlatformLen || !printable(id.Platform):
 		return fmt.Errorf("%w: platform %q", errInvalidIdentity, id.Platform)
-	case !validRoom(id.Room):
-		return fmt.Errorf("%w: room %q", errInvalidIdentity, id.Room)
+	}
+	if err := validRoom(id.Room); err != nil {
+		return fmt.Errorf("%w: %w", errInvalidIdentity, err)
 	}
 	return nil
 }
 
-// validRoom reports whether room is empty (no room) or a well-formed room
-// key within maxRoomLen.
-func validRoom(room string) bool {
+// validRoom checks that room is empty (no room) or a well-formed room key
+// within maxRoomLen; its error wraps imcloud.ErrInvalidRoomKey.
+func validRoom(room string) error {
 	if room == "" {
-		return true
+		return nil
 	}
 	if len(room) > maxRoomLen || !printable(room) {
-		return false
+		return fmt.Errorf("%w: %q is longer than %d bytes or not printable", imcloud.ErrInvalidRoomKey, room, maxRoomLen)
 	}
 	_, _, err := imcloud.ParseRoomKey(room)
-	return err == nil
+	return err
 }
 
 // printable reports whether s is UTF-8 without control or other

@@ -3,6 +3,7 @@ package logic
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/imcloud/imcloud/protocol"
 )
@@ -43,3 +44,23 @@ var (
 	// the HTTP handler answers 503 with Retry-After. Retry the push.
 	ErrRouterRebuilding = errors.New("logic: router rebuilding after losing its data")
 )
+
+// wrapErr wraps err, a failure of a Router or Queue, in sentinel (ErrRouter
+// or ErrQueue) so errors.Is finds both, and so the message reads once: an
+// error that already is sentinel is returned as it is, and the cause's own
+// "logic: " prefix is not repeated ("logic: router: redis: MGET: ...",
+// "logic: queue: closed", never "logic: queue: logic: closed").
+func wrapErr(sentinel, err error) error {
+	if errors.Is(err, sentinel) {
+		return err
+	}
+	return &wrappedErr{sentinel: sentinel, err: err}
+}
+
+type wrappedErr struct{ sentinel, err error }
+
+func (w *wrappedErr) Error() string {
+	return w.sentinel.Error() + ": " + strings.TrimPrefix(w.err.Error(), "logic: ")
+}
+
+func (w *wrappedErr) Unwrap() []error { return []error{w.sentinel, w.err} }

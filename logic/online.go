@@ -25,7 +25,7 @@ type RoomCount struct {
 func (p *Pusher) RoomCounts(ctx context.Context, rooms []string) (map[string]int32, error) {
 	all, err := p.router.RoomCounts(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRouter, err)
+		return nil, wrapErr(ErrRouter, err)
 	}
 	out := make(map[string]int32, len(rooms))
 	for _, r := range rooms {
@@ -42,7 +42,7 @@ func (p *Pusher) TopRooms(ctx context.Context, typ string, limit int) ([]RoomCou
 	}
 	all, err := p.router.RoomCounts(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRouter, err)
+		return nil, wrapErr(ErrRouter, err)
 	}
 	prefix := typ + "://"
 	var out []RoomCount
@@ -88,7 +88,7 @@ func (p *Pusher) Totals(ctx context.Context) (Totals, error) {
 func (p *Pusher) Nodes(ctx context.Context) ([]imcloud.Node, error) {
 	nodes, err := p.router.Nodes(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRouter, err)
+		return nil, wrapErr(ErrRouter, err)
 	}
 	return nodes, nil
 }

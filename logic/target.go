@@ -103,7 +103,7 @@ func (t Target) validate() error {
 	case TargetRoom:
 		typ, id, err := imcloud.ParseRoomKey(t.Room)
 		if err != nil || typ == "" || id == "" {
-			return fmt.Errorf("%w: room %q is not \"type://id\"", ErrInvalidArgument, t.Room)
+			return fmt.Errorf("%w: %w: %q is not \"type://id\"", ErrInvalidArgument, imcloud.ErrInvalidRoomKey, t.Room)
 		}
 	}
 	return nil

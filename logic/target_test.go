@@ -97,7 +97,7 @@ func TestPushBadTargets(t *testing.T) {
 		{"no keys", logic.ToKeys(), nil, "no keys"},
 		{"empty key", logic.ToKeys("k1", ""), nil, "empty key"},
 		{"no mids", logic.ToMids(), nil, "no mids"},
-		{"room without type", logic.ToRoom("1000"), nil, `room "1000" is not "type://id"`},
+		{"room without type", logic.ToRoom("1000"), nil, `invalid room key: "1000" is not "type://id"`},
 		{"room without id", logic.ToRoom("live://"), nil, `is not "type://id"`},
 		{"empty room", logic.ToRoom(""), nil, `is not "type://id"`},
 		{"room target with mids", logic.Target{Kind: logic.TargetRoom, Room: "live://1", Mids: []int64{1}}, nil, "target room carries mids"},
@@ -116,6 +116,10 @@ func TestPushBadTargets(t *testing.T) {
 			}, tc.opts...)
 			require.ErrorIs(t, err, logic.ErrInvalidArgument)
 		})
+	}
+	for _, room := range []string{"1000", "live://", "://1", ""} {
+		_, err := e.p.Push(context.Background(), logic.ToRoom(room), 1000, nil)
+		require.ErrorIs(t, err, imcloud.ErrInvalidRoomKey, "room %q", room)
 	}
 	_, err := e.p.Push(context.Background(), logic.ToAll(), 0, nil)
 	require.ErrorIs(t, err, logic.ErrInvalidArgument, "a good target does not excuse a bad op")

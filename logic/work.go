@@ -188,7 +188,7 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		routes, err = p.router.NodesByKeys(ctx, w.target.Keys)
 	}
 	if err != nil {
-		return Result{ID: base.ID}, fmt.Errorf("%w: %w", ErrRouter, err)
+		return Result{ID: base.ID}, wrapErr(ErrRouter, err)
 	}
 	res := Result{ID: base.ID, Keys: len(routes)}
 	switch len(routes) {
@@ -223,7 +223,7 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 
 func (p *Pusher) publish(ctx context.Context, res Result, msgs ...*imcloud.Message) (Result, error) {
 	if err := p.queue.Publish(ctx, msgs); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrQueue, err)
+		return res, wrapErr(ErrQueue, err)
 	}
 	res.Messages = len(msgs)
 	return res, nil
