@@ -16,7 +16,11 @@ type ClientSettings struct {
 	// platform. Default "".
 	Domain string
 	// TCPPort, WSPort and WSSPort are the client ports nodes/weighted
-	// reports. Defaults 3101, 3102 and 3103 (goim's).
+	// reports; advertise only ports something listens on. TCPPort and
+	// WSPort default to 3101 and 3102 (goim's); NoPort says nothing
+	// listens there. WSSPort defaults to none: a node serves WebSocket
+	// over TLS only with cloud.Config.TLS, so set it to that listener's
+	// port. nodes/weighted reports none as 0.
 	TCPPort, WSPort, WSSPort int
 	// Heartbeat is the interval clients are told to send heartbeats (op 2)
 	// at, in whole seconds on the wire. Default 30 s (goim's JavaScript
@@ -47,9 +51,6 @@ func (s ClientSettings) WithDefaults() ClientSettings {
 	if s.WSPort == 0 {
 		s.WSPort = 3102
 	}
-	if s.WSSPort == 0 {
-		s.WSSPort = 3103
-	}
 	if s.Heartbeat <= 0 {
 		s.Heartbeat = 30 * time.Second
 	}
@@ -61,6 +62,9 @@ func (s ClientSettings) WithDefaults() ClientSettings {
 	}
 	return s
 }
+
+// NoPort in a ClientSettings port says that no listener serves it.
+const NoPort = -1
 
 // HeartbeatSeconds is Heartbeat as the wire carries it: whole seconds.
 func (s ClientSettings) HeartbeatSeconds() int { return int(s.Heartbeat / time.Second) }

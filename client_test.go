@@ -13,7 +13,7 @@ func TestClientSettingsDefaults(t *testing.T) {
 	t.Parallel()
 	s := ClientSettings{}.WithDefaults()
 	assert.Equal(t, ClientSettings{
-		TCPPort: 3101, WSPort: 3102, WSSPort: 3103,
+		TCPPort: 3101, WSPort: 3102, // no WSS port unless set
 		Heartbeat: 30 * time.Second, HeartbeatMax: 2,
 		Backoff: Backoff{MaxDelay: 300, BaseDelay: 3, Factor: 1.8, Jitter: 1.3},
 	}, s)
@@ -23,6 +23,10 @@ func TestClientSettingsDefaults(t *testing.T) {
 		Backoff: Backoff{MaxDelay: 9}}
 	assert.Equal(t, set, set.WithDefaults(), "set fields are kept")
 	assert.Equal(t, 60, set.HeartbeatSeconds())
+
+	none := ClientSettings{TCPPort: NoPort, WSPort: NoPort}
+	assert.Equal(t, none.TCPPort, none.WithDefaults().TCPPort, "NoPort is kept")
+	assert.Equal(t, NoPort, none.WithDefaults().WSPort)
 }
 
 // TestBackoffJSON: the reconnect policy's wire names are goim's.

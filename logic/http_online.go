@@ -109,7 +109,7 @@ func (h *handler) nodesWeighted(w http.ResponseWriter, r *http.Request) {
 		Backoff      imcloud.Backoff `json:"backoff"`
 		Nodes        []string        `json:"nodes"`
 	}{
-		Domain: c.Domain, TCPPort: c.TCPPort, WSPort: c.WSPort, WSSPort: c.WSSPort,
+		Domain: c.Domain, TCPPort: max(c.TCPPort, 0), WSPort: max(c.WSPort, 0), WSSPort: max(c.WSSPort, 0),
 		Heartbeat: c.HeartbeatSeconds(), HeartbeatMax: c.HeartbeatMax,
 		Backoff: c.Backoff, Nodes: hosts,
 	})

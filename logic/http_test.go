@@ -218,7 +218,7 @@ func TestHTTPOnlineAndNodes(t *testing.T) {
 
 	status, r = call(t, "GET", u+"/nodes/weighted", "", "")
 	require.Equal(t, 200, status)
-	assert.JSONEq(t, `{"domain":"conn.example","tcp_port":4101,"ws_port":3102,"wss_port":3103,
+	assert.JSONEq(t, `{"domain":"conn.example","tcp_port":4101,"ws_port":3102,"wss_port":0,
 		"heartbeat":60,"heartbeat_max":2,
 		"backoff":{"max_delay":300,"base_delay":3,"factor":1.8,"jitter":1.3},
 		"nodes":["10.0.0.2","a.example"]}`, string(r.Data), "least loaded node first, tcp hosts")

@@ -320,12 +320,35 @@ func (a *App) pushAPI() http.Handler {
 
 // clientSettings are what clients are told, by the gateway's auth reply
 // and by the push API's nodes/weighted alike: the advertised ports and
-// the defaults for the rest.
+// the defaults for the rest. Only what listens is advertised: with
+// -tls-cert the WebSocket listener speaks TLS, so its port is the WSS
+// port and there is no plain WebSocket port; without it there is no WSS
+// port; a disabled listener is no port.
 func (a *App) clientSettings() imcloud.ClientSettings {
-	return imcloud.ClientSettings{
-		TCPPort: portOf(a.advertised(a.cfg.AdvertiseTCP, "tcp")),
-		WSPort:  portOf(a.advertised(a.cfg.AdvertiseWS, "ws")),
+	ws := a.clientPort(a.cfg.AdvertiseWS, "ws", a.cfg.WSAddr)
+	s := imcloud.ClientSettings{TCPPort: a.clientPort(a.cfg.AdvertiseTCP, "tcp", a.cfg.TCPAddr), WSPort: ws}
+	if a.cfg.TLSCert != "" {
+		s.WSPort, s.WSSPort = imcloud.NoPort, ws
 	}
+	return s
+}
+
+// clientPort is the port clients are told for listener name: the
+// advertised address's, else the listener's; a process that does not
+// serve clients (the logic role alone) reports the fleet's from the
+// listener flag. imcloud.NoPort when the listener is disabled.
+func (a *App) clientPort(advertise, name, flagAddr string) int {
+	addr := advertise
+	if addr == "" {
+		addr = a.Addr(name)
+	}
+	if addr == "" && !a.cfg.needs(RoleCloud) {
+		addr = flagAddr
+	}
+	if p := portOf(addr); p > 0 {
+		return p
+	}
+	return imcloud.NoPort
 }
 
 func portOf(addr string) int {

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud/cloud/client"
+	"github.com/imcloud/imcloud/internal/testenv"
 )
 
 // startAllInOne runs the zero-flag server, but on free loopback ports.
@@ -188,29 +191,66 @@ func (l *syncLog) String() string {
 }
 
 // TestClientSettingsAgree: the gateway's auth reply and the push API's
-// nodes/weighted tell a client the same heartbeat, and nodes/weighted the
-// ports the node listens on.
+// nodes/weighted tell a client the same heartbeat, and nodes/weighted
+// only the ports a listener serves: no WSS port without -tls-cert; with
+// it the WebSocket listener's port as the WSS port (and a wss client
+// authenticates there) and no plain WebSocket port; no port for a
+// disabled listener.
 func TestClientSettingsAgree(t *testing.T) {
-	app := startAllInOne(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, client.Config{Network: "tcp", Addr: app.Addr("tcp"), Mid: 7})
-	require.NoError(t, err)
-	defer c.Close()
+	ca := testenv.NewCA(t)
+	cert, key := testenv.WritePEM(t, ca.Issue(t, "node", x509.ExtKeyUsageServerAuth))
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	tlsCfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	for _, tc := range []struct {
+		name string
+		args []string
+		// dial is the client that authenticates; tcp, ws and wss the
+		// ports nodes/weighted must report, by listener name ("" none).
+		dial         func(app *App) client.Config
+		tcp, ws, wss string
+	}{
+		{"plain", nil, func(app *App) client.Config {
+			return client.Config{Network: "tcp", Addr: app.Addr("tcp"), Mid: 7}
+		}, "tcp", "ws", ""},
+		{"tls", []string{"-tls-cert", cert, "-tls-key", key}, func(app *App) client.Config {
+			return client.Config{Network: "ws", Addr: "wss://" + app.Addr("ws") + "/sub", Mid: 7, TLS: tlsCfg}
+		}, "tcp", "", "ws"},
+		{"no websocket", []string{"-ws-addr", ""}, func(app *App) client.Config {
+			return client.Config{Network: "tcp", Addr: app.Addr("tcp"), Mid: 7}
+		}, "tcp", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := startAllInOne(t, tc.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := client.Dial(ctx, tc.dial(app))
+			require.NoError(t, err)
+			defer c.Close()
 
-	resp, err := http.Get("http://" + app.Addr("http") + "/goim/nodes/weighted")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var r struct {
-		Data struct {
-			TCPPort   int `json:"tcp_port"`
-			WSPort    int `json:"ws_port"`
-			Heartbeat int `json:"heartbeat"`
-		} `json:"data"`
+			resp, err := http.Get("http://" + app.Addr("http") + "/goim/nodes/weighted")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var r struct {
+				Data struct {
+					TCPPort   int `json:"tcp_port"`
+					WSPort    int `json:"ws_port"`
+					WSSPort   int `json:"wss_port"`
+					Heartbeat int `json:"heartbeat"`
+				} `json:"data"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
+			require.NotZero(t, c.Auth().Heartbeat)
+			require.Equal(t, c.Auth().Heartbeat, r.Data.Heartbeat)
+			port := func(name string) int {
+				if name == "" {
+					return 0
+				}
+				return portOf(app.Addr(name))
+			}
+			require.Equal(t, port(tc.tcp), r.Data.TCPPort, "tcp_port")
+			require.Equal(t, port(tc.ws), r.Data.WSPort, "ws_port")
+			require.Equal(t, port(tc.wss), r.Data.WSSPort, "wss_port")
+		})
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
-	require.NotZero(t, c.Auth().Heartbeat)
-	require.Equal(t, c.Auth().Heartbeat, r.Data.Heartbeat)
-	require.Equal(t, portOf(app.Addr("tcp")), r.Data.TCPPort)
-	require.Equal(t, portOf(app.Addr("ws")), r.Data.WSPort)
 }
