@@ -37,7 +37,7 @@ type Config struct {
 	Authenticator Authenticator
 	// LinkSecret is the shared secret job and the node prove to each
 	// other in the link hello (ServeLink); it is never sent.
-	// Empty refuses every link connection unless InsecureLink is set.
+	// Empty: ServeLink returns ErrNoLinkSecret unless InsecureLink is set.
 	LinkSecret string
 	// InsecureLink accepts link hellos with an empty secret (tests and
 	// one-box development only).

@@ -28,6 +28,23 @@
 // Authenticator and UpstreamHook run on connection reader goroutines and
 // must not block for long.
 //
+// # Failures
+//
+// New refuses a Config without an Authenticator (ErrNoAuthenticator), and
+// ServeLink one without a LinkSecret (ErrNoLinkSecret) unless
+// InsecureLink says so. What fails at run time is counted in Stats, so a
+// node with a nil Logger is not a silent one: failed session-store calls
+// (Config.Store: the router) in StoreErrors, which the node retries;
+// refused link hellos in LinkRefused; refused clients by reason in
+// Refused; messages dropped before fan-out in Duplicates, Expired,
+// Invalid and Reserved; pushes a connection does not accept in Filtered;
+// frames lost to slow clients in Dropped and SlowDisconnects. The metrics
+// package exports them (imcloud_cloud_store_errors_total,
+// imcloud_cloud_link_refused_total,
+// imcloud_cloud_connections_rejected_total,
+// imcloud_cloud_messages_dropped_total,
+// imcloud_cloud_frames_filtered_total, ...; docs/metrics.md).
+//
 // # Lifecycle
 //
 //	srv, err := cloud.New(cloud.Config{Authenticator: cloud.NewTokenAuthenticator(secret), Store: router})

@@ -31,7 +31,14 @@ const linkReadTimeout = 10 * time.Minute
 // client certificate, set ClientAuth to tls.RequireAndVerifyClientCert and
 // ClientCAs in its config. The TLS handshake runs within HandshakeTimeout
 // too.
+//
+// Without Config.LinkSecret (and without InsecureLink) it closes ln and
+// returns ErrNoLinkSecret at once instead of refusing every hello.
 func (s *Server) ServeLink(ln net.Listener) error {
+	if s.cfg.LinkSecret == "" && !s.cfg.InsecureLink {
+		_ = ln.Close()
+		return ErrNoLinkSecret
+	}
 	if !s.track(ln) {
 		_ = ln.Close()
 		return ErrServerClosed

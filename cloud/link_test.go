@@ -122,3 +122,17 @@ func TestLinkHello(t *testing.T) {
 	assert.Equal(t, uint64(1), st.LinkLegacyHellos)
 	assert.Equal(t, uint64(2), st.LinkRefused)
 }
+
+// TestServeLinkWithoutSecret: ServeLink without a secret (and without
+// InsecureLink) fails at once and closes the listener, rather than
+// refusing every hello.
+func TestServeLinkWithoutSecret(t *testing.T) {
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator()})
+	require.NoError(t, err)
+	defer srv.Shutdown(context.Background())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.ErrorIs(t, srv.ServeLink(ln), cloud.ErrNoLinkSecret)
+	_, err = ln.Accept()
+	require.Error(t, err, "the listener is closed")
+}

@@ -58,6 +58,10 @@ var (
 	// ErrOverloaded is returned by Deliver when too many paced broadcasts
 	// are in progress.
 	ErrOverloaded = errors.New("cloud: too many broadcasts in progress")
+	// ErrNoLinkSecret is returned at once by ServeLink when neither
+	// Config.LinkSecret nor Config.InsecureLink is set: it would refuse
+	// every link connection.
+	ErrNoLinkSecret = errors.New("cloud: ServeLink without Config.LinkSecret (or InsecureLink): every link hello would be refused")
 )
 
 // New returns a Server for cfg. With a Store, it registers the node before

@@ -26,7 +26,8 @@ type Config struct {
 	// ErrTooLarge). Default: a LinkClient to node.LinkAddr with LinkSecret
 	// and LinkOptions. To deliver in process, return the *cloud.Server.
 	Connect func(ctx context.Context, node imcloud.Node) (Link, error)
-	// LinkSecret is the shared secret of the default Connect's hello.
+	// LinkSecret is the shared secret of the default Connect's hello;
+	// required unless Connect is set.
 	LinkSecret string
 	// LinkOptions tunes the default Connect's link clients; a nil Logger
 	// is the job's.

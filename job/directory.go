@@ -104,6 +104,7 @@ func (d *directory) refresh(ctx context.Context) error {
 	nodes, rebuilding, err := d.read(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
+			d.j.c.directoryErrors.Add(1)
 			d.j.log.Warn("job: reading the node directory failed", "err", err)
 		}
 		return err

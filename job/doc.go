@@ -31,6 +31,22 @@
 // skipped; records of a newer major version go to Config.DeadLetter. No
 // record stops consumption.
 //
+// # Failures
+//
+// New refuses what cannot work: no Source (ErrNoSource), no Directory
+// (ErrNoDirectory), and the default Connect without a LinkSecret
+// (ErrNoLinkSecret). What fails at run time is retried and counted in
+// Stats, so a job with a nil Logger is not a silent one: a node that
+// cannot be dialled or refuses deliveries in Retried and in its
+// NodeStats (Retried, LastError), messages with no node to go to in
+// Unroutable, a failing directory (the router) in DirectoryErrors,
+// failing commits in CommitErrors, records set aside or lost in
+// DeadLettered and DeadLetterFailed. The metrics package exports them
+// (imcloud_job_delivery_retries_total, imcloud_job_node_failing,
+// imcloud_job_messages_unroutable_total,
+// imcloud_job_directory_errors_total,
+// imcloud_job_commit_failures_total, ...; docs/metrics.md).
+//
 // # Concurrency and lifecycle
 //
 // Run consumes until its context ends or Shutdown; Shutdown stops

@@ -18,6 +18,12 @@ var (
 	ErrNoSource = errors.New("job: no source")
 	// ErrNoDirectory is returned by New without a Config.Directory.
 	ErrNoDirectory = errors.New("job: no node directory")
+	// ErrNoLinkSecret is returned by New with neither a Config.Connect nor
+	// a Config.LinkSecret: the default Connect's links would be refused by
+	// every node. To reach nodes that accept an empty secret
+	// (cloud.Config.InsecureLink), give a Connect that returns
+	// NewLinkClient(node.LinkAddr, "", opts).
+	ErrNoLinkSecret = errors.New("job: no Config.LinkSecret for the default Connect (and no Config.Connect): every node would refuse the link")
 	// ErrRunning is returned by a second Run.
 	ErrRunning = errors.New("job: already running")
 	// ErrClosed is returned by Run after Shutdown.
@@ -61,6 +67,9 @@ func New(cfg Config) (*Job, error) {
 	}
 	if cfg.Directory == nil {
 		return nil, ErrNoDirectory
+	}
+	if cfg.Connect == nil && cfg.LinkSecret == "" {
+		return nil, ErrNoLinkSecret
 	}
 	cfg = cfg.withDefaults()
 	ownsLinks := cfg.Connect == nil

@@ -31,6 +31,12 @@ func TestNewChecksConfig(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoSource)
 	_, err = New(Config{Source: newMemQueue(t, 1)})
 	require.ErrorIs(t, err, ErrNoDirectory)
+	_, err = New(Config{Source: newMemQueue(t, 1), Directory: newMemDir()})
+	require.ErrorIs(t, err, ErrNoLinkSecret, "the default Connect without a secret")
+	j, err := New(Config{Source: newMemQueue(t, 1), Directory: newMemDir(),
+		Connect: func(context.Context, imcloud.Node) (Link, error) { return nil, errors.New("unused") }})
+	require.NoError(t, err, "a Connect of the caller's needs no secret")
+	require.NoError(t, j.Shutdown(context.Background()))
 }
 
 func TestJobDispatchesKeysRoomsBroadcasts(t *testing.T) {
@@ -315,6 +321,7 @@ func TestJobWaitsForDirectory(t *testing.T) {
 	src.publish(roomMsg("live://1", "r"))
 	time.Sleep(100 * time.Millisecond)
 	require.Zero(t, j.Stats().Consumed, "no routing without a node list")
+	eventually(t, func() bool { return j.Stats().DirectoryErrors > 0 }, 5*time.Second, "the failed reads counted")
 	dir.mu.Lock()
 	dir.err = nil
 	dir.mu.Unlock()

@@ -37,6 +37,10 @@ type Stats struct {
 	Commits uint64
 	// CommitErrors is the number of failed Source.Commit calls.
 	CommitErrors uint64
+	// DirectoryErrors is the number of failed reads of the node
+	// directory (Config.Directory: the router); the last list read stands
+	// meanwhile.
+	DirectoryErrors uint64
 	// Pending is the number of records received and not yet committable.
 	Pending int
 	// Nodes has one entry per node the job delivers to.
@@ -81,6 +85,7 @@ type counters struct {
 	consumed, delivered, retried, skipped, expired atomic.Uint64
 	deadLettered, deadLetterFailed, abandoned      atomic.Uint64
 	unroutable, commits, commitErrors              atomic.Uint64
+	directoryErrors                                atomic.Uint64
 }
 
 // Stats returns the job's counters.
@@ -97,6 +102,7 @@ func (j *Job) Stats() Stats {
 		Unroutable:       j.c.unroutable.Load(),
 		Commits:          j.c.commits.Load(),
 		CommitErrors:     j.c.commitErrors.Load(),
+		DirectoryErrors:  j.c.directoryErrors.Load(),
 		Pending:          j.pendingCount(),
 		Nodes:            j.dir.nodeStats(),
 		Partitions:       j.partitionStats(),

@@ -48,6 +48,17 @@
 // (nothing is published; retry), since the router cannot tell offline
 // users from those whose node has not registered again yet.
 //
+// # Failures
+//
+// New refuses a Config without a Router or a Queue (ErrInvalidArgument).
+// A push that fails returns its error (ErrRouter or ErrQueue wrapping the
+// backend's, ErrOverloaded, ErrRouterRebuilding) to its caller, and is
+// counted in Stats, so a Pusher with a nil Logger is not a silent one:
+// Failed (AsyncFailed for PushAsync, whose callers may have been answered
+// already) and Overloaded. The metrics package exports them
+// (imcloud_logic_push_failures_total, imcloud_logic_async_push_failures_total,
+// imcloud_logic_overloaded_pushes_total; docs/metrics.md).
+//
 // # Concurrency and lifecycle
 //
 // Every exported method of Pusher, MemoryRouter and MemoryQueue is safe for
