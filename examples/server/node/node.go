@@ -234,7 +234,7 @@ func (a *App) newCloud() error {
 		Logger:             a.log.With("role", RoleCloud),
 	})
 	if err != nil {
-		return fmt.Errorf("cloud: %w", err)
+		return err // already "cloud: ..."
 	}
 	a.cloud = srv
 	a.admin.register(metrics.Cloud(srv))
@@ -256,7 +256,7 @@ func (a *App) newLogic() error {
 	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Timeout: pushTimeout,
 		MaxPushCost: a.cfg.MaxPushCost, Logger: a.log.With("role", RoleLogic)})
 	if err != nil {
-		return fmt.Errorf("logic: %w", err)
+		return err // already "logic: ..."
 	}
 	a.pusher = p
 	a.admin.register(metrics.Logic(p))
@@ -290,7 +290,7 @@ func (a *App) newJob() error {
 	}
 	j, err := job.New(cfg)
 	if err != nil {
-		return fmt.Errorf("job: %w", err)
+		return err // already "job: ..."
 	}
 	a.job = j
 	a.admin.register(metrics.Job(j))
