@@ -186,9 +186,17 @@ type Upstream struct {
 // ErrNoAuthenticator is returned by New when Config.Authenticator is nil.
 var ErrNoAuthenticator = errors.New("cloud: no authenticator configured (choose DevAuthenticator, NewTokenAuthenticator or an AuthFunc)")
 
+// ErrNoCertificate is returned by New when Config.TLS has no way to find
+// a certificate (Certificates, GetCertificate or GetConfigForClient):
+// every TLS handshake would fail.
+var ErrNoCertificate = errors.New("cloud: Config.TLS has no certificate: every TLS handshake would fail")
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Authenticator == nil {
 		return c, ErrNoAuthenticator
+	}
+	if t := c.TLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return c, ErrNoCertificate
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

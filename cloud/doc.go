@@ -30,7 +30,8 @@
 //
 // # Failures
 //
-// New refuses a Config without an Authenticator (ErrNoAuthenticator), and
+// New refuses a Config without an Authenticator (ErrNoAuthenticator) or
+// with a TLS config that has no certificate (ErrNoCertificate), and
 // ServeLink one without a LinkSecret (ErrNoLinkSecret) unless
 // InsecureLink says so. What fails at run time is counted in Stats, so a
 // node with a nil Logger is not a silent one: failed session-store calls

@@ -214,3 +214,14 @@ func TestTLSBehindProxyProtocol(t *testing.T) {
 	deliver(t, n.srv, roomMsg("live://proxied", 1000, "through the proxy"))
 	assert.Equal(t, "through the proxy", string(raw.nextOp(1000).body))
 }
+
+// TestNewRefusesTLSWithoutCertificate: a Config.TLS that can find no
+// certificate fails at New, not at every client's handshake.
+func TestNewRefusesTLSWithoutCertificate(t *testing.T) {
+	_, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+	require.ErrorIs(t, err, cloud.ErrNoCertificate)
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), TLS: &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }}})
+	require.NoError(t, err)
+	require.NoError(t, srv.Shutdown(context.Background()))
+}
