@@ -219,6 +219,7 @@ const parallelMin = 2048
 // weight is the number of pushes it carries, for the delivered count and
 // the fan-out histogram.
 func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight uint64) {
+	s.sched.fanoutStarts()
 	bs := s.bs.bs
 	workers := runtime.GOMAXPROCS(0)
 	if workers > len(bs) {

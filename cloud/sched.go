@@ -23,10 +23,15 @@ import (
 //
 // Why a shared ready list: a fan-out claims thousands of idle connections
 // at once, and one goroutine each cost most of the fan-out (creation and
-// a scheduler wake-up per connection). Why at most GOMAXPROCS-1 writers
-// (at least one): the Go runtime polls the network only when a P has
-// nothing else to run, so writers on every P would make push requests and
-// link reads wait behind a whole round of writes. Why pass after pass:
+// a scheduler wake-up per connection). How many writers: under sustained
+// load at most GOMAXPROCS-1 (at least one), because the Go runtime polls
+// the network only when a P has nothing else to run, so writers on every
+// P would make push requests and link reads wait behind a whole round of
+// writes. A fan-out that finds the writers idle is a burst with nothing
+// to wait behind it: it may use a writer on every P, and the extra ones
+// stop at their next slice as soon as a fan-out arrives while writers are
+// still busy (sustained load again), so the time to the last client of
+// an occasional room push is not bounded by one core. Why pass after pass:
 // pushes that arrive while a connection is written coalesce into its next
 // write, so under load a write carries many pushes instead of the machine
 // making one system call per push per client.
@@ -40,14 +45,36 @@ type scheduler struct {
 	ready   []*conn // FIFO: ready[head:] wait for their next write
 	head    int
 	running int
-	max     int
+	steady  int  // most writers under sustained load
+	burst   int  // most writers while boost is set
+	boost   bool // the last fan-out found the writers idle (fanoutStarts)
 }
 
 // schedSlice is how many connections a writer takes from the ready list
 // between yields.
 const schedSlice = 64
 
-func newScheduler() *scheduler { return &scheduler{max: max(1, runtime.GOMAXPROCS(0)-1)} }
+func newScheduler() *scheduler {
+	n := runtime.GOMAXPROCS(0)
+	return &scheduler{steady: max(1, n-1), burst: n}
+}
+
+// fanoutStarts is called as a fan-out begins: it sets boost when no
+// writer runs and nothing waits (a burst), and clears it otherwise
+// (sustained load: the extra writers stop at their next slice).
+func (s *scheduler) fanoutStarts() {
+	s.mu.Lock()
+	s.boost = s.running == 0 && s.head == len(s.ready)
+	s.mu.Unlock()
+}
+
+// limit is how many writers may run now. Called under mu.
+func (s *scheduler) limit() int {
+	if s.boost {
+		return s.burst
+	}
+	return s.steady
+}
 
 // start takes over c, which its pusher just claimed in state st (qReady
 // or qBlocking; qIdle: nothing to do).
@@ -62,16 +89,16 @@ func (s *scheduler) start(c *conn, st qstate) {
 }
 
 // submit appends cs, all in state ready, to the ready list and starts a
-// writer if fewer than max run. counted says their claims were counted
-// already (a writer putting connections back); a fan-out's batch is
-// counted here.
+// writer if fewer than the limit run. counted says their claims were
+// counted already (a writer putting connections back); a fan-out's batch
+// is counted here.
 func (s *scheduler) submit(cs []*conn, counted bool) {
 	if !counted {
 		s.claims.Add(int64(len(cs)))
 	}
 	s.mu.Lock()
 	s.ready = append(s.ready, cs...)
-	start := s.running < s.max
+	start := s.running < s.limit()
 	if start {
 		s.running++
 	}
@@ -82,10 +109,15 @@ func (s *scheduler) submit(cs []*conn, counted bool) {
 }
 
 // take moves up to len(dst) ready connections into dst; 0 means none is
-// left and the calling writer stops (its count released).
+// left, or more writers run than the limit allows, and the calling writer
+// stops (its count released).
 func (s *scheduler) take(dst []*conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.running > s.limit() {
+		s.running--
+		return 0
+	}
 	n := copy(dst, s.ready[s.head:])
 	clear(s.ready[s.head : s.head+n])
 	s.head += n

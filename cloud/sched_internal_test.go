@@ -69,7 +69,7 @@ func TestSchedulerWritesBusyConnections(t *testing.T) {
 	close(stop)
 	<-watched
 	require.EqualValues(t, uint64(clients*pushes), s.Stats().Delivered)
-	assert.LessOrEqual(t, most.Load(), int64(s.sched.max), "more writers ran than their limit")
+	assert.LessOrEqual(t, most.Load(), int64(s.sched.burst), "more writers ran than their limit")
 
 	require.Eventually(t, func() bool { return s.Stats().Writers == 0 }, 5*time.Second, 5*time.Millisecond,
 		"writers still claimed after the stream ended")
@@ -79,4 +79,25 @@ func TestSchedulerWritesBusyConnections(t *testing.T) {
 	assert.NotZero(t, cap(s.sched.ready), "the stream never reached the ready list")
 	assert.Zero(t, s.sched.running, "writers still running")
 	assert.Zero(t, len(s.sched.ready)-s.sched.head, "connections left on the ready list")
+}
+
+// A fan-out that finds the writers idle may use a writer on every P; one
+// that finds them busy sends the extra writers home at their next slice,
+// without stranding what waits on the ready list.
+func TestSchedulerBoostsOnlyIdleBursts(t *testing.T) {
+	s := &scheduler{steady: 1, burst: 2}
+	s.fanoutStarts()
+	require.Equal(t, 2, s.limit(), "a fan-out onto idle writers is a burst")
+
+	s.running = 2
+	s.ready = []*conn{{}, {}}
+	s.fanoutStarts()
+	require.Equal(t, 1, s.limit(), "a fan-out onto busy writers is sustained load")
+
+	var dst [schedSlice]*conn
+	assert.Zero(t, s.take(dst[:]), "the extra writer stops")
+	assert.Equal(t, 1, s.running)
+	assert.Equal(t, 2, s.take(dst[:]), "the remaining writer takes what waits")
+	assert.Zero(t, s.take(dst[:]))
+	assert.Zero(t, s.running)
 }
