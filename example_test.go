@@ -50,7 +50,7 @@ func ExampleMessage_MarshalBinary() {
 // A consumer sets aside messages from a newer writer instead of dropping them.
 func ExampleMessage_UnmarshalBinary() {
 	var m imcloud.Message
-	err := m.UnmarshalBinary([]byte{2, 0}) // major version 2
+	err := m.UnmarshalBinary([]byte{9, 0}) // major version 9
 	fmt.Println(errors.Is(err, imcloud.ErrNewerVersion))
 	err = m.UnmarshalBinary([]byte{1, 0, 0x80})
 	fmt.Println(errors.Is(err, imcloud.ErrMalformedMessage))

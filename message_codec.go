@@ -18,9 +18,14 @@ import (
 // know is skipped by its length, so new optional fields need only a new tag
 // and a minor version bump. A change old readers must not misread bumps the
 // major version, and old readers refuse it with ErrNewerVersion.
+//
+// A message is written with the lowest major version that can carry it:
+// 1 for every kind but KindMids, 2 for KindMids (a version-1 reader would
+// not know whom to deliver it to). MessageMajor is the newest this reader
+// understands.
 const (
-	MessageMajor = 1
-	MessageMinor = 0
+	MessageMajor = 2
+	MessageMinor = 1
 )
 
 const (
@@ -34,6 +39,10 @@ const (
 	tagSpeed    = 8
 	tagAccepted = 9
 	tagExpires  = 10
+	tagMid      = 11 // repeated, one per mid; major 2
+	tagStream   = 12 // minor 1
+	tagEpoch    = 13 // minor 1
+	tagOffset   = 14 // minor 1
 )
 
 // Decoding errors. Every malformed input returns one of these (wrapped with
@@ -58,13 +67,21 @@ func (m *Message) encodedSizeHint() int {
 	for _, k := range m.Keys {
 		n += len(k) + 3
 	}
+	n += 11 * len(m.Mids)
+	if m.Stream != "" {
+		n += 3 + len(m.Stream) + 3 + len(m.Epoch) + 11
+	}
 	return n
 }
 
 // AppendBinary appends the encoding of m to dst and returns the extended
 // slice. With a dst of enough capacity it does not allocate.
 func (m *Message) AppendBinary(dst []byte) []byte {
-	dst = append(dst, MessageMajor, MessageMinor)
+	major := byte(1)
+	if m.Kind == KindMids {
+		major = 2
+	}
+	dst = append(dst, major, MessageMinor)
 	if !m.ID.IsZero() {
 		dst = appendBytesField(dst, tagID, m.ID[:])
 	}
@@ -90,6 +107,16 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	}
 	if !m.Expires.IsZero() {
 		dst = appendVarintField(dst, tagExpires, m.Expires.UnixNano())
+	}
+	for _, mid := range m.Mids {
+		dst = appendVarintField(dst, tagMid, mid)
+	}
+	if m.Stream != "" {
+		dst = appendStringField(dst, tagStream, string(m.Stream))
+		if m.Epoch != "" {
+			dst = appendStringField(dst, tagEpoch, m.Epoch)
+		}
+		dst = appendVarintField(dst, tagOffset, m.Offset)
 	}
 	return dst
 }
@@ -204,6 +231,22 @@ func (m *Message) setField(tag uint64, val []byte, seenBody *bool) error {
 		} else {
 			m.Expires = t
 		}
+	case tagMid:
+		v, err := varintValue(tag, val)
+		if err != nil {
+			return err
+		}
+		m.Mids = append(m.Mids, v)
+	case tagStream:
+		m.Stream = Stream(val)
+	case tagEpoch:
+		m.Epoch = string(val)
+	case tagOffset:
+		v, err := varintValue(tag, val)
+		if err != nil {
+			return err
+		}
+		m.Offset = v
 	default:
 		// A field from a newer minor version: skip it.
 	}

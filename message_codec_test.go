@@ -95,7 +95,7 @@ func TestMessageRoundTrip(t *testing.T) {
 			enc, err := tt.msg.MarshalBinary()
 			require.NoError(t, err)
 			require.Equal(t, enc, tt.msg.AppendBinary(nil), "MarshalBinary and AppendBinary disagree")
-			require.Equal(t, byte(MessageMajor), enc[0])
+			require.Equal(t, byte(1), enc[0], "a message is written with the lowest major that carries it")
 			require.Equal(t, byte(MessageMinor), enc[1])
 
 			var got Message
@@ -120,14 +120,14 @@ func TestMessageEncodingOmitsUnsetFields(t *testing.T) {
 	t.Parallel()
 	// A broadcast with nothing set: versions, kind and op only.
 	m := Message{Kind: KindBroadcast, Op: 1000}
-	want := raw(MessageMajor, MessageMinor, field(2, uv(3)), field(3, sv(1000)))
+	want := raw(1, MessageMinor, field(2, uv(3)), field(3, sv(1000)))
 	require.Equal(t, want, m.AppendBinary(nil))
 
 	// Every field, in tag order.
 	id := MessageID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	m = Message{ID: id, Kind: KindKeys, Op: -5, Node: "n", Keys: []string{"a", "b"}, Room: "r://1",
 		Body: []byte("x"), Speed: 7, Accepted: time.Unix(0, 10), Expires: time.Unix(0, -10)}
-	want = raw(MessageMajor, MessageMinor,
+	want = raw(1, MessageMinor,
 		field(1, id[:]), field(2, uv(1)), field(3, sv(-5)), field(4, []byte("n")),
 		field(5, []byte("a")), field(5, []byte("b")), field(6, []byte("r://1")), field(7, []byte("x")),
 		field(8, sv(7)), field(9, sv(10)), field(10, sv(-10)))
@@ -177,13 +177,13 @@ func TestMessageForwardCompatible(t *testing.T) {
 		in   []byte
 	}{
 		{"known fields only", raw(1, 0, kind, op, room, body)},
-		{"unknown tag in the middle", raw(1, 0, kind, op, field(11, []byte("new field")), room, body)},
+		{"unknown tag in the middle", raw(1, 0, kind, op, field(41, []byte("new field")), room, body)},
 		{"unknown tag first", raw(1, 0, field(99, []byte{1, 2, 3}), kind, op, room, body)},
-		{"unknown tag last", raw(1, 0, kind, op, room, body, field(12, nil))},
+		{"unknown tag last", raw(1, 0, kind, op, room, body, field(42, nil))},
 		{"unknown tag multi-byte", raw(1, 0, kind, field(1<<40, bytes.Repeat([]byte("z"), 300)), op, room, body)},
 		{"unknown tag 0", raw(1, 0, field(0, []byte{7}), kind, op, room, body)},
 		{"fields out of order", raw(1, 0, body, room, op, kind)},
-		{"newer minor version", raw(1, 200, kind, op, field(13, uv(5)), room, body)},
+		{"newer minor version", raw(1, 200, kind, op, field(43, uv(5)), room, body)},
 		{"several unknown", raw(1, 3, field(20, nil), kind, field(21, []byte("a")), op, field(22, overlong), room, body)},
 	}
 	for _, tt := range tests {
@@ -199,8 +199,8 @@ func TestMessageNewerVersion(t *testing.T) {
 	t.Parallel()
 	valid := (&Message{Kind: KindBroadcast, Op: 1000}).AppendBinary(nil)
 	for _, in := range [][]byte{
-		append([]byte{2, 0}, valid[2:]...),
-		{2, 0},
+		append([]byte{MessageMajor + 1, 0}, valid[2:]...),
+		{MessageMajor + 1, 0},
 		{3, 7, 0xff, 0xff, 0xff}, // garbage after a newer version is not ours to judge
 		{255, 255},
 	} {
@@ -290,5 +290,55 @@ func TestMessageDecodeEveryTruncation(t *testing.T) {
 		if err != nil {
 			require.True(t, errors.Is(err, ErrMalformedMessage) || errors.Is(err, ErrInvalidMessage), "cut at %d: %v", i, err)
 		}
+	}
+}
+
+func TestMessageStreamsAndMids(t *testing.T) {
+	t.Parallel()
+	// A mids message is major 2: a reader of major 1 sets it aside.
+	m := Message{ID: NewMessageID(), Kind: KindMids, Op: 1000, Mids: []int64{42, 7}, Body: []byte("hi")}
+	enc := m.AppendBinary(nil)
+	require.Equal(t, byte(2), enc[0])
+	var got Message
+	require.NoError(t, got.UnmarshalBinary(enc))
+	require.Equal(t, m.Mids, got.Mids)
+	require.Equal(t, KindMids, got.Kind)
+
+	// A delivery with its place in a stream stays major 1 (old nodes skip
+	// the new tags and deliver it as before).
+	d := Message{ID: NewMessageID(), Kind: KindKeys, Op: 1000, Node: "n", Keys: []string{"k"},
+		Stream: UserStream(42), Epoch: "e1", Offset: 1234}
+	enc = d.AppendBinary(nil)
+	require.Equal(t, byte(1), enc[0])
+	require.NoError(t, got.UnmarshalBinary(enc))
+	require.Equal(t, d.Stream, got.Stream)
+	require.Equal(t, "e1", got.Epoch)
+	require.EqualValues(t, 1234, got.Offset)
+
+	for name, bad := range map[string]Message{
+		"mids without mids": {Kind: KindMids, Op: 1000},
+		"bad stream":        {Kind: KindRoom, Room: "live://1", Stream: "x:1"},
+		"negative offset":   {Kind: KindRoom, Room: "live://1", Stream: RoomStream("live://1"), Offset: -1},
+	} {
+		require.ErrorIs(t, got.UnmarshalBinary(bad.AppendBinary(nil)), ErrInvalidMessage, name)
+	}
+}
+
+func TestStreamNames(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, Stream("u:42"), UserStream(42))
+	require.Equal(t, Stream("r:live://1000"), RoomStream("live://1000"))
+	mid, ok := UserStream(42).Mid()
+	require.True(t, ok)
+	require.EqualValues(t, 42, mid)
+	room, ok := RoomStream("live://1").Room()
+	require.True(t, ok)
+	require.Equal(t, "live://1", room)
+	for _, good := range []Stream{"u:1", "r:a://b", "r:live://"} {
+		require.NoError(t, good.Validate(), good)
+	}
+	for _, bad := range []Stream{"", "u:", "u:0", "u:-1", "u:007", "u:1x", "r:", "r:nokey", "x:1",
+		Stream("r:a://" + strings.Repeat("b", 300))} {
+		require.ErrorIs(t, bad.Validate(), ErrInvalidStream, bad)
 	}
 }

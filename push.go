@@ -25,6 +25,12 @@ const (
 	// KindBroadcast targets every connection that accepts Message.Op on
 	// every node, paced at Message.Speed connections per second.
 	KindBroadcast Kind = 3
+	// KindMids targets every connection of the users in Message.Mids,
+	// wherever they are: job appends it to each user's stream and
+	// resolves the users' connections (docs/design.md, recovery). It is
+	// encoded with major version 2, so a job too old to route it sets it
+	// aside instead of dropping it.
+	KindMids Kind = 4
 )
 
 // String returns the kind's name, as used in logs and metrics.
@@ -36,12 +42,14 @@ func (k Kind) String() string {
 		return "room"
 	case KindBroadcast:
 		return "broadcast"
+	case KindMids:
+		return "mids"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is one of the known kinds.
-func (k Kind) Valid() bool { return k >= KindKeys && k <= KindBroadcast }
+func (k Kind) Valid() bool { return k >= KindKeys && k <= KindMids }
 
 // MessageID identifies one accepted push. Cloud nodes remember recent IDs
 // and drop redeliveries, so a job restart does not show clients duplicates.
@@ -152,6 +160,8 @@ type Message struct {
 	Keys []string
 	// Room is the room key, "type://id" (KindRoom only).
 	Room string
+	// Mids are the target users (KindMids only).
+	Mids []int64
 	// Body is the payload clients receive.
 	Body []byte
 	// Speed paces a broadcast in connections per second; 0 is unpaced.
@@ -160,6 +170,15 @@ type Message struct {
 	Accepted time.Time
 	// Expires, when non-zero, is when the push stops being worth delivering.
 	Expires time.Time
+
+	// Stream, Epoch and Offset place the push in a stream's history
+	// (history.go). job sets them on what it delivers once the push was
+	// appended to its stream; logic never does. Empty Stream: no history.
+	Stream Stream
+	// Epoch is the stream's epoch when the push was appended.
+	Epoch string
+	// Offset is the push's position in Stream: its queue offset.
+	Offset int64
 }
 
 // Expired reports whether m carries an expiry that is not after now.
@@ -185,8 +204,20 @@ func (m *Message) Validate() error {
 		if m.Speed < 0 {
 			return fmt.Errorf("%w: negative broadcast speed", ErrInvalidMessage)
 		}
+	case KindMids:
+		if len(m.Mids) == 0 {
+			return fmt.Errorf("%w: mids message without mids", ErrInvalidMessage)
+		}
 	default:
 		return fmt.Errorf("%w: unknown kind %d", ErrInvalidMessage, m.Kind)
+	}
+	if m.Stream != "" {
+		if err := m.Stream.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		}
+		if m.Offset < 0 {
+			return fmt.Errorf("%w: negative stream offset", ErrInvalidMessage)
+		}
 	}
 	return nil
 }

@@ -57,7 +57,8 @@ func TestKind(t *testing.T) {
 		{KindKeys, "keys", true},
 		{KindRoom, "room", true},
 		{KindBroadcast, "broadcast", true},
-		{4, "kind(4)", false},
+		{KindMids, "mids", true},
+		{5, "kind(5)", false},
 		{255, "kind(255)", false},
 	}
 	for _, tt := range tests {

@@ -52,7 +52,9 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			return err
 		}
 		s.stats.messages.Add(1)
-		if m.Validate() != nil {
+		if m.Validate() != nil || m.Kind == imcloud.KindMids {
+			// A mids message is job's to resolve into keys; one that
+			// reaches a node came from a job that did not.
 			s.stats.invalid.Add(1)
 			continue
 		}

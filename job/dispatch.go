@@ -55,6 +55,12 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 			"bytes", len(rec.Value), "err", err)
 		return targets
 	}
+	if m.Kind == imcloud.KindMids {
+		// Not routed by this job yet: set aside, never delivered to the
+		// wrong audience.
+		j.deadLetter(rec, errors.New("job: mids message and no user routing"))
+		return targets
+	}
 	if m.Expired(now) {
 		j.c.expired.Add(1)
 		j.log.Debug("job: dropping expired message", "id", m.ID, "expired", m.Expires)

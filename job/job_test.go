@@ -180,7 +180,7 @@ func TestJobPoisonExpiredAndNewerVersion(t *testing.T) {
 	j := startJob(t, cfg)
 
 	newer, _ := keysMsg("a", "from the future").MarshalBinary()
-	newer[0] = imcloud.MessageMajor + 1
+	newer[0] = imcloud.MessageMajor + 1 // a major no reader knows
 	unknownKind, _ := (&imcloud.Message{ID: imcloud.NewMessageID(), Kind: 9, Op: 1000}).MarshalBinary()
 	expired := keysMsg("a", "stale")
 	expired.Expires = time.Now().Add(-time.Second)

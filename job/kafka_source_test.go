@@ -82,7 +82,7 @@ func TestJobKafkaDeadLetterAndRestart(t *testing.T) {
 
 	ctx := context.Background()
 	newer, _ := keysMsg("a", "future").MarshalBinary()
-	newer[0] = imcloud.MessageMajor + 1
+	newer[0] = imcloud.MessageMajor + 1 // a major no reader knows
 	pub.publishRaw(t, "a", newer)
 	const n = 300
 	var msgs []*imcloud.Message
