@@ -27,6 +27,10 @@ export declare const Op: Readonly<{
   SUB_REPLY: 15;
   UNSUB: 16;
   UNSUB_REPLY: 17;
+  /** a push with its stream and position (recover connections only) */
+  PUSH_AT: 24;
+  /** how recovery went, JSON (recover connections only) */
+  RECOVERY: 25;
 }>;
 
 /**
@@ -103,8 +107,66 @@ export interface AuthBodyInput {
   platform?: string;
   accepts?: number[];
   token?: string;
+  /** ask for recovery ("recover": true) and send positions */
+  recover?: boolean;
+  positions?: Positions | null;
 }
 export declare function authBody(input?: AuthBodyInput): string;
+
+/** A place in a stream: its epoch and the offset of the last push seen. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+/** Positions by stream name ("u:42", "r:live://1000"). */
+export type Positions = Record<string, Position>;
+
+/** How many positions an auth frame may carry (a server refuses more). */
+export declare const MAX_POSITIONS: 16;
+
+/** An op 24 body decoded: the push's own op and body, and its place in its stream. */
+export interface PushAt {
+  op: number;
+  /** the push's position in its stream */
+  offset: number;
+  stream: string;
+  epoch: string;
+  body: Uint8Array;
+}
+/** Decodes an op 24 body; throws ProtocolError when it is malformed. */
+export declare function decodePushAt(body: Body): PushAt;
+/** Encodes an op 24 body (for tests and tools). */
+export declare function encodePushAt(push: { op: number; offset: number; stream: string; epoch: string; body?: Body }): Uint8Array;
+
+/** The reasons a stream was not fully recovered (RecoveredStream.reason). */
+export type RecoveryReason = "epoch_changed" | "trimmed" | "unknown_position" | "not_followed" | "unavailable";
+
+/** One stream of an op 25 frame. */
+export interface RecoveryStream {
+  stream: string;
+  /** the position the client holds after the frame */
+  epoch: string;
+  offset: number;
+  /** everything after the client's position arrived (a first connect counts) */
+  recovered: boolean;
+  /** why not, when recovered is false (a RecoveryReason, or one a newer server added); "" otherwise */
+  reason: RecoveryReason | (string & {});
+  /** how many pushes of the stream were replayed */
+  replayed: number;
+}
+/** Parses an op 25 body; throws ProtocolError when it is malformed. */
+export declare function parseRecovery(body: Body): RecoveryStream[];
+
+/** The detail of a "recovery" event. */
+export interface Recovery {
+  streams: Array<RecoveryStream & { /** the auth carried a position for this stream */ resumed: boolean }>;
+  /** every stream was recovered */
+  recovered: boolean;
+  /** pushes replayed, all streams */
+  replayed: number;
+  /** the auth carried a position for at least one stream (a reconnect, not a first connect) */
+  resumed: boolean;
+}
 export declare function parseOps(ops: number | string | Array<number | string> | null | undefined): number[];
 
 export interface BackoffOptions {
@@ -121,7 +183,11 @@ export interface BackoffOptions {
 }
 export declare function backoffDelay(attempt: number, opts?: BackoffOptions, hintMs?: number | null, random?: () => number): number;
 
-/** A push (or any frame the client does not consume itself). */
+/**
+ * A push (or any frame the client does not consume itself). A push that came
+ * in an op 24 frame carries its own op and its place in its stream; other
+ * messages have stream, epoch and offset null and replayed false.
+ */
 export declare class Message {
   constructor(frame: Frame, receivedAt: number);
   op: number;
@@ -130,6 +196,14 @@ export declare class Message {
   body: Uint8Array;
   /** ms since the epoch, when the WebSocket message arrived */
   receivedAt: number;
+  /** the push's stream ("u:42", "r:live://1000"), or null */
+  stream: string | null;
+  /** the stream's epoch, or null */
+  epoch: string | null;
+  /** the push's position in its stream, or null */
+  offset: number | null;
+  /** replayed from the stream's history (missed while disconnected, or before a ChangeRoom) */
+  replayed: boolean;
   /** The body decoded as UTF-8. */
   text(): string;
   /** The body parsed as JSON, or undefined when it is not JSON. */
@@ -172,6 +246,15 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** WebSocket constructor; default globalThis.WebSocket (Node.js before 22 has none: pass the "ws" package's) */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Ask for the pushes missed while disconnected (ops 24 and 25): the auth
+   * carries the positions the client holds, the server replays what is
+   * missing and emits "recovery". Default true; a server without recovery
+   * ignores it.
+   */
+  recover?: boolean;
+  /** positions to start from, e.g. positions() of an earlier Client */
+  positions?: Positions;
 }
 
 /** The detail of each Client event. */
@@ -184,6 +267,8 @@ export interface ClientEventMap {
   message: Message;
   /** the room's online count (heartbeat reply) */
   online: { count: number };
+  /** how recovery went (op 25): after the auth, and after a ChangeRoom for the new room */
+  recovery: Recovery;
   /** ChangeRoom acknowledged by the server */
   room: { room: string };
   /** the server says why it is closing (op 6) */
@@ -223,6 +308,9 @@ export declare class Client extends EventTarget {
   lastDisconnect: ClientEventMap["disconnect"] | null;
   /** When the scheduled reconnect runs (ms since the epoch), while WAITING. */
   nextRetryAt: number | null;
+  recover: boolean;
+  /** The detail of the last "recovery" event, or null. */
+  lastRecovery: Recovery | null;
 
   /** Adds a listener that receives the event's detail; returns a function that removes it. */
   on<K extends keyof ClientEventMap>(type: K, fn: (detail: ClientEventMap[K], event: CustomEvent<ClientEventMap[K]>) => void): () => void;
@@ -240,4 +328,6 @@ export declare class Client extends EventTarget {
   send(body: Body, op?: number): Promise<Uint8Array>;
   /** Sends a heartbeat now (the reply carries the online count). */
   heartbeat(): void;
+  /** The positions of the streams the client follows (what its next auth sends); a copy. */
+  positions(): Positions;
 }

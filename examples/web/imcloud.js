@@ -12,8 +12,9 @@
 //     so they are unit-tested in Node;
 //   - Client, an EventTarget that connects, authenticates (opting into the protocol
 //     extensions with header ver 2), keeps heartbeats at the interval the server
-//     returns, decodes op 9 batches, and reconnects with jittered exponential
-//     backoff that honours the server's reconnect hint (op 6).
+//     returns, decodes op 9 batches, reconnects with jittered exponential
+//     backoff that honours the server's reconnect hint (op 6), and recovers the
+//     pushes it missed while disconnected (ops 24 and 25, see Client).
 //
 // Usage:
 //
@@ -45,6 +46,8 @@ export const Op = Object.freeze({
   SUB_REPLY: 15,
   UNSUB: 16,
   UNSUB_REPLY: 17,
+  PUSH_AT: 24,
+  RECOVERY: 25,
 });
 
 /**
@@ -211,12 +214,123 @@ export function text(body) {
 
 /**
  * authBody is the JSON body of the auth frame (op 7). Fields the caller left
- * out get goim's defaults; token is omitted when empty.
+ * out get goim's defaults; token is omitted when empty. With recover, the
+ * body asks for recovery ("recover": true) and carries positions (stream ->
+ * {epoch, offset}) when there are any.
  */
-export function authBody({ mid = 0, key = "", roomId = "", platform = "web", accepts = [], token = "" } = {}) {
+export function authBody({ mid = 0, key = "", roomId = "", platform = "web", accepts = [], token = "", recover = false, positions = null } = {}) {
   const body = { mid: Number(mid), key, room_id: roomId, platform, accepts: accepts.map(Number) };
   if (token) body.token = token;
+  if (recover) {
+    body.recover = true;
+    if (positions && Object.keys(positions).length > 0) body.positions = positions;
+  }
   return JSON.stringify(body);
+}
+
+/**
+ * MAX_POSITIONS is how many stream positions an auth frame may carry; a
+ * server refuses an auth with more. A Client sends at most two (its user's
+ * stream and its room's).
+ */
+export const MAX_POSITIONS = 16;
+
+/**
+ * decodePushAt decodes the body of an op 24 frame (PushAt: a push with its
+ * stream and position, docs/protocol.md):
+ *
+ *	op int32 | offset int64 | s uint8 | stream (s bytes) | e uint8 | epoch (e bytes) | body
+ *
+ * Throws ProtocolError when the body is too short for its lengths, the
+ * stream or the epoch is empty, or the offset is negative or past
+ * Number.MAX_SAFE_INTEGER (a position JavaScript cannot hold exactly). body
+ * is a view into the given bytes.
+ * @returns {{op: number, offset: number, stream: string, epoch: string, body: Uint8Array}}
+ */
+export function decodePushAt(body) {
+  const b = toBytes(body);
+  if (b.length < 14) throw new ProtocolError(`op 24 body is ${b.length} bytes, at least 14 needed`);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const op = v.getInt32(0);
+  const hi = v.getInt32(4);
+  const lo = v.getUint32(8);
+  if (hi < 0 || hi > 0x1fffff) throw new ProtocolError(`op 24 offset ${hi < 0 ? "is negative" : "is past 2^53"}`);
+  const offset = hi * 0x100000000 + lo;
+  const s = b[12];
+  if (s === 0) throw new ProtocolError("op 24 stream name is empty");
+  if (13 + s + 1 > b.length) throw new ProtocolError(`op 24 stream name of ${s} bytes runs past the body (${b.length} bytes)`);
+  const e = b[13 + s];
+  if (e === 0) throw new ProtocolError("op 24 epoch is empty");
+  if (14 + s + e > b.length) throw new ProtocolError(`op 24 epoch of ${e} bytes runs past the body (${b.length} bytes)`);
+  return {
+    op,
+    offset,
+    stream: utf8Decoder.decode(b.subarray(13, 13 + s)),
+    epoch: utf8Decoder.decode(b.subarray(14 + s, 14 + s + e)),
+    body: b.subarray(14 + s + e),
+  };
+}
+
+/**
+ * encodePushAt builds the body of an op 24 frame (for tests and tools); see
+ * decodePushAt. Throws a TypeError for a stream or an epoch that is empty or
+ * over 255 bytes, or an offset that is not a non-negative safe integer.
+ * @param {{op: number, offset: number, stream: string, epoch: string, body?: any}} push
+ * @returns {Uint8Array}
+ */
+export function encodePushAt({ op, offset, stream, epoch, body } = {}) {
+  const sb = utf8Encoder.encode(stream ?? "");
+  const eb = utf8Encoder.encode(epoch ?? "");
+  if (sb.length < 1 || sb.length > 255 || eb.length < 1 || eb.length > 255) {
+    throw new TypeError("imcloud: encodePushAt needs a stream and an epoch of 1 to 255 bytes");
+  }
+  if (!Number.isInteger(op)) throw new TypeError("imcloud: encodePushAt needs an integer op");
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new TypeError("imcloud: encodePushAt needs a non-negative safe integer offset");
+  const pb = toBytes(body);
+  const out = new Uint8Array(14 + sb.length + eb.length + pb.length);
+  const v = new DataView(out.buffer);
+  v.setInt32(0, op);
+  v.setUint32(4, Math.floor(offset / 0x100000000));
+  v.setUint32(8, offset % 0x100000000);
+  out[12] = sb.length;
+  out.set(sb, 13);
+  out[13 + sb.length] = eb.length;
+  out.set(eb, 14 + sb.length);
+  out.set(pb, 14 + sb.length + eb.length);
+  return out;
+}
+
+/**
+ * parseRecovery parses the JSON body of an op 25 frame (Recovery): one entry
+ * per stream, {stream, epoch, offset, recovered, reason, replayed}; reason is
+ * "" when recovered is true, replayed 0 when absent. Throws ProtocolError for
+ * a body that is not such JSON (an entry without a stream name, a recovered
+ * that is not a boolean, an offset that is not an integer).
+ * @returns {{stream: string, epoch: string, offset: number, recovered: boolean, reason: string, replayed: number}[]}
+ */
+export function parseRecovery(body) {
+  let v;
+  try {
+    v = JSON.parse(text(body));
+  } catch (err) {
+    throw new ProtocolError(`op 25 body is not JSON: ${err.message}`);
+  }
+  if (!v || !Array.isArray(v.streams)) throw new ProtocolError("op 25 body has no streams array");
+  return v.streams.map((s, i) => {
+    const bad = (what) => new ProtocolError(`op 25 stream ${i}: ${what}`);
+    if (!s || typeof s !== "object") throw bad("not an object");
+    if (typeof s.stream !== "string" || s.stream === "") throw bad("no stream name");
+    if (typeof s.recovered !== "boolean") throw bad("recovered is not a boolean");
+    const epoch = s.epoch ?? "";
+    if (typeof epoch !== "string") throw bad("epoch is not a string");
+    const offset = s.offset ?? 0;
+    if (!Number.isSafeInteger(offset)) throw bad("offset is not an integer");
+    const replayed = s.replayed ?? 0;
+    if (!Number.isSafeInteger(replayed) || replayed < 0) throw bad("replayed is not a count");
+    const reason = s.reason ?? "";
+    if (typeof reason !== "string") throw bad("reason is not a string");
+    return { stream: s.stream, epoch, offset, recovered: s.recovered, reason, replayed };
+  });
 }
 
 /** parseOps accepts "1000,1001", [1000, "1001"] or a number and returns an array of ints. */
@@ -254,7 +368,14 @@ export function backoffDelay(attempt, opts = {}, hintMs = null, random = Math.ra
   return Math.round(hintMs > 0 ? hintMs + spread : backoff);
 }
 
-/** Message is a push (or any frame the client does not consume itself). */
+/**
+ * Message is a push (or any frame the client does not consume itself). A push
+ * that came in an op 24 frame (a recover connection's user or room push) has
+ * the push's own op and its place in its stream: stream, epoch, offset, and
+ * replayed (it is one the client missed, replayed at reconnect or at a
+ * ChangeRoom); other messages have stream, epoch and offset null and replayed
+ * false.
+ */
 export class Message {
   constructor(frame, receivedAt) {
     /** @type {number} */ this.op = frame.op;
@@ -263,6 +384,14 @@ export class Message {
     /** @type {Uint8Array} */ this.body = frame.body;
     /** @type {number} ms since the epoch, when the WebSocket message arrived */
     this.receivedAt = receivedAt;
+    /** @type {string|null} the stream ("u:42", "r:live://1000") */
+    this.stream = frame.stream ?? null;
+    /** @type {string|null} the stream's epoch */
+    this.epoch = frame.epoch ?? null;
+    /** @type {number|null} the push's position in its stream */
+    this.offset = frame.offset ?? null;
+    /** @type {boolean} replayed from the stream's history */
+    this.replayed = frame.replayed ?? false;
   }
   /** The body decoded as UTF-8. */
   text() {
@@ -308,7 +437,9 @@ const replyOps = new Map([
  * Events:
  *   open        {url}                       the socket opened; auth is sent
  *   auth        {mid, key, room_id, heartbeat}  the server accepted auth (AuthReply)
- *   message     Message                     a push: {op, ver, seq, body, receivedAt, text(), json()}
+ *   message     Message                     a push: {op, ver, seq, body, receivedAt, text(), json(),
+ *                                           stream, epoch, offset, replayed}
+ *   recovery    {streams, recovered, replayed, resumed}  what the server recovered (see Recovery)
  *   online      {count}                     the room's online count (heartbeat reply)
  *   room        {room}                      ChangeRoom acknowledged by the server
  *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
@@ -339,6 +470,35 @@ const replyOps = new Map([
  * the token or a Promise of it, which is sent in that attempt's auth frame
  * (instead of options.token). A getToken that throws or rejects is reported
  * as an "error" event and retried with backoff like a failed connection.
+ *
+ * Recovery. With options.recover (the default), the auth frame asks for
+ * recovery and carries the client's positions: per stream it follows (its
+ * user's, "u:<mid>", and its room's, "r:<room>"), the epoch and offset of the
+ * last push it saw. The server then sends the pushes of those streams as op
+ * 24 frames, replays after its AuthReply what the client missed since those
+ * positions, and tells how that went in one op 25 frame, before any live push
+ * (and again after a ChangeRoom, for the new room). The client
+ *   - turns each op 24 into an ordinary "message" event with the push's own
+ *     op, plus its stream, epoch and offset, and replayed (true for the
+ *     pushes between the AuthReply, or the ChangeRoom reply, and the op 25);
+ *   - keeps the position of each stream it follows: set by op 25, advanced by
+ *     each op 24 (never moved back within an epoch; a new epoch replaces it);
+ *   - emits a "recovery" event for each op 25: streams (per stream: stream,
+ *     epoch, offset, recovered, reason, replayed, resumed), recovered (every
+ *     stream was), replayed (the total) and resumed (the auth carried a
+ *     position for at least one stream: this is a reconnect, not a first
+ *     connect). recovered false comes with a reason: "epoch_changed" (the
+ *     history was lost: nothing replayed), "trimmed" (older than the history
+ *     holds: what it still holds was replayed), "unknown_position",
+ *     "not_followed", "unavailable".
+ * Positions live as long as the Client object (options.positions seeds them,
+ * positions() reads them, e.g. to keep them across a page reload). A room's
+ * position is dropped when the client leaves the room: coming back is a fresh
+ * start, like a first connect. A malformed op 24 or op 25 is an "error" event
+ * (ProtocolError) and is skipped; the connection stays, since reconnecting
+ * would bring the same bytes again. A server without recovery ignores the
+ * auth's extra fields and sends plain pushes and no op 25: recover on costs
+ * nothing there.
  */
 export class Client extends EventTarget {
   /**
@@ -358,6 +518,8 @@ export class Client extends EventTarget {
    * @param {number} [options.heartbeatMs]  used until the server's AuthReply says otherwise; default 30000
    * @param {number} [options.requestTimeoutMs]  how long changeRoom/sub/unsub/send wait for a reply; default 10000
    * @param {Function} [options.WebSocket]  WebSocket constructor (default globalThis.WebSocket)
+   * @param {boolean} [options.recover]  ask for the pushes missed while disconnected (ops 24, 25); default true
+   * @param {Object<string, {epoch: string, offset: number}>} [options.positions]  positions to start from (see positions())
    */
   constructor(url, options = {}) {
     super();
@@ -377,6 +539,16 @@ export class Client extends EventTarget {
     this.backoff = { ...options.backoff };
     this.heartbeatMs = options.heartbeatMs ?? 30000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
+    this.recover = options.recover ?? true;
+    /** stream -> {epoch, offset}: the last push seen per followed stream. */
+    this._positions = new Map();
+    for (const [stream, p] of Object.entries(options.positions ?? {})) {
+      if (typeof p?.epoch === "string" && p.epoch !== "" && Number.isSafeInteger(p.offset)) {
+        this._positions.set(stream, { epoch: p.epoch, offset: p.offset });
+      }
+    }
+    /** The detail of the last "recovery" event, or null. */
+    this.lastRecovery = null;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -450,6 +622,7 @@ export class Client extends EventTarget {
   async changeRoom(room) {
     room = room ?? "";
     this.roomId = room;
+    this._forgetRooms();
     if (this.state !== State.OPEN) return room; // applied at the next auth
     await this._request(Op.CHANGE_ROOM, room);
     this._emit("room", { room });
@@ -484,7 +657,81 @@ export class Client extends EventTarget {
     this._write(Op.HEARTBEAT, null);
   }
 
+  /**
+   * positions returns the client's positions, {stream: {epoch, offset}}, of
+   * the streams it follows: what its next auth sends. A copy; pass it as
+   * options.positions to a new Client to continue from there.
+   */
+  positions() {
+    const out = {};
+    for (const [stream, p] of this._positions) {
+      if (this._follows(stream)) out[stream] = { epoch: p.epoch, offset: p.offset };
+    }
+    return out;
+  }
+
   // ---- internals ----
+
+  // _decode returns decode(body), or undefined after an "error" event when
+  // it throws: a malformed frame is skipped, the connection stays.
+  _decode(decode, body) {
+    try {
+      return decode(body);
+    } catch (error) {
+      this._emit("error", { error });
+      return undefined;
+    }
+  }
+
+  // _follows reports whether the client follows stream: any user stream (the
+  // server decides the user) and its current room's.
+  _follows(stream) {
+    return stream.startsWith("u:") || (this.roomId !== "" && stream === `r:${this.roomId}`);
+  }
+
+  // _forgetRooms drops the positions of rooms the client is no longer in.
+  _forgetRooms() {
+    for (const stream of this._positions.keys()) {
+      if (stream.startsWith("r:") && !this._follows(stream)) this._positions.delete(stream);
+    }
+  }
+
+  // _pushAt turns an op 24 frame into a message and advances the stream's
+  // position; a malformed one is reported and skipped.
+  _pushAt(f, receivedAt) {
+    const p = this._decode(decodePushAt, f.body);
+    if (p === undefined) return;
+    if (this._follows(p.stream)) {
+      const held = this._positions.get(p.stream);
+      if (!held || held.epoch !== p.epoch || p.offset > held.offset) this._positions.set(p.stream, { epoch: p.epoch, offset: p.offset });
+    }
+    const frame = { op: p.op, ver: f.ver, seq: f.seq, body: p.body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed: this._replayAll || p.stream === this._replayRoom };
+    this._emit("message", new Message(frame, receivedAt));
+  }
+
+  // _recovery applies an op 25 frame to the positions and reports it.
+  _recovery(f) {
+    const streams = this._decode(parseRecovery, f.body);
+    if (streams === undefined) return;
+    this._replayAll = false;
+    if (streams.some((s) => s.stream === this._replayRoom)) this._replayRoom = "";
+    this._recovers = true;
+    const asked = this._asked;
+    this._asked = new Set(); // a later op 25 (ChangeRoom) answers no auth position
+    const out = streams.map((s) => {
+      if (s.reason === "not_followed" || !this._follows(s.stream)) this._positions.delete(s.stream);
+      else if (s.epoch !== "") this._positions.set(s.stream, { epoch: s.epoch, offset: s.offset });
+      return { ...s, resumed: asked.has(s.stream) };
+    });
+    const detail = {
+      streams: out,
+      recovered: out.every((s) => s.recovered),
+      replayed: out.reduce((n, s) => n + s.replayed, 0),
+      resumed: out.some((s) => s.resumed),
+    };
+    this.lastRecovery = detail;
+    this._emit("recovery", detail);
+  }
 
   _emit(type, detail) {
     this.dispatchEvent(makeEvent(type, detail));
@@ -588,8 +835,15 @@ export class Client extends EventTarget {
     this._authed = false; // its AuthReply came back
     this._selfClosed = false; // this client closed it (protocol error, silence)
     this._refusedWith = ""; // the reason of an op 6 that came before the AuthReply
+    this._recovers = false; // an op 25 came on this socket: the server recovers
+    this._replayAll = false; // op 24 frames now are replayed ones (after the AuthReply)
+    this._replayRoom = ""; // op 24 frames of this stream are (after a ChangeRoom reply)
+    this._asked = new Set(); // the streams whose positions the auth carried
     ws.onopen = () => {
       this._emit("open", { url: this.url });
+      const positions = this.recover ? this.positions() : {};
+      for (const stream of Object.keys(positions).slice(MAX_POSITIONS)) delete positions[stream];
+      this._asked = new Set(Object.keys(positions));
       const body = authBody({
         mid: this.mid,
         key: this.key,
@@ -597,6 +851,8 @@ export class Client extends EventTarget {
         platform: this.platform,
         accepts: this.accepts,
         token: String(token),
+        recover: this.recover,
+        positions,
       });
       this._authSent = this._write(Op.AUTH, body, VER_EXTENSIONS) !== 0;
       this._armDeadline(this.heartbeatMs * 2);
@@ -702,6 +958,7 @@ export class Client extends EventTarget {
         if (info.key) this.key = info.key;
         if (Number(info.heartbeat) > 0) this.heartbeatMs = Number(info.heartbeat) * 1000;
         this._authed = true;
+        this._replayAll = this.recover; // until the op 25, if the server recovers
         this._attempt = 0;
         this._refusals = 0;
         this.lastDisconnect = null;
@@ -714,13 +971,8 @@ export class Client extends EventTarget {
         return;
       }
       case Op.HEARTBEAT_REPLY: {
-        let count;
-        try {
-          count = heartbeatOnline(f.body);
-        } catch (error) {
-          this._emit("error", { error });
-          return;
-        }
+        const count = this._decode(heartbeatOnline, f.body);
+        if (count === undefined) return;
         this.online = count;
         this._emit("online", { count });
         return;
@@ -739,7 +991,17 @@ export class Client extends EventTarget {
         this._emit("disconnect", this.lastDisconnect);
         return;
       }
+      case Op.PUSH_AT:
+        this._pushAt(f, receivedAt);
+        return;
+      case Op.RECOVERY:
+        this._recovery(f);
+        return;
       case Op.CHANGE_ROOM_REPLY:
+        // A recovering server replays the new room's missed pushes next,
+        // until its op 25.
+        if (this._settle(f, Op.CHANGE_ROOM) && this._recovers && f.body.length > 0) this._replayRoom = `r:${text(f.body)}`;
+        return;
       case Op.SUB_REPLY:
       case Op.UNSUB_REPLY:
         this._settle(f, replyOps.get(f.op));

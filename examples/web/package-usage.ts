@@ -4,7 +4,20 @@
 // it checks imcloud.d.ts and the package's "exports" together. The lines
 // marked as expected errors (in mistakes) prove that the declarations are
 // not `any`.
-import { AuthError, Client, DEFAULT_ACCEPTS, Op, State, decodeMessage, encodeFrame, type ClientEventMap, type Message } from "@imcloud/client";
+import {
+  AuthError,
+  Client,
+  DEFAULT_ACCEPTS,
+  Op,
+  State,
+  decodeMessage,
+  decodePushAt,
+  encodeFrame,
+  type ClientEventMap,
+  type Message,
+  type Positions,
+  type Recovery,
+} from "@imcloud/client";
 
 async function fetchToken(): Promise<string> {
   const resp = await fetch("/api/imcloud-token");
@@ -31,6 +44,10 @@ export function start(url: string): Client {
   c.on("error", ({ error }) => {
     if (error instanceof AuthError) console.log("refused", error.reason, error.refusals);
   });
+  c.on("recovery", (r: Recovery) => {
+    if (r.resumed && r.recovered) console.log(`recovered ${r.replayed} missed pushes`);
+    for (const s of r.streams) if (!s.recovered) console.log(s.stream, s.reason, s.epoch, s.offset.toFixed(0));
+  });
   const stop: () => void = c.on("state", ({ state }) => {
     if (state === State.OPEN) void c.changeRoom("live://2000").then((room: string) => room.toUpperCase());
   });
@@ -48,6 +65,16 @@ export async function useTheRest(c: Client): Promise<number[]> {
   return c.sub("1005,1006");
 }
 
+export function recovery(url: string, saved: Positions): Positions {
+  const c = new Client(url, { recover: true, positions: saved });
+  c.on("message", (m) => {
+    if (m.stream !== null && m.offset !== null) console.log(m.stream.length, m.offset + 1, m.epoch, m.replayed === true);
+  });
+  const push = decodePushAt(new Uint8Array(20));
+  console.log(push.op, push.stream, push.body.byteLength, c.lastRecovery?.replayed, Op.PUSH_AT, Op.RECOVERY);
+  return c.positions();
+}
+
 export function mistakes(c: Client): void {
   // @ts-expect-error: no such event
   c.on("mesage", () => {});
@@ -57,4 +84,8 @@ export function mistakes(c: Client): void {
   new Client("ws://h/sub", { accepts: [true] });
   // @ts-expect-error: the online detail has no room
   c.on("online", ({ room }) => room);
+  // @ts-expect-error: a position's offset is a number
+  new Client("ws://h/sub", { positions: { "u:1": { epoch: "e", offset: "7" } } });
+  // @ts-expect-error: a message's offset may be null
+  c.on("message", (m) => m.offset.toFixed(0));
 }
