@@ -5,7 +5,8 @@
 // sarama.
 //
 // Messages are partitioned by logic.PartitionKey: one node's key pushes,
-// one room's pushes and all broadcasts each keep their order.
+// one room's pushes, one user's mids pushes (history on) and all
+// broadcasts each keep their order.
 //
 // # Concurrency and lifecycle
 //

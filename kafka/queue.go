@@ -79,7 +79,8 @@ func NewProducerConfig() *sarama.Config {
 // producer, batching and compressing underneath a Publish that waits for
 // each of its messages' own acknowledgement. The partition key is
 // PartitionKey: the node id for keys messages, the room for room messages,
-// BroadcastKey for broadcasts, so each keeps its order.
+// the user's stream ("u:42") for mids messages, BroadcastKey for
+// broadcasts, so each keeps its order.
 //
 // It produces through sarama's Client (metadata, leaders, connections,
 // TLS, SASL) and Broker.AsyncProduce rather than sarama's AsyncProducer:

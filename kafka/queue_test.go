@@ -55,6 +55,7 @@ func TestKafkaQueuePartitionKeys(t *testing.T) {
 		{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1, Node: "node-a", Keys: []string{"k"}},
 		{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Op: 1, Room: "live://1"},
 		{ID: imcloud.NewMessageID(), Kind: imcloud.KindBroadcast, Op: 1},
+		{ID: imcloud.NewMessageID(), Kind: imcloud.KindMids, Op: 1, Mids: []int64{42}},
 	}
 	require.NoError(t, q.Publish(ctx, msgs))
 
@@ -62,7 +63,7 @@ func TestKafkaQueuePartitionKeys(t *testing.T) {
 	for _, m := range consumeTopic(t, k, "keys") {
 		keys[string(m.Key)] = true
 	}
-	require.Equal(t, map[string]bool{"node-a": true, "live://1": true, logic.BroadcastKey: true}, keys)
+	require.Equal(t, map[string]bool{"node-a": true, "live://1": true, logic.BroadcastKey: true, "u:42": true}, keys)
 }
 
 func TestKafkaQueueBadInput(t *testing.T) {

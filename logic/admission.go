@@ -21,6 +21,11 @@ import (
 // (HTTP 503 with Retry-After): waiting would turn overload into seconds of
 // latency for everyone behind it. A push costing more than its whole
 // budget is admitted as costing the whole budget: it runs only alone.
+//
+// With history on (Config.History), a mid push is published as one
+// message per user, each carrying the body: its cost is per user, the
+// mids times one plus the body's whole KiB, since that is what it puts
+// on the queue.
 
 // Cost admission defaults (Config.SmallPushCost, MaxSmallPushCost,
 // MaxPushCost).
@@ -91,16 +96,20 @@ func newAdmission(smallMax, smallSize, largeSize int64) admission {
 	return admission{smallMax: smallMax, small: newBudget(smallSize), large: newBudget(largeSize)}
 }
 
-// pushCost is the cost of a push of body to t (see above).
-func pushCost(t Target, body []byte) int64 {
-	n := int64(1)
+// pushCost is the cost of a push of body to t (see above); perUser is
+// history on, a mid push then copying body into a message per user.
+func pushCost(t Target, body []byte, perUser bool) int64 {
+	n, kib := int64(1), int64(len(body))>>10
 	switch t.Kind {
 	case TargetKeys:
 		n = int64(len(t.Keys))
 	case TargetMids:
 		n = int64(len(t.Mids))
+		if perUser {
+			return n * (1 + kib)
+		}
 	}
-	return n + int64(len(body))>>10
+	return n + kib
 }
 
 // acquire admits a push of cost, or returns ok false when its budget is

@@ -43,3 +43,15 @@ type Router interface {
 	// Nodes returns the live nodes.
 	Nodes(ctx context.Context) ([]imcloud.Node, error)
 }
+
+// History reads the pushes a stream's history holds (docs/design.md,
+// recovery): the Pusher's History answers through it. logic.MemoryHistory
+// and redis.History implement it, among their other methods (job appends
+// through them).
+//
+// Last may be called from many goroutines at once.
+type History interface {
+	// Last returns the last n retained, unexpired pushes of s, oldest
+	// first, with the stream's epoch and top offset (-1: none yet).
+	Last(ctx context.Context, s imcloud.Stream, n int) (imcloud.HistoryRead, error)
+}

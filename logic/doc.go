@@ -6,8 +6,9 @@
 // on the memory backends links neither redigo nor sarama.
 //
 // A key or mid push is resolved through the Router into one queue message
-// per target cloud node; a room or broadcast push is one message. The work
-// runs on an ants pool owned by the Pusher, bounded in workers and in
+// per target cloud node (a mid push with history on is one message per
+// user instead: see History); a room or broadcast push is one message.
+// The work runs on an ants pool owned by the Pusher, bounded in workers and in
 // waiting callers, and is admitted by its cost (targets plus body KiB)
 // against a budget for small pushes and one for large pushes
 // (Config.MaxSmallPushCost, Config.MaxPushCost), so an overloaded Pusher
@@ -47,6 +48,23 @@
 // push, or a key push with a key not found, fails with ErrRouterRebuilding
 // (nothing is published; retry), since the router cannot tell offline
 // users from those whose node has not registered again yet.
+//
+// # History
+//
+// With Config.History set, history is on (docs/design.md, recovery): a
+// push to users belongs to each user's stream, and the Pusher does not
+// resolve it. It publishes one KindMids message per distinct positive mid,
+// online or not, keyed by the user's stream (PartitionKey), so the queue's
+// offset is the push's position in it; job appends the push to the
+// user's history and then finds the user's connections. Its Result
+// reports Users (the users published to, one message each) and no Nodes
+// or Keys: nobody was looked up. Its admission cost is per user (each
+// message carries the body). Room pushes are published as before (a
+// room's stream is keyed by the room); key pushes and broadcasts belong
+// to no stream. Pusher.History (and the HTTP API's history route) reads
+// the last pushes of a stream, for late joiners and backlogs; without a
+// History it answers ErrHistoryOff. With Config.History nil everything
+// is as described above.
 //
 // # Failures
 //

@@ -29,6 +29,11 @@ var (
 	ErrQueue = errors.New("logic: queue")
 	// ErrRouter wraps a failure of a Router lookup.
 	ErrRouter = errors.New("logic: router")
+	// ErrHistory wraps a failure of a History read.
+	ErrHistory = errors.New("logic: history")
+	// ErrHistoryOff is returned by Pusher.History when the Pusher has no
+	// history (Config.History nil). The HTTP handler answers 501.
+	ErrHistoryOff = errors.New("logic: history is off")
 	// ErrInvalidOp is returned for a push whose operation is below
 	// protocol.OpPushMin (1000): ops 0-999 are the protocol's own (auth,
 	// heartbeat, op 6 disconnect, op 9 batch, ...) and a push carrying one

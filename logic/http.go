@@ -94,6 +94,11 @@ type handler struct {
 // answer, early or not, carries the message id used as "id" in data (32
 // hex digits); a retry may send that id back as its key.
 //
+// A push answer's data is {"id":...,"nodes":N,"keys":N,"messages":N}
+// (Result). With history on (Config.History) a mids push looks nobody up:
+// nodes and keys are 0 and data adds "users", the users it was published
+// to, one message each.
+//
 // The handler uses only p's exported API (Push, PushAsync and the online
 // queries): an API of one's own over a Pusher can do all it does.
 func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
@@ -391,6 +396,10 @@ func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
 	b = appendInt(b, res.Nodes)
 	b = append(b, `,"keys":`...)
 	b = appendInt(b, res.Keys)
+	if res.Users > 0 { // a mid push with history on: published per user
+		b = append(b, `,"users":`...)
+		b = appendInt(b, res.Users)
+	}
 	b = append(b, `,"messages":`...)
 	b = appendInt(b, res.Messages)
 	b = append(b, "}}"...)
@@ -401,6 +410,8 @@ func (h *handler) answerErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrHistoryOff):
+		writeError(w, http.StatusNotImplemented, err.Error())
 	case errors.Is(err, ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrRouterRebuilding):

@@ -52,6 +52,14 @@ type Config struct {
 	// PushExpiry is the expiry given to pushes that carry none
 	// (WithExpiry); job drops a message past it. Default 0: no expiry.
 	PushExpiry time.Duration
+	// History, when set, turns history on (docs/design.md, recovery): a
+	// push to mids is published as one KindMids message per user, keyed
+	// by the user's stream and without a Router lookup, even for users
+	// who are offline; job appends it to the user's history and then
+	// resolves the user's connections. Pusher.History reads it. Nil, the
+	// default: no history, a push to mids is resolved here into one
+	// KindKeys message per node, as goim does.
+	History History
 	// Logger receives warnings (failed asynchronous pushes). Nil is silent.
 	Logger *slog.Logger
 }
@@ -76,6 +84,7 @@ type Config struct {
 type Pusher struct {
 	router     Router
 	queue      Queue
+	history    History // nil: history off
 	pool       *ants.Pool
 	admit      admission
 	pushExpiry time.Duration
@@ -138,6 +147,7 @@ func New(cfg Config) (*Pusher, error) {
 	p := &Pusher{
 		router:     cfg.Router,
 		queue:      cfg.Queue,
+		history:    cfg.History,
 		pool:       pool,
 		admit:      newAdmission(cfg.SmallPushCost, cfg.MaxSmallPushCost, cfg.MaxPushCost),
 		pushExpiry: cfg.PushExpiry,
@@ -154,12 +164,19 @@ type Result struct {
 	// ID is the push's message id: WithID's, or a new one. Every message
 	// of the push carries it.
 	ID imcloud.MessageID
-	// Nodes is the number of cloud nodes targeted (key and mid pushes);
-	// 0 for room and broadcast pushes, whose audience job resolves.
+	// Nodes is the number of cloud nodes targeted (key pushes, and mid
+	// pushes with history off); 0 for room and broadcast pushes, and for
+	// mid pushes with history on, whose audience job resolves.
 	Nodes int
-	// Keys is the number of online connection keys targeted (key and mid
-	// pushes). A push to users who are not online succeeds with Keys 0.
+	// Keys is the number of online connection keys targeted (key pushes,
+	// and mid pushes with history off). A push to users who are not
+	// online succeeds with Keys 0. A mid push with history on looks
+	// nobody up: Keys is 0 and Users says what was published.
 	Keys int
+	// Users is the number of users a mid push was published to with
+	// history on: one KindMids message each (the distinct positive mids,
+	// online or not). 0 for every other push.
+	Users int
 	// Messages is the number of queue messages published.
 	Messages int
 }

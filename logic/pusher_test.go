@@ -66,16 +66,10 @@ func newEnv(t *testing.T, cfg logic.Config) *env {
 // drain returns every message in the queue.
 func (e *env) drain(t *testing.T) []*imcloud.Message {
 	t.Helper()
+	recs := e.drainRecords(t)
 	var out []*imcloud.Message
-	for e.queue.Len() > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		rec, err := e.queue.Receive(ctx)
-		cancel()
-		require.NoError(t, err)
-		require.NoError(t, e.queue.Commit(context.Background(), rec.Partition, rec.Offset))
-		var m imcloud.Message
-		require.NoError(t, m.UnmarshalBinary(rec.Value))
-		out = append(out, &m)
+	for i := range recs {
+		out = append(out, &recs[i].msg)
 	}
 	return out
 }

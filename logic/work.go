@@ -62,7 +62,7 @@ func (p *Pusher) begin(w *push) error {
 	if p.closed {
 		return ErrClosed
 	}
-	class, took, ok := p.admit.acquire(pushCost(w.target, w.body))
+	class, took, ok := p.admit.acquire(pushCost(w.target, w.body, p.history != nil))
 	if !ok {
 		p.stats.overloaded.Add(1)
 		return ErrOverloaded
@@ -183,6 +183,9 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		m.Speed = w.opts.speed
 		return p.publish(ctx, Result{ID: m.ID}, &m)
 	case TargetMids:
+		if p.history != nil {
+			return p.publishUsers(ctx, base, w.target.Mids)
+		}
 		routes, err = p.router.NodesByMids(ctx, w.target.Mids)
 	default:
 		routes, err = p.router.NodesByKeys(ctx, w.target.Keys)
