@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Op, decodeFrames, encodeBatch, encodeFrame, encodePushAt, text } from "../imcloud.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "../../..");
@@ -149,6 +150,37 @@ async function pushAPI(ports, path, body) {
 
 const stamp = (text) => JSON.stringify({ text, sent_ms: Date.now() });
 
+/**
+ * ScriptedServer plays a recovering cloud node for a page, through
+ * playwright's WebSocket routing: each connection's auth body is handed to
+ * the next of scripts, which answers with frames (a Buffer each: one frame
+ * alone, or an op 9 batch, as a node sends them).
+ */
+class ScriptedServer {
+  constructor(scripts) {
+    this.scripts = scripts;
+    this.auths = [];
+    this.sockets = [];
+  }
+
+  route(ws) {
+    this.sockets.push(ws);
+    ws.onMessage((data) => {
+      for (const f of decodeFrames(new Uint8Array(Buffer.from(data)))) {
+        if (f.op !== Op.AUTH) continue;
+        const auth = JSON.parse(text(f.body));
+        const script = this.scripts[this.auths.length];
+        this.auths.push(auth);
+        const reply = encodeFrame({ op: Op.AUTH_REPLY, ver: 2, seq: f.seq, body: JSON.stringify({ mid: auth.mid, key: "k", room_id: auth.room_id, heartbeat: 30 }) });
+        for (const frame of [reply, ...(script ? script(auth) : [])]) ws.send(Buffer.from(frame));
+      }
+    });
+  }
+}
+
+const scriptedPush = (push) => ({ op: Op.PUSH_AT, ver: 2, body: encodePushAt(push) });
+const scriptedRecovery = (streams) => encodeFrame({ op: Op.RECOVERY, ver: 2, body: JSON.stringify({ streams }) });
+
 test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { timeout: 180000 }, async (t) => {
   if (!existsSync(chromiumPath)) return unavailable(t, `${chromiumPath} not found (apt-get install chromium)`);
   let chromium;
@@ -190,10 +222,11 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
     if (msg.type() === "error" && !/WebSocket connection to .* failed/.test(msg.text())) pageErrors.push(`console: ${msg.text()}`);
   });
 
-  const shoot = async (name) => {
-    await page.evaluate(() => window.scrollTo(0, 0)).catch(() => {});
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }).catch(() => {});
+  const shootPage = async (p, name) => {
+    await p.evaluate(() => window.scrollTo(0, 0)).catch(() => {});
+    await p.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }).catch(() => {});
   };
+  const shoot = (name) => shootPage(page, name);
   const wsURL = `ws://127.0.0.1:${ports.ws}/sub`;
   const pushes = page.locator("#pushes li.push");
   const pushWith = (text) => pushes.filter({ hasText: text });
@@ -276,6 +309,74 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       await pushWith("hello room 2000").waitFor({ timeout: 10000 });
       await sleep(300); // room 1000's push, if wrongly delivered, would be here by now
       assert.equal(await pushWith("left behind in 1000").count(), 0, "a push to the old room reached the page");
+    });
+
+    await t.test("recovery: the page shows the missed pushes that came back, and says so when they could not (scripted frames)", async () => {
+      const fakeURL = `ws://127.0.0.1:${await freePort()}/sub`;
+      const u = "u:77";
+      const r = "r:live://77";
+      const scripted = new ScriptedServer([
+        // First connect: nothing to recover; then a live push.
+        () => [
+          scriptedRecovery([
+            { stream: u, epoch: "E1", offset: 10, recovered: true, replayed: 0 },
+            { stream: r, epoch: "R1", offset: 5, recovered: true, replayed: 0 },
+          ]),
+          encodeBatch([scriptedPush({ op: 1000, offset: 11, stream: u, epoch: "E1", body: "live before the drop" })]),
+        ],
+        // Reconnect: three missed pushes, then op 25.
+        () => [
+          encodeBatch([
+            scriptedPush({ op: 1000, offset: 12, stream: u, epoch: "E1", body: "missed one" }),
+            scriptedPush({ op: 1000, offset: 6, stream: r, epoch: "R1", body: "missed two" }),
+            scriptedPush({ op: 1001, offset: 13, stream: u, epoch: "E1", body: "missed three" }),
+          ]),
+          scriptedRecovery([
+            { stream: u, epoch: "E1", offset: 13, recovered: true, replayed: 2 },
+            { stream: r, epoch: "R1", offset: 6, recovered: true, replayed: 1 },
+          ]),
+        ],
+        // After a reload: the user stream's history was lost.
+        () => [
+          scriptedRecovery([
+            { stream: u, epoch: "E2", offset: 0, recovered: false, reason: "epoch_changed", replayed: 0 },
+            { stream: r, epoch: "R1", offset: 6, recovered: true, replayed: 0 },
+          ]),
+        ],
+      ]);
+      const p2 = await context.newPage();
+      const errors = [];
+      p2.on("pageerror", (err) => errors.push(err.message));
+      await p2.routeWebSocket(fakeURL, (ws) => scripted.route(ws));
+      const feed = (text) => p2.locator("#pushes li.push").filter({ hasText: text });
+      try {
+        await p2.goto(`http://127.0.0.1:${ports.http}/?ws=${encodeURIComponent(fakeURL)}&mid=77&room=live://77`);
+        await feed("live before the drop").waitFor({ timeout: 10000 });
+        assert.equal(scripted.auths[0].recover, true, "the demo asks for recovery");
+        assert.equal(scripted.auths[0].positions, undefined);
+        assert.equal(await p2.locator("#recovery").textContent(), `on, following ${u}, ${r}`);
+        assert.equal(await feed("live before the drop").getAttribute("data-replayed"), null);
+        assert.match(await feed("live before the drop").locator(".stream").textContent(), /^u:77 #11$/);
+
+        scripted.sockets[0].close({ code: 1001 });
+        await p2.locator('#recovery[data-state="recovered"]').waitFor({ timeout: 10000 });
+        assert.deepEqual(scripted.auths[1].positions, { [u]: { epoch: "E1", offset: 11 }, [r]: { epoch: "R1", offset: 5 } });
+        assert.equal(await p2.locator("#recovery").textContent(), "recovered 3 missed pushes");
+        for (const missed of ["missed one", "missed two", "missed three"]) {
+          assert.equal(await feed(missed).getAttribute("data-replayed"), "true", missed);
+          assert.equal(await feed(missed).locator(".replayed").textContent(), "replayed");
+        }
+        await shootPage(p2, "recovered");
+
+        // A reload continues from the positions the page kept in sessionStorage.
+        await p2.reload();
+        await p2.locator('#recovery[data-state="incomplete"]').waitFor({ timeout: 10000 });
+        assert.deepEqual(scripted.auths[2].positions, { [u]: { epoch: "E1", offset: 13 }, [r]: { epoch: "R1", offset: 6 } });
+        assert.match(await p2.locator("#recovery").textContent(), /^not recovered \(u:77: epoch_changed\); 0 missed pushes replayed/);
+        assert.deepEqual(errors, [], "errors in the page");
+      } finally {
+        await p2.close();
+      }
     });
 
     await t.test("a server drain shows the disconnect reason, then the page reconnects", async () => {

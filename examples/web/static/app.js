@@ -1,6 +1,8 @@
 // The demo page: one imcloud.js Client, a feed of the pushes it receives with
 // their latency, and a form that pushes through the HTTP API of the origin the
-// page came from.
+// page came from. Recovery is on: after a reconnect the page says how many
+// missed pushes came back (or why not all could), marks them in the feed, and
+// keeps its positions in sessionStorage so that a reload recovers too.
 //
 // Query string (all optional):
 //   ws=ws://host:port/sub   WebSocket address (default: the one the server
@@ -8,12 +10,14 @@
 //   api=http://host:port    push API base (default: this page's origin)
 //   mid=42 room=live://1000 token=... accepts=1000,1001
 //   autoconnect=0           do not connect on load
+//   recover=0               connect without recovery
 import { Client, State } from "./imcloud.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_FEED = 200;
 const MAX_LOG = 50;
+const POSITIONS_KEY = "imcloud-demo-positions";
 
 // pageHost is this page's host name, bracketed when it is an IPv6 address.
 function pageHost() {
@@ -100,17 +104,76 @@ function stopCountdown() {
   countdown = null;
 }
 
+// ---- recovery ----
+
+// savedPositions are the positions a client of the same address and user
+// left in this tab's sessionStorage (a reload), or {}.
+function savedPositions(ws, mid) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(POSITIONS_KEY) ?? "null");
+    if (saved && saved.ws === ws && saved.mid === mid && saved.positions) return saved.positions;
+  } catch {
+    // storage blocked or garbled: start afresh
+  }
+  return {};
+}
+
+function savePositions() {
+  const c = client;
+  if (!c || !c.recover) return;
+  try {
+    sessionStorage.setItem(POSITIONS_KEY, JSON.stringify({ ws: c.url, mid: c.mid, positions: c.positions() }));
+  } catch {
+    // storage blocked or full: a reload starts afresh
+  }
+}
+
+// showRecovery says how the last recovery went: after a reconnect (or a
+// reload) how many missed pushes came back, or which streams could not be
+// recovered and why.
+function showRecovery({ streams, recovered, replayed, resumed }) {
+  const el = $("recovery");
+  const names = streams.map((s) => s.stream).join(", ");
+  if (!resumed) {
+    log(`recovery on, following ${names || "no stream"}`);
+    if (el.dataset.state === "") el.textContent = `on, following ${names || "no stream"}`;
+    return;
+  }
+  const missed = `${replayed} missed push${replayed === 1 ? "" : "es"}`;
+  el.dataset.replayed = String(replayed);
+  if (recovered) {
+    el.dataset.state = "recovered";
+    el.textContent = `recovered ${missed}`;
+    log(`reconnected: recovered ${missed}`, "ok");
+    return;
+  }
+  const why = streams
+    .filter((s) => !s.recovered)
+    .map((s) => `${s.stream}: ${s.reason || "unknown reason"}`)
+    .join("; ");
+  el.dataset.state = "incomplete";
+  el.textContent = `not recovered (${why}); ${missed} replayed, some may be lost`;
+  log(`reconnected, recovery incomplete: ${why}; ${missed} replayed`, "warn");
+}
+
 // ---- connect ----
 
 function connect() {
   if (client) return;
-  const c = new Client($("ws-url").value.trim(), {
-    mid: Number($("mid").value),
+  const url = $("ws-url").value.trim();
+  const mid = Number($("mid").value);
+  const recover = params.get("recover") !== "0";
+  const c = new Client(url, {
+    mid,
     roomId: $("room").value.trim(),
     token: $("token").value,
     accepts: $("accepts").value,
+    recover,
+    positions: recover ? savedPositions(url, mid) : {},
   });
   client = c;
+  $("recovery").textContent = recover ? "asked for (no answer from the server yet)" : "off";
+  $("recovery").dataset.state = "";
   c.on("state", ({ state }) => {
     if (client !== c) return;
     if (state === State.WAITING) return; // the close handler shows the countdown
@@ -159,6 +222,9 @@ function connect() {
     countdown = setInterval(tick, 100);
   });
   c.on("error", ({ error }) => log(error.message, "err"));
+  c.on("recovery", (r) => {
+    if (client === c) showRecovery(r);
+  });
   c.on("message", (m) => addPush(m));
   setStatus(State.CONNECTING, "connecting…");
   c.connect();
@@ -168,6 +234,7 @@ function disconnect() {
   const c = client;
   if (!c) return;
   stopCountdown();
+  savePositions(); // Connect again continues from here: a way to try recovery
   client = null;
   c.close();
   setStatus(State.IDLE, "disconnected");
@@ -195,6 +262,7 @@ function addPush(m) {
   li.className = "push";
   li.dataset.op = String(m.op);
   if (latency !== null) li.dataset.latency = String(latency);
+  if (m.replayed) li.dataset.replayed = "true";
   const meta = document.createElement("div");
   meta.className = "meta";
   const op = document.createElement("span");
@@ -210,7 +278,22 @@ function addPush(m) {
   lat.className = latency === null ? "latency none" : "latency";
   lat.textContent = latency === null ? "no sent_ms" : `${latency} ms`;
   lat.title = latency === null ? "the body has no sent_ms field; showing arrival time" : "now − sent_ms";
-  meta.append(op, room, when, lat);
+  meta.append(op, room);
+  if (m.stream !== null) {
+    const stream = document.createElement("span");
+    stream.className = "stream";
+    stream.textContent = `${m.stream} #${m.offset}`;
+    stream.title = `the push's stream and its position there (epoch ${m.epoch})`;
+    meta.append(stream);
+  }
+  if (m.replayed) {
+    const replayed = document.createElement("span");
+    replayed.className = "replayed";
+    replayed.textContent = "replayed";
+    replayed.title = "missed while disconnected, replayed from the stream's history";
+    meta.append(replayed);
+  }
+  meta.append(when, lat);
   const body = document.createElement("div");
   body.className = "body";
   body.textContent = shown === "" ? "(empty body)" : shown;
@@ -310,6 +393,9 @@ syncTarget();
 showRoom($("room").value);
 setStatus(State.IDLE, "disconnected");
 if (params.get("autoconnect") !== "0") connect();
+
+// A reload of this tab continues from where this page was.
+addEventListener("pagehide", savePositions);
 
 // For tests and the curious: the live client.
 window.imcloudDemo = { get client() { return client; } };
