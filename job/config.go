@@ -41,10 +41,29 @@ type Config struct {
 	// DeadLetterAttempts bounds the tries per record. Default 5.
 	DeadLetterAttempts int
 
+	// Users resolves the users of a mids message (imcloud.KindMids, a
+	// push to users as logic publishes it with history on) to their
+	// connections: one keys message per node and user. Without it, mids
+	// messages are set aside through DeadLetter, as records of a newer
+	// version are: never delivered to the wrong audience.
+	Users Users
+	// History, when set, turns streams on (docs/design.md, recovery):
+	// each mids message is appended to each of its users' streams and
+	// each room message to its room's stream before anything of it is
+	// delivered, and what is delivered carries the stream, the epoch and
+	// the offset (the record's). Key pushes and broadcasts belong to no
+	// stream and are delivered as without it. An append that fails is
+	// retried with backoff (RetryMin to RetryMax) while the job runs; the
+	// records of its partition wait meanwhile, undelivered and
+	// uncommitted. Requires Users (ErrNoUsers). Default none.
+	History History
+
 	// MaxDelivery caps the messages in one Deliver call to a node. Messages
 	// waiting for the same node (room messages above all) are merged up
 	// to it: at low rates every call carries one message and goes at
-	// once, under load deliveries grow. Default 512.
+	// once, under load deliveries grow. It also caps the records of one
+	// partition handled as one batch of history appends and user lookups
+	// (see History). Default 512.
 	MaxDelivery int
 	// MaxDeliveryBytes caps a Deliver call's approximate size. Default 1 MiB.
 	MaxDeliveryBytes int

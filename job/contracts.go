@@ -58,3 +58,25 @@ type Link interface {
 	// concurrent use; concurrent calls are pipelined.
 	Deliver(ctx context.Context, msgs []*imcloud.Message) error
 }
+
+// History is the stream history the job appends to before it delivers a
+// push that belongs to a stream (a user's or a room's; docs/design.md,
+// recovery): logic's memory history and package redis's History satisfy
+// it. Safe for concurrent use.
+type History interface {
+	// Append stores items, in order, each at its Entry.Offset in its
+	// Stream, and sets each item's Epoch: the stream's epoch with the
+	// item in it. An item whose (stream, offset) the store already holds
+	// with the same ID is a redelivery: a no-op that still reports the
+	// epoch. The job appends the pushes of one stream in offset order,
+	// and after an error appends the same items again.
+	Append(ctx context.Context, items []imcloud.HistoryAppend) error
+}
+
+// Users finds the connections of users: logic's memory and Redis routers
+// satisfy it. Safe for concurrent use.
+type Users interface {
+	// NodesByMids returns connection key -> node id for every live
+	// connection of mids.
+	NodesByMids(ctx context.Context, mids []int64) (map[string]string, error)
+}

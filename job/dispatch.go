@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -55,24 +56,52 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 			"bytes", len(rec.Value), "err", err)
 		return targets
 	}
-	if m.Kind == imcloud.KindMids {
-		// Not routed by this job yet: set aside, never delivered to the
+	if m.Kind == imcloud.KindMids && j.cfg.Users == nil {
+		// Not routable by this job: set aside, never delivered to the
 		// wrong audience.
-		j.deadLetter(rec, errors.New("job: mids message and no user routing"))
+		j.deadLetter(rec, errors.New("job: mids message and no Config.Users"))
 		return targets
+	}
+	if m.Kind == imcloud.KindMids {
+		if m.Mids = userMids(m.Mids); len(m.Mids) == 0 {
+			j.c.skipped.Add(1)
+			j.log.Warn("job: skipping a mids record without a valid user", "partition", rec.Partition,
+				"offset", rec.Offset)
+			return targets
+		}
 	}
 	if m.Expired(now) {
 		j.c.expired.Add(1)
 		j.log.Debug("job: dropping expired message", "id", m.ID, "expired", m.Expires)
 		return targets
 	}
-	at := now.UnixNano()
-	if m.Kind == imcloud.KindKeys {
+	if j.staged(m) {
+		// Appended to its stream and/or resolved to its users'
+		// connections first, in offset order with the partition's other
+		// such records.
 		e.remaining.Add(1)
-		j.dir.routeKeys(ctx, item{m: m, e: e, at: at}, now)
+		j.stages.add(rec.Partition, staged{m: m, e: e, offset: rec.Offset})
 		return targets
 	}
-	targets, totalConns := j.dir.live(targets)
+	if m.Kind == imcloud.KindKeys {
+		e.remaining.Add(1)
+		j.dir.routeKeys(ctx, item{m: m, e: e, at: now.UnixNano()}, now)
+		return targets
+	}
+	return j.fanOut(ctx, m, e, now.UnixNano(), targets)
+}
+
+// staged reports whether m goes through its partition's stage: a mids
+// message always (its users' connections are looked up), a room message
+// when it is appended to its stream's history.
+func (j *Job) staged(m *imcloud.Message) bool {
+	return m.Kind == imcloud.KindMids || (m.Kind == imcloud.KindRoom && j.cfg.History != nil)
+}
+
+// fanOut queues a room or broadcast message of e for every live node.
+// targets is scratch space, returned for reuse.
+func (j *Job) fanOut(ctx context.Context, m *imcloud.Message, e *entry, at int64, targets []*nodeWorker) []*nodeWorker {
+	targets, totalConns := j.dir.live(targets[:0])
 	if len(targets) == 0 {
 		j.c.unroutable.Add(1)
 		j.log.Debug("job: no node to deliver to", "id", m.ID, "kind", m.Kind)
@@ -93,6 +122,17 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 		}
 	}
 	return targets
+}
+
+// userMids returns mids without duplicates and without ids that name no
+// user (0 or negative), reusing mids.
+func userMids(mids []int64) []int64 {
+	if len(mids) == 1 && mids[0] > 0 {
+		return mids
+	}
+	mids = slices.DeleteFunc(mids, func(mid int64) bool { return mid <= 0 })
+	slices.Sort(mids)
+	return slices.Compact(mids)
 }
 
 // splitSpeed is one node's share of a broadcast's pace: in proportion to

@@ -18,34 +18,62 @@
 // load. A broadcast's pace (connections per second) is split across the
 // nodes in proportion to their connections.
 //
+// # Pushes to users and streams
+//
+// A mids message (imcloud.KindMids: a push to users, as logic publishes it
+// with history on) needs Config.Users, the router's NodesByMids: the job
+// looks up the users' connections and sends one keys message per node
+// (per node and user with history). Without Users it is set aside through
+// Config.DeadLetter, never delivered to the wrong audience.
+//
+// With Config.History (which requires Users), pushes to users and rooms
+// belong to streams (docs/design.md, recovery): each mids message is
+// appended to each of its users' streams, and each room message to its
+// room's, at the record's offset, before anything of it is delivered;
+// what is delivered carries the stream, the epoch the store answered and
+// the offset. Key pushes and broadcasts belong to no stream and go as
+// before. These records pass through a stage per queue partition, which
+// handles whatever waited as one batch (up to MaxDelivery records): one
+// History.Append call, the batch's user lookups (made together), then
+// the messages queued for their nodes in offset order. An append or a
+// lookup that fails is retried with backoff while the partition's staged
+// records wait, undelivered and uncommitted: pushes stall, none is lost.
+// A redelivered record (after a restart) appends the same offset and
+// message id again, which the store takes as a no-op, and is delivered
+// with the same offset. A user with no connection gets nothing delivered;
+// the push stays in the history for the user's next connection.
+//
 // # Commits and delivery guarantees
 //
 // Offsets are committed per partition by a contiguous watermark: an offset
 // is committed only when its record and every earlier one of the partition
-// were accepted by all their target nodes, or had nothing to deliver, or
-// their node left the directory (its registration expired: its clients
-// reconnect elsewhere). A job stopped or killed at any point is followed
-// by one that delivers again what was in flight: at-least-once to the
-// nodes, which drop redeliveries by message id. Expired messages are
-// dropped and counted; undecodable records are logged, counted and
-// skipped; records of a newer major version go to Config.DeadLetter. No
-// record stops consumption.
+// were appended to their streams (with History) and accepted by all their
+// target nodes, or had nothing to deliver, or their node left the
+// directory (its registration expired: its clients reconnect elsewhere).
+// A job stopped or killed at any point is followed by one that delivers
+// again what was in flight: at-least-once to the nodes, which drop
+// redeliveries by message id. Expired messages are dropped and counted;
+// undecodable records are logged, counted and skipped; records of a newer
+// major version (and mids messages without Users) go to
+// Config.DeadLetter. No record stops consumption; a history store that
+// fails stalls the partitions whose pushes it must hold until it is back.
 //
 // # Failures
 //
 // New refuses what cannot work: no Source (ErrNoSource), no Directory
-// (ErrNoDirectory), and the default Connect without a LinkSecret
-// (ErrNoLinkSecret). What fails at run time is retried and counted in
-// Stats, so a job with a nil Logger is not a silent one: a node that
-// cannot be dialled or refuses deliveries in Retried and in its
-// NodeStats (Retried, LastError), messages with no node to go to in
-// Unroutable, a failing directory (the router) in DirectoryErrors,
-// failing commits in CommitErrors, records set aside or lost in
-// DeadLettered and DeadLetterFailed. The metrics package exports them
-// (imcloud_job_delivery_retries_total, imcloud_job_node_failing,
-// imcloud_job_messages_unroutable_total,
-// imcloud_job_directory_errors_total,
-// imcloud_job_commit_failures_total, ...; docs/metrics.md).
+// (ErrNoDirectory), the default Connect without a LinkSecret
+// (ErrNoLinkSecret), a History without Users (ErrNoUsers). What fails at
+// run time is retried and counted in Stats, so a job with a nil Logger is
+// not a silent one: a node that cannot be dialled or refuses deliveries in
+// Retried and in its NodeStats (Retried, LastError), messages with no node
+// to go to in Unroutable, a failing directory (the router) in
+// DirectoryErrors, failing commits in CommitErrors, failing history
+// appends and user lookups in HistoryErrors and LookupErrors, records set
+// aside or lost in DeadLettered and DeadLetterFailed. The metrics package
+// exports them (imcloud_job_delivery_retries_total,
+// imcloud_job_node_failing, imcloud_job_messages_unroutable_total,
+// imcloud_job_directory_errors_total, imcloud_job_commit_failures_total,
+// imcloud_job_history_append_failures_total, ...; docs/metrics.md).
 //
 // # Concurrency and lifecycle
 //

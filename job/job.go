@@ -24,6 +24,10 @@ var (
 	// (cloud.Config.InsecureLink), give a Connect that returns
 	// NewLinkClient(node.LinkAddr, "", opts).
 	ErrNoLinkSecret = errors.New("job: no Config.LinkSecret for the default Connect (and no Config.Connect): every node would refuse the link")
+	// ErrNoUsers is returned by New with a Config.History and no
+	// Config.Users: with history on, logic publishes every push to users
+	// as a mids message, which only Users can route.
+	ErrNoUsers = errors.New("job: Config.History without Config.Users: pushes to users could not be routed")
 	// ErrRunning is returned by a second Run.
 	ErrRunning = errors.New("job: already running")
 	// ErrClosed is returned by Run after Shutdown.
@@ -49,6 +53,8 @@ type Job struct {
 
 	dir directory
 
+	stages stages // per partition: history appends and user lookups
+
 	lifeMu   sync.Mutex
 	running  bool
 	closed   bool
@@ -70,6 +76,9 @@ func New(cfg Config) (*Job, error) {
 	}
 	if cfg.Connect == nil && cfg.LinkSecret == "" {
 		return nil, ErrNoLinkSecret
+	}
+	if cfg.History != nil && cfg.Users == nil {
+		return nil, ErrNoUsers
 	}
 	cfg = cfg.withDefaults()
 	ownsLinks := cfg.Connect == nil
@@ -98,6 +107,7 @@ func New(cfg Config) (*Job, error) {
 		runDone:      make(chan struct{}),
 	}
 	j.dir.init(j)
+	j.stages.init(j)
 	return j, nil
 }
 
@@ -136,6 +146,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	<-allCtx.Done()
 	wg.Wait()
+	j.stages.wait()
 	j.dir.stopWorkers()
 	j.commitNow(context.WithoutCancel(ctx))
 	return err

@@ -41,6 +41,20 @@ type Stats struct {
 	// directory (Config.Directory: the router); the last list read stands
 	// meanwhile.
 	DirectoryErrors uint64
+	// HistoryAppended is the number of pushes appended to a stream's
+	// history (Config.History): one per user of a mids message, one per
+	// room message. A redelivered record is appended (a no-op) again.
+	HistoryAppended uint64
+	// HistoryErrors is the number of History.Append calls that failed;
+	// each is retried with backoff while its partition waits.
+	HistoryErrors uint64
+	// LookupErrors is the number of user lookups (Config.Users) that
+	// failed; each is retried with backoff while its partition waits.
+	LookupErrors uint64
+	// Offline is the number of mids messages none of whose users had a
+	// connection: appended to their streams' history (with
+	// Config.History), delivered to nobody.
+	Offline uint64
 	// Pending is the number of records received and not yet committable.
 	Pending int
 	// Nodes has one entry per node the job delivers to.
@@ -82,10 +96,11 @@ type NodeStats struct {
 }
 
 type counters struct {
-	consumed, delivered, retried, skipped, expired atomic.Uint64
-	deadLettered, deadLetterFailed, abandoned      atomic.Uint64
-	unroutable, commits, commitErrors              atomic.Uint64
-	directoryErrors                                atomic.Uint64
+	consumed, delivered, retried, skipped, expired  atomic.Uint64
+	deadLettered, deadLetterFailed, abandoned       atomic.Uint64
+	unroutable, commits, commitErrors               atomic.Uint64
+	directoryErrors, historyAppended, historyErrors atomic.Uint64
+	lookupErrors, offline                           atomic.Uint64
 }
 
 // Stats returns the job's counters.
@@ -103,6 +118,10 @@ func (j *Job) Stats() Stats {
 		Commits:          j.c.commits.Load(),
 		CommitErrors:     j.c.commitErrors.Load(),
 		DirectoryErrors:  j.c.directoryErrors.Load(),
+		HistoryAppended:  j.c.historyAppended.Load(),
+		HistoryErrors:    j.c.historyErrors.Load(),
+		LookupErrors:     j.c.lookupErrors.Load(),
+		Offline:          j.c.offline.Load(),
 		Pending:          j.pendingCount(),
 		Nodes:            j.dir.nodeStats(),
 		Partitions:       j.partitionStats(),
