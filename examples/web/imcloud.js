@@ -2,19 +2,16 @@
 // wire protocol that imcloud's cloud nodes speak over WebSocket. Published as
 // the npm package @imcloud/client; imcloud.d.ts next to it declares its types.
 //
-// Frame (all integers big-endian, header always 16 bytes):
-//
-//	packLen int32 | headerLen int16 (16) | ver int16 | op int32 | seq int32 | body
-//
-// The module has two layers:
-//   - pure codec helpers (encodeFrame, decodeFrames, unbatch, heartbeatOnline, ...)
-//     that work on Uint8Array/ArrayBuffer with DataView and never touch the network,
-//     so they are unit-tested in Node;
-//   - Client, an EventTarget that connects, authenticates (opting into the protocol
-//     extensions with header ver 2), keeps heartbeats at the interval the server
-//     returns, decodes op 9 batches, reconnects with jittered exponential
-//     backoff that honours the server's reconnect hint (op 6), and recovers the
-//     pushes it missed while disconnected (ops 24 and 25, see Client).
+// Three modules, this one the entry point that exports everything:
+//   - codec.js: pure codec helpers (encodeFrame, decodeFrames, unbatch,
+//     heartbeatOnline, authBody, ...) that work on Uint8Array/ArrayBuffer and
+//     never touch the network, so they are unit-tested in Node;
+//   - recovery.js: the bodies of ops 24 and 25 and the positions kept per stream;
+//   - here, Client, an EventTarget that connects, authenticates (opting into the
+//     protocol extensions with header ver 2), keeps heartbeats at the interval
+//     the server returns, decodes op 9 batches, reconnects with jittered
+//     exponential backoff that honours the server's reconnect hint (op 6), and
+//     recovers the pushes it missed while disconnected (ops 24 and 25, see Client).
 //
 // Usage:
 //
@@ -22,33 +19,12 @@
 //	const c = new Client("ws://127.0.0.1:3102/sub", { mid: 42, roomId: "live://1000" });
 //	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
+import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody } from "./codec.js";
+import { PositionBook, decodePushAt, parseRecovery } from "./recovery.js";
 
-/** Size of every frame header; headerLen on the wire must equal it. */
-export const HEADER_LEN = 16;
+export * from "./codec.js";
+export { MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
 
-/** ver of goim clients and of pushes. */
-export const VER_GOIM = 1;
-/** ver of an auth frame that opts into extensions (op 6, JSON AuthReply fields). */
-export const VER_EXTENSIONS = 2;
-
-/** Operations (docs/protocol.md, section 4). Ops of 1000 and above are application pushes. */
-export const Op = Object.freeze({
-  HEARTBEAT: 2,
-  HEARTBEAT_REPLY: 3,
-  SEND_MSG: 4,
-  DISCONNECT: 6,
-  AUTH: 7,
-  AUTH_REPLY: 8,
-  RAW: 9,
-  CHANGE_ROOM: 12,
-  CHANGE_ROOM_REPLY: 13,
-  SUB: 14,
-  SUB_REPLY: 15,
-  UNSUB: 16,
-  UNSUB_REPLY: 17,
-  PUSH_AT: 24,
-  RECOVERY: 25,
-});
 
 /**
  * DEFAULT_ACCEPTS are the push ops a Client takes for key, mid and broadcast
@@ -58,14 +34,6 @@ export const Op = Object.freeze({
  * or broadcast push (goim's rule).
  */
 export const DEFAULT_ACCEPTS = Object.freeze([1000, 1001, 1002]);
-
-/** ProtocolError is thrown by the decoders for malformed input. */
-export class ProtocolError extends Error {
-  constructor(message) {
-    super(`imcloud: ${message}`);
-    this.name = "ProtocolError";
-  }
-}
 
 /**
  * AuthError is the error of the "error" event with which a Client gives up
@@ -80,271 +48,6 @@ export class AuthError extends Error {
     /** @type {string} */ this.reason = reason;
     /** @type {number} */ this.refusals = refusals;
   }
-}
-
-const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder();
-
-/**
- * toBytes turns a body (undefined/null, string, Uint8Array, any other
- * ArrayBufferView, ArrayBuffer, or a JSON-able object) into a Uint8Array.
- * Strings are UTF-8 encoded; plain objects are JSON encoded.
- */
-export function toBytes(body) {
-  if (body === undefined || body === null) return new Uint8Array(0);
-  if (typeof body === "string") return utf8Encoder.encode(body);
-  if (body instanceof Uint8Array) return body;
-  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (body instanceof ArrayBuffer) return new Uint8Array(body);
-  return utf8Encoder.encode(JSON.stringify(body));
-}
-
-/**
- * encodeFrame returns the wire encoding of one frame.
- * @param {{op: number, ver?: number, seq?: number, body?: any}} frame
- * @returns {Uint8Array}
- */
-export function encodeFrame({ op, ver = VER_GOIM, seq = 0, body } = {}) {
-  if (!Number.isInteger(op)) throw new TypeError("imcloud: encodeFrame needs an integer op");
-  const b = toBytes(body);
-  const out = new Uint8Array(HEADER_LEN + b.length);
-  const v = new DataView(out.buffer);
-  v.setInt32(0, HEADER_LEN + b.length);
-  v.setInt16(4, HEADER_LEN);
-  v.setInt16(6, ver);
-  v.setInt32(8, op);
-  v.setInt32(12, seq);
-  out.set(b, HEADER_LEN);
-  return out;
-}
-
-/**
- * decodeFrames decodes one or more complete frames laid back to back (a
- * WebSocket message, or the body of an op 9 batch). It does not look inside
- * op 9 frames; see unbatch and decodeMessage. Bodies are views into data, not
- * copies.
- *
- * Throws ProtocolError when data ends inside a frame, when headerLen is not
- * 16, or when packLen is smaller than the header.
- * @param {ArrayBuffer|ArrayBufferView} data
- * @returns {{ver: number, op: number, seq: number, body: Uint8Array}[]}
- */
-export function decodeFrames(data) {
-  const bytes = toBytes(data);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const frames = [];
-  let off = 0;
-  while (off < bytes.length) {
-    if (bytes.length - off < HEADER_LEN) {
-      throw new ProtocolError(`truncated frame header at offset ${off} (${bytes.length - off} of ${HEADER_LEN} bytes)`);
-    }
-    const packLen = v.getInt32(off);
-    const headerLen = v.getInt16(off + 4);
-    if (headerLen !== HEADER_LEN) {
-      throw new ProtocolError(`header length ${headerLen} at offset ${off}, want ${HEADER_LEN}`);
-    }
-    if (packLen < HEADER_LEN) {
-      throw new ProtocolError(`pack length ${packLen} at offset ${off} is smaller than the header`);
-    }
-    if (packLen > bytes.length - off) {
-      throw new ProtocolError(`truncated frame at offset ${off}: pack length ${packLen}, ${bytes.length - off} bytes left`);
-    }
-    frames.push({
-      ver: v.getInt16(off + 6),
-      op: v.getInt32(off + 8),
-      seq: v.getInt32(off + 12),
-      body: bytes.subarray(off + HEADER_LEN, off + packLen),
-    });
-    off += packLen;
-  }
-  return frames;
-}
-
-/**
- * unbatch replaces every op 9 frame by the frames of its body, in order. op 9
- * is never nested (docs/protocol.md, section 5): a nested one is a ProtocolError.
- */
-export function unbatch(frames) {
-  const out = [];
-  for (const f of frames) {
-    if (f.op !== Op.RAW) {
-      out.push(f);
-      continue;
-    }
-    for (const inner of decodeFrames(f.body)) {
-      if (inner.op === Op.RAW) throw new ProtocolError("op 9 nested in a batch");
-      out.push(inner);
-    }
-  }
-  return out;
-}
-
-/**
- * decodeMessage decodes one WebSocket message into its frames with op 9
- * batches flattened. A text message (string) is read as its UTF-8 bytes, like
- * a binary one.
- */
-export function decodeMessage(data) {
-  return unbatch(decodeFrames(typeof data === "string" ? utf8Encoder.encode(data) : data));
-}
-
-/** encodeBatch builds an op 9 frame whose body holds the given frames (for tests and tools). */
-export function encodeBatch(frames) {
-  const parts = frames.map((f) => encodeFrame(f));
-  const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    body.set(p, off);
-    off += p.length;
-  }
-  return encodeFrame({ op: Op.RAW, body });
-}
-
-/** heartbeatOnline reads the 4-byte online count of a heartbeat reply (op 3) body. */
-export function heartbeatOnline(body) {
-  const b = toBytes(body);
-  if (b.length !== 4) throw new ProtocolError(`heartbeat reply body is ${b.length} bytes, want 4`);
-  return new DataView(b.buffer, b.byteOffset, 4).getInt32(0);
-}
-
-/** text decodes a body as UTF-8. */
-export function text(body) {
-  return utf8Decoder.decode(toBytes(body));
-}
-
-/**
- * authBody is the JSON body of the auth frame (op 7). Fields the caller left
- * out get goim's defaults; token is omitted when empty. With recover, the
- * body asks for recovery ("recover": true) and carries positions (stream ->
- * {epoch, offset}) when there are any.
- */
-export function authBody({ mid = 0, key = "", roomId = "", platform = "web", accepts = [], token = "", recover = false, positions = null } = {}) {
-  const body = { mid: Number(mid), key, room_id: roomId, platform, accepts: accepts.map(Number) };
-  if (token) body.token = token;
-  if (recover) {
-    body.recover = true;
-    if (positions && Object.keys(positions).length > 0) body.positions = positions;
-  }
-  return JSON.stringify(body);
-}
-
-/**
- * MAX_POSITIONS is how many stream positions an auth frame may carry; a
- * server refuses an auth with more. A Client sends at most two (its user's
- * stream and its room's).
- */
-export const MAX_POSITIONS = 16;
-
-/**
- * decodePushAt decodes the body of an op 24 frame (PushAt: a push with its
- * stream and position, docs/protocol.md):
- *
- *	op int32 | offset int64 | s uint8 | stream (s bytes) | e uint8 | epoch (e bytes) | body
- *
- * Throws ProtocolError when the body is too short for its lengths, the
- * stream or the epoch is empty, or the offset is negative or past
- * Number.MAX_SAFE_INTEGER (a position JavaScript cannot hold exactly). body
- * is a view into the given bytes.
- * @returns {{op: number, offset: number, stream: string, epoch: string, body: Uint8Array}}
- */
-export function decodePushAt(body) {
-  const b = toBytes(body);
-  if (b.length < 14) throw new ProtocolError(`op 24 body is ${b.length} bytes, at least 14 needed`);
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const op = v.getInt32(0);
-  const hi = v.getInt32(4);
-  const lo = v.getUint32(8);
-  if (hi < 0 || hi > 0x1fffff) throw new ProtocolError(`op 24 offset ${hi < 0 ? "is negative" : "is past 2^53"}`);
-  const offset = hi * 0x100000000 + lo;
-  const s = b[12];
-  if (s === 0) throw new ProtocolError("op 24 stream name is empty");
-  if (13 + s + 1 > b.length) throw new ProtocolError(`op 24 stream name of ${s} bytes runs past the body (${b.length} bytes)`);
-  const e = b[13 + s];
-  if (e === 0) throw new ProtocolError("op 24 epoch is empty");
-  if (14 + s + e > b.length) throw new ProtocolError(`op 24 epoch of ${e} bytes runs past the body (${b.length} bytes)`);
-  return {
-    op,
-    offset,
-    stream: utf8Decoder.decode(b.subarray(13, 13 + s)),
-    epoch: utf8Decoder.decode(b.subarray(14 + s, 14 + s + e)),
-    body: b.subarray(14 + s + e),
-  };
-}
-
-/**
- * encodePushAt builds the body of an op 24 frame (for tests and tools); see
- * decodePushAt. Throws a TypeError for a stream or an epoch that is empty or
- * over 255 bytes, or an offset that is not a non-negative safe integer.
- * @param {{op: number, offset: number, stream: string, epoch: string, body?: any}} push
- * @returns {Uint8Array}
- */
-export function encodePushAt({ op, offset, stream, epoch, body } = {}) {
-  const sb = utf8Encoder.encode(stream ?? "");
-  const eb = utf8Encoder.encode(epoch ?? "");
-  if (sb.length < 1 || sb.length > 255 || eb.length < 1 || eb.length > 255) {
-    throw new TypeError("imcloud: encodePushAt needs a stream and an epoch of 1 to 255 bytes");
-  }
-  if (!Number.isInteger(op)) throw new TypeError("imcloud: encodePushAt needs an integer op");
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new TypeError("imcloud: encodePushAt needs a non-negative safe integer offset");
-  const pb = toBytes(body);
-  const out = new Uint8Array(14 + sb.length + eb.length + pb.length);
-  const v = new DataView(out.buffer);
-  v.setInt32(0, op);
-  v.setUint32(4, Math.floor(offset / 0x100000000));
-  v.setUint32(8, offset % 0x100000000);
-  out[12] = sb.length;
-  out.set(sb, 13);
-  out[13 + sb.length] = eb.length;
-  out.set(eb, 14 + sb.length);
-  out.set(pb, 14 + sb.length + eb.length);
-  return out;
-}
-
-/**
- * parseRecovery parses the JSON body of an op 25 frame (Recovery): one entry
- * per stream, {stream, epoch, offset, recovered, reason, replayed}; reason is
- * "" when recovered is true, replayed 0 when absent. Throws ProtocolError for
- * a body that is not such JSON (an entry without a stream name, a recovered
- * that is not a boolean, an offset that is not an integer).
- * @returns {{stream: string, epoch: string, offset: number, recovered: boolean, reason: string, replayed: number}[]}
- */
-export function parseRecovery(body) {
-  let v;
-  try {
-    v = JSON.parse(text(body));
-  } catch (err) {
-    throw new ProtocolError(`op 25 body is not JSON: ${err.message}`);
-  }
-  if (!v || !Array.isArray(v.streams)) throw new ProtocolError("op 25 body has no streams array");
-  return v.streams.map((s, i) => {
-    const bad = (what) => new ProtocolError(`op 25 stream ${i}: ${what}`);
-    if (!s || typeof s !== "object") throw bad("not an object");
-    if (typeof s.stream !== "string" || s.stream === "") throw bad("no stream name");
-    if (typeof s.recovered !== "boolean") throw bad("recovered is not a boolean");
-    const epoch = s.epoch ?? "";
-    if (typeof epoch !== "string") throw bad("epoch is not a string");
-    const offset = s.offset ?? 0;
-    if (!Number.isSafeInteger(offset)) throw bad("offset is not an integer");
-    const replayed = s.replayed ?? 0;
-    if (!Number.isSafeInteger(replayed) || replayed < 0) throw bad("replayed is not a count");
-    const reason = s.reason ?? "";
-    if (typeof reason !== "string") throw bad("reason is not a string");
-    return { stream: s.stream, epoch, offset, recovered: s.recovered, reason, replayed };
-  });
-}
-
-/** parseOps accepts "1000,1001", [1000, "1001"] or a number and returns an array of ints. */
-export function parseOps(ops) {
-  if (ops === undefined || ops === null || ops === "") return [];
-  const list = Array.isArray(ops) ? ops : String(ops).split(",");
-  return list
-    .map((s) => String(s).trim())
-    .filter((s) => s !== "")
-    .map((s) => {
-      const n = Number(s);
-      if (!Number.isInteger(n)) throw new TypeError(`imcloud: op ${JSON.stringify(s)} is not an integer`);
-      return n;
-    });
 }
 
 /**
@@ -366,45 +69,6 @@ export function backoffDelay(attempt, opts = {}, hintMs = null, random = Math.ra
   if (hintMs === null || hintMs === undefined || !(hintMs >= 0)) return Math.round(backoff);
   const spread = hintMs * hintJitter * random();
   return Math.round(hintMs > 0 ? hintMs + spread : backoff);
-}
-
-/**
- * Message is a push (or any frame the client does not consume itself). A push
- * that came in an op 24 frame (a recover connection's user or room push) has
- * the push's own op and its place in its stream: stream, epoch, offset, and
- * replayed (it is one the client missed, replayed at reconnect or at a
- * ChangeRoom); other messages have stream, epoch and offset null and replayed
- * false.
- */
-export class Message {
-  constructor(frame, receivedAt) {
-    /** @type {number} */ this.op = frame.op;
-    /** @type {number} */ this.ver = frame.ver;
-    /** @type {number} */ this.seq = frame.seq;
-    /** @type {Uint8Array} */ this.body = frame.body;
-    /** @type {number} ms since the epoch, when the WebSocket message arrived */
-    this.receivedAt = receivedAt;
-    /** @type {string|null} the stream ("u:42", "r:live://1000") */
-    this.stream = frame.stream ?? null;
-    /** @type {string|null} the stream's epoch */
-    this.epoch = frame.epoch ?? null;
-    /** @type {number|null} the push's position in its stream */
-    this.offset = frame.offset ?? null;
-    /** @type {boolean} replayed from the stream's history */
-    this.replayed = frame.replayed ?? false;
-  }
-  /** The body decoded as UTF-8. */
-  text() {
-    return text(this.body);
-  }
-  /** The body parsed as JSON, or undefined when it is not JSON. */
-  json() {
-    try {
-      return JSON.parse(this.text());
-    } catch {
-      return undefined;
-    }
-  }
 }
 
 function makeEvent(type, detail) {
@@ -540,13 +204,9 @@ export class Client extends EventTarget {
     this.heartbeatMs = options.heartbeatMs ?? 30000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this.recover = options.recover ?? true;
-    /** stream -> {epoch, offset}: the last push seen per followed stream. */
-    this._positions = new Map();
-    for (const [stream, p] of Object.entries(options.positions ?? {})) {
-      if (typeof p?.epoch === "string" && p.epoch !== "" && Number.isSafeInteger(p.offset)) {
-        this._positions.set(stream, { epoch: p.epoch, offset: p.offset });
-      }
-    }
+    // It follows any user stream (the server decides the user) and its
+    // current room's.
+    this._book = new PositionBook((s) => s.startsWith("u:") || (this.roomId !== "" && s === `r:${this.roomId}`), options.positions);
     /** The detail of the last "recovery" event, or null. */
     this.lastRecovery = null;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -622,7 +282,7 @@ export class Client extends EventTarget {
   async changeRoom(room) {
     room = room ?? "";
     this.roomId = room;
-    this._forgetRooms();
+    this._book.prune();
     if (this.state !== State.OPEN) return room; // applied at the next auth
     await this._request(Op.CHANGE_ROOM, room);
     this._emit("room", { room });
@@ -663,11 +323,7 @@ export class Client extends EventTarget {
    * options.positions to a new Client to continue from there.
    */
   positions() {
-    const out = {};
-    for (const [stream, p] of this._positions) {
-      if (this._follows(stream)) out[stream] = { epoch: p.epoch, offset: p.offset };
-    }
-    return out;
+    return this._book.snapshot();
   }
 
   // ---- internals ----
@@ -683,28 +339,12 @@ export class Client extends EventTarget {
     }
   }
 
-  // _follows reports whether the client follows stream: any user stream (the
-  // server decides the user) and its current room's.
-  _follows(stream) {
-    return stream.startsWith("u:") || (this.roomId !== "" && stream === `r:${this.roomId}`);
-  }
-
-  // _forgetRooms drops the positions of rooms the client is no longer in.
-  _forgetRooms() {
-    for (const stream of this._positions.keys()) {
-      if (stream.startsWith("r:") && !this._follows(stream)) this._positions.delete(stream);
-    }
-  }
-
   // _pushAt turns an op 24 frame into a message and advances the stream's
   // position; a malformed one is reported and skipped.
   _pushAt(f, receivedAt) {
     const p = this._decode(decodePushAt, f.body);
     if (p === undefined) return;
-    if (this._follows(p.stream)) {
-      const held = this._positions.get(p.stream);
-      if (!held || held.epoch !== p.epoch || p.offset > held.offset) this._positions.set(p.stream, { epoch: p.epoch, offset: p.offset });
-    }
+    this._book.pushed(p.stream, p.epoch, p.offset);
     const frame = { op: p.op, ver: f.ver, seq: f.seq, body: p.body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed: this._replayAll || p.stream === this._replayRoom };
     this._emit("message", new Message(frame, receivedAt));
   }
@@ -716,19 +356,7 @@ export class Client extends EventTarget {
     this._replayAll = false;
     if (streams.some((s) => s.stream === this._replayRoom)) this._replayRoom = "";
     this._recovers = true;
-    const asked = this._asked;
-    this._asked = new Set(); // a later op 25 (ChangeRoom) answers no auth position
-    const out = streams.map((s) => {
-      if (s.reason === "not_followed" || !this._follows(s.stream)) this._positions.delete(s.stream);
-      else if (s.epoch !== "") this._positions.set(s.stream, { epoch: s.epoch, offset: s.offset });
-      return { ...s, resumed: asked.has(s.stream) };
-    });
-    const detail = {
-      streams: out,
-      recovered: out.every((s) => s.recovered),
-      replayed: out.reduce((n, s) => n + s.replayed, 0),
-      resumed: out.some((s) => s.resumed),
-    };
+    const detail = this._book.recovered(streams);
     this.lastRecovery = detail;
     this._emit("recovery", detail);
   }
@@ -838,12 +466,10 @@ export class Client extends EventTarget {
     this._recovers = false; // an op 25 came on this socket: the server recovers
     this._replayAll = false; // op 24 frames now are replayed ones (after the AuthReply)
     this._replayRoom = ""; // op 24 frames of this stream are (after a ChangeRoom reply)
-    this._asked = new Set(); // the streams whose positions the auth carried
     ws.onopen = () => {
       this._emit("open", { url: this.url });
-      const positions = this.recover ? this.positions() : {};
-      for (const stream of Object.keys(positions).slice(MAX_POSITIONS)) delete positions[stream];
-      this._asked = new Set(Object.keys(positions));
+      const positions = this.recover ? this._book.snapshot() : {};
+      this._book.sent(positions);
       const body = authBody({
         mid: this.mid,
         key: this.key,

@@ -1,6 +1,7 @@
 // Package web is imcloud's browser side: imcloud.js, a dependency-free
-// JavaScript client for the goim v2 wire protocol over WebSocket (also the
-// npm package @imcloud/client, with imcloud.d.ts and package.json here), and
+// JavaScript client for the goim v2 wire protocol over WebSocket (with the
+// modules it imports, codec.js and recovery.js; also the npm package
+// @imcloud/client, with imcloud.d.ts and package.json here), and
 // a demo page that joins a room, shows pushes arriving live with their
 // latency and pushes through the HTTP API. Both are embedded in the binary;
 // Handler serves them.
@@ -28,7 +29,7 @@ import (
 	"time"
 )
 
-//go:embed static imcloud.js
+//go:embed static imcloud.js codec.js recovery.js
 var files embed.FS
 
 // contentTypes are set explicitly so the answer does not depend on the
@@ -58,7 +59,8 @@ type Config struct {
 
 // Handler returns an http.Handler serving the demo page at "/" (and
 // "/index.html"), its assets next to it, the client module at
-// "/imcloud.js", and cfg at "/config.json". Anything else is 404; methods
+// "/imcloud.js" (and the modules it imports beside it), and cfg at
+// "/config.json". Anything else is 404; methods
 // other than GET and HEAD are 405.
 func Handler(cfg Config) http.Handler {
 	assets := make(map[string]asset)
@@ -79,7 +81,9 @@ func Handler(cfg Config) http.Handler {
 		}
 		return err
 	})
-	add("/imcloud.js", "imcloud.js")
+	for _, module := range []string{"imcloud.js", "codec.js", "recovery.js"} {
+		add("/"+module, module)
+	}
 	assets["/"] = assets["/index.html"]
 	config, err := json.Marshal(cfg)
 	if err != nil {

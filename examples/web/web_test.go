@@ -21,6 +21,10 @@ func TestHandler(t *testing.T) {
 
 	module, err := os.ReadFile("imcloud.js")
 	require.NoError(t, err)
+	codec, err := os.ReadFile("codec.js")
+	require.NoError(t, err)
+	recovery, err := os.ReadFile("recovery.js")
+	require.NoError(t, err)
 
 	tests := []struct {
 		method, path string
@@ -31,6 +35,8 @@ func TestHandler(t *testing.T) {
 		{"GET", "/", 200, "text/html; charset=utf-8", `<script type="module" src="app.js">`},
 		{"GET", "/index.html", 200, "text/html; charset=utf-8", "imcloud"},
 		{"GET", "/imcloud.js", 200, "text/javascript; charset=utf-8", string(module)},
+		{"GET", "/codec.js", 200, "text/javascript; charset=utf-8", string(codec)},
+		{"GET", "/recovery.js", 200, "text/javascript; charset=utf-8", string(recovery)},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `from "./imcloud.js"`},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"HEAD", "/imcloud.js", 200, "text/javascript; charset=utf-8", ""},

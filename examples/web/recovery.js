@@ -1,0 +1,189 @@
+// recovery.js: the recovery side of imcloud.js (see Client there): the bodies
+// of ops 24 (PushAt) and 25 (Recovery), and PositionBook, the positions a
+// Client keeps per stream. imcloud.js re-exports the codec functions.
+import { ProtocolError, text, toBytes } from "./codec.js";
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/**
+ * MAX_POSITIONS is how many stream positions an auth frame may carry; a
+ * server refuses an auth with more. A Client sends at most two (its user's
+ * stream and its room's).
+ */
+export const MAX_POSITIONS = 16;
+
+/**
+ * decodePushAt decodes the body of an op 24 frame (PushAt: a push with its
+ * stream and position, docs/protocol.md):
+ *
+ *	op int32 | offset int64 | s uint8 | stream (s bytes) | e uint8 | epoch (e bytes) | body
+ *
+ * Throws ProtocolError when the body is too short for its lengths, the
+ * stream or the epoch is empty, or the offset is negative or past
+ * Number.MAX_SAFE_INTEGER (a position JavaScript cannot hold exactly). body
+ * is a view into the given bytes.
+ * @returns {{op: number, offset: number, stream: string, epoch: string, body: Uint8Array}}
+ */
+export function decodePushAt(body) {
+  const b = toBytes(body);
+  if (b.length < 14) throw new ProtocolError(`op 24 body is ${b.length} bytes, at least 14 needed`);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const op = v.getInt32(0);
+  const hi = v.getInt32(4);
+  const lo = v.getUint32(8);
+  if (hi < 0 || hi > 0x1fffff) throw new ProtocolError(`op 24 offset ${hi < 0 ? "is negative" : "is past 2^53"}`);
+  const offset = hi * 0x100000000 + lo;
+  const s = b[12];
+  if (s === 0) throw new ProtocolError("op 24 stream name is empty");
+  if (13 + s + 1 > b.length) throw new ProtocolError(`op 24 stream name of ${s} bytes runs past the body (${b.length} bytes)`);
+  const e = b[13 + s];
+  if (e === 0) throw new ProtocolError("op 24 epoch is empty");
+  if (14 + s + e > b.length) throw new ProtocolError(`op 24 epoch of ${e} bytes runs past the body (${b.length} bytes)`);
+  return {
+    op,
+    offset,
+    stream: utf8Decoder.decode(b.subarray(13, 13 + s)),
+    epoch: utf8Decoder.decode(b.subarray(14 + s, 14 + s + e)),
+    body: b.subarray(14 + s + e),
+  };
+}
+
+/**
+ * encodePushAt builds the body of an op 24 frame (for tests and tools); see
+ * decodePushAt. Throws a TypeError for a stream or an epoch that is empty or
+ * over 255 bytes, or an offset that is not a non-negative safe integer.
+ * @param {{op: number, offset: number, stream: string, epoch: string, body?: any}} push
+ * @returns {Uint8Array}
+ */
+export function encodePushAt({ op, offset, stream, epoch, body } = {}) {
+  const sb = utf8Encoder.encode(stream ?? "");
+  const eb = utf8Encoder.encode(epoch ?? "");
+  if (sb.length < 1 || sb.length > 255 || eb.length < 1 || eb.length > 255) {
+    throw new TypeError("imcloud: encodePushAt needs a stream and an epoch of 1 to 255 bytes");
+  }
+  if (!Number.isInteger(op)) throw new TypeError("imcloud: encodePushAt needs an integer op");
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new TypeError("imcloud: encodePushAt needs a non-negative safe integer offset");
+  const pb = toBytes(body);
+  const out = new Uint8Array(14 + sb.length + eb.length + pb.length);
+  const v = new DataView(out.buffer);
+  v.setInt32(0, op);
+  v.setUint32(4, Math.floor(offset / 0x100000000));
+  v.setUint32(8, offset % 0x100000000);
+  out[12] = sb.length;
+  out.set(sb, 13);
+  out[13 + sb.length] = eb.length;
+  out.set(eb, 14 + sb.length);
+  out.set(pb, 14 + sb.length + eb.length);
+  return out;
+}
+
+/**
+ * parseRecovery parses the JSON body of an op 25 frame (Recovery): one entry
+ * per stream, {stream, epoch, offset, recovered, reason, replayed}; reason is
+ * "" when recovered is true, replayed 0 when absent. Throws ProtocolError for
+ * a body that is not such JSON (an entry without a stream name, a recovered
+ * that is not a boolean, an offset that is not an integer).
+ * @returns {{stream: string, epoch: string, offset: number, recovered: boolean, reason: string, replayed: number}[]}
+ */
+export function parseRecovery(body) {
+  let v;
+  try {
+    v = JSON.parse(text(body));
+  } catch (err) {
+    throw new ProtocolError(`op 25 body is not JSON: ${err.message}`);
+  }
+  if (!v || !Array.isArray(v.streams)) throw new ProtocolError("op 25 body has no streams array");
+  return v.streams.map((s, i) => {
+    const bad = (what) => new ProtocolError(`op 25 stream ${i}: ${what}`);
+    if (!s || typeof s !== "object") throw bad("not an object");
+    if (typeof s.stream !== "string" || s.stream === "") throw bad("no stream name");
+    if (typeof s.recovered !== "boolean") throw bad("recovered is not a boolean");
+    const epoch = s.epoch ?? "";
+    if (typeof epoch !== "string") throw bad("epoch is not a string");
+    const offset = s.offset ?? 0;
+    if (!Number.isSafeInteger(offset)) throw bad("offset is not an integer");
+    const replayed = s.replayed ?? 0;
+    if (!Number.isSafeInteger(replayed) || replayed < 0) throw bad("replayed is not a count");
+    const reason = s.reason ?? "";
+    if (typeof reason !== "string") throw bad("reason is not a string");
+    return { stream: s.stream, epoch, offset, recovered: s.recovered, reason, replayed };
+  });
+}
+
+/**
+ * PositionBook holds a Client's positions: per stream it follows, the epoch
+ * and offset of the last push it saw. follows(stream) says which streams
+ * those are (the Client's: user streams and its current room's); positions
+ * of other streams are neither kept nor sent.
+ */
+export class PositionBook {
+  /**
+   * @param {(stream: string) => boolean} follows
+   * @param {Object<string, {epoch: string, offset: number}>} [initial]  positions to start from; malformed ones are left out
+   */
+  constructor(follows, initial = {}) {
+    this.follows = follows;
+    this._held = new Map(); // stream -> {epoch, offset}
+    this._asked = new Set(); // the streams the last auth carried, until its op 25
+    for (const [stream, p] of Object.entries(initial ?? {})) {
+      if (typeof p?.epoch === "string" && p.epoch !== "" && Number.isSafeInteger(p.offset)) this._held.set(stream, { epoch: p.epoch, offset: p.offset });
+    }
+  }
+
+  /** snapshot returns the positions of the streams followed, {stream: {epoch, offset}}, at most MAX_POSITIONS: a copy. */
+  snapshot() {
+    const out = {};
+    let n = 0;
+    for (const [stream, p] of this._held) {
+      if (n === MAX_POSITIONS) break;
+      if (!this.follows(stream)) continue;
+      out[stream] = { epoch: p.epoch, offset: p.offset };
+      n++;
+    }
+    return out;
+  }
+
+  /** sent records the positions an auth carried: the op 25 answering it reports those streams as resumed. */
+  sent(positions) {
+    this._asked = new Set(Object.keys(positions));
+  }
+
+  /** prune drops the positions of the streams no longer followed (a room left). */
+  prune() {
+    for (const stream of this._held.keys()) if (!this.follows(stream)) this._held.delete(stream);
+  }
+
+  /**
+   * pushed moves a followed stream's position to an op 24 push's: a new epoch
+   * replaces it; within an epoch it never moves back (a push at or below it,
+   * delivered live right after a first connect, leaves it).
+   */
+  pushed(stream, epoch, offset) {
+    if (!this.follows(stream)) return;
+    const held = this._held.get(stream);
+    if (!held || held.epoch !== epoch || offset > held.offset) this._held.set(stream, { epoch, offset });
+  }
+
+  /**
+   * recovered applies the streams of an op 25 (parseRecovery's): a followed
+   * stream's position becomes the one the server gives (unless it gives no
+   * epoch); a stream not followed, or reported not_followed, is forgotten.
+   * Returns the detail of the Client's "recovery" event.
+   */
+  recovered(streams) {
+    const asked = this._asked;
+    this._asked = new Set(); // a later op 25 (a ChangeRoom's) answers no auth
+    const out = streams.map((s) => {
+      if (s.reason === "not_followed" || !this.follows(s.stream)) this._held.delete(s.stream);
+      else if (s.epoch !== "") this._held.set(s.stream, { epoch: s.epoch, offset: s.offset });
+      return { ...s, resumed: asked.has(s.stream) };
+    });
+    return {
+      streams: out,
+      recovered: out.every((s) => s.recovered),
+      replayed: out.reduce((n, s) => n + s.replayed, 0),
+      resumed: out.some((s) => s.resumed),
+    };
+  }
+}
