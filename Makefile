@@ -38,6 +38,7 @@ bench:
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzParsePushAt -fuzztime 30s
 	$(GO) test . -run '^$$' -fuzz FuzzUnmarshalMessage -fuzztime 30s
 	$(GO) test ./internal/link -run '^$$' -fuzz FuzzAccept -fuzztime 30s
 	$(GO) test ./cloud -run '^$$' -fuzz FuzzLinkConn -fuzztime 30s -fuzzminimizetime 1s

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/imcloud/imcloud"
 )
 
 // AuthBody is the JSON a client sends in its op 7 auth frame (goim's fields
@@ -22,6 +24,14 @@ type AuthBody struct {
 	Platform string  `json:"platform"`
 	Accepts  []int32 `json:"accepts"`
 	Token    string  `json:"token,omitempty"`
+	// Recover, with an auth frame of ver 2, makes the connection a
+	// recover connection (docs/protocol.md, section 6): pushes with a
+	// stream arrive as op 24, and the pushes missed after Positions are
+	// replayed. Ignored otherwise.
+	Recover bool `json:"recover,omitempty"`
+	// Positions are the positions last seen, by stream name ("u:42",
+	// "r:live://1"); at most 16, or the auth is refused as malformed.
+	Positions map[string]imcloud.Position `json:"positions,omitempty"`
 }
 
 // AuthRequest is what an Authenticator sees: the parsed auth body and the

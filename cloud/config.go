@@ -147,6 +147,17 @@ type Config struct {
 	// default). Default 1 s.
 	StoreCheckInterval time.Duration
 
+	// History is the history store recover connections replay from
+	// (recover.go). Nil: nothing is replayed, and a recover connection's
+	// op 25 reports every stream it follows as not recovered, reason
+	// "unavailable" (pushes that carry a stream still reach it as op 24).
+	History History
+	// HistoryTimeout bounds one history read of a recovery. Default 2 s.
+	HistoryTimeout time.Duration
+	// HistoryLimit is the most pushes a recovery replays per stream.
+	// Default imcloud.DefaultHistoryLen.
+	HistoryLimit int
+
 	// DedupSize is how many recent message ids are remembered to drop
 	// redeliveries. Default 65536.
 	DedupSize int
@@ -235,6 +246,8 @@ func (c Config) withDefaults() (Config, error) {
 	defi(&c.StoreCallSessions, 512)
 	def(&c.StoreTimeout, 5*time.Second)
 	def(&c.StoreCheckInterval, time.Second)
+	def(&c.HistoryTimeout, 2*time.Second)
+	defi(&c.HistoryLimit, imcloud.DefaultHistoryLen)
 	defi(&c.DedupSize, 65536)
 	defi(&c.MaxBroadcasts, 64)
 	defi(&c.DrainRate, 20000)

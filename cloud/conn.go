@@ -34,6 +34,7 @@ type conn struct {
 	w   sockWriter // nc's non-blocking write path, nil if it has none
 	ws  bool
 	ext bool // opted into extensions (auth ver 2)
+	rec bool // a recover connection (auth ver 2, "recover": true; recover.go)
 	// writes counts the socket writes, for latency sampling (latency.go);
 	// only the writer claim's holder touches it.
 	writes uint8
@@ -247,7 +248,11 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	if _, ok := c.nc.(*tls.Conn); ok {
 		req.TLS = true
 	}
-	if err := json.Unmarshal(f.Body, &req.Body); err != nil {
+	err := json.Unmarshal(f.Body, &req.Body)
+	if c.rec = f.Ver >= protocol.VerExtensions && req.Body.Recover; c.rec && err == nil {
+		err = checkPositions(&req.Body)
+	}
+	if err != nil {
 		s.stats.authRefused.Add(1)
 		c.refuse(&f, refusedAuth)
 		return false, err
@@ -294,6 +299,9 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	}
 	s.handshakeDone(c.nc)
 	s.sess.awaitPut(s.sess.put(c.session()))
+	if c.rec {
+		c.recoverAt(1, c.followed(), req.Body.Positions) // after the AuthReply
+	}
 	c.resume()
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.
@@ -380,6 +388,10 @@ func (c *conn) handle(f *protocol.Frame) {
 	case protocol.OpAuth:
 		// A second auth is ignored.
 	case protocol.OpChangeRoom:
+		if c.rec {
+			c.changeRoomRecover(f)
+			return
+		}
 		room := string(f.Body)
 		if len(room) > maxRoomLen {
 			s.stats.protocolErrors.Add(1)

@@ -79,8 +79,9 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			continue
 		}
 		it := outItem{b: frame, at: acceptedTicks(m.Accepted)}
+		rit := outItem{b: encodePushAt(m), at: it.at}
 		if m.Kind == imcloud.KindRoom {
-			rooms.add(s, m.Room, it)
+			rooms.add(s, m.Room, it, rit)
 			continue
 		}
 		// Anything else keeps its place after the room pushes before it.
@@ -95,7 +96,7 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 				case c == nil:
 				case filter && !c.acceptsOp(m.Op):
 					filtered++
-				case c.enqueue(it):
+				case c.enqueue(c.pick(it, rit)):
 					n++
 				}
 			}
@@ -106,7 +107,7 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			if paced {
 				go s.pacedBroadcast(it, m.Op, filter, int(m.Speed))
 			} else {
-				s.fanout("", it, m.Op, filter, 1)
+				s.fanout("", it, outItem{}, m.Op, filter, 1)
 			}
 		}
 	}
@@ -124,14 +125,19 @@ const maxRoomRun = 64 << 10
 // The writer splits the frames into op 9 messages under MaxBatchBody on
 // WebSocket, so nothing a client sees changes but the packing. The item
 // carries the first push's accepted time.
+//
+// recFrames is the run as recover connections receive it (recover.go):
+// op 24 frames for the pushes that carry a stream, the plain frame for
+// those that do not; nil while no push of the run carries a stream.
 type roomRun struct {
-	room   string
-	frames []byte
-	at     uint32
-	count  uint64
+	room      string
+	frames    []byte
+	recFrames []byte
+	at        uint32
+	count     uint64
 }
 
-func (r *roomRun) add(s *Server, room string, it outItem) {
+func (r *roomRun) add(s *Server, room string, it, rit outItem) {
 	frame := it.b
 	if r.count > 0 && (room != r.room || len(r.frames)+len(frame) > maxRoomRun) {
 		r.flush(s)
@@ -139,21 +145,42 @@ func (r *roomRun) add(s *Server, room string, it outItem) {
 	if r.count == 0 {
 		r.room, r.at = room, it.at
 		r.frames = frame // a single push needs no copy
+		r.recFrames = rit.b
 	} else {
 		if r.count == 1 {
 			r.frames = append(make([]byte, 0, 2*len(r.frames)+len(frame)), r.frames...)
 		}
 		r.frames = append(r.frames, frame...)
+		if rit.b != nil || r.recFrames != nil {
+			r.recFrames = r.addRec(frame, rit.b)
+		}
 	}
 	r.count++
+}
+
+// addRec appends a push to recFrames: rec (its op 24 frame) or frame
+// when it carries no stream. The first push with a stream copies the
+// plain frames before it.
+func (r *roomRun) addRec(frame, rec []byte) []byte {
+	if rec == nil {
+		rec = frame
+	}
+	if r.recFrames == nil {
+		prev := r.frames[:len(r.frames)-len(frame)]
+		return append(append(make([]byte, 0, 2*(len(prev)+len(rec))), prev...), rec...)
+	}
+	if r.count == 1 {
+		return append(append(make([]byte, 0, 2*len(r.recFrames)+len(rec)), r.recFrames...), rec...)
+	}
+	return append(r.recFrames, rec...)
 }
 
 func (r *roomRun) flush(s *Server) {
 	if r.count == 0 {
 		return
 	}
-	s.fanout(r.room, outItem{b: r.frames, at: r.at}, 0, false, r.count)
-	r.room, r.frames, r.at, r.count = "", nil, 0, 0
+	s.fanout(r.room, outItem{b: r.frames, at: r.at}, outItem{b: r.recFrames, at: r.at}, 0, false, r.count)
+	r.room, r.frames, r.recFrames, r.at, r.count = "", nil, nil, 0, 0
 }
 
 // dropReason says why encodePush refused a message.
@@ -220,7 +247,10 @@ const parallelMin = 2048
 //
 // weight is the number of pushes it carries, for the delivered count and
 // the fan-out histogram.
-func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight uint64) {
+//
+// rit is what recover connections receive instead (recover.go), when
+// its bytes are set.
+func (s *Server) fanout(room string, it, rit outItem, op int32, filter bool, weight uint64) {
 	s.sched.fanoutStarts()
 	bs := s.bs.bs
 	workers := runtime.GOMAXPROCS(0)
@@ -228,7 +258,7 @@ func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight u
 		workers = len(bs)
 	}
 	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
-		n := s.fanoutPart(bs, 0, 1, room, it, op, filter, weight)
+		n := s.fanoutPart(bs, 0, 1, room, it, rit, op, filter, weight)
 		s.stats.fanout.ObserveN(int64(n), weight)
 		return
 	}
@@ -240,10 +270,10 @@ func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight u
 		parts.wg.Add(1)
 		go func(w int) {
 			defer parts.wg.Done()
-			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, op, filter, weight))
+			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, rit, op, filter, weight))
 		}(w)
 	}
-	n := s.fanoutPart(bs, 0, workers, room, it, op, filter, weight)
+	n := s.fanoutPart(bs, 0, workers, room, it, rit, op, filter, weight)
 	parts.wg.Wait()
 	s.stats.fanout.ObserveN(int64(n+parts.reached.Load()), weight)
 }
@@ -251,11 +281,11 @@ func (s *Server) fanout(room string, it outItem, op int32, filter bool, weight u
 // fanoutPart is one fan-out goroutine's share: buckets first, first+step,
 // and so on. It counts their deliveries, filtered connections and backlog
 // once, and returns how many connections it reached.
-func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, op int32, filter bool, weight uint64) uint64 {
+func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it, rit outItem, op int32, filter bool, weight uint64) uint64 {
 	var n, filtered uint64
 	var backlog int64
 	for i := first; i < len(bs); i += step {
-		bn, bf, bb := bs[i].push(s.sched, room, it, op, filter)
+		bn, bf, bb := bs[i].push(s.sched, room, it, rit, op, filter)
 		n, filtered, backlog = n+bn, filtered+bf, backlog+bb
 	}
 	s.stats.delivered.Add(n * weight)
@@ -266,11 +296,12 @@ func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outIt
 	return n
 }
 
-// push enqueues it on the bucket's connections in room ("" = all) and
+// push enqueues it (rit on recover connections, when set) on the
+// bucket's connections in room ("" = all) and
 // hands those it found idle to sched. It returns how many it reached, how
 // many it skipped because they do not accept op (when filter is set), and
 // the change to the node's backlog, for the caller to count.
-func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filter bool) (uint64, uint64, int64) {
+func (b *bucket) push(sched *scheduler, room string, it, rit outItem, op int32, filter bool) (uint64, uint64, int64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -287,7 +318,11 @@ func (b *bucket) push(sched *scheduler, room string, it outItem, op int32, filte
 			filtered++
 			continue
 		}
-		queued, start := c.push(it, &backlog)
+		cit := it
+		if c.rec && rit.b != nil {
+			cit = rit
+		}
+		queued, start := c.push(cit, &backlog)
 		if queued {
 			n++
 		}

@@ -78,7 +78,11 @@ const (
 // AuthReply, queued first) but is not claimed, so nothing is written,
 // until resume. The handshake resumes it once the session reached the
 // store, so a client never holds its AuthReply while a push to it could
-// still find no route.
+// still find no route. A queue paused while owned (a recover
+// connection's ChangeRoom) has its claim released at the owner's next
+// take, unless it is closing; what is queued waits for resume. While
+// paused, a recovery splices the replayed pushes in before the live
+// pushes buffered meanwhile (splice).
 //
 // # Byte accounting
 //
@@ -290,6 +294,12 @@ func (q *outq) finish(onFlush func()) (closeNow bool) {
 func (q *outq) take(spare *[]outItem, maxBytes int) (batch []outItem, ok, closeNow bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.paused && !q.dead && !q.closing {
+		// Paused under an owner (a recovery's replay is being spliced
+		// in): the claim is released and the items wait for resume.
+		q.state = qIdle
+		return nil, false, false
+	}
 	if q.dead || len(q.items) == 0 {
 		closeNow = q.closing && !q.dead
 		if q.dead {
@@ -368,4 +378,51 @@ func itemsWithin(q []outItem, max int) (items, bytes int) {
 		n += len(q[i].b)
 	}
 	return len(q), n
+}
+
+// splice inserts ins at index at of the queue (the items before at were
+// queued before the live pushes a recovery buffered) and passes every
+// push item after at through keep, which returns the item to queue in its
+// place (ok false: drop it). The byte count follows. It reports false,
+// changing nothing, when the queue is closing or dead. Called while the
+// queue is paused, so nothing was taken since at was counted.
+func (q *outq) splice(at int, ins []outItem, keep func(outItem) (outItem, bool)) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead || q.closing {
+		return false
+	}
+	at = min(max(at, 0), len(q.items))
+	var n int64
+	live := q.items[at:]
+	kept := make([]outItem, 0, len(ins)+len(live))
+	for _, it := range ins {
+		kept = append(kept, it)
+		n += int64(len(it.b))
+	}
+	for _, it := range live {
+		if it.kind == itemPush && keep != nil {
+			nit, ok := keep(it)
+			n -= int64(len(it.b))
+			if !ok {
+				continue
+			}
+			it = nit
+			n += int64(len(it.b))
+		}
+		kept = append(kept, it)
+	}
+	clear(live)
+	q.items = append(q.items[:at], kept...)
+	q.account(n)
+	return true
+}
+
+// mark pauses the queue and returns how many items it holds: the index
+// where a splice puts what it inserts.
+func (q *outq) mark() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.paused = true
+	return len(q.items)
 }

@@ -72,6 +72,13 @@ type Stats struct {
 	// this node (imcloud.NewSizeHistogram's buckets); 0 counts too (a room
 	// with nobody here).
 	Fanout imcloud.HistogramSnapshot
+	// Replayed counts the pushes replayed to recover connections;
+	// Recoveries the streams whose recovery was reported (op 25), by
+	// outcome: "recovered", or the reason it was not (epoch_changed,
+	// trimmed, unknown_position, not_followed, unavailable). Every key is
+	// present.
+	Replayed   uint64
+	Recoveries map[string]uint64
 	// DeliveryLatency is the time from a push's acceptance by logic to
 	// the start of the socket write carrying it, sampled (latency.go).
 	DeliveryLatency imcloud.HistogramSnapshot
@@ -90,6 +97,8 @@ type counters struct {
 	kicked, storeErrors, linkRefused       atomic.Uint64
 	backpressured, linkLegacyHellos        atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
+	replayed                               atomic.Uint64
+	recoveries                             [numRecOutcomes]atomic.Uint64
 	fanout, latency                        *imcloud.Histogram
 }
 
@@ -113,6 +122,7 @@ func (s *Server) Stats() Stats {
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		LinkLegacyHellos: c.linkLegacyHellos.Load(),
 		Broadcasts:       c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
+		Replayed: c.replayed.Load(), Recoveries: c.recoveryCounts(),
 		Fanout: c.fanout.Snapshot(), DeliveryLatency: c.latency.Snapshot(),
 	}
 }

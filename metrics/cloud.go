@@ -97,6 +97,16 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 		collect.Counter("imcloud_cloud_backpressure_waits_total",
 			"Deliveries that waited for the node's backlog to drain before fan-out.",
 			func(s *S) uint64 { return s.Backpressured }),
+		collect.Counter("imcloud_cloud_replayed_pushes_total",
+			"Pushes replayed to recover connections from the history, at auth and ChangeRoom.",
+			func(s *S) uint64 { return s.Replayed }),
+		collect.CounterVec("imcloud_cloud_recoveries_total",
+			"Streams whose recovery a recover connection was told (op 25), by result: recovered, or why not (epoch_changed, trimmed, unknown_position, not_followed, unavailable).",
+			[]string{"result"}, func(s *S, emit collect.Emit) {
+				for result, n := range s.Recoveries {
+					emit(float64(n), result)
+				}
+			}),
 		collect.Histogram("imcloud_cloud_fanout_connections",
 			"Connections each message was queued to on this node, 0 included (a room with nobody here).",
 			func(s *S) imcloud.HistogramSnapshot { return s.Fanout }),

@@ -48,6 +48,19 @@ type Config struct {
 	// Extensions opts into extensions (auth with ver 2): op 6 disconnect
 	// reasons and other new server-initiated ops.
 	Extensions bool
+	// Recover makes the connection a recover connection (implies
+	// Extensions): the client keeps its position in its user's and its
+	// room's streams and sends them at every (re)connect and ChangeRoom;
+	// the node replays the pushes missed meanwhile, once each, in order,
+	// before the live ones, and reports on Recoveries() whether it could
+	// replay them all. Pushes then carry Stream, Epoch and Offset.
+	Recover bool
+	// Positions are the positions to start from (Recover), by stream
+	// name: what Positions() returned in an earlier life of the client,
+	// so that an application restarted, or moving to another node, gets
+	// what it missed. Nil: none (nothing is replayed at the first
+	// connect).
+	Positions map[string]Position
 	// Heartbeat is the op 2 interval. Default 30 s.
 	Heartbeat time.Duration
 	// Reconnect redials after the connection drops, until Close.
@@ -77,6 +90,12 @@ type Push struct {
 	Op       int32
 	Body     []byte
 	Received time.Time
+	// Stream, Epoch and Offset place the push in its stream (a recover
+	// connection's pushes that belong to one, replayed or live); Stream
+	// is empty otherwise.
+	Stream string
+	Epoch  string
+	Offset int64
 }
 
 // AuthInfo is the AuthReply body.
@@ -107,6 +126,7 @@ type Client struct {
 
 	msgs  chan Push
 	discs chan Disconnect
+	recs  chan Recovery
 
 	mu      sync.Mutex
 	cur     *session // nil while disconnected
@@ -116,6 +136,8 @@ type Client struct {
 	key     string
 	auth    AuthInfo
 	hint    time.Duration // op 6 reconnect hint for the next dial
+	// positions are the stream positions held (Recover; recover.go).
+	positions map[string]Position
 
 	online  atomic.Int32
 	dropped atomic.Uint64
@@ -153,9 +175,13 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.Accepts = DefaultAccepts()
 	}
 	c := &Client{
-		cfg: cfg, msgs: make(chan Push, cfg.Buffer), discs: make(chan Disconnect, 16),
-		room: cfg.Room, accepts: append([]int32(nil), cfg.Accepts...), key: cfg.Key,
+		cfg: cfg, msgs: make(chan Push, cfg.Buffer), discs: make(chan Disconnect, 16), recs: make(chan Recovery, 16),
+		positions: make(map[string]Position, len(cfg.Positions)),
+		room:      cfg.Room, accepts: append([]int32(nil), cfg.Accepts...), key: cfg.Key,
 		done: make(chan struct{}),
+	}
+	for k, v := range cfg.Positions {
+		c.positions[k] = v
 	}
 	s, err := c.connect(ctx)
 	if err != nil {
@@ -209,7 +235,7 @@ func (c *Client) Heartbeat(ctx context.Context) (int32, error) {
 // ChangeRoom moves the connection to room ("" leaves it) and waits for the
 // reply. The room is kept across reconnects.
 func (c *Client) ChangeRoom(ctx context.Context, room string) error {
-	if _, err := c.request(ctx, protocol.OpChangeRoom, []byte(room)); err != nil {
+	if _, err := c.request(ctx, protocol.OpChangeRoom, c.changeRoomBody(room)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -334,7 +360,7 @@ func (c *Client) request(ctx context.Context, op int32, body []byte) (protocol.F
 }
 
 func (c *Client) ver() int16 {
-	if c.cfg.Extensions {
+	if c.cfg.Extensions || c.cfg.Recover {
 		return protocol.VerExtensions
 	}
 	return protocol.VerGoim

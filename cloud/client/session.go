@@ -138,14 +138,20 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		s.close()
 		return nil, ErrClosed
 	}
-	body, _ := json.Marshal(struct {
-		Mid      int64   `json:"mid"`
-		Key      string  `json:"key"`
-		RoomID   string  `json:"room_id"`
-		Platform string  `json:"platform"`
-		Accepts  []int32 `json:"accepts"`
-		Token    string  `json:"token,omitempty"`
-	}{c.cfg.Mid, c.key, c.room, c.cfg.Platform, c.accepts, c.cfg.Token})
+	auth := struct {
+		Mid       int64               `json:"mid"`
+		Key       string              `json:"key"`
+		RoomID    string              `json:"room_id"`
+		Platform  string              `json:"platform"`
+		Accepts   []int32             `json:"accepts"`
+		Token     string              `json:"token,omitempty"`
+		Recover   bool                `json:"recover,omitempty"`
+		Positions map[string]Position `json:"positions,omitempty"`
+	}{Mid: c.cfg.Mid, Key: c.key, RoomID: c.room, Platform: c.cfg.Platform, Accepts: c.accepts, Token: c.cfg.Token}
+	if c.cfg.Recover {
+		auth.Recover, auth.Positions = true, c.followedPositions()
+	}
+	body, _ := json.Marshal(auth)
 	c.mu.Unlock()
 	if err := s.write(&protocol.Frame{Ver: c.ver(), Op: protocol.OpAuth, Seq: c.seq.Add(1), Body: body}); err != nil {
 		return nil, err
@@ -239,6 +245,9 @@ func (c *Client) dispatch(s *session, f *protocol.Frame, now time.Time) {
 		if n, err := protocol.HeartbeatOnline(f.Body); err == nil {
 			c.online.Store(n)
 		}
+	case protocol.OpRecovery:
+		c.recovery(f.Body)
+		return
 	case protocol.OpDisconnect:
 		var d Disconnect
 		_ = json.Unmarshal(f.Body, &d)
@@ -272,7 +281,14 @@ func (c *Client) dispatch(s *session, f *protocol.Frame, now time.Time) {
 }
 
 func (c *Client) deliver(f *protocol.Frame, now time.Time) {
-	p := Push{Op: f.Op, Body: append([]byte(nil), f.Body...), Received: now}
+	if f.Op == protocol.OpPushAt && c.cfg.Recover {
+		c.pushAt(f.Body, now)
+		return
+	}
+	c.push(Push{Op: f.Op, Body: append([]byte(nil), f.Body...), Received: now})
+}
+
+func (c *Client) push(p Push) {
 	select {
 	case c.msgs <- p:
 	default:

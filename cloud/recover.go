@@ -1,0 +1,359 @@
+package cloud
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/protocol"
+)
+
+// Recovery (docs/protocol.md, section 6; docs/design.md, recovery).
+//
+// A connection that authenticated with ver 2 and "recover": true (a
+// recover connection, conn.rec) follows two streams: its user's (mid
+// above 0) and its room's. Pushes that carry a stream reach it as op 24
+// frames, which tell the stream, epoch and offset; every other connection
+// receives the plain frame, byte for byte what it received before
+// recovery existed. Deliver builds the op 24 variant once per message and
+// shares it, as it shares the plain frame.
+//
+// At auth the client may send the positions it last saw. The queue is
+// paused while the connection registers (conn.authenticate); then, for
+// each stream it follows, the node reads the history after the position
+// (Config.History), and splices into the paused queue, after the
+// AuthReply: the replayed pushes as op 24 frames, one op 25 frame telling
+// per stream whether the replay was complete, then the live pushes
+// buffered meanwhile, less the op 24 frames of a stream at or below the
+// position op 25 reports (they were replayed, or the client had them). A
+// push appended before the read is in the read; one delivered after the
+// registration is live; the overlap is dropped by offset, so the client
+// gets every push once, in order. ChangeRoom does the same for the new
+// room's stream.
+
+// History is the history store a node replays from: logic.MemoryHistory
+// all-in-one, redis.History clustered. Read returns the pushes of s after
+// since, at most limit, with the stream's epoch and top
+// (imcloud.HistoryRead). It may be called from many goroutines at once.
+type History interface {
+	Read(ctx context.Context, s imcloud.Stream, since imcloud.Position, limit int) (imcloud.HistoryRead, error)
+}
+
+// maxPositions is the most positions an auth body may carry.
+const maxPositions = 16
+
+// errTooManyPositions refuses an auth body with more than maxPositions.
+var errTooManyPositions = fmt.Errorf("cloud: more than %d positions in the auth body", maxPositions)
+
+// recovery outcomes, the keys of Stats.Recoveries: recovered, or the
+// reason a stream was not.
+const (
+	recRecovered = iota
+	recEpochChanged
+	recTrimmed
+	recUnknownPosition
+	recNotFollowed
+	recUnavailable
+	numRecOutcomes
+)
+
+var recOutcomes = [numRecOutcomes]string{
+	recRecovered:       "recovered",
+	recEpochChanged:    imcloud.ReasonEpochChanged,
+	recTrimmed:         imcloud.ReasonTrimmed,
+	recUnknownPosition: imcloud.ReasonUnknownPosition,
+	recNotFollowed:     imcloud.ReasonNotFollowed,
+	recUnavailable:     imcloud.ReasonUnavailable,
+}
+
+// countRecovery counts one stream's outcome.
+func (s *Server) countRecovery(rs *protocol.RecoveryStream) {
+	i := recRecovered
+	if !rs.Recovered {
+		i = slices.Index(recOutcomes[:], rs.Reason)
+		if i < 0 {
+			i = recUnavailable
+		}
+	}
+	s.stats.recoveries[i].Add(1)
+	s.stats.replayed.Add(uint64(rs.Replayed))
+}
+
+// recoveryCounts returns the outcomes by key, for Stats.
+func (c *counters) recoveryCounts() map[string]uint64 {
+	m := make(map[string]uint64, numRecOutcomes)
+	for i, k := range recOutcomes {
+		m[k] = c.recoveries[i].Load()
+	}
+	return m
+}
+
+// pick returns what c receives of a push: rit, its op 24 variant, on a
+// recover connection when the push carries a stream; it otherwise.
+func (c *conn) pick(it, rit outItem) outItem {
+	if c.rec && rit.b != nil {
+		return rit
+	}
+	return it
+}
+
+// encodePushAt returns m's op 24 frame (ver 2, seq 0) for recover
+// connections, nil when m carries no stream or one too long for op 24.
+func encodePushAt(m *imcloud.Message) []byte {
+	if m.Stream == "" {
+		return nil
+	}
+	b, _ := appendPushAtFrame(nil, m.Op, m.Offset, m.Stream, m.Epoch, m.Body)
+	return b
+}
+
+// appendPushAtFrame appends an op 24 frame; ok false (dst unchanged) for
+// a stream or epoch over protocol.MaxPushAtName bytes.
+func appendPushAtFrame(dst []byte, op int32, offset int64, s imcloud.Stream, epoch string, body []byte) ([]byte, bool) {
+	n := protocol.PushAtLen(string(s), epoch, len(body))
+	if len(s) > protocol.MaxPushAtName || len(epoch) > protocol.MaxPushAtName {
+		return dst, false
+	}
+	if dst == nil {
+		dst = make([]byte, 0, protocol.HeaderLen+n)
+	}
+	dst = protocol.AppendHeader(dst, n, protocol.VerExtensions, protocol.OpPushAt, 0)
+	dst, _ = protocol.AppendPushAt(dst, op, offset, string(s), epoch, body)
+	return dst, true
+}
+
+// checkPositions validates the recovery fields of an auth body: at most
+// maxPositions (more is a malformed auth).
+func checkPositions(b *AuthBody) error {
+	if len(b.Positions) > maxPositions {
+		return errTooManyPositions
+	}
+	return nil
+}
+
+// followed returns the streams c follows now: its user's and its room's.
+func (c *conn) followed() []imcloud.Stream {
+	var ss []imcloud.Stream
+	if c.mid > 0 {
+		ss = append(ss, imcloud.UserStream(c.mid))
+	}
+	if room := c.b.roomOf(c); room != "" {
+		ss = append(ss, imcloud.RoomStream(room))
+	}
+	return ss
+}
+
+// recoverAt replays streams into c's paused queue at index at (after the
+// AuthReply, or the ChangeRoom reply), from the positions the client
+// sent (a stream without one: first connect, nothing replayed), queues
+// op 25, and reports positions for streams c does not follow as
+// not_followed without reading them. The caller resumes the queue.
+func (c *conn) recoverAt(at int, streams []imcloud.Stream, positions map[string]imcloud.Position) {
+	s := c.srv
+	var ins []outItem
+	var body protocol.Recovery
+	drop := make(map[string]imcloud.Position, len(streams))
+	var run []byte
+	flush := func() {
+		if len(run) > 0 {
+			ins = append(ins, outItem{b: run, kind: itemPush})
+			run = nil
+		}
+	}
+	for _, st := range streams {
+		pos, asked := positions[string(st)]
+		rs, entries := c.readStream(st, pos, asked)
+		for _, e := range entries {
+			f, _ := appendPushAtFrame(nil, e.Op, e.Offset, st, rs.Epoch, e.Body)
+			if len(run)+len(f) > maxRoomRun {
+				flush()
+			}
+			run = append(run, f...)
+		}
+		flush()
+		if rs.Reason != imcloud.ReasonUnavailable {
+			drop[string(st)] = imcloud.Position{Epoch: rs.Epoch, Offset: rs.Offset}
+		}
+		body.Streams = append(body.Streams, rs)
+	}
+	for _, name := range sortedKeys(positions) {
+		if !slices.Contains(streams, imcloud.Stream(name)) {
+			p := positions[name]
+			body.Streams = append(body.Streams, protocol.RecoveryStream{Stream: name, Epoch: p.Epoch, Offset: p.Offset, Reason: imcloud.ReasonNotFollowed})
+		}
+	}
+	for i := range body.Streams {
+		s.countRecovery(&body.Streams[i])
+	}
+	b, _ := json.Marshal(body)
+	ins = append(ins, outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpRecovery, Body: b}), kind: itemFrame})
+	c.out.splice(at, ins, func(it outItem) (outItem, bool) { return dropReplayed(it, drop) })
+}
+
+// readStream reads one stream's history after pos (asked: the client
+// sent one) and returns its op 25 entry and the entries to replay.
+func (c *conn) readStream(st imcloud.Stream, pos imcloud.Position, asked bool) (protocol.RecoveryStream, []imcloud.HistoryEntry) {
+	s := c.srv
+	rs := protocol.RecoveryStream{Stream: string(st), Epoch: pos.Epoch, Offset: pos.Offset}
+	if s.cfg.History == nil || len(st) > protocol.MaxPushAtName {
+		rs.Reason = imcloud.ReasonUnavailable
+		return rs, nil
+	}
+	if !asked {
+		pos = imcloud.Position{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	r, err := s.cfg.History.Read(ctx, st, pos, s.cfg.HistoryLimit)
+	cancel()
+	if err != nil {
+		s.cfg.Logger.Debug("cloud: history read failed", "stream", string(st), "err", err)
+		rs.Reason = imcloud.ReasonUnavailable
+		return rs, nil
+	}
+	if len(r.Epoch) > protocol.MaxPushAtName {
+		rs.Reason = imcloud.ReasonUnavailable
+		return rs, nil
+	}
+	now := time.Now()
+	entries := r.Entries[:0:0]
+	last := int64(-1)
+	for _, e := range r.Entries {
+		if e.Offset <= last || (asked && e.Offset <= pos.Offset) {
+			continue // out of order or at the position: never twice
+		}
+		last = e.Offset
+		if !e.Expires.IsZero() && !now.Before(e.Expires) {
+			continue
+		}
+		entries = append(entries, e)
+	}
+	rs.Epoch, rs.Offset = r.Epoch, r.Top
+	if len(entries) > 0 && !r.Complete && r.Reason != imcloud.ReasonTrimmed {
+		// An incomplete read for another reason returns nothing to
+		// replay; a store that did is not trusted with it.
+		entries = nil
+	}
+	if len(entries) > 0 {
+		rs.Offset = entries[len(entries)-1].Offset
+		if last > rs.Offset {
+			rs.Offset = last // expired entries at the end count as seen
+		}
+	}
+	rs.Recovered, rs.Reason, rs.Replayed = r.Complete, r.Reason, len(entries)
+	if rs.Recovered {
+		rs.Reason = ""
+	} else if rs.Reason == "" {
+		rs.Reason = imcloud.ReasonTrimmed
+	}
+	return rs, entries
+}
+
+// dropReplayed returns it without the op 24 frames of a stream in drop at
+// or below its position there (same epoch): pushes the replay carried,
+// or the client had. ok false when nothing is left.
+func dropReplayed(it outItem, drop map[string]imcloud.Position) (outItem, bool) {
+	if len(drop) == 0 || !bytes.Contains(it.b, pushAtMarker) {
+		return it, true
+	}
+	var kept []byte
+	rest, off := it.b, 0
+	for len(rest) > 0 {
+		n := frameLen(rest)
+		if replayed(rest[:n], drop) {
+			if kept == nil {
+				kept = append(make([]byte, 0, len(it.b)), it.b[:off]...)
+			}
+		} else if kept != nil {
+			kept = append(kept, rest[:n]...)
+		}
+		rest, off = rest[n:], off+n
+	}
+	if kept == nil {
+		return it, true
+	}
+	it.b = kept
+	return it, len(kept) > 0
+}
+
+// pushAtMarker is the header bytes ver 2, op 24 start with: an item
+// without them holds no op 24 frame.
+var pushAtMarker = []byte{0, protocol.HeaderLen, 0, byte(protocol.VerExtensions), 0, 0, 0, byte(protocol.OpPushAt)}
+
+// replayed reports whether frame is an op 24 frame of a stream in drop at
+// or below its position.
+func replayed(frame []byte, drop map[string]imcloud.Position) bool {
+	var f protocol.Frame
+	if _, err := protocol.ParseFrame(frame, &f, 0); err != nil || f.Op != protocol.OpPushAt {
+		return false
+	}
+	p, err := protocol.ParsePushAt(f.Body)
+	if err != nil {
+		return false
+	}
+	pos, ok := drop[string(p.Stream)]
+	return ok && pos.Epoch == string(p.Epoch) && p.Offset <= pos.Offset
+}
+
+func sortedKeys(m map[string]imcloud.Position) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// changeRoomBody is a recover connection's JSON ChangeRoom body.
+type changeRoomBody struct {
+	RoomID   string            `json:"room_id"`
+	Position *imcloud.Position `json:"position"`
+}
+
+// errChangeRoomBody: a ChangeRoom body that starts like JSON but is not
+// the documented object.
+var errChangeRoomBody = errors.New("cloud: malformed ChangeRoom body")
+
+// parseChangeRoom reads a recover connection's ChangeRoom body: JSON with
+// the room and an optional position, or goim's bare room key.
+func parseChangeRoom(body []byte) (room string, pos *imcloud.Position, err error) {
+	if len(body) == 0 || body[0] != '{' {
+		return string(body), nil, nil
+	}
+	var b changeRoomBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", errChangeRoomBody, err)
+	}
+	return b.RoomID, b.Position, nil
+}
+
+// changeRoomRecover is ChangeRoom on a recover connection: the reply, the
+// replay of the new room's stream from the position the client sent, and
+// op 25, spliced like the auth's replay ahead of the live pushes the new
+// room brought meanwhile.
+func (c *conn) changeRoomRecover(f *protocol.Frame) {
+	s := c.srv
+	room, pos, err := parseChangeRoom(f.Body)
+	if err != nil || len(room) > maxRoomLen {
+		s.stats.protocolErrors.Add(1)
+		c.kill()
+		return
+	}
+	c.out.mark()
+	c.reply(f, protocol.OpChangeRoomReply, f.Body)
+	at := c.out.mark()
+	c.b.changeRoom(c, room)
+	s.sess.put(c.session())
+	if room != "" {
+		positions := map[string]imcloud.Position{}
+		if pos != nil {
+			positions[string(imcloud.RoomStream(room))] = *pos
+		}
+		c.recoverAt(at, []imcloud.Stream{imcloud.RoomStream(room)}, positions)
+	}
+	c.resume()
+}
