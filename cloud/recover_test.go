@@ -470,3 +470,38 @@ func mustJSON(t *testing.T, v any) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// TestRecoverRawBatch: an op 9 push of a stream reaches a recover client
+// as one op 24 carrying the batch; the client surfaces each inner push
+// with the stream's position, live and replayed.
+func TestRecoverRawBatch(t *testing.T) {
+	j := newJournal(t, logic.MemoryHistoryConfig{})
+	n := startNode(t, cloud.Config{History: j.h})
+	const room = "live://raw"
+	batch := func(a, b string) *imcloud.Message {
+		body := append(encodeRaw(1, 1000, 0, []byte(a)), encodeRaw(1, 1001, 0, []byte(b))...)
+		m := &imcloud.Message{Kind: imcloud.KindRoom, Room: room, Op: protocol.OpRaw, Body: body, Stream: imcloud.RoomStream(room)}
+		j.appendPush(m)
+		return m
+	}
+	check := func(c *client.Client, m *imcloud.Message, bodies ...string) {
+		t.Helper()
+		for _, b := range bodies {
+			p := recvPush(t, c)
+			assert.Equal(t, b, string(p.Body))
+			assert.Equal(t, m.Offset, p.Offset)
+			assert.Equal(t, string(m.Stream), p.Stream)
+		}
+	}
+	c := dialRecover(t, "ws", n.wsAddr, 30, "raw", room, nil)
+	nextRecovery(t, c)
+	live := batch("a", "b")
+	deliver(t, n.srv, live)
+	check(c, live, "a", "b")
+	pos := c.Positions()
+	require.NoError(t, c.Close())
+	missed := batch("c", "d")
+	c2 := dialRecover(t, "tcp", n.tcpAddr, 30, "raw", room, pos)
+	check(c2, missed, "c", "d")
+	assert.Equal(t, 1, nextRecovery(t, c2).Replayed())
+}
