@@ -72,6 +72,7 @@ type handler struct {
 //	GET  {prefix}/online/total
 //	GET  {prefix}/nodes/weighted?platform=
 //	GET  {prefix}/nodes/instances
+//	GET  {prefix}/history?stream=&n=      or mid=, or type=&room=
 //
 // Lists may be repeated parameters (keys=a&keys=b) or comma-separated
 // (keys=a,b). A push whose Content-Type is application/json may instead
@@ -98,6 +99,20 @@ type handler struct {
 // (Result). With history on (Config.History) a mids push looks nobody up:
 // nodes and keys are 0 and data adds "users", the users it was published
 // to, one message each.
+//
+// The history route (imcloud's, under the API key like the pushes) answers
+// the last n pushes of one stream (Pusher.History), for late joiners and
+// for applications that render a backlog. The stream is named by stream=
+// ("u:42", "r:live://1"), mid=42 (the user's) or type=live&room=1 (the
+// room's, as push/room names it): exactly one of them. n is 1 to 1000
+// (MaxHistoryRead), default 100. data is {"stream":"u:42","epoch":"...",
+// "top":120,"entries":[{"offset":118,"id":"<32 hex>","op":1000,
+// "body":"hi","accepted":"<RFC 3339>","expires":"<RFC 3339>"},...]},
+// oldest first: top is the offset of the stream's last push (-1: none in
+// this epoch), expires only when the push has one, and a body that is not
+// valid UTF-8 comes as "body_base64" instead of "body". Bad input is 400,
+// a Pusher without history (Config.History nil) 501 with code -501, a
+// failed read 500.
 //
 // The handler uses only p's exported API (Push, PushAsync and the online
 // queries): an API of one's own over a Pusher can do all it does.
@@ -153,6 +168,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method, serve, open = http.MethodGet, h.nodesWeighted, true
 	case "/nodes/instances":
 		method, serve = http.MethodGet, h.nodesInstances
+	case "/history":
+		method, serve = http.MethodGet, h.history
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 		return

@@ -15,6 +15,8 @@ import (
 // user's connections. A user who is offline is published to all the
 // same: the push waits in the history for the user's next connection.
 
+var _ History = (*MemoryHistory)(nil)
+
 // usersBatch is how many per-user messages one Queue.Publish carries: a
 // push to many users is published in batches, well within what one
 // Publish may hold (MemoryQueue's Capacity, kafka.MaxPendingRecords).

@@ -189,3 +189,41 @@ func TestPusherHistoryArguments(t *testing.T) {
 		require.NoError(t, err, "n %d", n)
 	}
 }
+
+// TestPusherHistory: History answers the last n pushes the store holds,
+// oldest first, with the stream's epoch and top.
+func TestPusherHistory(t *testing.T) {
+	hist := newHistory(t)
+	e := newEnv(t, logic.Config{History: hist})
+	ctx := context.Background()
+	var items []imcloud.HistoryAppend
+	for off := int64(10); off < 160; off++ {
+		items = append(items, imcloud.HistoryAppend{Stream: imcloud.UserStream(5), Entry: imcloud.HistoryEntry{
+			Offset: off, ID: imcloud.NewMessageID(), Op: 1000, Body: []byte(strconv.FormatInt(off, 10)), Accepted: time.Now()}})
+	}
+	require.NoError(t, hist.Append(ctx, items))
+
+	read, err := e.p.History(ctx, imcloud.UserStream(5), 0)
+	require.NoError(t, err)
+	assert.Equal(t, items[0].Epoch, read.Epoch)
+	assert.Equal(t, int64(159), read.Top)
+	require.Len(t, read.Entries, logic.DefaultHistoryRead)
+	assert.Equal(t, int64(60), read.Entries[0].Offset, "the last 100, oldest first")
+	assert.Equal(t, "159", string(read.Entries[99].Body))
+
+	read, err = e.p.History(ctx, imcloud.UserStream(5), 3)
+	require.NoError(t, err)
+	require.Len(t, read.Entries, 3)
+	assert.Equal(t, int64(157), read.Entries[0].Offset)
+
+	read, err = e.p.History(ctx, imcloud.UserStream(6), 3)
+	require.NoError(t, err)
+	assert.Empty(t, read.Entries)
+	assert.Equal(t, int64(-1), read.Top)
+	assert.NotEmpty(t, read.Epoch)
+}
+
+// newHistory is a memory history with the default bounds.
+func newHistory(*testing.T) *logic.MemoryHistory {
+	return logic.NewMemoryHistory(logic.MemoryHistoryConfig{})
+}
