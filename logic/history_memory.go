@@ -14,6 +14,8 @@ import (
 	"github.com/imcloud/imcloud"
 )
 
+var _ History = (*MemoryHistory)(nil)
+
 // Defaults of a history store's bounds beyond imcloud.DefaultHistoryLen
 // and imcloud.DefaultHistoryAge.
 const (

@@ -125,52 +125,11 @@ func TestMemoryHistorySweep(t *testing.T) {
 }
 
 func BenchmarkMemoryHistoryAppend(b *testing.B) {
-	ctx := context.Background()
-	h := logic.NewMemoryHistory(logic.MemoryHistoryConfig{})
-	const batch = 64
-	body := make([]byte, 100)
-	items := make([]imcloud.HistoryAppend, batch)
-	b.ReportAllocs()
-	off := int64(0)
-	for b.Loop() {
-		for i := range items {
-			items[i] = imcloud.HistoryAppend{Stream: imcloud.UserStream(1 + off%1000), Entry: imcloud.HistoryEntry{
-				Offset: off, ID: imcloud.NewMessageID(), Op: 1000, Body: body, Accepted: time.Now()}}
-			off++
-		}
-		if err := h.Append(ctx, items); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "appends/s")
+	historytest.BenchAppend(b, logic.NewMemoryHistory(logic.MemoryHistoryConfig{}))
 }
 
 func BenchmarkMemoryHistoryRead(b *testing.B) {
-	ctx := context.Background()
-	h := logic.NewMemoryHistory(logic.MemoryHistoryConfig{})
-	const streams, per = 100, 1000
-	epochs := make([]string, streams)
-	for s := 0; s < streams; s++ {
-		items := make([]imcloud.HistoryAppend, per)
-		for i := range items {
-			items[i] = histPush(imcloud.UserStream(int64(s+1)), int64(i), 100, time.Now())
-		}
-		if err := h.Append(ctx, items); err != nil {
-			b.Fatal(err)
-		}
-		epochs[s] = items[0].Epoch
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		s := i % streams
-		i++
-		// A client that missed the last 750 pushes of its stream.
-		r, err := h.Read(ctx, imcloud.UserStream(int64(s+1)), imcloud.Position{Epoch: epochs[s], Offset: per - 751}, 0)
-		if err != nil || len(r.Entries) != 750 {
-			b.Fatalf("%d entries, %v", len(r.Entries), err)
-		}
-	}
+	historytest.BenchRead(b, logic.NewMemoryHistory(logic.MemoryHistoryConfig{}))
 }
 
 func ExampleMemoryHistory() {

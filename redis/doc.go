@@ -10,6 +10,11 @@
 // and starts a bounded rebuild; see generation.go. Writes are Lua scripts,
 // atomic on the server; lookups from many goroutines share round trips.
 //
+// History (history.go) is the stream history for clustered deployments
+// (docs/design.md, recovery): Redis Streams per user or room stream, with a
+// metadata hash beside each, appended and read by Lua scripts over a
+// Router's connections. A Redis that lost its data shows as a new epoch.
+//
 // Push lookups never starve a node's own traffic: they run on a pool of
 // their own (one connection per Config.Lookups goroutine), apart from the
 // writes, queries and node list (Config.PoolSize), so a cloud node

@@ -358,42 +358,56 @@ func (r *Router) script(ctx context.Context, s *redigo.Script, args ...any) (any
 // scripts pipelines several calls of s, one per argument list, in one
 // round trip, loading s first if the server does not know it.
 func (r *Router) scripts(ctx context.Context, s *redigo.Script, calls [][]any) error {
-	if len(calls) == 0 {
-		return ctx.Err()
-	}
-	if len(calls) == 1 {
-		_, err := r.script(ctx, s, calls[0]...)
-		return err
-	}
-	return r.withConn(ctx, func(c redigo.Conn) error { return pipelineScripts(ctx, c, s, calls) })
+	_, err := r.scriptReplies(ctx, s, calls)
+	return err
 }
 
-func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script, calls [][]any) error {
+// scriptReplies is scripts returning the calls' replies, in order.
+func (r *Router) scriptReplies(ctx context.Context, s *redigo.Script, calls [][]any) ([]any, error) {
+	if len(calls) == 0 {
+		return nil, ctx.Err()
+	}
+	if len(calls) == 1 {
+		reply, err := r.script(ctx, s, calls[0]...)
+		return []any{reply}, err
+	}
+	var replies []any
+	err := r.withConn(ctx, func(c redigo.Conn) (err error) {
+		replies, err = pipelineScripts(ctx, c, s, calls)
+		return err
+	})
+	return replies, err
+}
+
+func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script, calls [][]any) ([]any, error) {
 	for attempt := 0; ; attempt++ {
 		for _, args := range calls {
 			if err := s.SendHash(c, args...); err != nil {
-				return fmt.Errorf("redis: send: %w", err)
+				return nil, fmt.Errorf("redis: send: %w", err)
 			}
 		}
 		if err := c.Flush(); err != nil {
-			return fmt.Errorf("redis: flush: %w", err)
+			return nil, fmt.Errorf("redis: flush: %w", err)
 		}
 		var first error
-		for range calls {
-			if _, err := redigo.ReceiveContext(c, ctx); err != nil && first == nil {
+		replies := make([]any, len(calls))
+		for i := range calls {
+			reply, err := redigo.ReceiveContext(c, ctx)
+			if err != nil && first == nil {
 				first = err
 			}
+			replies[i] = reply
 		}
 		if first == nil {
-			return nil
+			return replies, nil
 		}
 		if attempt == 0 && isNoScript(first) {
 			if err := s.Load(c); err != nil {
-				return fmt.Errorf("redis: script load: %w", err)
+				return nil, fmt.Errorf("redis: script load: %w", err)
 			}
 			continue // the scripts are idempotent: run the batch again
 		}
-		return fmt.Errorf("redis: script: %w", first)
+		return nil, fmt.Errorf("redis: script: %w", first)
 	}
 }
 

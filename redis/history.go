@@ -1,0 +1,299 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	redigo "github.com/gomodule/redigo/redis"
+	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
+)
+
+var _ logic.History = (*History)(nil)
+
+// HistoryConfig configures a History. Every zero field means the
+// documented default.
+type HistoryConfig struct {
+	// MaxLen is how many pushes a stream keeps (exactly: Redis trims with
+	// an exact MAXLEN, so the store knows what it dropped). Default
+	// imcloud.DefaultHistoryLen (1,000).
+	MaxLen int
+	// MaxAge is how long a push is kept, counted from its Accepted time;
+	// a stream's key expires MaxAge after its last append. Default
+	// imcloud.DefaultHistoryAge (10 minutes).
+	MaxAge time.Duration
+	// MetaTTL is how long a stream's metadata (epoch, last offset, what
+	// was trimmed) outlives its last append, so an idle stream keeps its
+	// epoch. Default logic.DefaultHistoryMetaTTL (24 h).
+	MetaTTL time.Duration
+	// MaxAppendsPerCall bounds the appends one script call carries: Redis
+	// runs a script alone, so this bounds how long an append holds it. An
+	// Append with more pipelines several calls in its one round trip.
+	// Default 256.
+	MaxAppendsPerCall int
+	// Now is the clock the age bound and expiries are judged by (the
+	// clock Accepted times come from, not Redis's); nil means time.Now.
+	Now func() time.Time
+}
+
+// History is the stream history over Redis Streams (see
+// history_scripts.go for the schema), for clustered deployments: job
+// appends, cloud nodes and logic read, and a stream's history survives
+// any of them. It implements the contract internal/historytest checks,
+// the same as logic.MemoryHistory's: idempotent appends per (stream,
+// offset), a new epoch on a queue reset or partition change, bounds by
+// count and age with what was trimmed known exactly, metadata that
+// outlives the entries (MetaTTL), and expired pushes never returned.
+//
+// A Redis that lost its data (restarted empty, flushed, failed over to an
+// empty replica) lost the metadata too: every stream then gets a new
+// epoch at its next read or append, so a client holding an older one is
+// told epoch_changed, never "nothing missed".
+//
+// It runs over a Router's connections (the same Redis, key prefix, pool
+// and timeouts): every call is one round trip, its scripts atomic on the
+// server and idempotent, so a call retried after a lost connection does
+// no harm. Safe for concurrent use; it has no goroutine and nothing to
+// close (close the Router).
+type History struct {
+	r       *Router
+	maxLen  int
+	maxAge  time.Duration
+	metaTTL time.Duration
+	perCall int
+	now     func() time.Time
+}
+
+// NewHistory returns a History over r's Redis.
+func NewHistory(r *Router, cfg HistoryConfig) *History {
+	h := &History{r: r, maxLen: cfg.MaxLen, maxAge: cfg.MaxAge, metaTTL: cfg.MetaTTL,
+		perCall: cfg.MaxAppendsPerCall, now: cfg.Now}
+	if h.maxLen <= 0 {
+		h.maxLen = imcloud.DefaultHistoryLen
+	}
+	if h.maxAge <= 0 {
+		h.maxAge = imcloud.DefaultHistoryAge
+	}
+	if h.metaTTL <= 0 {
+		h.metaTTL = logic.DefaultHistoryMetaTTL
+	}
+	if h.perCall <= 0 {
+		h.perCall = 256
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// common returns the scripts' five common arguments: prefix, MaxAge,
+// MetaTTL, now and a fresh epoch base.
+func (h *History) common(now time.Time) []any {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return []any{h.r.prefix, ttlMillis(h.maxAge), ttlMillis(h.metaTTL), now.UnixMilli(), hex.EncodeToString(b[:]) + "."}
+}
+
+// Append appends items, in order, and sets each item's Epoch to its
+// stream's epoch with the push included (see logic.MemoryHistory.Append
+// for the contract). Times are kept to the millisecond; a zero Accepted
+// is taken as now. An invalid stream or a negative offset fails the call
+// (logic.ErrInvalidArgument) before anything is sent. On an error some
+// items may be stored: appending them again is harmless.
+func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) error {
+	for i := range items {
+		if err := items[i].Stream.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
+		}
+		if items[i].Entry.Offset < 0 {
+			return fmt.Errorf("%w: history append at negative offset %d", logic.ErrInvalidArgument, items[i].Entry.Offset)
+		}
+	}
+	if len(items) == 0 {
+		return ctx.Err()
+	}
+	now := h.now()
+	var calls [][]any
+	for chunk := range slices.Chunk(items, h.perCall) {
+		args := append(h.common(now), h.maxLen)
+		for _, it := range chunk {
+			e := it.Entry
+			acc := e.Accepted
+			if acc.IsZero() {
+				acc = now
+			}
+			var exp int64
+			if !e.Expires.IsZero() {
+				exp = max(e.Expires.UnixMilli(), 1)
+			}
+			args = append(args, string(it.Stream), strconv.FormatInt(int64(it.Partition), 10),
+				strconv.FormatInt(e.Offset, 10), e.ID[:], int64(e.Op), e.Body, acc.UnixMilli(), exp)
+		}
+		calls = append(calls, args)
+	}
+	replies, err := h.r.scriptReplies(ctx, histAppendScript, calls)
+	if err != nil {
+		return err
+	}
+	i := 0
+	for _, reply := range replies {
+		epochs, err := redigo.Strings(reply, nil)
+		if err != nil {
+			return fmt.Errorf("redis: history append: %w", err)
+		}
+		for _, epoch := range epochs {
+			if i < len(items) {
+				items[i].Epoch = epoch
+			}
+			i++
+		}
+	}
+	if i != len(items) {
+		return fmt.Errorf("redis: history append: %d epochs for %d items", i, len(items))
+	}
+	return nil
+}
+
+// Read returns the pushes of s after since, oldest first, at most limit
+// (limit <= 0: no limit but MaxLen), with the same answers as
+// logic.MemoryHistory.Read: ReasonEpochChanged, ReasonUnknownPosition
+// (an offset past the top or below -1), ReasonTrimmed, or Complete. A
+// stream without metadata (never appended to, expired, or Redis lost it)
+// gets a new epoch.
+func (h *History) Read(ctx context.Context, s imcloud.Stream, since imcloud.Position, limit int) (imcloud.HistoryRead, error) {
+	want := 0
+	if limit > 0 {
+		want = limit + 1 // one more tells whether the limit cut
+	}
+	r, trimmed, err := h.read(ctx, s, "read", since, want)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case since.Epoch == "":
+		r.Complete = true
+		return r, nil
+	case since.Epoch != r.Epoch:
+		r.Reason = imcloud.ReasonEpochChanged
+		return r, nil
+	case since.Offset < -1 || since.Offset > r.Top:
+		r.Reason = imcloud.ReasonUnknownPosition
+		return r, nil
+	}
+	cut := limit > 0 && len(r.Entries) > limit
+	if cut {
+		r.Entries = r.Entries[:limit]
+	}
+	r.Complete = since.Offset >= trimmed && !cut
+	if since.Offset < trimmed {
+		r.Reason = imcloud.ReasonTrimmed
+	}
+	return r, nil
+}
+
+// Last returns the newest n (n <= 0: all) held, unexpired pushes of s,
+// oldest first, with the stream's Epoch and Top; Complete when nothing of
+// the epoch was trimmed and n left nothing out.
+func (h *History) Last(ctx context.Context, s imcloud.Stream, n int) (imcloud.HistoryRead, error) {
+	want := 0
+	if n > 0 {
+		want = n + 1
+	}
+	r, trimmed, err := h.read(ctx, s, "last", imcloud.Position{}, want)
+	if err != nil {
+		return r, err
+	}
+	cut := n > 0 && len(r.Entries) > n
+	if cut {
+		r.Entries = r.Entries[:n]
+	}
+	slices.Reverse(r.Entries)
+	r.Complete = trimmed < 0 && !cut
+	return r, nil
+}
+
+// read runs histReadScript and returns the stream's epoch, top and the
+// entries in the script's order, and what was trimmed.
+func (h *History) read(ctx context.Context, s imcloud.Stream, mode string, since imcloud.Position, want int) (imcloud.HistoryRead, int64, error) {
+	if err := s.Validate(); err != nil {
+		return imcloud.HistoryRead{}, 0, fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
+	}
+	args := append(h.common(h.now()), string(s), mode, since.Epoch, since.Offset, want)
+	vals, err := redigo.Values(h.r.script(ctx, histReadScript, args...))
+	if err != nil {
+		return imcloud.HistoryRead{}, 0, err
+	}
+	var (
+		r       imcloud.HistoryRead
+		trimmed int64
+		raw     []any
+	)
+	if _, err := redigo.Scan(vals, &r.Epoch, &r.Top, &trimmed, &raw); err != nil || r.Epoch == "" {
+		return imcloud.HistoryRead{}, 0, fmt.Errorf("redis: history read: malformed reply: %v", err)
+	}
+	for _, v := range raw {
+		e, err := parseHistEntry(v)
+		if err != nil {
+			return imcloud.HistoryRead{}, 0, err
+		}
+		r.Entries = append(r.Entries, e)
+	}
+	return r, trimmed, nil
+}
+
+// parseHistEntry decodes one stream entry: [id, [field, value, ...]].
+func parseHistEntry(v any) (imcloud.HistoryEntry, error) {
+	var e imcloud.HistoryEntry
+	bad := func(what string) (imcloud.HistoryEntry, error) {
+		return imcloud.HistoryEntry{}, fmt.Errorf("redis: history read: malformed entry: %s", what)
+	}
+	parts, err := redigo.Values(v, nil)
+	if err != nil || len(parts) != 2 {
+		return bad("shape")
+	}
+	sid, _ := redigo.String(parts[0], nil)
+	off, _, _ := strings.Cut(sid, "-")
+	if e.Offset, err = strconv.ParseInt(off, 10, 64); err != nil {
+		return bad("id " + sid)
+	}
+	fields, err := redigo.Values(parts[1], nil)
+	if err != nil || len(fields)%2 != 0 {
+		return bad("fields")
+	}
+	for i := 0; i < len(fields); i += 2 {
+		name, _ := redigo.String(fields[i], nil)
+		val, _ := fields[i+1].([]byte)
+		switch name {
+		case "id":
+			if len(val) != len(e.ID) {
+				return bad("message id")
+			}
+			copy(e.ID[:], val)
+		case "op":
+			op, err := strconv.ParseInt(string(val), 10, 32)
+			if err != nil {
+				return bad("op")
+			}
+			e.Op = int32(op)
+		case "body":
+			e.Body = val
+		case "acc", "exp":
+			ms, err := strconv.ParseInt(string(val), 10, 64)
+			if err != nil {
+				return bad(name)
+			}
+			if name == "acc" {
+				e.Accepted = time.UnixMilli(ms)
+			} else if ms != 0 {
+				e.Expires = time.UnixMilli(ms)
+			}
+		}
+	}
+	return e, nil
+}
