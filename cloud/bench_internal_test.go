@@ -73,6 +73,22 @@ func BenchmarkRoomFanout(b *testing.B) {
 	}
 }
 
+// BenchmarkRoomFanoutRecover: BenchmarkRoomFanout's push carrying a
+// stream (history on), to a room where every other connection is a
+// recover connection (op 24) and the rest get the plain frame.
+func BenchmarkRoomFanoutRecover(b *testing.B) {
+	const N = 10000
+	s, _ := benchNode(b, N, "live://bench", false)
+	for _, bk := range s.bs.bs {
+		for i, c := range bk.all.conns {
+			c.rec = i%2 == 0
+		}
+	}
+	msg := &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://bench", Op: 1000, Body: make([]byte, 64),
+		Stream: imcloud.RoomStream("live://bench"), Epoch: "0123456789abcdef", Offset: 1 << 20}
+	benchInQueues(b, s, msg, N)
+}
+
 // BenchmarkBroadcast: an unpaced broadcast to all 10,000 connections
 // (op filter applied).
 func BenchmarkBroadcast(b *testing.B) {

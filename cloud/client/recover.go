@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/imcloud/imcloud/protocol"
@@ -65,20 +66,27 @@ func (c *Client) Positions() map[string]Position {
 }
 
 // followedPositions returns the positions to send at auth: those of the
-// user's stream and the room's. Called under c.mu.
+// user's stream and the room's. Before the first AuthReply of a client
+// without a mid (a token names the user) every user stream's position it
+// holds is sent, at most maxPositions: the node reads only its own
+// user's. Called under c.mu.
 func (c *Client) followedPositions() map[string]Position {
 	mid := c.auth.Mid
 	if mid == 0 {
 		mid = c.cfg.Mid
 	}
+	user, room := "u:"+strconv.FormatInt(mid, 10), "r:"+c.room
 	m := map[string]Position{}
-	for _, name := range []string{"u:" + strconv.FormatInt(mid, 10), "r:" + c.room} {
-		if p, ok := c.positions[name]; ok {
+	for name, p := range c.positions {
+		if len(m) < maxPositions && (name == user || name == room || (mid == 0 && strings.HasPrefix(name, "u:"))) {
 			m[name] = p
 		}
 	}
 	return m
 }
+
+// maxPositions is the most positions an auth body may carry.
+const maxPositions = 16
 
 // changeRoomBody is the ChangeRoom body: the bare room key, or with
 // Recover the JSON that carries the room's position.
