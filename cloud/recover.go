@@ -29,11 +29,13 @@ import (
 // (Config.History), and splices into the paused queue, after the
 // AuthReply: the replayed pushes as op 24 frames, one op 25 frame telling
 // per stream whether the replay was complete, then the live pushes
-// buffered meanwhile, less the op 24 frames of a stream at or below the
-// position op 25 reports (they were replayed, or the client had them). A
-// push appended before the read is in the read; one delivered after the
-// registration is live; the overlap is dropped by offset, so the client
-// gets every push once, in order. ChangeRoom does the same for the new
+// buffered meanwhile, less the op 24 frames the client has: in the epoch
+// of the position it sent, at or below that position or the last push
+// replayed. A push appended before the read is in the read; one delivered
+// after the registration is live; the overlap is dropped by offset, so
+// the client gets every push once, in order. A client without a position
+// in the current epoch (first connect, epoch changed) was replayed
+// nothing and gets every live push. ChangeRoom does the same for the new
 // room's stream.
 
 // History is the history store a node replays from: logic.MemoryHistory
@@ -176,8 +178,11 @@ func (c *conn) recoverAt(at int, streams []imcloud.Stream, positions map[string]
 			run = append(run, f...)
 		}
 		flush()
-		if rs.Reason != imcloud.ReasonUnavailable {
-			drop[string(st)] = imcloud.Position{Epoch: rs.Epoch, Offset: rs.Offset}
+		if asked && rs.Epoch == pos.Epoch {
+			// The client has everything up to its position or the
+			// replay's end in its epoch: live copies go. In another
+			// epoch (first connect, epoch changed) it has seen none.
+			drop[string(st)] = imcloud.Position{Epoch: rs.Epoch, Offset: max(rs.Offset, pos.Offset)}
 		}
 		body.Streams = append(body.Streams, rs)
 	}

@@ -505,3 +505,31 @@ func TestRecoverRawBatch(t *testing.T) {
 	check(c2, missed, "c", "d")
 	assert.Equal(t, 1, nextRecovery(t, c2).Replayed())
 }
+
+// TestRecoverFirstConnectRace: at a first connect nothing is replayed,
+// and a push delivered while the connection registered still arrives,
+// after op 25, though op 25's top includes it.
+func TestRecoverFirstConnectRace(t *testing.T) {
+	j := newJournal(t, logic.MemoryHistoryConfig{})
+	hook := &readHook{History: j.h}
+	n := startNode(t, cloud.Config{History: hook})
+	var mu sync.Mutex
+	var racing *imcloud.Message
+	hook.mu.Lock()
+	hook.before = func(imcloud.Stream) {
+		mu.Lock()
+		defer mu.Unlock()
+		if racing == nil {
+			racing = j.user(12, "k12", "racing", n.srv)
+		}
+	}
+	hook.mu.Unlock()
+	c := dialRecover(t, "tcp", n.tcpAddr, 12, "k12", "", nil)
+	r := nextRecovery(t, c)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, protocol.RecoveryStream{Stream: "u:12", Epoch: racing.Epoch, Offset: racing.Offset, Recovered: true}, r.Streams[0])
+	expectPushes(t, c, racing)
+	assert.Equal(t, client.Position{Epoch: racing.Epoch, Offset: racing.Offset}, c.Positions()["u:12"])
+	expectNoPush(t, c)
+}

@@ -140,7 +140,11 @@ func (c *Client) pushAt(body []byte, now time.Time) {
 	}
 	stream, epoch := string(p.Stream), string(p.Epoch)
 	c.mu.Lock()
-	c.positions[stream] = Position{Epoch: epoch, Offset: p.Offset}
+	if cur, ok := c.positions[stream]; !ok || cur.Epoch != epoch || cur.Offset < p.Offset {
+		// Never back within an epoch: after a first connect a live push
+		// older than op 25's top may still arrive.
+		c.positions[stream] = Position{Epoch: epoch, Offset: p.Offset}
+	}
 	c.mu.Unlock()
 	at := func(op int32, b []byte) {
 		c.push(Push{Op: op, Body: append([]byte(nil), b...), Received: now, Stream: stream, Epoch: epoch, Offset: p.Offset})
