@@ -494,7 +494,14 @@ func (h *MemoryHistory) view(ctx context.Context, s imcloud.Stream, fn func(st *
 // unexpired copies the first limit (<= 0: all) unexpired entries of held
 // and tells whether an unexpired one was left out.
 func unexpired(held []imcloud.HistoryEntry, limit int, now time.Time) ([]imcloud.HistoryEntry, bool) {
+	n := len(held)
+	if limit > 0 {
+		n = min(n, limit)
+	}
 	var out []imcloud.HistoryEntry
+	if n > 0 {
+		out = make([]imcloud.HistoryEntry, 0, n)
+	}
 	for i := range held {
 		if expiredEntry(&held[i], now) {
 			continue

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	redigo "github.com/gomodule/redigo/redis"
@@ -224,76 +223,48 @@ func (h *History) read(ctx context.Context, s imcloud.Stream, mode string, since
 	if err := s.Validate(); err != nil {
 		return imcloud.HistoryRead{}, 0, fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
 	}
-	args := append(h.common(h.now()), string(s), mode, since.Epoch, since.Offset, want)
+	args := append(h.common(h.now()), string(s), mode, since.Epoch, since.Offset, want, h.maxLen)
 	vals, err := redigo.Values(h.r.script(ctx, histReadScript, args...))
 	if err != nil {
 		return imcloud.HistoryRead{}, 0, err
 	}
+	const head, per = 3, 6 // epoch, last, trimmed; then per entry
+	if len(vals) < head || (len(vals)-head)%per != 0 {
+		return imcloud.HistoryRead{}, 0, fmt.Errorf("redis: history read: malformed reply of %d values", len(vals))
+	}
 	var (
 		r       imcloud.HistoryRead
 		trimmed int64
-		raw     []any
 	)
-	if _, err := redigo.Scan(vals, &r.Epoch, &r.Top, &trimmed, &raw); err != nil || r.Epoch == "" {
+	if _, err := redigo.Scan(vals[:head], &r.Epoch, &r.Top, &trimmed); err != nil || r.Epoch == "" {
 		return imcloud.HistoryRead{}, 0, fmt.Errorf("redis: history read: malformed reply: %v", err)
 	}
-	for _, v := range raw {
-		e, err := parseHistEntry(v)
-		if err != nil {
+	if n := (len(vals) - head) / per; n > 0 {
+		r.Entries = make([]imcloud.HistoryEntry, n)
+	}
+	for i := range r.Entries {
+		if err := parseHistEntry(vals[head+i*per:head+(i+1)*per], &r.Entries[i]); err != nil {
 			return imcloud.HistoryRead{}, 0, err
 		}
-		r.Entries = append(r.Entries, e)
 	}
 	return r, trimmed, nil
 }
 
-// parseHistEntry decodes one stream entry: [id, [field, value, ...]].
-func parseHistEntry(v any) (imcloud.HistoryEntry, error) {
-	var e imcloud.HistoryEntry
-	bad := func(what string) (imcloud.HistoryEntry, error) {
-		return imcloud.HistoryEntry{}, fmt.Errorf("redis: history read: malformed entry: %s", what)
+// parseHistEntry decodes one entry of histReadScript's reply: offset, id,
+// op, body, acc, exp.
+func parseHistEntry(v []any, e *imcloud.HistoryEntry) error {
+	var id []byte
+	var acc, exp int64
+	if _, err := redigo.Scan(v, &e.Offset, &id, &e.Op, &e.Body, &acc, &exp); err != nil {
+		return fmt.Errorf("redis: history read: malformed entry: %w", err)
 	}
-	parts, err := redigo.Values(v, nil)
-	if err != nil || len(parts) != 2 {
-		return bad("shape")
+	if len(id) != len(e.ID) {
+		return fmt.Errorf("redis: history read: malformed entry: message id of %d bytes", len(id))
 	}
-	sid, _ := redigo.String(parts[0], nil)
-	off, _, _ := strings.Cut(sid, "-")
-	if e.Offset, err = strconv.ParseInt(off, 10, 64); err != nil {
-		return bad("id " + sid)
+	copy(e.ID[:], id)
+	e.Accepted = time.UnixMilli(acc)
+	if exp != 0 {
+		e.Expires = time.UnixMilli(exp)
 	}
-	fields, err := redigo.Values(parts[1], nil)
-	if err != nil || len(fields)%2 != 0 {
-		return bad("fields")
-	}
-	for i := 0; i < len(fields); i += 2 {
-		name, _ := redigo.String(fields[i], nil)
-		val, _ := fields[i+1].([]byte)
-		switch name {
-		case "id":
-			if len(val) != len(e.ID) {
-				return bad("message id")
-			}
-			copy(e.ID[:], val)
-		case "op":
-			op, err := strconv.ParseInt(string(val), 10, 32)
-			if err != nil {
-				return bad("op")
-			}
-			e.Op = int32(op)
-		case "body":
-			e.Body = val
-		case "acc", "exp":
-			ms, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil {
-				return bad(name)
-			}
-			if name == "acc" {
-				e.Accepted = time.UnixMilli(ms)
-			} else if ms != 0 {
-				e.Expires = time.UnixMilli(ms)
-			}
-		}
-	}
-	return e, nil
+	return nil
 }

@@ -133,32 +133,33 @@ return out
 `)
 
 // histReadScript: ARGV = the five common arguments, stream, mode, since
-// epoch, since offset, want. Mode "last": the newest want (0: all)
+// epoch, since offset, want, MaxLen. Mode "last": the newest want (0: all)
 // unexpired entries, newest first. Mode "read": when since is a position
 // of the current epoch (-1 to last), the first want (0: all) unexpired
-// entries after it; otherwise none. Returns {epoch, last, trimmed,
-// entries}, each entry as XRANGE gives it.
+// entries after it; otherwise none. Returns {epoch, last, trimmed, then
+// per entry offset, id, op, body, acc, exp}: flat, so the reply decodes
+// with few allocations.
 var histReadScript = redigo.NewScript(0, histLib+`
 local st = open(ARGV[6])
 save(st)
-local want = tonumber(ARGV[10])
+local want, maxlen = tonumber(ARGV[10]), tonumber(ARGV[11])
+-- collect gathers want (0: all) unexpired entries, in as few range
+-- calls as the expired ones allow: one, usually.
 local function collect(rev, lo, hi)
   local out = {}
   while true do
+    local count = want > 0 and want - #out or maxlen
     local es
     if rev then
-      es = redis.call('XREVRANGE', st.hk, hi, lo, 'COUNT', 64)
+      es = redis.call('XREVRANGE', st.hk, hi, lo, 'COUNT', count)
     else
-      es = redis.call('XRANGE', st.hk, lo, hi, 'COUNT', 64)
+      es = redis.call('XRANGE', st.hk, lo, hi, 'COUNT', count)
     end
     for _, e in ipairs(es) do
       local exp = tonumber(e[2][10])
-      if exp == 0 or exp > now then
-        out[#out + 1] = e
-        if #out == want then return out end
-      end
+      if exp == 0 or exp > now then out[#out + 1] = e end
     end
-    if #es < 64 then return out end
+    if #es < count or #out == want then return out end
     if rev then hi = '(' .. es[#es][1] else lo = '(' .. es[#es][1] end
   end
 end
@@ -171,5 +172,15 @@ else
     es = collect(false, int(since + 1) .. '-0', '+')
   end
 end
-return {st.epoch, int(st.last), int(st.trimmed), es}
+local out = {st.epoch, int(st.last), int(st.trimmed)}
+for _, e in ipairs(es) do
+  local f = e[2]
+  out[#out + 1] = string.match(e[1], '^(%d+)')
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[4]
+  out[#out + 1] = f[6]
+  out[#out + 1] = f[8]
+  out[#out + 1] = f[10]
+end
+return out
 `)
