@@ -69,6 +69,28 @@ func TestRedisHistoryWipe(t *testing.T) {
 	}
 }
 
+// TestRedisHistoryMetaTTL checks that a stream idle past MetaTTL starts
+// over under a new epoch, its old stream key gone with it.
+func TestRedisHistoryMetaTTL(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	h := redis.NewHistory(newRedisRouter(t, redis.Config{Addr: srv.Addr}),
+		redis.HistoryConfig{MaxAge: 100 * time.Millisecond, MetaTTL: 600 * time.Millisecond})
+	ctx := context.Background()
+	s := imcloud.RoomStream("live://7")
+	items := []imcloud.HistoryAppend{histItem(s, 5)}
+	require.NoError(t, h.Append(ctx, items))
+	time.Sleep(200 * time.Millisecond)
+	r, err := h.Read(ctx, s, imcloud.Position{Epoch: items[0].Epoch, Offset: 5}, 0)
+	require.NoError(t, err)
+	assert.True(t, r.Complete, "within MetaTTL the epoch stands: %+v", r)
+
+	time.Sleep(600 * time.Millisecond)
+	r, err = h.Read(ctx, s, imcloud.Position{Epoch: items[0].Epoch, Offset: 5}, 0)
+	require.NoError(t, err)
+	assert.Equal(t, imcloud.ReasonEpochChanged, r.Reason)
+	assert.Equal(t, int64(-1), r.Top)
+}
+
 // TestRedisHistorySchema checks the key names (both of a stream tagged
 // {<stream>}, so they share a Cluster slot), fields and expiries the
 // design documents.

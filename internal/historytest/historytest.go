@@ -299,20 +299,22 @@ func testCountBound(t *testing.T, h Harness) {
 	assert.Equal(t, epoch, oneEpoch(t, h.Store, user, es[4:]...))
 	held := es[3:] // MaxLen 5: 10, 13 and 17 were dropped
 
-	r := read(t, h.Store, user, epoch, 13, 0)
-	assert.False(t, r.Complete, "17 was dropped after 13")
-	assert.Equal(t, imcloud.ReasonTrimmed, r.Reason)
-	assertEntries(t, held, r.Entries)
+	for _, since := range []int64{13, 16} {
+		r := read(t, h.Store, user, epoch, since, 0)
+		assert.False(t, r.Complete, "17 was dropped after %d", since)
+		assert.Equal(t, imcloud.ReasonTrimmed, r.Reason)
+		assertEntries(t, held, r.Entries)
+	}
 
 	// A client that saw 17 (or anything up to the next held push) missed
 	// nothing.
 	for _, since := range []int64{17, 18, 19} {
-		r = read(t, h.Store, user, epoch, since, 0)
+		r := read(t, h.Store, user, epoch, since, 0)
 		assert.True(t, r.Complete, "since %d", since)
 		assert.Empty(t, r.Reason)
 		assertEntries(t, held, r.Entries)
 	}
-	r = read(t, h.Store, user, epoch, 30, 0)
+	r := read(t, h.Store, user, epoch, 30, 0)
 	assert.True(t, r.Complete)
 	assertEntries(t, es[6:], r.Entries)
 	r = read(t, h.Store, user, epoch, -1, 0)
