@@ -1,9 +1,11 @@
 // Package logic is imcloud's producing side: the Pusher that applications
 // call (or reach through the goim-compatible HTTP API from NewHandler), the
 // Router and Queue contracts it depends on, and their implementations: the
-// in-process MemoryRouter and MemoryQueue (the embedded default). The Redis
-// router is package redis and the Kafka queue package kafka, so a program
-// on the memory backends links neither redigo nor sarama.
+// in-process MemoryRouter and MemoryQueue (the embedded default), and
+// MemoryHistory, the in-process stream history job appends to and cloud
+// and the Pusher read (docs/design.md, recovery). The Redis router and
+// history are package redis and the Kafka queue package kafka, so a
+// program on the memory backends links neither redigo nor sarama.
 //
 // A key or mid push is resolved through the Router into one queue message
 // per target cloud node (a mid push with history on is one message per
@@ -79,7 +81,8 @@
 //
 // # Concurrency and lifecycle
 //
-// Every exported method of Pusher, MemoryRouter and MemoryQueue is safe for
+// Every exported method of Pusher, MemoryRouter, MemoryQueue and
+// MemoryHistory is safe for
 // concurrent use. Asynchronous callbacks run on a
 // pool worker and must not block. Backends handed to New are the caller's:
 // Pusher.Shutdown waits for pushes in flight and releases the pool, but

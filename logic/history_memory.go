@@ -50,7 +50,10 @@ type MemoryHistoryConfig struct {
 	// Default DefaultHistoryBytes (256 MiB).
 	MaxBytes int64
 	// MetaTTL is how long a stream's metadata outlives its last append
-	// (or its creation by a read). Default DefaultHistoryMetaTTL (24 h).
+	// (or its creation by a read: a recovering client's first connect
+	// gives its streams an epoch to come back with). Every stream read or
+	// appended within MetaTTL keeps its metadata, a few hundred bytes,
+	// counted against MaxBytes. Default DefaultHistoryMetaTTL (24 h).
 	MetaTTL time.Duration
 	// Now is the clock; nil means time.Now. Tests move it to age entries
 	// without sleeping.

@@ -29,7 +29,11 @@ type HistoryConfig struct {
 	MaxAge time.Duration
 	// MetaTTL is how long a stream's metadata (epoch, last offset, what
 	// was trimmed) outlives its last append, so an idle stream keeps its
-	// epoch. Default logic.DefaultHistoryMetaTTL (24 h).
+	// epoch; a stream first read (a recovering client's first connect)
+	// gets its metadata for MetaTTL too. Every stream read or appended
+	// within MetaTTL costs Redis its metadata hash, a few hundred bytes:
+	// size Redis for the users and rooms seen in a MetaTTL. Default
+	// logic.DefaultHistoryMetaTTL (24 h).
 	MetaTTL time.Duration
 	// MaxAppendsPerCall bounds the appends one script call carries: Redis
 	// runs a script alone, so this bounds how long an append holds it. An
