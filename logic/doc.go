@@ -54,13 +54,14 @@
 // # History
 //
 // With Config.History set, history is on (docs/design.md, recovery): a
-// push to users belongs to each user's stream, and the Pusher does not
-// resolve it. It publishes one KindMids message per distinct positive mid,
-// online or not, keyed by the user's stream (PartitionKey), so the queue's
-// offset is the push's position in it; job appends the push to the
-// user's history and then finds the user's connections. Its Result
-// reports Users (the users published to, one message each) and no Nodes
-// or Keys: nobody was looked up. Its admission cost is per user (each
+// push to users belongs to each user's stream. The Pusher publishes one
+// KindMids message per distinct positive mid, online or not, keyed by the
+// user's stream (PartitionKey), so the queue's offset is the push's
+// position in it; job appends the push to the user's history and then
+// finds the user's connections. The Pusher still looks the users up, for
+// the answer only: its Result reports Nodes and Keys (the connections
+// online when it was accepted) and Users (the users published to, one
+// message each). Its admission cost is per user (each
 // message carries the body). Room pushes are published as before (a
 // room's stream is keyed by the room); key pushes and broadcasts belong
 // to no stream. Pusher.History (and the HTTP API's history route) reads

@@ -96,9 +96,9 @@ type handler struct {
 // hex digits); a retry may send that id back as its key.
 //
 // A push answer's data is {"id":...,"nodes":N,"keys":N,"messages":N}
-// (Result). With history on (Config.History) a mids push looks nobody up:
-// nodes and keys are 0 and data adds "users", the users it was published
-// to, one message each.
+// (Result). With history on (Config.History) a mids push's data adds
+// "users", the users it was published to, one message each; nodes and
+// keys count the connections online when it was accepted.
 //
 // The history route (imcloud's, under the API key like the pushes) answers
 // the last n pushes of one stream (Pusher.History), for late joiners and

@@ -42,7 +42,8 @@ func TestHTTPPushMidsHistoryOn(t *testing.T) {
 		assert.Len(t, d.ID, 32)
 		if on {
 			require.NotNil(t, d.Users)
-			assert.Equal(t, pushData{ID: d.ID, Users: d.Users, Messages: 3}, d)
+			assert.Equal(t, pushData{ID: d.ID, Nodes: 2, Keys: 3, Users: d.Users, Messages: 3}, d,
+				"keys and nodes: the connections the users had when the push was accepted")
 			assert.Equal(t, 3, *d.Users)
 		} else {
 			assert.Equal(t, pushData{ID: d.ID, Nodes: 2, Keys: 3, Messages: 2}, d)

@@ -164,14 +164,14 @@ type Result struct {
 	// ID is the push's message id: WithID's, or a new one. Every message
 	// of the push carries it.
 	ID imcloud.MessageID
-	// Nodes is the number of cloud nodes targeted (key pushes, and mid
-	// pushes with history off); 0 for room and broadcast pushes, and for
-	// mid pushes with history on, whose audience job resolves.
+	// Nodes is the number of cloud nodes targeted by a key or mid push;
+	// 0 for room and broadcast pushes.
 	Nodes int
-	// Keys is the number of online connection keys targeted (key pushes,
-	// and mid pushes with history off). A push to users who are not
-	// online succeeds with Keys 0. A mid push with history on looks
-	// nobody up: Keys is 0 and Users says what was published.
+	// Keys is the number of online connection keys a key or mid push
+	// targeted when it was accepted. A push to users who are not online
+	// succeeds with Keys 0. With history on, job resolves a mid push's
+	// users again after appending it to their streams (pusher_history.go),
+	// so a connection that appears meanwhile gets it too.
 	Keys int
 	// Users is the number of users a mid push was published to with
 	// history on: one KindMids message each (the distinct positive mids,

@@ -8,12 +8,20 @@ import (
 )
 
 // With history on (Config.History), a push to mids belongs to each user's
-// stream (docs/design.md, recovery). logic does not resolve it: it
-// publishes one KindMids message per user, keyed by the user's stream
-// (PartitionKey), so the queue's offset is the push's position in that
-// stream, and job appends it to the user's history before resolving the
-// user's connections. A user who is offline is published to all the
-// same: the push waits in the history for the user's next connection.
+// stream (docs/design.md, recovery). logic publishes one KindMids message
+// per user, keyed by the user's stream (PartitionKey), so the queue's
+// offset is the push's position in that stream, and job appends it to the
+// user's history before resolving the user's connections. A user who is
+// offline is published to all the same: the push waits in the history
+// for the user's next connection.
+//
+// logic still looks the users up first, for the answer only: Keys and
+// Nodes count the connections the users had when the push was accepted
+// (as with history off, so the push API's answer keeps its meaning), and
+// a router that is rebuilding fails the push with ErrRouterRebuilding
+// rather than report online users as offline. Delivery does not depend on
+// it: job resolves the users again after the append, so a connection that
+// appeared in between gets the push too.
 
 var _ History = (*MemoryHistory)(nil)
 
@@ -27,8 +35,19 @@ const usersBatch = 4096
 // stream, never online) and are skipped. On a Queue failure the Result
 // counts the messages published before it.
 func (p *Pusher) publishUsers(ctx context.Context, base imcloud.Message, mids []int64) (Result, error) {
+	routes, err := p.router.NodesByMids(ctx, mids)
+	if err != nil {
+		return Result{ID: base.ID}, wrapErr(ErrRouter, err)
+	}
 	users := distinctUsers(mids)
-	res := Result{ID: base.ID, Users: len(users)}
+	res := Result{ID: base.ID, Users: len(users), Keys: len(routes)}
+	if len(routes) > 0 {
+		nodes := make(map[string]struct{}, 2)
+		for _, node := range routes {
+			nodes[node] = struct{}{}
+		}
+		res.Nodes = len(nodes)
+	}
 	base.Kind = imcloud.KindMids
 	ms := make([]imcloud.Message, len(users))
 	msgs := make([]*imcloud.Message, len(users))

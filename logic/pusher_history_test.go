@@ -43,12 +43,14 @@ func (e *env) drainRecords(t *testing.T) []published {
 // users included; mids of 0 or below name nobody.
 func TestPushMidsHistoryOn(t *testing.T) {
 	mem := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
-	e := newEnv(t, logic.Config{Router: failingRouter{mem}, History: newHistory(t), PushExpiry: time.Minute})
 	ctx := context.Background()
+	require.NoError(t, mem.PutSessions(ctx, []imcloud.Session{{Mid: 2, Key: "k2", Node: "node-a", Gen: 1}}, time.Minute))
+	e := newEnv(t, logic.Config{Router: mem, History: newHistory(t), PushExpiry: time.Minute})
 	res, err := e.p.PushMids(ctx, 1000, []int64{1, 404, 2, 1, 0, -3}, []byte("hi"))
-	require.NoError(t, err, "no router lookup with history on")
+	require.NoError(t, err)
 	assert.False(t, res.ID.IsZero())
-	assert.Equal(t, logic.Result{ID: res.ID, Users: 3, Messages: 3}, res)
+	assert.Equal(t, logic.Result{ID: res.ID, Nodes: 1, Keys: 1, Users: 3, Messages: 3}, res,
+		"the answer counts the connections online at acceptance; every user is published")
 
 	recs := e.drainRecords(t)
 	require.Len(t, recs, 3)
@@ -226,4 +228,14 @@ func TestPusherHistory(t *testing.T) {
 // newHistory is a memory history with the default bounds.
 func newHistory(*testing.T) *logic.MemoryHistory {
 	return logic.NewMemoryHistory(logic.MemoryHistoryConfig{})
+}
+
+// TestPushMidsHistoryOnRouterDown: the answer's lookup failing fails the
+// push (a rebuilding router answers 503), as with history off: nothing is
+// published that the caller was told failed.
+func TestPushMidsHistoryOnRouterDown(t *testing.T) {
+	e := newEnv(t, logic.Config{Router: failingRouter{logic.NewMemoryRouter(logic.MemoryRouterConfig{})}, History: newHistory(t)})
+	_, err := e.p.PushMids(context.Background(), 1000, []int64{1}, []byte("hi"))
+	require.ErrorIs(t, err, logic.ErrRouter)
+	assert.Zero(t, e.queue.Len())
 }
