@@ -19,22 +19,37 @@ import (
 
 const childEnv = "IMCLOUD_JOB_CRASH_CHILD"
 
-// TestCrashChildProcess is the job process that TestCrashRedelivers
-// starts and kills; it does nothing in a normal run.
+// TestCrashChildProcess is the job process that TestCrashRedelivers and
+// TestHistoryCrashRedelivers start and kill; it does nothing in a normal
+// run.
 func TestCrashChildProcess(t *testing.T) {
 	spec := os.Getenv(childEnv)
 	if spec == "" {
-		t.Skip("only runs as the child of TestCrashRedelivers")
+		t.Skip("only runs as the child of a crash test")
 	}
-	// brokers|topic|group|node id|link addr
+	// brokers|topic|group|node id|link addr[|redis addr: history on]
 	f := strings.Split(spec, "|")
-	require.Len(t, f, 5)
+	require.True(t, len(f) == 5 || len(f) == 6, "spec %q", spec)
 	src, err := kafka.NewSource(kafka.SourceConfig{Brokers: strings.Split(f[0], ","), Topic: f[1], GroupID: f[2],
 		CommitInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second})
 	require.NoError(t, err)
-	j, err := New(fastConfig(src, newMemDir(imcloud.Node{ID: f[3], LinkAddr: f[4]})))
+	cfg := fastConfig(src, newMemDir(imcloud.Node{ID: f[3], LinkAddr: f[4]}))
+	if len(f) == 6 {
+		cfg.Users, cfg.History = redisHistory(t, f[5])
+	}
+	j, err := New(cfg)
 	require.NoError(t, err)
 	_ = j.Run(context.Background()) // until killed
+}
+
+// startCrashChild starts TestCrashChildProcess in a subprocess with spec.
+func startCrashChild(t *testing.T, spec ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildProcess$")
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(spec, "|"))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, cmd.Start())
+	return cmd
 }
 
 // TestCrashRedelivers streams 10,000 numbered pushes through Kafka to a
@@ -95,11 +110,7 @@ func TestCrashRedelivers(t *testing.T) {
 	stopped := distinct(c.bodies())
 
 	// 2. A job in a subprocess, killed without any shutdown.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildProcess$")
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{
-		strings.Join(k.Brokers, ","), topic, group, node.node().ID, node.linkAddr}, "|"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	require.NoError(t, cmd.Start())
+	cmd := startCrashChild(t, strings.Join(k.Brokers, ","), topic, group, node.node().ID, node.linkAddr)
 	c.waitFor(t, atLeast(stopped+2000), 60*time.Second)
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()

@@ -33,8 +33,19 @@ func (h *storeHistory) Append(ctx context.Context, items []imcloud.HistoryAppend
 	return h.MemoryHistory.Append(ctx, items)
 }
 
+// historyReader reads a history store back: logic's and package redis's
+// have Last.
+type historyReader interface {
+	Last(ctx context.Context, s imcloud.Stream, n int) (imcloud.HistoryRead, error)
+}
+
 // last reads what the history holds of s.
 func (h *storeHistory) last(t testing.TB, s imcloud.Stream) imcloud.HistoryRead {
+	t.Helper()
+	return lastOf(t, h, s)
+}
+
+func lastOf(t testing.TB, h historyReader, s imcloud.Stream) imcloud.HistoryRead {
 	t.Helper()
 	r, err := h.Last(context.Background(), s, imcloud.DefaultHistoryLen)
 	require.NoError(t, err)
@@ -49,7 +60,7 @@ func historyConfig(src Source, dir NodeDirectory, users Users, h History) Config
 
 // checkPlaced checks that every message of msgs with a stream is the
 // history entry of its ID in that stream: same offset, current epoch.
-func checkPlaced(t *testing.T, h *storeHistory, msgs []*imcloud.Message) {
+func checkPlaced(t *testing.T, h historyReader, msgs []*imcloud.Message) {
 	t.Helper()
 	reads := map[imcloud.Stream]imcloud.HistoryRead{}
 	for _, m := range msgs {
@@ -58,7 +69,7 @@ func checkPlaced(t *testing.T, h *storeHistory, msgs []*imcloud.Message) {
 		}
 		r, ok := reads[m.Stream]
 		if !ok {
-			r = h.last(t, m.Stream)
+			r = lastOf(t, h, m.Stream)
 			reads[m.Stream] = r
 		}
 		require.Equal(t, r.Epoch, m.Epoch, "%s: the stream's epoch", m.Body)
