@@ -21,6 +21,10 @@ func (a *App) openBackends() error {
 		q := logic.NewMemoryQueue(logic.MemoryQueueConfig{MaxDelay: a.cfg.QueueMaxDelay})
 		a.router, a.queue, a.source = r, q, q
 		a.closer = append(a.closer, q.Close)
+		if a.cfg.History {
+			a.history = logic.NewMemoryHistory(logic.MemoryHistoryConfig{
+				MaxLen: a.cfg.HistoryLen, MaxAge: a.cfg.HistoryAge, MaxBytes: a.cfg.HistoryBytes})
+		}
 		return nil
 	}
 	return a.openClustered()

@@ -39,6 +39,9 @@ func (a *App) openClustered() error {
 	}
 	a.router = r
 	a.closer = append(a.closer, r.Close)
+	if a.cfg.History {
+		a.history = redis.NewHistory(r, redis.HistoryConfig{MaxLen: a.cfg.HistoryLen, MaxAge: a.cfg.HistoryAge})
+	}
 	a.admin.register(redismetrics.Router(r))
 
 	if a.cfg.needs(RoleLogic) {

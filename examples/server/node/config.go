@@ -69,6 +69,14 @@ type Config struct {
 	// Kafka): past it the push API answers 503 (logic.MemoryQueueConfig).
 	QueueMaxDelay time.Duration
 
+	// Stream history and recovery (docs/design.md, recovery): on by
+	// default, in memory all-in-one and in Redis when clustered. Every
+	// process of a cluster must agree on History.
+	History      bool
+	HistoryLen   int           // pushes kept per stream (0: imcloud.DefaultHistoryLen)
+	HistoryAge   time.Duration // how long a push is kept (0: imcloud.DefaultHistoryAge)
+	HistoryBytes int64         // memory store only: total size (0: logic.DefaultHistoryBytes)
+
 	// Client auth.
 	Auth        string
 	TokenSecret string
@@ -122,6 +130,7 @@ func DefaultConfig() Config {
 		WSAddr:        ":3102",
 		HTTPAddr:      "127.0.0.1:3111",
 		QueueMaxDelay: 500 * time.Millisecond,
+		History:       true,
 		LinkAddr:      ":3121",
 		KafkaTopic:    "imcloud-push",
 		KafkaGroup:    "imcloud-job",
@@ -174,6 +183,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.KafkaSASLUser, "kafka-sasl-user", "", "Kafka SASL user")
 	fs.StringVar(&cfg.KafkaSASLPassword, "kafka-sasl-password", "", "Kafka SASL password")
 	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", cfg.KafkaSASLMech, "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.BoolVar(&cfg.History, "history", cfg.History, "keep each user's and room's recent pushes and replay what a reconnecting client missed (in memory all-in-one, in Redis when clustered; set alike on every process)")
+	fs.IntVar(&cfg.HistoryLen, "history-len", 0, "pushes kept per stream (0: 1000)")
+	fs.DurationVar(&cfg.HistoryAge, "history-age", 0, "how long a push is kept for recovery (0: 10m)")
+	fs.Int64Var(&cfg.HistoryBytes, "history-bytes", 0, "in-memory history only: total size in bytes; whole streams are evicted past it (0: 256 MiB)")
 	fs.StringVar(&cfg.Auth, "auth", "", "client auth: dev (trust the client's JSON) or token (signed JWT); default dev, or token when -token-secret is set")
 	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
@@ -294,6 +307,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return usageErr("kafka-brokers", "%q is not host:port", b)
 		}
+	}
+	if c.HistoryLen < 0 || c.HistoryAge < 0 || c.HistoryBytes < 0 {
+		return usageErr("history-len", "history bounds cannot be negative")
 	}
 	if c.needs(RoleLogic) && c.HTTPAddr == "" {
 		return usageErr("http-addr", "role %s serves the push API and needs it", c.Role)

@@ -21,7 +21,12 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, ":3102", cfg.WSAddr)
 	require.Equal(t, "127.0.0.1:3111", cfg.HTTPAddr, "the push API is not reachable from other machines by default")
 	require.Equal(t, AuthDev, cfg.Auth, "the zero-flag server uses dev auth")
+	require.True(t, cfg.History, "history and recovery are on by default")
 	require.False(t, cfg.Clustered())
+
+	cfg, err = Parse([]string{"-history=false"}, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.False(t, cfg.History)
 }
 
 func TestDefaultConfigIsValid(t *testing.T) {
@@ -67,6 +72,7 @@ func TestParseRefusesBadValues(t *testing.T) {
 		{"clustered without link secret", []string{"-role", "cloud", "-redis-addr", "127.0.0.1:6379"}, nil, "-link-secret"},
 		{"token without secret", []string{"-auth", "token"}, nil, "-token-secret"},
 		{"unknown auth", []string{"-auth", "none"}, nil, "-auth"},
+		{"negative history bound", []string{"-history-age", "-1s"}, nil, "-history"},
 		{"cert without key", []string{"-tls-cert", "c.pem"}, nil, "-tls-key"},
 		{"bad proxy cidr", append([]string{"-trusted-proxies", "10.0.0.1"}, cluster...), nil, "-trusted-proxies"},
 		{"negative limit", []string{"-max-conns", "-1"}, nil, "-max-conns"},

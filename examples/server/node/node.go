@@ -29,17 +29,26 @@ type router interface {
 	job.NodeDirectory
 }
 
+// history is the stream history every role reads or appends to: logic's
+// memory store or the Redis one.
+type history interface {
+	logic.History
+	cloud.History
+	job.History
+}
+
 // App is one process of the reference server: every role (the default) or
 // one of them, with its listeners and backends.
 type App struct {
 	cfg Config
 	log *slog.Logger
 
-	router router
-	queue  logic.Queue
-	source job.Source
-	dlq    func(context.Context, imcloud.Record) error
-	closer []func() error // backends this App owns, closed last
+	router  router
+	history history // nil: history off
+	queue   logic.Queue
+	source  job.Source
+	dlq     func(context.Context, imcloud.Record) error
+	closer  []func() error // backends this App owns, closed last
 
 	pusher  *logic.Pusher
 	cloud   *cloud.Server
@@ -209,7 +218,7 @@ func (a *App) newCloud() error {
 	if a.Addr("ws") != "" {
 		public = append(public, scheme[1]+"://"+a.advertised(a.cfg.AdvertiseWS, "ws")+"/sub")
 	}
-	srv, err := cloud.New(cloud.Config{
+	cc := cloud.Config{
 		NodeID:             a.cfg.NodeID,
 		Store:              a.router,
 		Authenticator:      auth,
@@ -232,7 +241,11 @@ func (a *App) newCloud() error {
 		HeartbeatTimeout:   a.cfg.HeartbeatMax,
 		Client:             a.clientSettings(),
 		Logger:             a.log.With("role", RoleCloud),
-	})
+	}
+	if a.history != nil {
+		cc.History = a.history
+	}
+	srv, err := cloud.New(cc)
 	if err != nil {
 		return err // already "cloud: ..."
 	}
@@ -253,8 +266,12 @@ func (a *App) authenticator() (cloud.Authenticator, error) {
 }
 
 func (a *App) newLogic() error {
-	p, err := logic.New(logic.Config{Router: a.router, Queue: a.queue, Timeout: pushTimeout,
-		MaxPushCost: a.cfg.MaxPushCost, Logger: a.log.With("role", RoleLogic)})
+	lc := logic.Config{Router: a.router, Queue: a.queue, Timeout: pushTimeout,
+		MaxPushCost: a.cfg.MaxPushCost, Logger: a.log.With("role", RoleLogic)}
+	if a.history != nil {
+		lc.History = a.history
+	}
+	p, err := logic.New(lc)
 	if err != nil {
 		return err // already "logic: ..."
 	}
@@ -281,7 +298,11 @@ func (a *App) newJob() error {
 		LinkSecret:  a.cfg.LinkSecret,
 		LinkOptions: job.LinkOptions{TLS: linkTLS},
 		DeadLetter:  a.deadLetter(),
+		Users:       a.router,
 		Logger:      a.log.With("role", RoleJob),
+	}
+	if a.history != nil {
+		cfg.History = a.history
 	}
 	if !a.cfg.Clustered() {
 		// One process: deliver straight into the gateway, no link.
