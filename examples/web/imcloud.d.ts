@@ -126,6 +126,7 @@ export declare const MAX_POSITIONS: 16;
 
 /** An op 24 body decoded: the push's own op and body, and its place in its stream. */
 export interface PushAt {
+  /** the push's op, or 9 (Op.RAW) when body is an op 9 batch's frames sharing the offset */
   op: number;
   /** the push's position in its stream */
   offset: number;

@@ -19,7 +19,7 @@
 //	const c = new Client("ws://127.0.0.1:3102/sub", { mid: 42, roomId: "live://1000" });
 //	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
-import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody } from "./codec.js";
+import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody, unbatch } from "./codec.js";
 import { PositionBook, decodePushAt, parseRecovery } from "./recovery.js";
 
 export * from "./codec.js";
@@ -145,6 +145,8 @@ const replyOps = new Map([
  *   - turns each op 24 into an ordinary "message" event with the push's own
  *     op, plus its stream, epoch and offset, and replayed (true for the
  *     pushes between the AuthReply, or the ChangeRoom reply, and the op 25);
+ *     an op 24 whose op is 9 carries a batch: one event per frame, all at
+ *     the op 24's offset;
  *   - keeps the position of each stream it follows: set by op 25, advanced by
  *     each op 24 (never moved back within an epoch; a new epoch replaces it);
  *   - emits a "recovery" event for each op 25: streams (per stream: stream,
@@ -339,14 +341,19 @@ export class Client extends EventTarget {
     }
   }
 
-  // _pushAt turns an op 24 frame into a message and advances the stream's
+  // _pushAt turns an op 24 frame into messages (one, or one per frame of
+  // the op 9 batch it carries, all at its offset) and advances the stream's
   // position; a malformed one is reported and skipped.
   _pushAt(f, receivedAt) {
     const p = this._decode(decodePushAt, f.body);
     if (p === undefined) return;
+    const pushes = p.op === Op.RAW ? this._decode(unbatch, [p]) : [p];
+    if (pushes === undefined) return;
     this._book.pushed(p.stream, p.epoch, p.offset);
-    const frame = { op: p.op, ver: f.ver, seq: f.seq, body: p.body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed: this._replayAll || p.stream === this._replayRoom };
-    this._emit("message", new Message(frame, receivedAt));
+    const replayed = this._replayAll || p.stream === this._replayRoom;
+    for (const { op, body } of pushes) {
+      this._emit("message", new Message({ op, ver: f.ver, seq: f.seq, body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed }, receivedAt));
+    }
   }
 
   // _recovery applies an op 25 frame to the positions and reports it.

@@ -19,6 +19,9 @@ export const MAX_POSITIONS = 16;
  *
  *	op int32 | offset int64 | s uint8 | stream (s bytes) | e uint8 | epoch (e bytes) | body
  *
+ * op is the push's op, or 9 (Op.RAW) when body is an op 9 batch's frames:
+ * pushes that share the offset (unbatch([pushAt]) flattens them).
+ *
  * Throws ProtocolError when the body is too short for its lengths, the
  * stream or the epoch is empty, or the offset is negative or past
  * Number.MAX_SAFE_INTEGER (a position JavaScript cannot hold exactly). body

@@ -12,7 +12,9 @@ import {
   State,
   authBody,
   decodePushAt,
+  decodeFrames,
   encodeBatch,
+  encodeFrame,
   encodePushAt,
   parseRecovery,
   text,
@@ -42,6 +44,27 @@ test("op 24 body has the exact bytes of docs/protocol.md and round-trips", () =>
   }
   assert.throws(() => encodePushAt({ op: 1000, offset: 1, stream: "", epoch: "e" }), TypeError);
   assert.throws(() => encodePushAt({ op: 1000, offset: -1, stream: "u:1", epoch: "e" }), TypeError);
+});
+
+test("the frames of docs/protocol.md's examples, byte for byte", () => {
+  // Op 24: push 1000 "hi" at offset 120 of stream u:42, epoch a1b2, 40 bytes.
+  const pushAt = encodeFrame({ op: Op.PUSH_AT, ver: 2, seq: 0, body: encodePushAt({ op: 1000, offset: 120, stream: "u:42", epoch: "a1b2", body: "hi" }) });
+  const wantPushAt = "00 00 00 28 00 10 00 02 00 00 00 18 00 00 00 00 00 00 03 e8 00 00 00 00 00 00 00 78 04 75 3a 34 32 04 61 31 62 32 68 69";
+  assert.equal(hex(pushAt), wantPushAt.replaceAll(" ", ""));
+  // Op 25 after that push was replayed.
+  const recovery = Buffer.from(
+    "0000006900100002000000190000000" +
+      "07b2273747265616d73223a5b7b227374" +
+      "7265616d223a22753a3432222c226570" +
+      "6f6368223a2261316232222c226f6666" +
+      "736574223a3132302c227265636f7665" +
+      "726564223a747275652c227265706c61" +
+      "796564223a317d5d7d",
+    "hex",
+  );
+  const [f] = decodeFrames(new Uint8Array(recovery));
+  assert.equal(f.op, Op.RECOVERY);
+  assert.deepEqual(parseRecovery(f.body), [{ stream: "u:42", epoch: "a1b2", offset: 120, recovered: true, reason: "", replayed: 1 }]);
 });
 
 test("a malformed op 24 body is a ProtocolError, never a crash", () => {
@@ -294,6 +317,33 @@ test("Client: ChangeRoom forgets the old room's position; the new room's replay 
   assert.deepEqual(of(events, "message").map((m) => [m.text(), m.replayed]), [["old room, in flight", false], ["user, live", false]]);
   assert.equal(c.lastRecovery.resumed, false);
   assert.deepEqual(c.lastRecovery.streams.map((s) => s.stream), ["r:live://2"]);
+});
+
+test("Client: an op 24 carrying an op 9 batch is one push per frame, all at its offset", async (t) => {
+  const { c, ws, events } = await recoverClient(t);
+  ws.serve([{ op: Op.AUTH_REPLY, ver: 2, seq: ws.sent[0].seq }, recovery([{ stream: "r:live://1", epoch: "ra", offset: 5, recovered: true }])]);
+  const batchBody = (frames) => decodeFrames(encodeBatch(frames))[0].body;
+  ws.serve([
+    encodeBatch([
+      pushAt({ op: Op.RAW, offset: 8, stream: "r:live://1", epoch: "ra", body: batchBody([{ op: 1000, body: "a" }, { op: 1001, body: "b" }]) }),
+      // Malformed: a batch cut short, and a batch holding an op 9.
+      pushAt({ op: Op.RAW, offset: 9, stream: "r:live://1", epoch: "ra", body: batchBody([{ op: 1000, body: "c" }]).subarray(0, 16) }),
+      pushAt({ op: Op.RAW, offset: 10, stream: "r:live://1", epoch: "ra", body: batchBody([{ op: Op.RAW, body: encodeFrame({ op: 1000, body: "d" }) }]) }),
+    ]),
+  ]);
+  assert.deepEqual(
+    of(events, "message").map((m) => [m.op, m.text(), m.stream, m.offset]),
+    [
+      [1000, "a", "r:live://1", 8],
+      [1001, "b", "r:live://1", 8],
+    ],
+  );
+  assert.deepEqual(
+    of(events, "error").map((d) => d.error.message),
+    ["imcloud: truncated frame at offset 0: pack length 17, 16 bytes left", "imcloud: op 9 nested in a batch"],
+  );
+  assert.deepEqual(c.positions(), { "r:live://1": { epoch: "ra", offset: 8 } }, "the malformed batches moved no position");
+  assert.equal(c.state, State.OPEN);
 });
 
 test("Client: recover false sends no recovery fields", async (t) => {
