@@ -150,6 +150,19 @@ async function pushAPI(ports, path, body) {
 
 const stamp = (text) => JSON.stringify({ text, sent_ms: Date.now() });
 
+/** inHistory waits until the history route shows a push whose body holds text in the stream query names. */
+async function inHistory(ports, query, text, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(`http://127.0.0.1:${ports.http}/goim/history?${query}&n=100`);
+    const reply = await r.json();
+    assert.equal(r.status, 200, `GET /goim/history?${query}: ${JSON.stringify(reply)}`);
+    if (reply.data.entries.some((e) => e.body?.includes(text))) return;
+    if (Date.now() > deadline) throw new Error(`no ${JSON.stringify(text)} in the history of ${query} within ${timeoutMs} ms: ${JSON.stringify(reply.data)}`);
+    await sleep(50);
+  }
+}
+
 /**
  * ScriptedServer plays a recovering cloud node for a page, through
  * playwright's WebSocket routing: each connection's auth body is handed to
@@ -243,6 +256,8 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       assert.notEqual(await page.locator("#key").textContent(), "–");
       await page.waitForFunction(() => document.querySelector("#online").textContent === "1", null, { timeout: 10000 });
       assert.equal(await page.locator("#room-current").textContent(), "live://1000");
+      // The server keeps a history: the page follows its user's stream and its room's.
+      await page.waitForFunction(() => document.querySelector("#recovery").textContent === "on, following u:4242, r:live://1000", null, { timeout: 10000 });
     });
 
     await t.test("imcloud.js gives up with an AuthError when the server keeps refusing its auth", async () => {
@@ -311,6 +326,30 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       assert.equal(await pushWith("left behind in 1000").count(), 0, "a push to the old room reached the page");
     });
 
+    await t.test("pushes sent while the page was disconnected come back when it connects again", async () => {
+      await page.locator("#disconnect").click();
+      await page.locator('#status[data-state="idle"]').waitFor({ timeout: 5000 });
+      const missed = ["missed in room 2000", "missed by user 4242"];
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp(missed[0]));
+      await pushAPI(ports, "/goim/push/mids?operation=1000&mids=4242", stamp(missed[1]));
+      await inHistory(ports, "type=live&room=2000", missed[0]);
+      await inHistory(ports, "mid=4242", missed[1]);
+      assert.equal(await pushWith(missed[0]).count(), 0);
+
+      await page.locator("#connect").click(); // from the positions the page kept
+      await page.locator('#recovery[data-state="recovered"]').waitFor({ timeout: 10000 });
+      assert.equal(await page.locator("#recovery").textContent(), "recovered 2 missed pushes");
+      for (const text of missed) {
+        assert.equal(await pushWith(text).count(), 1, text);
+        assert.equal(await pushWith(text).getAttribute("data-replayed"), "true", text);
+      }
+      await shoot("recovered");
+
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("live after the recovery"));
+      await pushWith("live after the recovery").waitFor({ timeout: 10000 });
+      assert.equal(await pushWith("live after the recovery").getAttribute("data-replayed"), null);
+    });
+
     await t.test("recovery: the page shows the missed pushes that came back, and says so when they could not (scripted frames)", async () => {
       const fakeURL = `ws://127.0.0.1:${await freePort()}/sub`;
       const u = "u:77";
@@ -366,7 +405,7 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
           assert.equal(await feed(missed).getAttribute("data-replayed"), "true", missed);
           assert.equal(await feed(missed).locator(".replayed").textContent(), "replayed");
         }
-        await shootPage(p2, "recovered");
+        await shootPage(p2, "recovered-scripted");
 
         // A reload continues from the positions the page kept in sessionStorage.
         await p2.reload();
@@ -391,6 +430,13 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       await server.start(); // same ports
       await page.locator('#status[data-state="open"]').waitFor({ timeout: 45000 });
       assert.equal(await page.locator("#room-current").textContent(), "live://2000");
+      // The restarted server's history (in memory) starts over: the page says
+      // its streams could not be recovered, rather than "nothing missed".
+      await page.locator('#recovery[data-state="incomplete"]').waitFor({ timeout: 10000 });
+      assert.equal(
+        await page.locator("#recovery").textContent(),
+        "not recovered (u:4242: epoch_changed; r:live://2000: epoch_changed); 0 missed pushes replayed, some may be lost",
+      );
       await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("after the restart"));
       await pushWith("after the restart").waitFor({ timeout: 10000 });
     });
