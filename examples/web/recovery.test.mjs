@@ -360,3 +360,18 @@ test("Client: an auth carries at most MAX_POSITIONS positions", async (t) => {
   const { ws } = await recoverClient(t, { positions });
   assert.equal(Object.keys(JSON.parse(text(ws.sent[0].body)).positions).length, MAX_POSITIONS);
 });
+
+test("Client: offset -1, an empty stream's top, is a position like any other", async (t) => {
+  const { c, ws } = await recoverClient(t, { positions: { "u:42": { epoch: "ua", offset: -1 } } });
+  assert.deepEqual(JSON.parse(text(ws.sent[0].body)).positions, { "u:42": { epoch: "ua", offset: -1 } });
+  ws.serve([
+    { op: Op.AUTH_REPLY, ver: 2, seq: ws.sent[0].seq },
+    recovery([
+      { stream: "u:42", epoch: "ua", offset: -1, recovered: true, replayed: 0 },
+      { stream: "r:live://1", epoch: "ra", offset: -1, recovered: true, replayed: 0 },
+    ]),
+  ]);
+  assert.deepEqual(c.positions(), { "u:42": { epoch: "ua", offset: -1 }, "r:live://1": { epoch: "ra", offset: -1 } });
+  ws.serve([pushAt({ op: 1000, offset: 0, stream: "r:live://1", epoch: "ra", body: "first push of the room" })]);
+  assert.deepEqual(c.positions()["r:live://1"], { epoch: "ra", offset: 0 });
+});

@@ -382,6 +382,13 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
             { stream: r, epoch: "R1", offset: 6, recovered: true, replayed: 0 },
           ]),
         ],
+        // Another user, a server that keeps no history: "unavailable" at once.
+        (auth) => [
+          scriptedRecovery([
+            { stream: `u:${auth.mid}`, epoch: "", offset: 0, recovered: false, reason: "unavailable", replayed: 0 },
+            { stream: `r:${auth.room_id}`, epoch: "", offset: 0, recovered: false, reason: "unavailable", replayed: 0 },
+          ]),
+        ],
       ]);
       const p2 = await context.newPage();
       const errors = [];
@@ -412,6 +419,14 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
         await p2.locator('#recovery[data-state="incomplete"]').waitFor({ timeout: 10000 });
         assert.deepEqual(scripted.auths[2].positions, { [u]: { epoch: "E1", offset: 13 }, [r]: { epoch: "R1", offset: 6 } });
         assert.match(await p2.locator("#recovery").textContent(), /^not recovered \(u:77: epoch_changed\); 0 missed pushes replayed/);
+
+        await p2.goto(`http://127.0.0.1:${ports.http}/?ws=${encodeURIComponent(fakeURL)}&mid=78&room=live://78`);
+        await p2.locator('#recovery[data-state="incomplete"]').waitFor({ timeout: 10000 });
+        assert.equal(scripted.auths[3].positions, undefined, "the positions kept were another user's");
+        assert.equal(
+          await p2.locator("#recovery").textContent(),
+          "unavailable (u:78: unavailable; r:live://78: unavailable): pushes missed while disconnected will not come back",
+        );
         assert.deepEqual(errors, [], "errors in the page");
       } finally {
         await p2.close();

@@ -134,9 +134,21 @@ function savePositions() {
 function showRecovery({ streams, recovered, replayed, resumed }) {
   const el = $("recovery");
   const names = streams.map((s) => s.stream).join(", ");
-  if (!resumed) {
+  const why = streams
+    .filter((s) => !s.recovered)
+    .map((s) => `${s.stream}: ${s.reason || "unknown reason"}`)
+    .join("; ");
+  if (!resumed && recovered) {
     log(`recovery on, following ${names || "no stream"}`);
     if (el.dataset.state === "") el.textContent = `on, following ${names || "no stream"}`;
+    return;
+  }
+  if (!resumed) {
+    // Nothing was asked, yet not recovered: the server keeps no history
+    // (unavailable), so a reconnect will not bring missed pushes back.
+    el.dataset.state = "incomplete";
+    el.textContent = `unavailable (${why}): pushes missed while disconnected will not come back`;
+    log(`recovery unavailable: ${why}`, "warn");
     return;
   }
   const missed = `${replayed} missed push${replayed === 1 ? "" : "es"}`;
@@ -147,10 +159,6 @@ function showRecovery({ streams, recovered, replayed, resumed }) {
     log(`reconnected: recovered ${missed}`, "ok");
     return;
   }
-  const why = streams
-    .filter((s) => !s.recovered)
-    .map((s) => `${s.stream}: ${s.reason || "unknown reason"}`)
-    .join("; ");
   el.dataset.state = "incomplete";
   el.textContent = `not recovered (${why}); ${missed} replayed, some may be lost`;
   log(`reconnected, recovery incomplete: ${why}; ${missed} replayed`, "warn");
