@@ -282,4 +282,3 @@ func nextRecovery(t *testing.T, c *client.Client) client.Recovery {
 	}
 	return client.Recovery{}
 }
-
