@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,9 +30,11 @@ func (l *countingLink) Deliver(ctx context.Context, msgs []*imcloud.Message) err
 // BenchmarkThroughputToCloudNode measures queue messages consumed and
 // accepted by one local cloud gateway per second, through the TCP link.
 // The records are queued before the timer starts; the timer stops when the
-// last offset is committed.
+// last offset is committed. mids messages (one user each, four users
+// with a connection each) go through Config.Users, and with "-history"
+// room and mids messages are appended to logic's memory history first.
 func BenchmarkThroughputToCloudNode(b *testing.B) {
-	for _, kind := range []string{"keys", "room"} {
+	for _, kind := range []string{"keys", "room", "room-history", "mids", "mids-history"} {
 		b.Run(kind, func(b *testing.B) {
 			node := startCloudNode(b, "bench", 0)
 			// A few connections, so that deliveries reach real queues.
@@ -44,14 +47,26 @@ func BenchmarkThroughputToCloudNode(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				m := &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000,
 					Node: node.node().ID, Keys: []string{fmt.Sprint("nobody", i%4)}, Body: body}
-				if kind == "room" {
+				switch strings.TrimSuffix(kind, "-history") {
+				case "room":
 					m = &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindRoom, Op: 1000,
 						Room: fmt.Sprint("live://r", i%16), Body: body}
+				case "mids":
+					m = &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindMids, Op: 1000,
+						Mids: []int64{int64(i%4 + 1)}, Body: body}
 				}
 				src.publish(m)
 			}
 			var cl *countingLink
 			cfg := fastConfig(src, newMemDir(node.node()))
+			var sessions []imcloud.Session
+			for mid := int64(1); mid <= 4; mid++ {
+				sessions = append(sessions, imcloud.Session{Mid: mid, Key: fmt.Sprint("nobody", mid), Node: node.node().ID})
+			}
+			cfg.Users = newUsers(b, sessions...)
+			if strings.HasSuffix(kind, "-history") {
+				cfg.History = logic.NewMemoryHistory(logic.MemoryHistoryConfig{})
+			}
 			cfg.Connect = func(ctx context.Context, n imcloud.Node) (Link, error) {
 				cl = &countingLink{Link: NewLinkClient(n.LinkAddr, secret, LinkOptions{})}
 				return cl, nil
