@@ -52,10 +52,14 @@ type Config struct {
 	// each room message to its room's stream before anything of it is
 	// delivered, and what is delivered carries the stream, the epoch and
 	// the offset (the record's). Key pushes and broadcasts belong to no
-	// stream and are delivered as without it. An append that fails is
-	// retried with backoff (RetryMin to RetryMax) while the job runs; the
-	// records of its partition wait meanwhile, undelivered and
-	// uncommitted. Requires Users (ErrNoUsers). Default none.
+	// stream and are delivered as without it; so is a room message whose
+	// room key names no stream. A mids message should carry one user, as
+	// logic publishes them: another user's stream lives in another
+	// partition, and the store starts it a new epoch when a push of it
+	// comes from this one. An append that fails is retried with backoff
+	// (RetryMin to RetryMax) while the job runs; the records of its
+	// partition wait meanwhile, undelivered and uncommitted. Requires
+	// Users (ErrNoUsers). Default none.
 	History History
 
 	// MaxDelivery caps the messages in one Deliver call to a node. Messages

@@ -311,3 +311,26 @@ func TestHistoryRedeliveryKeepsOffsets(t *testing.T) {
 	}
 	checkPlaced(t, h, all)
 }
+
+func TestHistoryRecordsNoStreamCanName(t *testing.T) {
+	a := startTestNode(t, "a", secret)
+	h := newStoreHistory()
+	src := newMemQueue(t, 1)
+	users := newUsers(t, imcloud.Session{Mid: 1, Key: "k1", Node: "a"})
+	j := startJob(t, historyConfig(src, newMemDir(a.node()), users, h))
+
+	// A room key without "://" (an older logic let it through) names no
+	// stream: delivered as without history, never holding the partition
+	// on an append the store refuses. A mids message without a valid user
+	// is poison.
+	src.publish(roomMsg("lobby", "no stream"), midsMsg("nobody", 0, -1), midsMsg("after", 1))
+	got := a.waitCount(t, 2, 5*time.Second)
+	require.Equal(t, []string{"no stream", "after"}, bodies(got, nil))
+	require.Empty(t, got[0].Stream)
+	require.Equal(t, imcloud.UserStream(1), got[1].Stream)
+	eventually(t, src.allCommitted, 5*time.Second, "all committed")
+	s := j.Stats()
+	require.EqualValues(t, 1, s.Skipped)
+	require.EqualValues(t, 1, s.HistoryAppended)
+	require.Zero(t, s.HistoryErrors)
+}
