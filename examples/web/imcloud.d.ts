@@ -123,6 +123,8 @@ export type Positions = Record<string, Position>;
 
 /** How many positions an auth frame may carry (a server refuses more). */
 export declare const MAX_POSITIONS: 16;
+/** How many stream positions a Client holds at most (the rooms it left longest ago go first). */
+export declare const MAX_HELD: 64;
 
 /** An op 24 body decoded: the push's own op and body, and its place in its stream. */
 export interface PushAt {
@@ -319,7 +321,11 @@ export declare class Client extends EventTarget {
   connect(): void;
   /** Closes the connection and stops reconnecting. */
   close(code?: number, reason?: string): void;
-  /** Moves to room ("" leaves); resolves once the server replied. */
+  /**
+   * Moves to room ("" leaves); resolves once the server replied. With
+   * recovery, carries the room's position when the client holds one, so the
+   * pushes the room got since it left are replayed.
+   */
   changeRoom(room: string): Promise<string>;
   /** Adds push ops to accept; resolves with the full list. */
   sub(ops: number | string | Array<number | string>): Promise<number[]>;
@@ -329,6 +335,9 @@ export declare class Client extends EventTarget {
   send(body: Body, op?: number): Promise<Uint8Array>;
   /** Sends a heartbeat now (the reply carries the online count). */
   heartbeat(): void;
-  /** The positions of the streams the client follows (what its next auth sends); a copy. */
+  /**
+   * The positions the client holds: its user's, its room's (what its next
+   * auth sends) and those of rooms it left; a copy.
+   */
   positions(): Positions;
 }

@@ -20,10 +20,10 @@
 //	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
 import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody, unbatch } from "./codec.js";
-import { PositionBook, decodePushAt, parseRecovery } from "./recovery.js";
+import { PositionBook, changedRoomStream, decodePushAt, parseRecovery } from "./recovery.js";
 
 export * from "./codec.js";
-export { MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
+export { MAX_HELD, MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
 
 
 /**
@@ -147,8 +147,8 @@ const replyOps = new Map([
  *     pushes between the AuthReply, or the ChangeRoom reply, and the op 25);
  *     an op 24 whose op is 9 carries a batch: one event per frame, all at
  *     the op 24's offset;
- *   - keeps the position of each stream it follows: set by op 25, advanced by
- *     each op 24 (never moved back within an epoch; a new epoch replaces it);
+ *   - keeps the position of each stream: set by op 25, advanced by each op 24
+ *     (never moved back within an epoch; a new epoch replaces it);
  *   - emits a "recovery" event for each op 25: streams (per stream: stream,
  *     epoch, offset, recovered, reason, replayed, resumed), recovered (every
  *     stream was), replayed (the total) and resumed (the auth carried a
@@ -158,9 +158,13 @@ const replyOps = new Map([
  *     holds: what it still holds was replayed), "unknown_position",
  *     "not_followed", "unavailable".
  * Positions live as long as the Client object (options.positions seeds them,
- * positions() reads them, e.g. to keep them across a page reload). A room's
- * position is dropped when the client leaves the room: coming back is a fresh
- * start, like a first connect. A malformed op 24 or op 25 is an "error" event
+ * positions() reads them, e.g. to keep them across a page reload). A
+ * ChangeRoom to a room the client has a position in carries it (as JSON
+ * {"room_id", "position"}, once the server has shown that it recovers: an op
+ * 25 on this connection), so going back to a room replays what was pushed
+ * there meanwhile, within the history's bounds; the client holds the
+ * positions of at most MAX_HELD streams, dropping the rooms it left longest
+ * ago first. A malformed op 24 or op 25 is an "error" event
  * (ProtocolError) and is skipped; the connection stays, since reconnecting
  * would bring the same bytes again. A server without recovery ignores the
  * auth's extra fields and sends plain pushes and no op 25: recover on costs
@@ -279,14 +283,15 @@ export class Client extends EventTarget {
   /**
    * changeRoom moves the connection to room ("type://id"; "" leaves the room).
    * Resolves with the room once the server replied (op 13). The room is also
-   * remembered for reconnects.
+   * remembered for reconnects. With recovery, it carries the room's position
+   * when the client has one (see Recovery).
    */
   async changeRoom(room) {
     room = room ?? "";
     this.roomId = room;
-    this._book.prune();
     if (this.state !== State.OPEN) return room; // applied at the next auth
-    await this._request(Op.CHANGE_ROOM, room);
+    const position = this._recovers && room !== "" ? this._book.forRoom(`r:${room}`) : null;
+    await this._request(Op.CHANGE_ROOM, position ? JSON.stringify({ room_id: room, position }) : room);
     this._emit("room", { room });
     this.heartbeat(); // refresh the online count for the new room
     return room;
@@ -320,12 +325,13 @@ export class Client extends EventTarget {
   }
 
   /**
-   * positions returns the client's positions, {stream: {epoch, offset}}, of
-   * the streams it follows: what its next auth sends. A copy; pass it as
-   * options.positions to a new Client to continue from there.
+   * positions returns the positions the client holds, {stream: {epoch,
+   * offset}}: its user's, its room's and those of rooms it left (its next
+   * auth sends the first two). A copy; pass it as options.positions to a new
+   * Client to continue from there.
    */
   positions() {
-    return this._book.snapshot();
+    return this._book.all();
   }
 
   // ---- internals ----
@@ -475,8 +481,7 @@ export class Client extends EventTarget {
     this._replayRoom = ""; // op 24 frames of this stream are (after a ChangeRoom reply)
     ws.onopen = () => {
       this._emit("open", { url: this.url });
-      const positions = this.recover ? this._book.snapshot() : {};
-      this._book.sent(positions);
+      const positions = this.recover ? this._book.forAuth() : {};
       const body = authBody({
         mid: this.mid,
         key: this.key,
@@ -633,7 +638,7 @@ export class Client extends EventTarget {
       case Op.CHANGE_ROOM_REPLY:
         // A recovering server replays the new room's missed pushes next,
         // until its op 25.
-        if (this._settle(f, Op.CHANGE_ROOM) && this._recovers && f.body.length > 0) this._replayRoom = `r:${text(f.body)}`;
+        if (this._settle(f, Op.CHANGE_ROOM) && this._recovers) this._replayRoom = changedRoomStream(f.body);
         return;
       case Op.SUB_REPLY:
       case Op.UNSUB_REPLY:

@@ -115,10 +115,35 @@ export function parseRecovery(body) {
 }
 
 /**
- * PositionBook holds a Client's positions: per stream it follows, the epoch
- * and offset of the last push it saw. follows(stream) says which streams
- * those are (the Client's: user streams and its current room's); positions
- * of other streams are neither kept nor sent.
+ * changedRoomStream is the stream of the room a ChangeRoom reply moved to
+ * (the reply's body is the request's: a room key, or JSON with room_id), or
+ * "" when it left the room. Not exported by imcloud.js.
+ */
+export function changedRoomStream(body) {
+  let room = text(body);
+  if (room.startsWith("{")) {
+    try {
+      room = String(JSON.parse(room).room_id ?? "");
+    } catch {
+      room = "";
+    }
+  }
+  return room === "" ? "" : `r:${room}`;
+}
+
+/**
+ * MAX_HELD is how many stream positions a Client holds at most: its user's,
+ * its room's, and the rooms it was in before, the least recently moved
+ * dropped first.
+ */
+export const MAX_HELD = 64;
+
+/**
+ * PositionBook holds a Client's positions: per stream, the epoch and offset
+ * of the last push it saw. follows(stream) says which streams the Client
+ * follows now (its user's and its current room's): those its auth sends.
+ * The positions of rooms it left are kept (a ChangeRoom back sends the
+ * room's), at most MAX_HELD streams in all.
  */
 export class PositionBook {
   /**
@@ -127,15 +152,26 @@ export class PositionBook {
    */
   constructor(follows, initial = {}) {
     this.follows = follows;
-    this._held = new Map(); // stream -> {epoch, offset}
-    this._asked = new Set(); // the streams the last auth carried, until its op 25
+    this._held = new Map(); // stream -> {epoch, offset}, least recently moved first
+    this._asked = new Set(); // the streams whose positions were sent, until the op 25 answering them
     for (const [stream, p] of Object.entries(initial ?? {})) {
-      if (typeof p?.epoch === "string" && p.epoch !== "" && Number.isSafeInteger(p.offset)) this._held.set(stream, { epoch: p.epoch, offset: p.offset });
+      if (typeof p?.epoch === "string" && p.epoch !== "" && Number.isSafeInteger(p.offset)) this._set(stream, p.epoch, p.offset);
     }
   }
 
-  /** snapshot returns the positions of the streams followed, {stream: {epoch, offset}}, at most MAX_POSITIONS: a copy. */
-  snapshot() {
+  /** all returns every position held, {stream: {epoch, offset}}: a copy. */
+  all() {
+    const out = {};
+    for (const [stream, p] of this._held) out[stream] = { epoch: p.epoch, offset: p.offset };
+    return out;
+  }
+
+  /**
+   * forAuth returns the positions an auth sends: those of the streams
+   * followed, at most MAX_POSITIONS. The op 25 answering the auth reports
+   * them as resumed.
+   */
+  forAuth() {
     const out = {};
     let n = 0;
     for (const [stream, p] of this._held) {
@@ -144,43 +180,43 @@ export class PositionBook {
       out[stream] = { epoch: p.epoch, offset: p.offset };
       n++;
     }
+    this._asked = new Set(Object.keys(out));
     return out;
   }
 
-  /** sent records the positions an auth carried: the op 25 answering it reports those streams as resumed. */
-  sent(positions) {
-    this._asked = new Set(Object.keys(positions));
-  }
-
-  /** prune drops the positions of the streams no longer followed (a room left). */
-  prune() {
-    for (const stream of this._held.keys()) if (!this.follows(stream)) this._held.delete(stream);
+  /**
+   * forRoom returns the position a ChangeRoom to stream sends, or null; the
+   * op 25 answering it reports the stream as resumed.
+   */
+  forRoom(stream) {
+    const p = this._held.get(stream);
+    if (!p) return null;
+    this._asked.add(stream);
+    return { epoch: p.epoch, offset: p.offset };
   }
 
   /**
-   * pushed moves a followed stream's position to an op 24 push's: a new epoch
+   * pushed moves a stream's position to an op 24 push's: a new epoch
    * replaces it; within an epoch it never moves back (a push at or below it,
    * delivered live right after a first connect, leaves it).
    */
   pushed(stream, epoch, offset) {
-    if (!this.follows(stream)) return;
     const held = this._held.get(stream);
-    if (!held || held.epoch !== epoch || offset > held.offset) this._held.set(stream, { epoch, offset });
+    if (!held || held.epoch !== epoch || offset > held.offset) this._set(stream, epoch, offset);
   }
 
   /**
-   * recovered applies the streams of an op 25 (parseRecovery's): a followed
-   * stream's position becomes the one the server gives (unless it gives no
-   * epoch); a stream not followed, or reported not_followed, is forgotten.
-   * Returns the detail of the Client's "recovery" event.
+   * recovered applies the streams of an op 25 (parseRecovery's): a stream's
+   * position becomes the one the server gives (unless it gives no epoch); a
+   * stream reported not_followed is forgotten. Returns the detail of the
+   * Client's "recovery" event.
    */
   recovered(streams) {
-    const asked = this._asked;
-    this._asked = new Set(); // a later op 25 (a ChangeRoom's) answers no auth
     const out = streams.map((s) => {
-      if (s.reason === "not_followed" || !this.follows(s.stream)) this._held.delete(s.stream);
-      else if (s.epoch !== "") this._held.set(s.stream, { epoch: s.epoch, offset: s.offset });
-      return { ...s, resumed: asked.has(s.stream) };
+      const resumed = this._asked.delete(s.stream);
+      if (s.reason === "not_followed") this._held.delete(s.stream);
+      else if (s.epoch !== "") this._set(s.stream, s.epoch, s.offset);
+      return { ...s, resumed };
     });
     return {
       streams: out,
@@ -188,5 +224,19 @@ export class PositionBook {
       replayed: out.reduce((n, s) => n + s.replayed, 0),
       resumed: out.some((s) => s.resumed),
     };
+  }
+
+  // _set holds a position as the most recently moved, dropping the least
+  // recently moved stream not followed past MAX_HELD.
+  _set(stream, epoch, offset) {
+    this._held.delete(stream);
+    this._held.set(stream, { epoch, offset });
+    if (this._held.size <= MAX_HELD) return;
+    for (const name of this._held.keys()) {
+      if (!this.follows(name)) {
+        this._held.delete(name);
+        return;
+      }
+    }
   }
 }

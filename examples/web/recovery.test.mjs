@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { FakeWebSocket, sleep, tick } from "./fake-websocket.mjs";
 import {
   Client,
+  MAX_HELD,
   MAX_POSITIONS,
   Message,
   Op,
@@ -249,7 +250,7 @@ test("Client: recovered false with a reason; a new epoch replaces the position; 
   assert.equal(r.recovered, false);
   assert.equal(r.resumed, true);
   assert.deepEqual(r.streams.map((s) => [s.stream, s.recovered, s.reason]), [["u:42", false, "epoch_changed"], ["r:live://1", false, "trimmed"]]);
-  assert.deepEqual(c.positions(), { "u:42": { epoch: "new", offset: 3 }, "r:live://1": { epoch: "ra", offset: 9 } });
+  assert.deepEqual(c.positions(), { "r:live://9": { epoch: "x", offset: 1 }, "u:42": { epoch: "new", offset: 3 }, "r:live://1": { epoch: "ra", offset: 9 } });
 
   // A push at or below the position (the server's buffered live pushes on a
   // first connect may be) is delivered but does not move it back.
@@ -262,7 +263,7 @@ test("Client: recovered false with a reason; a new epoch replaces the position; 
 
   // not_followed: the server will not read that stream; its position goes.
   ws.serve([recovery([{ stream: "u:42", recovered: false, reason: "not_followed" }])]);
-  assert.deepEqual(Object.keys(c.positions()), ["r:live://1"]);
+  assert.deepEqual(Object.keys(c.positions()), ["r:live://9", "r:live://1"]);
   assert.equal(of(events, "error").length, 0);
 });
 
@@ -293,7 +294,7 @@ test("Client: a malformed op 24 or op 25 is an error event and skipped; the conn
   assert.equal(of(events, "close").length, 0);
 });
 
-test("Client: ChangeRoom forgets the old room's position; the new room's replay and op 25 follow the reply", async (t) => {
+test("Client: ChangeRoom: the new room's replay and op 25 follow the reply; going back carries the room's position", async (t) => {
   const { c, ws, events } = await recoverClient(t);
   ws.serve([
     { op: Op.AUTH_REPLY, ver: 2, seq: ws.sent[0].seq },
@@ -304,19 +305,72 @@ test("Client: ChangeRoom forgets the old room's position; the new room's replay 
   ]);
   const moved = c.changeRoom("live://2");
   const cr = ws.sent.at(-1);
-  assert.equal(text(cr.body), "live://2", "a bare room key, as goim's");
-  assert.deepEqual(Object.keys(c.positions()), ["u:42"]);
+  assert.equal(text(cr.body), "live://2", "no position for that room: a bare room key, as goim's");
   ws.serve([
     pushAt({ op: 1000, offset: 6, stream: "r:live://1", epoch: "ra", body: "old room, in flight" }),
     { op: Op.CHANGE_ROOM_REPLY, seq: cr.seq, body: cr.body },
+    pushAt({ op: 1000, offset: 41, stream: "r:live://2", epoch: "rb", body: "new room, replayed" }),
+    recovery([{ stream: "r:live://2", epoch: "rb", offset: 41, recovered: true, replayed: 1 }]),
     pushAt({ op: 1000, offset: 2, stream: "u:42", epoch: "ua", body: "user, live" }),
-    recovery([{ stream: "r:live://2", epoch: "rb", offset: 40, recovered: true, replayed: 0 }]),
   ]);
   assert.equal(await moved, "live://2");
-  assert.deepEqual(c.positions(), { "u:42": { epoch: "ua", offset: 2 }, "r:live://2": { epoch: "rb", offset: 40 } });
-  assert.deepEqual(of(events, "message").map((m) => [m.text(), m.replayed]), [["old room, in flight", false], ["user, live", false]]);
+  assert.deepEqual(c.positions(), { "r:live://1": { epoch: "ra", offset: 6 }, "r:live://2": { epoch: "rb", offset: 41 }, "u:42": { epoch: "ua", offset: 2 } });
   assert.equal(c.lastRecovery.resumed, false);
   assert.deepEqual(c.lastRecovery.streams.map((s) => s.stream), ["r:live://2"]);
+
+  // Back to room 1: the ChangeRoom carries its position; what was pushed
+  // there meanwhile is replayed.
+  const back = c.changeRoom("live://1");
+  const cr2 = ws.sent.at(-1);
+  assert.deepEqual(JSON.parse(text(cr2.body)), { room_id: "live://1", position: { epoch: "ra", offset: 6 } });
+  ws.serve([
+    { op: Op.CHANGE_ROOM_REPLY, seq: cr2.seq, body: cr2.body },
+    pushAt({ op: 1000, offset: 9, stream: "r:live://1", epoch: "ra", body: "room 1, missed while away" }),
+    recovery([{ stream: "r:live://1", epoch: "ra", offset: 9, recovered: true, replayed: 1 }]),
+    pushAt({ op: 1000, offset: 10, stream: "r:live://1", epoch: "ra", body: "room 1, live" }),
+  ]);
+  assert.equal(await back, "live://1");
+  assert.equal(c.lastRecovery.resumed, true);
+  assert.equal(c.lastRecovery.replayed, 1);
+  assert.deepEqual(
+    of(events, "message").map((m) => [m.text(), m.replayed]),
+    [
+      ["old room, in flight", false],
+      ["new room, replayed", true],
+      ["user, live", false],
+      ["room 1, missed while away", true],
+      ["room 1, live", false],
+    ],
+  );
+
+  // Leaving the room: a bare empty key, and no op 25 to wait for.
+  const left = c.changeRoom("");
+  const cr3 = ws.sent.at(-1);
+  assert.equal(text(cr3.body), "");
+  ws.serve([{ op: Op.CHANGE_ROOM_REPLY, seq: cr3.seq, body: cr3.body }, pushAt({ op: 1000, offset: 3, stream: "u:42", epoch: "ua", body: "user, live again" })]);
+  await left;
+  assert.equal(of(events, "message").at(-1).replayed, false);
+});
+
+test("Client: before the server has shown it recovers, ChangeRoom sends the bare room key", async (t) => {
+  const { c, ws } = await recoverClient(t, { positions: { "r:live://5": { epoch: "e", offset: 3 } } });
+  ws.serve([{ op: Op.AUTH_REPLY, ver: 2, seq: ws.sent[0].seq }]); // an older server: no op 25
+  const moved = c.changeRoom("live://5");
+  const cr = ws.sent.at(-1);
+  assert.equal(text(cr.body), "live://5");
+  ws.serve([{ op: Op.CHANGE_ROOM_REPLY, seq: cr.seq, body: cr.body }]);
+  await moved;
+});
+
+test("Client: at most MAX_HELD positions, the rooms left longest ago dropped first", async (t) => {
+  const positions = {};
+  for (let i = 1; i <= MAX_HELD + 6; i++) positions[`r:live://${i}`] = { epoch: "e", offset: i };
+  const { c, ws } = await recoverClient(t, { positions }); // in room live://1
+  const held = Object.keys(c.positions());
+  assert.equal(held.length, MAX_HELD);
+  assert.ok(held.includes("r:live://1"), "the room it is in stays");
+  assert.ok(!held.includes("r:live://2") && !held.includes("r:live://7") && held.includes("r:live://8"), held.slice(0, 3).join(","));
+  assert.deepEqual(JSON.parse(text(ws.sent[0].body)).positions, { "r:live://1": { epoch: "e", offset: 1 } });
 });
 
 test("Client: an op 24 carrying an op 9 batch is one push per frame, all at its offset", async (t) => {

@@ -348,6 +348,20 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("live after the recovery"));
       await pushWith("live after the recovery").waitFor({ timeout: 10000 });
       assert.equal(await pushWith("live after the recovery").getAttribute("data-replayed"), null);
+
+      // Back to room 1000: the ChangeRoom carries the room's position, and the
+      // push it got while the page was in room 2000 is replayed.
+      const move = async (room) => {
+        await page.locator("#new-room").fill(room);
+        await page.locator("#change-room").click();
+        await page.waitForFunction((r) => document.querySelector("#room-current").textContent === r, room, { timeout: 10000 });
+      };
+      await move("live://1000");
+      await page.waitForFunction(() => document.querySelector("#recovery").textContent === "recovered 1 missed push", null, { timeout: 10000 });
+      assert.equal(await pushWith("left behind in 1000").count(), 1);
+      assert.equal(await pushWith("left behind in 1000").getAttribute("data-replayed"), "true");
+      await move("live://2000");
+      await page.waitForFunction(() => document.querySelector("#recovery").textContent === "recovered 0 missed pushes", null, { timeout: 10000 });
     });
 
     await t.test("recovery: the page shows the missed pushes that came back, and says so when they could not (scripted frames)", async () => {

@@ -156,12 +156,12 @@ function showRecovery({ streams, recovered, replayed, resumed }) {
   if (recovered) {
     el.dataset.state = "recovered";
     el.textContent = `recovered ${missed}`;
-    log(`reconnected: recovered ${missed}`, "ok");
+    log(`recovered ${missed} (${names})`, "ok");
     return;
   }
   el.dataset.state = "incomplete";
   el.textContent = `not recovered (${why}); ${missed} replayed, some may be lost`;
-  log(`reconnected, recovery incomplete: ${why}; ${missed} replayed`, "warn");
+  log(`recovery incomplete: ${why}; ${missed} replayed`, "warn");
 }
 
 // ---- connect ----
