@@ -313,13 +313,14 @@ func (b *bucket) push(sched *scheduler, room string, it, rit outItem, op int32, 
 	var n, filtered uint64
 	var backlog int64 // counted once for the bucket, not per connection
 	ready := readyBatch{s: sched}
+	variant := rit.b != nil // a push without a stream never looks at c.rec
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			filtered++
 			continue
 		}
 		cit := it
-		if c.rec && rit.b != nil {
+		if variant && c.rec {
 			cit = rit
 		}
 		queued, start := c.push(cit, &backlog)

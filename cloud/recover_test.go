@@ -533,3 +533,27 @@ func TestRecoverFirstConnectRace(t *testing.T) {
 	assert.Equal(t, client.Position{Epoch: racing.Epoch, Offset: racing.Offset}, c.Positions()["u:12"])
 	expectNoPush(t, c)
 }
+
+// TestRecoverChangeRoomRaw: a recover connection's bare room key works
+// (op 13, then op 25 with the stream's top); a body that starts like JSON
+// and is not the documented object closes the connection.
+func TestRecoverChangeRoomRaw(t *testing.T) {
+	j := newJournal(t, logic.MemoryHistoryConfig{})
+	n := startNode(t, cloud.Config{History: j.h})
+	top := j.room("live://z", "before", n.srv)
+	rc := dialRaw(t, n.wsAddr, true)
+	rc.auth(2, `{"mid":13,"key":"k13","recover":true}`)
+	rc.nextOp(protocol.OpRecovery)
+	require.NoError(t, rc.send(2, protocol.OpChangeRoom, 5, []byte("live://z")))
+	f := rc.nextOp(protocol.OpChangeRoomReply)
+	assert.Equal(t, rawFrame{ver: 2, op: protocol.OpChangeRoomReply, seq: 5, body: []byte("live://z")}, f)
+	f, err := rc.next(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, protocol.OpRecovery, f.op, "op 25 right after the reply")
+	var r client.Recovery
+	require.NoError(t, json.Unmarshal(f.body, &r))
+	assert.Equal(t, []protocol.RecoveryStream{{Stream: "r:live://z", Epoch: top.Epoch, Offset: top.Offset, Recovered: true}}, r.Streams)
+
+	require.NoError(t, rc.send(2, protocol.OpChangeRoom, 6, []byte(`{"room_id":`)))
+	rc.expectClosed(t)
+}
