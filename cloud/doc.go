@@ -28,6 +28,16 @@
 // Authenticator and UpstreamHook run on connection reader goroutines and
 // must not block for long.
 //
+// # Recovery
+//
+// With Config.History set (logic.MemoryHistory, redis.History), a client
+// that authenticates with ver 2 and "recover": true gets, before any live
+// push, the pushes of its user's and its room's streams it missed since
+// the positions it sent, once each and in order, then an op 25 frame
+// saying per stream whether that was all; its pushes of a stream carry
+// their place in it (op 24). Other clients see no difference (recover.go;
+// docs/protocol.md, section 6).
+//
 // # Failures
 //
 // New refuses a Config without an Authenticator (ErrNoAuthenticator) or
@@ -39,7 +49,8 @@
 // refused link hellos in LinkRefused; refused clients by reason in
 // Refused; messages dropped before fan-out in Duplicates, Expired,
 // Invalid and Reserved; pushes a connection does not accept in Filtered;
-// frames lost to slow clients in Dropped and SlowDisconnects. The metrics
+// frames lost to slow clients in Dropped and SlowDisconnects; streams a
+// recovery could not replay in full in Recoveries, by reason. The metrics
 // package exports them (imcloud_cloud_store_errors_total,
 // imcloud_cloud_link_refused_total,
 // imcloud_cloud_connections_rejected_total,
