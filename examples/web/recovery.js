@@ -8,8 +8,9 @@ const utf8Decoder = new TextDecoder();
 
 /**
  * MAX_POSITIONS is how many stream positions an auth frame may carry; a
- * server refuses an auth with more. A Client sends at most two (its user's
- * stream and its room's).
+ * server refuses an auth with more. A Client sends those of its user's stream
+ * and its room's: two, unless it holds several users' (a token client that
+ * does not know its mid), and never more than this.
  */
 export const MAX_POSITIONS = 16;
 
