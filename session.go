@@ -43,6 +43,13 @@ type Node struct {
 	IPs int
 	// Updated is when the node last registered.
 	Updated time.Time
+	// Since is when the node's process first registered: cloud sets it
+	// once, before the node accepts any client, and registers it
+	// unchanged on every renewal. job hands a node it learns of after
+	// fanning out room pushes and broadcasts the ones accepted since then
+	// (job's catch-up, docs/design.md). Zero: unknown (a node of an
+	// earlier release), which job takes as "catch up everything it kept".
+	Since time.Time
 	// Epoch is random per node process. The router takes an ID registered
 	// again with another Epoch for a restart: the routes the previous
 	// process left behind are removed, so a stable, explicit ID (a

@@ -32,6 +32,10 @@ type sessionSync struct {
 	// start registers the node before any session, so none of this
 	// process's is among them.
 	epoch string
+	// since is when the process registered first (imcloud.Node.Since):
+	// set by New before any client can connect, the same on every
+	// registration after, even one that follows a failed first one.
+	since time.Time
 
 	mu      sync.Mutex
 	puts    map[string]imcloud.Session
@@ -53,7 +57,7 @@ func newSessionSync(s *Server) *sessionSync {
 	var e [8]byte
 	_, _ = rand.Read(e[:])
 	return &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
-		puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
+		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
 }
 
 func (ss *sessionSync) start() {
@@ -316,6 +320,7 @@ func (ss *sessionSync) node() imcloud.Node {
 	return imcloud.Node{
 		ID: s.id, LinkAddr: s.cfg.LinkAddr, PublicAddrs: s.cfg.PublicAddrs,
 		Conns: int(s.stats.sessions.Load()), IPs: s.distinctIPs(), Updated: time.Now(), Epoch: ss.epoch,
+		Since: ss.since,
 	}
 }
 

@@ -21,11 +21,15 @@ func TestStoreSessions(t *testing.T) {
 	st := newFakeStore()
 	// Another node reports 5 clients in the same room.
 	require.NoError(t, st.PutRoomCounts(context.Background(), "other", map[string]int32{"live://s": 5}, time.Minute))
+	before := time.Now()
 	n := startNode(t, cloud.Config{
 		Store: st, NodeID: "node-a", LinkAddr: "127.0.0.1:1", PublicAddrs: []string{"tcp://x:1"},
 		RoomCountInterval: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond,
 	})
 	waitFor(t, "node registered", func() bool { _, ok := st.node("node-a"); return ok })
+	first, _ := st.node("node-a")
+	assert.False(t, first.Since.Before(before), "Since is the process's registration: %v", first.Since)
+	assert.False(t, first.Since.After(first.Updated))
 
 	c := dialRaw(t, n.tcpAddr, false)
 	r := c.auth(1, goimAuth(11, "", "live://s", 1000))
@@ -35,6 +39,9 @@ func TestStoreSessions(t *testing.T) {
 	assert.Equal(t, "node-a", s.Node)
 	assert.Equal(t, []int32{1000}, s.Accepts)
 	waitFor(t, "node conns", func() bool { nd, _ := st.node("node-a"); return nd.Conns == 1 })
+	renewed, _ := st.node("node-a")
+	assert.True(t, renewed.Updated.After(first.Updated))
+	assert.True(t, renewed.Since.Equal(first.Since), "Since is kept across renewals")
 
 	// Heartbeat reports the cluster-wide count: 5 elsewhere + 1 here.
 	waitFor(t, "cluster count", func() bool {

@@ -469,6 +469,7 @@ type nodeRecord struct {
 	IPs         int      `json:"ips"`
 	Updated     int64    `json:"updated"` // unix nanoseconds
 	Epoch       string   `json:"epoch,omitempty"`
+	Since       int64    `json:"since,omitempty"` // unix nanoseconds, 0 for none
 }
 
 // PutNode registers or renews node for ttl. Updated is set to now when
@@ -479,7 +480,7 @@ func (r *Router) PutNode(ctx context.Context, node imcloud.Node, ttl time.Durati
 		node.Updated = time.Now()
 	}
 	b, err := json.Marshal(nodeRecord{node.ID, node.LinkAddr, node.PublicAddrs, node.Conns, node.IPs,
-		node.Updated.UnixNano(), node.Epoch})
+		node.Updated.UnixNano(), node.Epoch, unixNanos(node.Since)})
 	if err != nil {
 		return err
 	}
@@ -489,6 +490,23 @@ func (r *Router) PutNode(ctx context.Context, node imcloud.Node, ttl time.Durati
 			"node", node.ID, "routes", n)
 	}
 	return err
+}
+
+// unixNanos is t in Unix nanoseconds, 0 for the zero time (whose
+// UnixNano is out of range).
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNanos is unixNanos's inverse.
+func fromUnixNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // RemoveNode deregisters the node and drops its room counts.
@@ -530,7 +548,8 @@ func (r *Router) NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, err
 			continue
 		}
 		out = append(out, imcloud.Node{ID: rec.ID, LinkAddr: rec.LinkAddr, PublicAddrs: rec.PublicAddrs,
-			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated), Epoch: rec.Epoch})
+			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated), Epoch: rec.Epoch,
+			Since: fromUnixNanos(rec.Since)})
 	}
 	slices.SortFunc(out, func(a, b imcloud.Node) int { return strings.Compare(a.ID, b.ID) })
 	return out, rebuilding, nil

@@ -199,7 +199,7 @@ func testNodes(t *testing.T, h Harness) {
 	assert.Empty(t, nodes)
 
 	a := imcloud.Node{ID: "node-a", LinkAddr: "127.0.0.1:7000", PublicAddrs: []string{"tcp://a:3101", "ws://a:3102/sub"},
-		Conns: 10, IPs: 7, Updated: time.Unix(1700000000, 0)}
+		Conns: 10, IPs: 7, Updated: time.Unix(1700000000, 0), Since: time.Unix(1699999000, 123456789), Epoch: "e1"}
 	b := imcloud.Node{ID: "node-b", LinkAddr: "127.0.0.1:7001", Conns: 3, IPs: 3, Updated: time.Unix(1700000001, 0)}
 	require.NoError(t, s.PutNode(ctx, a, ttl))
 	require.NoError(t, s.PutNode(ctx, b, 300*time.Millisecond))
@@ -215,6 +215,9 @@ func testNodes(t *testing.T, h Harness) {
 	assert.Equal(t, 10, byID["node-a"].Conns)
 	assert.Equal(t, 7, byID["node-a"].IPs)
 	assert.True(t, a.Updated.Equal(byID["node-a"].Updated))
+	assert.True(t, a.Since.Equal(byID["node-a"].Since), "Since kept: %v", byID["node-a"].Since)
+	assert.Equal(t, "e1", byID["node-a"].Epoch)
+	assert.True(t, byID["node-b"].Since.IsZero(), "no Since registered: zero")
 
 	// Renewal replaces the registration.
 	a.Conns = 11
@@ -225,6 +228,7 @@ func testNodes(t *testing.T, h Harness) {
 	require.Len(t, nodes, 1, "node-b expired")
 	assert.Equal(t, "node-a", nodes[0].ID)
 	assert.Equal(t, 11, nodes[0].Conns)
+	assert.True(t, a.Since.Equal(nodes[0].Since), "Since kept across renewals")
 
 	require.NoError(t, s.RemoveNode(ctx, "node-a"))
 	require.NoError(t, s.RemoveNode(ctx, "never-registered"))
