@@ -10,10 +10,13 @@
 // difference is the generator's own delay in reading.
 // It prints progress every second and a summary per rate step, with the
 // CPU and RSS of every local process involved (-pids, and itself).
+// The recover mode (recover.go) measures instead how long reconnecting
+// clients wait for the pushes they missed (history on in the server).
 //
 //	go run ./examples/server -max-conns-per-ip 0 &
 //	go run ./examples/bench -proto ws -conns 5000 -mode room -rate 100,300 -window 30s
 //	go run ./examples/bench -mode idle -conns 15000 -idle-steps 5000,15000 -hold 60s
+//	go run ./examples/bench -mode recover -conns 100 -missed 750 -rounds 20
 //	go run ./examples/bench report -in results.jsonl -md BENCHMARKS.md
 //
 // It refuses non-loopback targets unless -allow-remote, and every run ends
@@ -63,6 +66,8 @@ type config struct {
 	reader                              string
 	pollers                             int
 	pin                                 bool
+	missed, rounds                      int
+	sharedRoom                          string
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -75,14 +80,14 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.wsAddr, "ws", "127.0.0.1:3102", "server WebSocket address")
 	fs.StringVar(&c.wsPath, "ws-path", "/sub", "WebSocket path")
 	fs.StringVar(&c.api, "api", "127.0.0.1:3111", "push API address")
-	fs.IntVar(&c.conns, "conns", 1000, "connections")
+	fs.IntVar(&c.conns, "conns", 1000, "connections (recover mode: clients, default 1)")
 	fs.IntVar(&c.rooms, "rooms", 1, "rooms (connection i joins room i mod rooms; room pushes go round robin)")
 	fs.IntVar(&c.perIP, "per-ip", 900, "connections per 127.0.0.x source address (stay under the server's per-IP cap, default 20000)")
 	fs.IntVar(&c.connectRate, "connect-rate", 1500, "new connections per second (the server accepts 2000/s per source and 10000/s in all by default)")
-	fs.StringVar(&c.mode, "mode", "room", "room, mids, keys, all (broadcast) or idle")
+	fs.StringVar(&c.mode, "mode", "room", "room, mids, keys, all (broadcast), idle or recover (reconnects that replay what they missed; recover.go)")
 	fs.StringVar(&rates, "rate", "100", "comma-separated push rates per second, one measured step each; max (or 0) is flat out")
 	fs.IntVar(&c.publishers, "publishers", 8, "concurrent publishers (one keep-alive HTTP connection each)")
-	fs.IntVar(&c.perPush, "per-push", 1, "mids or keys per push request")
+	fs.IntVar(&c.perPush, "per-push", 1, "mids or keys per push request (recover mode: default all the clients, at most 1000)")
 	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "pushing before each measured window (not counted)")
 	fs.DurationVar(&c.window, "window", 30*time.Second, "measured window of each step")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "after a window, wait at most this long for its deliveries")
@@ -108,8 +113,21 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.pollers, "pollers", max(1, runtime.GOMAXPROCS(0)-1), "epoll reader goroutines (default GOMAXPROCS-1, at least 1: readers that always have data never let the Go scheduler poll the network, so with one per P the publishers' answers waited up to 10 ms)")
 	fs.BoolVar(&c.pin, "pin", false, "pin each epoll reader's thread to a CPU of its own, the last ones the process may use (on 2 cores shared with the server: at 800 room pushes/s p99 as read 9-22 ms lower in two pairs and 0.1 core less, at 300/s p99 5-10 ms higher: the reader can no longer run on another CPU while the server holds its own)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (what one delivery costs the client side)")
+	fs.IntVar(&c.missed, "missed", 1000, "recover mode: pushes each user misses while offline, per round (at most the server's -history-len)")
+	fs.IntVar(&c.rounds, "rounds", 20, "recover mode: disconnect, push, reconnect rounds")
+	fs.StringVar(&c.sharedRoom, "shared-room", "", "recover mode: a room every client joins (e.g. live://1; its stream is followed too); empty: none")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.mode == "recover" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["conns"] {
+			c.conns = 1
+		}
+		if !set["per-push"] {
+			c.perPush = min(c.conns, 1000)
+		}
 	}
 	var err error
 	if c.rates, err = parseRates(rates); err != nil {
@@ -131,6 +149,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, errors.New("bench: -conns, -rooms, -per-ip, -connect-rate, -publishers and -per-push must be positive")
 	case c.conns/c.perIP >= 250*256:
 		return nil, errors.New("bench: too many connections for the 127.x source addresses")
+	case c.missed <= 0 || c.rounds <= 0:
+		return nil, errors.New("bench: -missed and -rounds must be positive")
 	case c.heartbeat <= 0 || c.window <= 0 || c.duration <= 0:
 		return nil, errors.New("bench: -heartbeat, -window and -duration must be positive")
 	}
@@ -141,9 +161,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, fmt.Errorf("bench: -reader %q is not epoll or goroutine", c.reader)
 	}
 	switch c.mode {
-	case "room", "mids", "keys", "all", "idle":
+	case "room", "mids", "keys", "all", "idle", "recover":
 	default:
-		return nil, fmt.Errorf("bench: -mode %q is not room, mids, keys, all or idle", c.mode)
+		return nil, fmt.Errorf("bench: -mode %q is not room, mids, keys, all, idle or recover", c.mode)
 	}
 	c.pids = append(c.pids, namedPid{"bench", os.Getpid()})
 	if c.rssProc == "" {
@@ -219,6 +239,13 @@ type runState struct {
 // failed.
 func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	load, _ := os.ReadFile("/proc/loadavg")
+	base := result{Scenario: cfg.scenario, Label: cfg.label, Command: "go run ./examples/bench " + shellJoin(os.Args[1:]),
+		Time: time.Now().UTC().Format(time.RFC3339), Load: strings.TrimSpace(string(load)), Proto: cfg.proto,
+		Mode: cfg.mode, Rooms: cfg.rooms, Publishers: cfg.publishers, MaxP99: ms(cfg.maxP99)}
+	if cfg.mode == "recover" {
+		fmt.Fprintf(out, "bench: %s, load average at start: %s", strings.Join(os.Args, " "), load)
+		return runRecover(ctx, cfg, base, out)
+	}
 	st := &runState{cfg: cfg, rec: newRecorder(64), start: time.Now()}
 	st.fl = newFleet(cfg, st.rec)
 	if cfg.reader == "epoll" {
@@ -233,10 +260,6 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	progDone := make(chan struct{})
 	go func() { defer close(progDone); st.progress(progCtx) }()
 	defer func() { stopProg(); <-progDone; st.writePlot() }()
-
-	base := result{Scenario: cfg.scenario, Label: cfg.label, Command: "go run ./examples/bench " + shellJoin(os.Args[1:]),
-		Time: time.Now().UTC().Format(time.RFC3339), Load: strings.TrimSpace(string(load)), Proto: cfg.proto,
-		Mode: cfg.mode, Rooms: cfg.rooms, Publishers: cfg.publishers, MaxP99: ms(cfg.maxP99)}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()

@@ -130,9 +130,12 @@ func renderReport(machine, preamble string, rs []result) string {
 		}
 		sort.Strings(ls)
 		fmt.Fprintf(&b, "Load average (1, 5, 15 min) when the run started: %s.\n\n", strings.Join(ls, "; "))
-		if g[0].Mode == "idle" {
+		switch g[0].Mode {
+		case "idle":
 			writeIdle(&b, g)
-		} else {
+		case "recover":
+			writeRecover(&b, g)
+		default:
 			writeTraffic(&b, g)
 		}
 	}
@@ -191,6 +194,26 @@ func writeTraffic(b *strings.Builder, g []result) {
 	} else {
 		fmt.Fprintf(b, "No paced step passed (%s).\n\n", crit)
 	}
+}
+
+// writeRecover is the table of recover runs: per run, the time from
+// starting the dial to the op 25 recovery result over every reconnect.
+func writeRecover(b *strings.Builder, g []result) {
+	b.WriteString("| run | proto | clients | missed each | rounds | replayed / missed | failed reconnects | duplicates | dial to op 25 p50 ms | p90 ms | p99 ms | max ms | pass |\n")
+	b.WriteString("|-----|-------|--------:|------------:|-------:|------------------:|------------------:|-----------:|---------------------:|-------:|-------:|-------:|------|\n")
+	for _, r := range g {
+		pass := "yes"
+		if !r.Pass {
+			pass = "**no**"
+		}
+		if r.MaxP99 > 0 {
+			pass += fmt.Sprintf(" (p99 < %g ms)", r.MaxP99)
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %d | %s / %s | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+			r.Label, r.Proto, r.Conns, commas(float64(r.Missed)), r.Rounds, commas(float64(r.Received)), commas(float64(r.Expected)),
+			r.Failures, r.Extra["duplicates"], r.P50, r.P90, r.P99, r.Max, pass)
+	}
+	b.WriteString("\n")
 }
 
 func writeIdle(b *strings.Builder, g []result) {

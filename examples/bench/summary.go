@@ -54,6 +54,14 @@ type result struct {
 	SocketP50 float64 `json:"socket_p50_ms,omitempty"`
 	SocketP99 float64 `json:"socket_p99_ms,omitempty"`
 
+	// Recover mode: clients x rounds reconnects, each missing Missed
+	// pushes; latencies are from starting the dial to op 25, Expected
+	// and Received count the missed and the replayed pushes, Failures
+	// the reconnects that did not get exactly theirs.
+	Rounds   int `json:"rounds,omitempty"`
+	Missed   int `json:"missed,omitempty"`
+	Failures int `json:"failures,omitempty"`
+
 	Procs []procResult       `json:"procs"`
 	Extra map[string]float64 `json:"extra,omitempty"`
 	Pass  bool               `json:"pass"`
@@ -131,7 +139,13 @@ func printResult(w io.Writer, r *result) {
 	}
 	fmt.Fprintf(w, "== %s %s: %s %s, %d conns, %d room(s), rate %s, %d publishers, %.0f s window: %s\n",
 		r.Scenario, r.Label, r.Proto, r.Mode, r.Conns, r.Rooms, rate, r.Publishers, r.WindowSec, verdict)
-	if r.Mode != "idle" {
+	if r.Mode == "recover" {
+		fmt.Fprintf(w, "   %d clients x %d rounds, each missing %d pushes a round (pushed at %.0f/s)\n",
+			r.Conns, r.Rounds, r.Missed, r.PushPerSec)
+		fmt.Fprintf(w, "   replayed %d of %d (lost %d), failed reconnects %d\n", r.Received, r.Expected, r.Lost, r.Failures)
+		fmt.Fprintf(w, "   dial to op 25 (recovery result): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			r.P50, r.P90, r.P99, r.Max)
+	} else if r.Mode != "idle" {
 		fmt.Fprintf(w, "   pushes: sent %d, accepted %d (%.0f/s), rejected %d, errors %d\n",
 			r.Sent, r.Accepted, r.PushPerSec, r.Rejected, r.Errors)
 		fmt.Fprintf(w, "   deliveries: expected %d, received %d, lost %d, %.0f/s; disconnects %d\n",
