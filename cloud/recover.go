@@ -171,11 +171,14 @@ func (c *conn) recoverAt(at int, streams []imcloud.Stream, positions map[string]
 		pos, asked := positions[string(st)]
 		rs, entries := c.readStream(st, pos, asked)
 		for _, e := range entries {
-			f, _ := appendPushAtFrame(nil, e.Op, e.Offset, st, rs.Epoch, e.Body)
-			if len(run)+len(f) > maxRoomRun {
+			n := protocol.HeaderLen + protocol.PushAtLen(string(st), rs.Epoch, len(e.Body))
+			if len(run) > 0 && len(run)+n > maxRoomRun {
 				flush()
 			}
-			run = append(run, f...)
+			if run == nil {
+				run = make([]byte, 0, min(maxRoomRun, n*(len(entries))))
+			}
+			run, _ = appendPushAtFrame(run, e.Op, e.Offset, st, rs.Epoch, e.Body)
 		}
 		flush()
 		if asked && rs.Epoch == pos.Epoch {
