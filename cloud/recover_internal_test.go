@@ -1,7 +1,9 @@
 package cloud
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,4 +149,44 @@ func TestRoomRunRecFrames(t *testing.T) {
 	r2.add(s, "live://1", outItem{b: p3}, outItem{})
 	assert.Equal(t, cat(a2, p3), r2.recFrames)
 	assert.Equal(t, pushAtFrame(t, 1000, 2, imcloud.RoomStream("live://1"), "e", "b"), a2, "the single push's variant is not written over")
+}
+
+// historyFunc adapts a function to History.
+type historyFunc func(imcloud.Stream, imcloud.Position, int) (imcloud.HistoryRead, error)
+
+func (f historyFunc) Read(_ context.Context, s imcloud.Stream, since imcloud.Position, limit int) (imcloud.HistoryRead, error) {
+	return f(s, since, limit)
+}
+
+// TestReadStreamDistrustsTheStore: entries a store returns expired, at or
+// below the position, or out of order are not replayed; an expired last
+// entry still moves the reported position; a read that is incomplete for
+// another reason than trimming replays nothing.
+func TestReadStreamDistrustsTheStore(t *testing.T) {
+	past, future := time.Now().Add(-time.Second), time.Now().Add(time.Hour)
+	read := imcloud.HistoryRead{Epoch: "e", Top: 9, Complete: true, Entries: []imcloud.HistoryEntry{
+		{Offset: 3, Body: []byte("at the position")},
+		{Offset: 5, Body: []byte("kept"), Expires: future},
+		{Offset: 4, Body: []byte("out of order")},
+		{Offset: 7, Body: []byte("kept too")},
+		{Offset: 9, Body: []byte("expired"), Expires: past},
+	}}
+	var limit int
+	s, err := New(Config{Authenticator: DevAuthenticator(), History: historyFunc(func(_ imcloud.Stream, _ imcloud.Position, l int) (imcloud.HistoryRead, error) {
+		limit = l
+		return read, nil
+	})})
+	require.NoError(t, err)
+	c := &conn{srv: s}
+	rs, entries := c.readStream("u:1", imcloud.Position{Epoch: "e", Offset: 3}, true)
+	require.Len(t, entries, 2)
+	assert.Equal(t, "kept", string(entries[0].Body))
+	assert.Equal(t, "kept too", string(entries[1].Body))
+	assert.Equal(t, protocol.RecoveryStream{Stream: "u:1", Epoch: "e", Offset: 9, Recovered: true, Replayed: 2}, rs)
+	assert.Equal(t, imcloud.DefaultHistoryLen, limit)
+
+	read.Complete, read.Reason = false, imcloud.ReasonUnknownPosition
+	rs, entries = c.readStream("u:1", imcloud.Position{Epoch: "e", Offset: 3}, true)
+	assert.Empty(t, entries)
+	assert.Equal(t, protocol.RecoveryStream{Stream: "u:1", Epoch: "e", Offset: 9, Reason: imcloud.ReasonUnknownPosition}, rs)
 }

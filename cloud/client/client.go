@@ -7,6 +7,11 @@
 // All methods are safe for concurrent use. Pushes arrive on Messages();
 // the channel is bounded and a push that finds it full is dropped and
 // counted (Dropped), so a slow reader never stalls the connection.
+//
+// With Config.Recover, the client keeps its position in its user's and
+// its room's streams and sends them at every (re)connect, so the node
+// replays the pushes it missed meanwhile, once each and in order
+// (recover.go); Recoveries() tells whether that was all.
 package client
 
 import (
