@@ -80,6 +80,13 @@ type Config struct {
 	// (delivered, or waiting behind an unfinished earlier record of their
 	// partition). Consumption waits when it is reached. Default 262144.
 	MaxPending int
+	// CatchUpMessages and CatchUpBytes bound the record of recent room
+	// and broadcast fan-outs that job keeps for the nodes it learns of
+	// late (package doc, "Nodes that join"), which also holds nothing
+	// older than three RefreshIntervals. What a joining node needs and the
+	// record dropped is counted in Stats.CatchUpGaps. Defaults 65536 (at
+	// most NodeQueue) and 16 MiB.
+	CatchUpMessages, CatchUpBytes int
 	// RefreshInterval is how often the node directory is read. A keys
 	// message for a node the job does not know yet also triggers a
 	// refresh, at most every RefreshInterval/10 (200ms at most). Default 2s.
@@ -103,6 +110,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NodeQueue <= 0 {
 		c.NodeQueue = 65536
+	}
+	if c.CatchUpMessages <= 0 {
+		c.CatchUpMessages = 65536
+	}
+	c.CatchUpMessages = min(c.CatchUpMessages, c.NodeQueue)
+	if c.CatchUpBytes <= 0 {
+		c.CatchUpBytes = 16 << 20
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 262144

@@ -27,6 +27,7 @@ type directory struct {
 	isLoaded    bool
 	stopped     bool
 	rebuilding  bool // the last read kept nodes it did not list
+	recent      recent
 	wg          sync.WaitGroup
 }
 
@@ -35,6 +36,7 @@ func (d *directory) init(j *Job) {
 	d.workers = make(map[string]*nodeWorker)
 	d.loaded = make(chan struct{})
 	d.refreshNow = make(chan struct{}, 1)
+	d.recent.init(j.cfg)
 }
 
 // limboItem is a keys message waiting for a directory read.
@@ -116,6 +118,7 @@ func (d *directory) refresh(ctx context.Context) error {
 	}
 	seen := make(map[string]bool, len(nodes))
 	total := 0
+	var joined []*nodeWorker
 	for _, n := range nodes {
 		if n.ID == "" || seen[n.ID] {
 			continue
@@ -128,6 +131,7 @@ func (d *directory) refresh(ctx context.Context) error {
 		}
 		w := newNodeWorker(d.j, n)
 		d.workers[n.ID] = w
+		joined = append(joined, w)
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); w.run() }()
 		d.j.log.Info("job: node joined", "node", n.ID, "link", n.LinkAddr)
@@ -154,9 +158,15 @@ func (d *directory) refresh(ctx context.Context) error {
 	for _, w := range d.workers {
 		d.liveWorkers = append(d.liveWorkers, w)
 	}
+	d.totalConns = total
+	if d.isLoaded {
+		// Before the keys messages of the limbo: catch-ups are older.
+		for _, w := range joined {
+			d.catchUpLocked(w)
+		}
+	}
 	d.resolveLimboLocked(started)
 	slices.SortFunc(d.liveWorkers, func(a, b *nodeWorker) int { return strings.Compare(a.id, b.id) })
-	d.totalConns = total
 	if !d.isLoaded {
 		d.isLoaded = true
 		close(d.loaded)
@@ -174,12 +184,48 @@ func (d *directory) read(ctx context.Context) ([]imcloud.Node, bool, error) {
 	return nodes, false, err
 }
 
-// live appends the live nodes' workers to dst, and returns their total
-// connection count (for broadcast pacing).
-func (d *directory) live(dst []*nodeWorker) ([]*nodeWorker, int) {
+// fanOutTargets records m, a room or broadcast message fanned out at
+// at (Unix ns), among the recent fan-outs, and appends the live nodes'
+// workers to dst, returning their total connection count (for broadcast
+// pacing). Both under one lock: a node that joins later either is in
+// dst or finds m recorded (see recent).
+func (d *directory) fanOutTargets(m *imcloud.Message, at int64, dst []*nodeWorker) ([]*nodeWorker, int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.recent.add(m, at)
 	return append(dst, d.liveWorkers...), d.totalConns
+}
+
+// catchUpLocked hands w, a node that just joined, the recorded fan-outs
+// it may need (see recent), oldest first, ahead of anything else for it:
+// w is not in the live list yet, and d.mu is held. They are best effort
+// and take no part in commits (their records may be committed already):
+// the node drops by message id any it had.
+func (d *directory) catchUpLocked(w *nodeWorker) {
+	now := time.Now()
+	w.mu.Lock()
+	since := w.node.Since
+	w.mu.Unlock()
+	msgs, gap := d.recent.since(since, now, nil)
+	if gap {
+		d.j.c.catchUpGaps.Add(1)
+		d.j.log.Warn("job: a node joined after fan-outs it may need left the record of recent ones; its clients may miss room pushes or broadcasts",
+			"node", w.id, "since", since)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	nodes := len(d.workers)
+	for _, m := range msgs {
+		if m.Kind == imcloud.KindBroadcast && m.Speed > 0 && nodes > 1 {
+			c := *m
+			c.Speed = splitSpeed(m.Speed, w.conns(), d.totalConns, nodes)
+			m = &c
+		}
+		w.add(item{m: m, e: &d.j.catchUp, at: now.UnixNano()})
+	}
+	d.j.c.caughtUp.Add(uint64(len(msgs)))
+	d.j.log.Info("job: node joined after fan-outs: caught up", "node", w.id, "messages", len(msgs))
 }
 
 // routeKeys queues a keys message for its node. A node the job does not

@@ -101,7 +101,7 @@ func (j *Job) staged(m *imcloud.Message) bool {
 // fanOut queues a room or broadcast message of e for every live node.
 // targets is scratch space, returned for reuse.
 func (j *Job) fanOut(ctx context.Context, m *imcloud.Message, e *entry, at int64, targets []*nodeWorker) []*nodeWorker {
-	targets, totalConns := j.dir.live(targets[:0])
+	targets, totalConns := j.dir.fanOutTargets(m, at, targets[:0])
 	if len(targets) == 0 {
 		j.c.unroutable.Add(1)
 		j.log.Debug("job: no node to deliver to", "id", m.ID, "kind", m.Kind)

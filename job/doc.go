@@ -18,6 +18,33 @@
 // load. A broadcast's pace (connections per second) is split across the
 // nodes in proportion to their connections.
 //
+// # Nodes that join
+//
+// job learns of a node at the first read of the directory after the node
+// registered, up to RefreshInterval later; the node may have taken
+// clients into rooms meanwhile, and a room message or broadcast fanned out
+// in that time did not go to it. Keys messages wait for the read (a node
+// job does not know yet is asked for at once); room messages cannot, since
+// job does not know which nodes have members. Instead job records every
+// room and broadcast fan-out (paced broadcasts too) under the same lock as
+// the list of live nodes it went to, so a fan-out either went to a node or
+// is in the record when the node joins. The joining node's worker is
+// handed, before anything newer, every recorded fan-out accepted since the
+// node registered (imcloud.Node.Since, less a second for the clocks of
+// logic and the node; all of them for a node without Since), oldest first;
+// a paced broadcast at the node's share of its pace. Clients connect to a
+// node only after it registered, so every client in a room when a push was
+// accepted gets it. These catch-ups are best effort: they take no part in
+// commits (their records may be committed already, and a node that does
+// not take them holds up nothing), and the node drops by message id any it
+// already had. The record keeps three RefreshIntervals of fan-outs, at
+// most CatchUpMessages and CatchUpBytes; a node that joins after it
+// dropped one the node may need (job read the directory late, or the push
+// rate outgrew the record) is counted in Stats.CatchUpGaps, the messages
+// handed in Stats.CaughtUp. A job that restarts starts with an empty
+// record: a node that registered shortly before and that the previous job
+// had not listed may miss what that job fanned out and committed.
+//
 // # Pushes to users and streams
 //
 // A mids message (imcloud.KindMids: a push to users, as logic publishes it

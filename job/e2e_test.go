@@ -28,14 +28,20 @@ type cloudNode struct {
 
 func startCloudNode(t testing.TB, id string, queue int) *cloudNode {
 	t.Helper()
+	return startCloudNodeConfig(t, cloud.Config{NodeID: id, QueueLength: queue})
+}
+
+// startCloudNodeConfig is startCloudNode with cfg (NodeID, QueueLength,
+// Store...), its listeners and test settings filled in.
+func startCloudNodeConfig(t testing.TB, cfg cloud.Config) *cloudNode {
+	t.Helper()
 	ll, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv, err := cloud.New(cloud.Config{
-		NodeID: id, Authenticator: cloud.DevAuthenticator(), LinkSecret: secret,
-		LinkAddr: ll.Addr().String(), QueueLength: queue, InboundRate: -1, AcceptRate: -1,
-	})
+	cfg.Authenticator, cfg.LinkSecret = cloud.DevAuthenticator(), secret
+	cfg.LinkAddr, cfg.InboundRate, cfg.AcceptRate = ll.Addr().String(), -1, -1
+	srv, err := cloud.New(cfg)
 	require.NoError(t, err)
 	go func() { _ = srv.ServeTCP(tl) }()
 	go func() { _ = srv.ServeLink(ll) }()

@@ -52,6 +52,9 @@ type Job struct {
 	commitSignal chan struct{}
 
 	dir directory
+	// catchUp is the entry of every catch-up delivery (directory.
+	// catchUpLocked): of no partition, so finishing it commits nothing.
+	catchUp entry
 
 	stages stages // per partition: history appends and user lookups
 

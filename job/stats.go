@@ -55,6 +55,18 @@ type Stats struct {
 	// connection: appended to their streams' history (with
 	// Config.History), delivered to nobody.
 	Offline uint64
+	// CaughtUp is the number of room messages and broadcasts handed to
+	// a node that joined after job fanned them out (it registered and
+	// took clients between two reads of the directory) and accepted
+	// since the node registered (imcloud.Node.Since). Best effort: they
+	// are not part of commits, and the node drops any it already had.
+	CaughtUp uint64
+	// CatchUpGaps is the number of nodes that joined after the record of
+	// recent fan-outs had dropped one they may need (accepted since they
+	// registered; the record keeps three RefreshIntervals, at most
+	// Config.CatchUpMessages and CatchUpBytes): their clients may have
+	// missed a room push or a broadcast.
+	CatchUpGaps uint64
 	// Pending is the number of records received and not yet committable.
 	Pending int
 	// Nodes has one entry per node the job delivers to.
@@ -100,7 +112,7 @@ type counters struct {
 	deadLettered, deadLetterFailed, abandoned       atomic.Uint64
 	unroutable, commits, commitErrors               atomic.Uint64
 	directoryErrors, historyAppended, historyErrors atomic.Uint64
-	lookupErrors, offline                           atomic.Uint64
+	lookupErrors, offline, caughtUp, catchUpGaps    atomic.Uint64
 }
 
 // Stats returns the job's counters.
@@ -122,6 +134,8 @@ func (j *Job) Stats() Stats {
 		HistoryErrors:    j.c.historyErrors.Load(),
 		LookupErrors:     j.c.lookupErrors.Load(),
 		Offline:          j.c.offline.Load(),
+		CaughtUp:         j.c.caughtUp.Load(),
+		CatchUpGaps:      j.c.catchUpGaps.Load(),
 		Pending:          j.pendingCount(),
 		Nodes:            j.dir.nodeStats(),
 		Partitions:       j.partitionStats(),

@@ -142,9 +142,10 @@ func (j *Job) partitionStats() map[int32]PartitionStats {
 }
 
 // finish records that one target of e is done; the last one releases the
-// record toward the watermark.
+// record toward the watermark. A catch-up (e is j.catchUp, of no
+// partition) releases nothing.
 func (j *Job) finish(e *entry) {
-	if e.remaining.Add(-1) != 0 {
+	if e.p == nil || e.remaining.Add(-1) != 0 {
 		return
 	}
 	moved := e.p.markDone(e)
