@@ -65,13 +65,18 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 	start := time.Now()
 	for i, o := range rc.connectAll(ctx, 0, 0) {
 		if o.err != nil {
-			return false, fmt.Errorf("bench: client %d: first connect: %w", i, o.err)
+			hint := ""
+			if strings.Contains(o.err.Error(), "unavailable") {
+				hint = " (is history on in the server?)"
+			}
+			return false, fmt.Errorf("bench: client %d: first connect: %w%s", i, o.err, hint)
 		}
 	}
 	fmt.Fprintf(out, "bench: %d recover clients connected in %.1f s\n", cfg.conns, time.Since(start).Seconds())
 	hist := newLatencyHist()
 	var failures, replayed, pushes int
 	var pushing, reconnecting time.Duration
+	var procs []procResult // CPU over the reconnects only
 	for round := 1; round <= cfg.rounds; round++ {
 		rc.closeAll()
 		t := time.Now()
@@ -85,8 +90,13 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 			return false, fmt.Errorf("bench: round %d: %w", round, err)
 		}
 		t = time.Now()
+		before := sampleProcs(cfg.pids)
+		outs := rc.connectAll(ctx, round, cfg.missed)
+		took := time.Since(t)
+		procs = addProcs(procs, procDelta(cfg.pids, before, sampleProcs(cfg.pids), took))
+		reconnecting += took
 		roundHist := newLatencyHist()
-		for i, o := range rc.connectAll(ctx, round, cfg.missed) {
+		for i, o := range outs {
 			replayed += o.replayed
 			if o.err != nil {
 				if failures++; failures <= 5 {
@@ -97,7 +107,6 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 			hist.record(o.took)
 			roundHist.record(o.took)
 		}
-		reconnecting += time.Since(t)
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("bench: stopped (-duration %v or a signal) in round %d", cfg.duration, round)
 		}
@@ -119,9 +128,25 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 	r.WindowSec = reconnecting.Seconds()
 	r.P50, r.P90, r.P99, r.Max = ms(hist.quantile(0.5)), ms(hist.quantile(0.9)), ms(hist.quantile(0.99)), ms(hist.maximum())
 	r.Extra = map[string]float64{"duplicates": float64(rc.late)}
+	r.Procs = procs
+	for i := range r.Procs {
+		r.Procs[i].Cores = r.Procs[i].CPUSeconds / max(reconnecting.Seconds(), 1e-9)
+	}
 	r.Pass = failures == 0 && rc.late == 0 && r.Lost == 0 && (cfg.maxP99 <= 0 || r.P99 <= ms(cfg.maxP99))
 	printResult(out, &r)
 	return r.Pass, appendJSON(cfg.jsonOut, &r)
+}
+
+// addProcs adds one round's CPU to the sums (RSS: the latest reading).
+func addProcs(sum, round []procResult) []procResult {
+	if sum == nil {
+		return round
+	}
+	for i := range sum {
+		sum[i].CPUSeconds += round[i].CPUSeconds
+		sum[i].RSSBytes = round[i].RSSBytes
+	}
+	return sum
 }
 
 // connectAll dials every client at once (each from its own goroutine,

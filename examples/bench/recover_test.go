@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,6 +49,7 @@ func TestRecoverEndToEnd(t *testing.T) {
 		require.Zero(t, r.Extra["duplicates"], "%s", b)
 		require.Positive(t, r.P99, "%s", b)
 		require.LessOrEqual(t, r.P50, r.Max, "%s", b)
+		require.Equal(t, "bench", r.Procs[len(r.Procs)-1].Name, "the generator's CPU over the reconnects")
 	}
 	var md strings.Builder
 	require.NoError(t, report([]string{"-in", out}, &md))
@@ -135,4 +137,31 @@ func TestRecoverBody(t *testing.T) {
 	}
 	rc := &recoverer{cfg: &config{conns: 5, perPush: 2}}
 	require.Equal(t, []string{"1,2", "3,4", "5"}, rc.groups())
+}
+
+// TestReportRecoverySection: the recovery report has a block of its own
+// in BENCHMARKS.md, next to make bench's, and compares history on and off.
+func TestReportRecoverySection(t *testing.T) {
+	dir := t.TempDir()
+	in, md := filepath.Join(dir, "r.jsonl"), filepath.Join(dir, "BENCHMARKS.md")
+	rs := []result{
+		{Scenario: "H1. mids", Mode: "mids", Label: "history on 1", PushPerSec: 900, DelivPerSec: 900},
+		{Scenario: "H1. mids", Mode: "mids", Label: "history off 1", PushPerSec: 1000, DelivPerSec: 1000},
+		{Scenario: "H1. mids", Mode: "mids", Label: "history off 2", PushPerSec: 1200, DelivPerSec: 1200},
+		{Scenario: "H1. mids", Mode: "mids", Label: "history on 2", PushPerSec: 1100, DelivPerSec: 1100},
+	}
+	for i := range rs {
+		require.NoError(t, appendJSON(in, &rs[i]))
+	}
+	e2e := sections["end-to-end"]
+	doc := "# Benchmarks\n\n" + e2e.heading + "\n\n" + e2e.begin + "\nold tables\n" + e2e.end + "\n"
+	require.NoError(t, os.WriteFile(md, []byte(doc), 0o644))
+	require.NoError(t, report([]string{"-in", in, "-md", md, "-section", "recovery"}, nil))
+	got, err := os.ReadFile(md)
+	require.NoError(t, err)
+	s := string(got)
+	require.True(t, strings.HasPrefix(s, doc), "make bench's block is kept")
+	require.Contains(t, s, sections["recovery"].heading)
+	require.Contains(t, s, "**1,000 vs 1,100 pushes/s accepted (91%)**")
+	require.Error(t, report([]string{"-in", in, "-section", "sideways"}, nil))
 }
