@@ -79,9 +79,8 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			continue
 		}
 		it := outItem{b: frame, at: acceptedTicks(m.Accepted)}
-		rit := outItem{b: encodePushAt(m), at: it.at}
 		if m.Kind == imcloud.KindRoom {
-			rooms.add(s, m.Room, it, rit)
+			rooms.add(s, m, it)
 			continue
 		}
 		// Anything else keeps its place after the room pushes before it.
@@ -89,6 +88,7 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 		filter := m.Op != protocol.OpRaw
 		switch m.Kind {
 		case imcloud.KindKeys:
+			rv := oneVariant(m, frame, it.at)
 			var n, filtered int64
 			for _, key := range m.Keys {
 				c := s.bs.of(key).get(key)
@@ -96,7 +96,7 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 				case c == nil:
 				case filter && !c.acceptsOp(m.Op):
 					filtered++
-				case c.enqueue(c.pick(it, rit)):
+				case c.enqueue(c.pick(it, rv)):
 					n++
 				}
 			}
@@ -107,7 +107,7 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			if paced {
 				go s.pacedBroadcast(it, m.Op, filter, int(m.Speed))
 			} else {
-				s.fanout("", it, outItem{}, m.Op, filter, 1)
+				s.fanout("", it, nil, m.Op, filter, 1)
 			}
 		}
 	}
@@ -126,61 +126,54 @@ const maxRoomRun = 64 << 10
 // WebSocket, so nothing a client sees changes but the packing. The item
 // carries the first push's accepted time.
 //
-// recFrames is the run as recover connections receive it (recover.go):
-// op 24 frames for the pushes that carry a stream, the plain frame for
-// those that do not; nil while no push of the run carries a stream.
+// rv is the run as recover connections receive it (recover.go), built
+// only if a fan-out reaches one; nil while no push of the run carries a
+// stream.
 type roomRun struct {
-	room      string
-	frames    []byte
-	recFrames []byte
-	at        uint32
-	count     uint64
+	room   string
+	frames []byte
+	at     uint32
+	count  uint64
+	rv     *recVariant
 }
 
-func (r *roomRun) add(s *Server, room string, it, rit outItem) {
+func (r *roomRun) add(s *Server, m *imcloud.Message, it outItem) {
 	frame := it.b
-	if r.count > 0 && (room != r.room || len(r.frames)+len(frame) > maxRoomRun) {
+	if r.count > 0 && (m.Room != r.room || len(r.frames)+len(frame) > maxRoomRun) {
 		r.flush(s)
 	}
+	if m.Stream != "" && r.rv == nil {
+		// The first push with a stream: the plain frames before it are
+		// one part of the variant, as they are.
+		r.rv = &recVariant{}
+		if r.count > 0 {
+			r.rv.parts = append(r.rv.parts, recPart{frame: r.frames})
+		}
+	}
 	if r.count == 0 {
-		r.room, r.at = room, it.at
+		r.room, r.at = m.Room, it.at
 		r.frames = frame // a single push needs no copy
-		r.recFrames = rit.b
 	} else {
 		if r.count == 1 {
 			r.frames = append(make([]byte, 0, 2*len(r.frames)+len(frame)), r.frames...)
 		}
 		r.frames = append(r.frames, frame...)
-		if rit.b != nil || r.recFrames != nil {
-			r.recFrames = r.addRec(frame, rit.b)
-		}
+	}
+	if r.rv != nil {
+		r.rv.parts = append(r.rv.parts, recPart{m: m, frame: frame})
 	}
 	r.count++
-}
-
-// addRec appends a push to recFrames: rec (its op 24 frame) or frame
-// when it carries no stream. The first push with a stream copies the
-// plain frames before it.
-func (r *roomRun) addRec(frame, rec []byte) []byte {
-	if rec == nil {
-		rec = frame
-	}
-	if r.recFrames == nil {
-		prev := r.frames[:len(r.frames)-len(frame)]
-		return append(append(make([]byte, 0, 2*(len(prev)+len(rec))), prev...), rec...)
-	}
-	if r.count == 1 {
-		return append(append(make([]byte, 0, 2*len(r.recFrames)+len(rec)), r.recFrames...), rec...)
-	}
-	return append(r.recFrames, rec...)
 }
 
 func (r *roomRun) flush(s *Server) {
 	if r.count == 0 {
 		return
 	}
-	s.fanout(r.room, outItem{b: r.frames, at: r.at}, outItem{b: r.recFrames, at: r.at}, 0, false, r.count)
-	r.room, r.frames, r.recFrames, r.at, r.count = "", nil, nil, 0, 0
+	if r.rv != nil {
+		r.rv.at = r.at
+	}
+	s.fanout(r.room, outItem{b: r.frames, at: r.at}, r.rv, 0, false, r.count)
+	r.room, r.frames, r.at, r.count, r.rv = "", nil, 0, 0, nil
 }
 
 // dropReason says why encodePush refused a message.
@@ -248,9 +241,9 @@ const parallelMin = 2048
 // weight is the number of pushes it carries, for the delivered count and
 // the fan-out histogram.
 //
-// rit is what recover connections receive instead (recover.go), when
-// its bytes are set.
-func (s *Server) fanout(room string, it, rit outItem, op int32, filter bool, weight uint64) {
+// rv is what recover connections receive instead (recover.go), nil when
+// the push carries no stream.
+func (s *Server) fanout(room string, it outItem, rv *recVariant, op int32, filter bool, weight uint64) {
 	s.sched.fanoutStarts()
 	bs := s.bs.bs
 	workers := runtime.GOMAXPROCS(0)
@@ -258,7 +251,7 @@ func (s *Server) fanout(room string, it, rit outItem, op int32, filter bool, wei
 		workers = len(bs)
 	}
 	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
-		n := s.fanoutPart(bs, 0, 1, room, it, rit, op, filter, weight)
+		n := s.fanoutPart(bs, 0, 1, room, it, rv, op, filter, weight)
 		s.stats.fanout.ObserveN(int64(n), weight)
 		return
 	}
@@ -270,10 +263,10 @@ func (s *Server) fanout(room string, it, rit outItem, op int32, filter bool, wei
 		parts.wg.Add(1)
 		go func(w int) {
 			defer parts.wg.Done()
-			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, rit, op, filter, weight))
+			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, rv, op, filter, weight))
 		}(w)
 	}
-	n := s.fanoutPart(bs, 0, workers, room, it, rit, op, filter, weight)
+	n := s.fanoutPart(bs, 0, workers, room, it, rv, op, filter, weight)
 	parts.wg.Wait()
 	s.stats.fanout.ObserveN(int64(n+parts.reached.Load()), weight)
 }
@@ -281,11 +274,11 @@ func (s *Server) fanout(room string, it, rit outItem, op int32, filter bool, wei
 // fanoutPart is one fan-out goroutine's share: buckets first, first+step,
 // and so on. It counts their deliveries, filtered connections and backlog
 // once, and returns how many connections it reached.
-func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it, rit outItem, op int32, filter bool, weight uint64) uint64 {
+func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, rv *recVariant, op int32, filter bool, weight uint64) uint64 {
 	var n, filtered uint64
 	var backlog int64
 	for i := first; i < len(bs); i += step {
-		bn, bf, bb := bs[i].push(s.sched, room, it, rit, op, filter)
+		bn, bf, bb := bs[i].push(s.sched, room, it, rv, op, filter)
 		n, filtered, backlog = n+bn, filtered+bf, backlog+bb
 	}
 	s.stats.delivered.Add(n * weight)
@@ -296,12 +289,12 @@ func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it, rit 
 	return n
 }
 
-// push enqueues it (rit on recover connections, when set) on the
+// push enqueues it (rv's variant on recover connections, when set) on the
 // bucket's connections in room ("" = all) and
 // hands those it found idle to sched. It returns how many it reached, how
 // many it skipped because they do not accept op (when filter is set), and
 // the change to the node's backlog, for the caller to count.
-func (b *bucket) push(sched *scheduler, room string, it, rit outItem, op int32, filter bool) (uint64, uint64, int64) {
+func (b *bucket) push(sched *scheduler, room string, it outItem, rv *recVariant, op int32, filter bool) (uint64, uint64, int64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -313,7 +306,7 @@ func (b *bucket) push(sched *scheduler, room string, it, rit outItem, op int32, 
 	var n, filtered uint64
 	var backlog int64 // counted once for the bucket, not per connection
 	ready := readyBatch{s: sched}
-	variant := rit.b != nil // a push without a stream never looks at c.rec
+	variant := rv != nil // a push without a stream never looks at c.rec
 	for _, c := range list {
 		if filter && !c.acceptsOp(op) {
 			filtered++
@@ -321,7 +314,9 @@ func (b *bucket) push(sched *scheduler, room string, it, rit outItem, op int32, 
 		}
 		cit := it
 		if variant && c.rec {
-			cit = rit
+			if rit, ok := rv.item(); ok {
+				cit = rit
+			}
 		}
 		queued, start := c.push(cit, &backlog)
 		if queued {

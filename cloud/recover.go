@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -95,23 +97,93 @@ func (c *counters) recoveryCounts() map[string]uint64 {
 	return m
 }
 
-// pick returns what c receives of a push: rit, its op 24 variant, on a
+// pick returns what c receives of a push: its op 24 variant (rv) on a
 // recover connection when the push carries a stream; it otherwise.
-func (c *conn) pick(it, rit outItem) outItem {
-	if c.rec && rit.b != nil {
-		return rit
+func (c *conn) pick(it outItem, rv *recVariant) outItem {
+	if c.rec {
+		if rit, ok := rv.item(); ok {
+			return rit
+		}
 	}
 	return it
 }
 
-// encodePushAt returns m's op 24 frame (ver 2, seq 0) for recover
-// connections, nil when m carries no stream or one too long for op 24.
-func encodePushAt(m *imcloud.Message) []byte {
+// recVariant is what recover connections receive of a push or of a room
+// run: op 24 frames for the pushes that carry a stream, the plain frame
+// for those that do not. It is built on first use, so a node without
+// recover connections, or a fan-out that reaches none, never builds it
+// (a push carrying a stream costs nobody else an encoding). The
+// goroutines of one fan-out share it.
+type recVariant struct {
+	parts []recPart
+	at    uint32
+	done  atomic.Bool
+	mu    sync.Mutex
+	b     []byte // nil: no push of it can travel as op 24
+}
+
+// recPart is one push of a variant and its plain frame; a nil m is
+// frames that travel as they are.
+type recPart struct {
+	m     *imcloud.Message
+	frame []byte
+}
+
+// item returns the variant as an outItem, building it the first time;
+// ok false when none of its pushes travels as op 24 (no stream, or a name
+// op 24 cannot carry): the plain item serves. A nil v has none.
+func (v *recVariant) item() (outItem, bool) {
+	if v == nil {
+		return outItem{}, false
+	}
+	if !v.done.Load() {
+		v.mu.Lock()
+		if !v.done.Load() {
+			v.b = v.build()
+			v.done.Store(true)
+		}
+		v.mu.Unlock()
+	}
+	return outItem{b: v.b, at: v.at}, v.b != nil
+}
+
+func (v *recVariant) build() []byte {
+	n, streams := 0, false
+	for _, p := range v.parts {
+		if p.m != nil && p.m.Stream != "" {
+			n += protocol.HeaderLen + protocol.PushAtLen(string(p.m.Stream), p.m.Epoch, len(p.m.Body))
+			streams = true
+		} else {
+			n += len(p.frame)
+		}
+	}
+	if !streams {
+		return nil
+	}
+	dst, carried := make([]byte, 0, n), false
+	for _, p := range v.parts {
+		if p.m != nil && p.m.Stream != "" {
+			var ok bool
+			if dst, ok = appendPushAtFrame(dst, p.m.Op, p.m.Offset, p.m.Stream, p.m.Epoch, p.m.Body); ok {
+				carried = true
+				continue
+			}
+		}
+		dst = append(dst, p.frame...)
+	}
+	if !carried {
+		return nil
+	}
+	return dst
+}
+
+// oneVariant is the variant of a single push that carries a stream; nil
+// for one that carries none.
+func oneVariant(m *imcloud.Message, frame []byte, at uint32) *recVariant {
 	if m.Stream == "" {
 		return nil
 	}
-	b, _ := appendPushAtFrame(nil, m.Op, m.Offset, m.Stream, m.Epoch, m.Body)
-	return b
+	return &recVariant{parts: []recPart{{m: m, frame: frame}}, at: at}
 }
 
 // appendPushAtFrame appends an op 24 frame; ok false (dst unchanged) for

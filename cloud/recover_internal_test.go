@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,29 +127,42 @@ func TestDropReplayed(t *testing.T) {
 	assert.Equal(t, at10, it.b)
 }
 
-// TestRoomRunRecFrames: a room run keeps the op 24 variant beside the
-// plain frames: nil while no push carries a stream, plain frames for the
-// pushes without one.
+// TestRoomRunRecFrames: a room run's op 24 variant is built only when
+// asked for: none while no push carries a stream, plain frames for the
+// pushes without one, op 24 frames for the others; and built once.
 func TestRoomRunRecFrames(t *testing.T) {
 	s, err := New(Config{Authenticator: DevAuthenticator()})
 	require.NoError(t, err)
-	var r roomRun
+	room := imcloud.RoomStream("live://1")
+	msg := func(body string, offset int64, stream imcloud.Stream) *imcloud.Message {
+		return &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://1", Op: 1000, Body: []byte(body),
+			Stream: stream, Epoch: "e", Offset: offset}
+	}
 	p1, p2, p3 := plainFrame(1000, "a"), plainFrame(1000, "b"), plainFrame(1000, "c")
-	a2 := pushAtFrame(t, 1000, 2, imcloud.RoomStream("live://1"), "e", "b")
-	a3 := pushAtFrame(t, 1000, 3, imcloud.RoomStream("live://1"), "e", "c")
-	r.add(s, "live://1", outItem{b: p1}, outItem{})
-	assert.Nil(t, r.recFrames)
-	r.add(s, "live://1", outItem{b: p2}, outItem{b: a2})
-	r.add(s, "live://1", outItem{b: p3}, outItem{b: a3})
+	a2 := pushAtFrame(t, 1000, 2, room, "e", "b")
+	a3 := pushAtFrame(t, 1000, 3, room, "e", "c")
+
+	var r roomRun
+	r.add(s, msg("a", 0, ""), outItem{b: p1})
+	assert.Nil(t, r.rv, "no variant while no push carries a stream")
+	r.add(s, msg("b", 2, room), outItem{b: p2})
+	r.add(s, msg("c", 3, room), outItem{b: p3})
 	assert.Equal(t, cat(p1, p2, p3), r.frames)
-	assert.Equal(t, cat(p1, a2, a3), r.recFrames)
+	require.NotNil(t, r.rv)
+	assert.False(t, r.rv.done.Load(), "nothing built before a recover connection asks")
+	it, ok := r.rv.item()
+	require.True(t, ok)
+	assert.Equal(t, cat(p1, a2, a3), it.b)
+	again, _ := r.rv.item()
+	assert.Same(t, &it.b[0], &again.b[0], "built once")
 	assert.Equal(t, plainFrame(1000, "a"), p1, "the first push's frame is not written over")
 
-	var r2 roomRun
-	r2.add(s, "live://1", outItem{b: p2}, outItem{b: a2})
-	r2.add(s, "live://1", outItem{b: p3}, outItem{})
-	assert.Equal(t, cat(a2, p3), r2.recFrames)
-	assert.Equal(t, pushAtFrame(t, 1000, 2, imcloud.RoomStream("live://1"), "e", "b"), a2, "the single push's variant is not written over")
+	var none *recVariant
+	_, ok = none.item()
+	assert.False(t, ok, "a push without a stream has no variant")
+	long := imcloud.RoomStream("live://" + strings.Repeat("x", 300))
+	_, ok = oneVariant(msg("d", 4, long), plainFrame(1000, "d"), 0).item()
+	assert.False(t, ok, "a stream op 24 cannot name: the plain frame serves")
 }
 
 // historyFunc adapts a function to History.
