@@ -141,6 +141,9 @@ type Client struct {
 	key     string
 	auth    AuthInfo
 	hint    time.Duration // op 6 reconnect hint for the next dial
+	// recoverySeen: an op 25 arrived on the current connection, so its
+	// node takes a ChangeRoom with a position (recover.go).
+	recoverySeen bool
 	// positions are the stream positions held (Recover; recover.go).
 	positions map[string]Position
 

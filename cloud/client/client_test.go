@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/cloud"
 	"github.com/imcloud/imcloud/cloud/client"
+	"github.com/imcloud/imcloud/protocol"
 )
 
 var secret = []byte("client-test-secret")
@@ -189,4 +191,48 @@ func TestClientDefaultAccepts(t *testing.T) {
 	push(t, n.srv, &imcloud.Message{Kind: imcloud.KindRoom, Room: "live://a", Op: 1000, Body: []byte("room")})
 	assert.Equal(t, "room", string(recv(t, none).Body), "the empty accepts list filtered nothing else out")
 	assert.Equal(t, "room", string(recv(t, def).Body))
+}
+
+// TestClientChangeRoomToANodeWithoutRecovery: a Recover client sends the
+// ChangeRoom JSON only to a node that answered op 25; to one that did not
+// (an older node, which would take the JSON for a room key) it sends the
+// bare room key, as goim's clients do.
+func TestClientChangeRoomToANodeWithoutRecovery(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	bodies := make(chan string, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		r := bufio.NewReader(nc)
+		var f protocol.Frame
+		for {
+			if err := protocol.ReadFrame(r, &f, 1<<16); err != nil {
+				return
+			}
+			switch f.Op {
+			case protocol.OpAuth: // an older node: op 8 and no op 25
+				_, _ = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq,
+					Body: []byte(`{"mid":1,"key":"k","room_id":"live://1","heartbeat":30}`)}))
+			case protocol.OpChangeRoom:
+				bodies <- string(f.Body)
+				_, _ = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpChangeRoomReply, Seq: f.Seq}))
+			}
+		}
+	}()
+	c, err := client.Dial(context.Background(), client.Config{Addr: ln.Addr().String(), Mid: 1, Room: "live://1", Recover: true,
+		Positions: map[string]client.Position{"r:live://2": {Epoch: "e", Offset: 7}}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.ChangeRoom(context.Background(), "live://2"))
+	select {
+	case b := <-bodies:
+		require.Equal(t, "live://2", b)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ChangeRoom")
+	}
 }

@@ -89,14 +89,17 @@ func (c *Client) followedPositions() map[string]Position {
 const maxPositions = 16
 
 // changeRoomBody is the ChangeRoom body: the bare room key, or with
-// Recover the JSON that carries the room's position.
+// Recover the JSON that carries the room's position, once the node showed
+// it recovers (an op 25 on this connection): a node without recovery
+// would take the JSON for a room key.
 func (c *Client) changeRoomBody(room string) []byte {
-	if !c.cfg.Recover || room == "" {
-		return []byte(room)
-	}
 	c.mu.Lock()
 	p, ok := c.positions["r:"+room]
+	seen := c.recoverySeen
 	c.mu.Unlock()
+	if !c.cfg.Recover || room == "" || !seen {
+		return []byte(room)
+	}
 	body := struct {
 		RoomID   string    `json:"room_id"`
 		Position *Position `json:"position,omitempty"`
@@ -115,6 +118,7 @@ func (c *Client) recovery(body []byte) {
 		return
 	}
 	c.mu.Lock()
+	c.recoverySeen = true
 	for _, s := range r.Streams {
 		switch {
 		case s.Reason == "not_followed":

@@ -174,6 +174,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			_ = s.nc.SetDeadline(time.Time{})
 			c.mu.Lock()
 			c.auth = info
+			c.recoverySeen = false // this connection's node has not answered op 25 yet
 			if info.Key != "" {
 				c.key = info.Key
 			}
