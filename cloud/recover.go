@@ -302,11 +302,24 @@ func (c *conn) readStream(st imcloud.Stream, pos imcloud.Position, asked bool) (
 	now := time.Now()
 	entries := r.Entries[:0:0]
 	last := int64(-1)
+	var ids map[imcloud.MessageID]struct{}
 	for _, e := range r.Entries {
 		if e.Offset <= last || (asked && e.Offset <= pos.Offset) {
 			continue // out of order or at the position: never twice
 		}
 		last = e.Offset
+		if !e.ID.IsZero() {
+			// A push retried with its idempotency key was appended at
+			// two offsets; the client gets it once, as it would live
+			// (the nodes' dedup).
+			if ids == nil {
+				ids = make(map[imcloud.MessageID]struct{}, len(r.Entries))
+			}
+			if _, dup := ids[e.ID]; dup {
+				continue
+			}
+			ids[e.ID] = struct{}{}
+		}
 		if !e.Expires.IsZero() && !now.Before(e.Expires) {
 			continue
 		}

@@ -557,3 +557,31 @@ func TestRecoverChangeRoomRaw(t *testing.T) {
 	require.NoError(t, rc.send(2, protocol.OpChangeRoom, 6, []byte(`{"room_id":`)))
 	rc.expectClosed(t)
 }
+
+// TestRecoverRetriedPushOnce: a push retried with its idempotency key
+// reaches the history twice (two queue records, two offsets, one id); a
+// replay gives it once, as the nodes' dedup does live.
+func TestRecoverRetriedPushOnce(t *testing.T) {
+	j := newJournal(t, logic.MemoryHistoryConfig{})
+	n := startNode(t, cloud.Config{History: j.h})
+	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
+	nextRecovery(t, c)
+	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
+	pos := c.Positions()
+	require.NoError(t, c.Close())
+
+	retried := j.user(9, "k9", "retried") // the user is offline: history only
+	j.mu.Lock()
+	off := j.next
+	j.next++
+	j.mu.Unlock()
+	require.NoError(t, j.h.Append(context.Background(), []imcloud.HistoryAppend{{Stream: retried.Stream,
+		Entry: imcloud.HistoryEntry{Offset: off, ID: retried.ID, Op: retried.Op, Body: retried.Body, Accepted: time.Now()}}}))
+	after := j.user(9, "k9", "after")
+
+	c2 := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", pos)
+	expectPushes(t, c2, retried, after)
+	r := nextRecovery(t, c2)
+	assert.True(t, r.Recovered())
+	assert.Equal(t, 2, r.Replayed())
+}
