@@ -186,3 +186,17 @@ func TestHTTPIdempotencyKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.JSONEq(t, `{"id":"`+want.String()+`"}`, string(r.Data))
 }
+
+// TestCostReleasedBeforeTheAnswer: a synchronous push gives its cost back
+// before its caller gets the answer, so a caller that saw its push end
+// never finds the budget still held by it.
+func TestCostReleasedBeforeTheAnswer(t *testing.T) {
+	e := newEnv(t, logic.Config{})
+	ctx := context.Background()
+	for i := 0; i < 2000; i++ {
+		_, err := e.p.PushMids(ctx, 1000, []int64{1}, []byte("x"))
+		require.NoError(t, err)
+		st := e.p.Stats()
+		require.Zero(t, st.Cost+st.SmallCost, "push %d answered with its cost still held", i)
+	}
+}

@@ -113,9 +113,12 @@ func (p *Pusher) run(ctx context.Context, w *push) (Result, error) {
 	w.ctx = workContext{Context: p.workCtx(), values: context.WithoutCancel(ctx)}
 	ch := outcomePool.Get().(chan outcome)
 	err := p.submit(w, func() {
-		defer p.end(w)
-		res, err := p.execute(&w.ctx, w)
-		ch <- outcome{res, err}
+		var o outcome
+		func() {
+			defer p.end(w) // before the answer: a caller that saw its push end never finds its cost held
+			o.res, o.err = p.execute(&w.ctx, w)
+		}()
+		ch <- o
 	})
 	if err != nil {
 		outcomePool.Put(ch)
