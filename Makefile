@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -34,6 +34,12 @@ run:
 # `make test`): writes the tables into BENCHMARKS.md and docs/bench-scenario1.svg.
 bench:
 	./scripts/bench.sh
+
+# The recovery figures (about 20 minutes; not part of `make bench`): replay on
+# reconnect, history on vs off on the hot path, the history stores' memory,
+# into BENCHMARKS.md's recovery section (scripts/bench-recovery.sh).
+bench-recovery:
+	./scripts/bench.sh recovery
 
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:

@@ -15,23 +15,25 @@ import (
 // push and per stream (historytest.BenchFootprint) in a real
 // redis-server: INFO memory's used_memory (what Redis allocated) and
 // used_memory_rss (its resident size, which follows the allocator in
-// steps), read around each fill of a flushed server. Run it alone:
+// steps), read around each fill of a fresh server. Run it alone:
 //
 //	go test -run '^$' -bench RedisHistoryFootprint -benchtime 1x ./redis
 func BenchmarkRedisHistoryFootprint(b *testing.B) {
-	srv := testenv.StartRedis(b)
-	r := newRedisRouter(b, redis.Config{Addr: srv.Addr})
-	conn, err := redigo.Dial("tcp", srv.Addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = conn.Close() })
+	var addr string // the redis-server of the store being weighed
 	historytest.BenchFootprint(b, historytest.Footprint{
-		Open: func(*testing.B) historytest.Store {
-			srv.FlushAll()
-			return redis.NewHistory(r, redis.HistoryConfig{})
+		Open: func(b *testing.B) historytest.Store {
+			// A fresh server each time: Redis keeps its resident size
+			// after a FLUSHALL, which would hide the next fill's.
+			srv := testenv.StartRedis(b)
+			addr = srv.Addr
+			return redis.NewHistory(newRedisRouter(b, redis.Config{Addr: srv.Addr}), redis.HistoryConfig{})
 		},
 		Usage: func(b *testing.B, _ historytest.Store) map[string]int64 {
+			conn, err := redigo.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
 			info, err := redigo.String(conn.Do("INFO", "memory"))
 			if err != nil {
 				b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -211,7 +212,7 @@ func writeTraffic(b *strings.Builder, g []result) {
 	if best != nil {
 		fmt.Fprintf(b, "Highest passing step (%s): %s pushes/s offered -> **%s deliveries/s**, %.0f pushes/s accepted, p99 %.2f ms.\n\n",
 			crit, rateCell(*best), commas(best.DelivPerSec), best.PushPerSec, best.P99)
-	} else {
+	} else if slices.ContainsFunc(g, func(r result) bool { return r.Rate > 0 }) {
 		fmt.Fprintf(b, "No paced step passed (%s).\n\n", crit)
 	}
 }
