@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,7 +41,10 @@ const recoverTimeout = 30 * time.Second
 // recoverer is the state of a recover run: each user's client (nil while
 // offline) and the positions it held when it went offline.
 type recoverer struct {
-	cfg   *config
+	cfg *config
+	// run tells this run's pushes from an earlier run's to the same
+	// users, still in the server's history.
+	run   string
 	conns []*cloudclient.Client
 	pos   []map[string]cloudclient.Position
 	http  *http.Client
@@ -59,11 +63,11 @@ type recOutcome struct {
 
 // runRecover is the recover mode's run: one result for all rounds.
 func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (bool, error) {
-	rc := &recoverer{cfg: cfg, conns: make([]*cloudclient.Client, cfg.conns), pos: make([]map[string]cloudclient.Position, cfg.conns),
+	rc := &recoverer{cfg: cfg, run: strconv.FormatUint(rand.Uint64(), 36), conns: make([]*cloudclient.Client, cfg.conns), pos: make([]map[string]cloudclient.Position, cfg.conns),
 		http: &http.Client{Timeout: 10 * time.Second}}
 	defer rc.closeAll()
 	start := time.Now()
-	for i, o := range rc.connectAll(ctx, 0, 0) {
+	for i, o := range rc.connectAll(ctx, "", 0) {
 		if o.err != nil {
 			hint := ""
 			if strings.Contains(o.err.Error(), "unavailable") {
@@ -80,18 +84,18 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 	for round := 1; round <= cfg.rounds; round++ {
 		rc.closeAll()
 		t := time.Now()
-		n, err := rc.push(ctx, round)
+		n, err := rc.push(ctx, rc.tag(round))
 		pushes += n
 		pushing += time.Since(t)
 		if err == nil {
-			err = rc.awaitHistory(ctx, round)
+			err = rc.awaitHistory(ctx, rc.tag(round))
 		}
 		if err != nil {
 			return false, fmt.Errorf("bench: round %d: %w", round, err)
 		}
 		t = time.Now()
 		before := sampleProcs(cfg.pids)
-		outs := rc.connectAll(ctx, round, cfg.missed)
+		outs := rc.connectAll(ctx, rc.tag(round), cfg.missed)
 		took := time.Since(t)
 		procs = addProcs(procs, procDelta(cfg.pids, before, sampleProcs(cfg.pids), took))
 		reconnecting += took
@@ -149,10 +153,13 @@ func addProcs(sum, round []procResult) []procResult {
 	return sum
 }
 
+// tag names round's pushes in their bodies.
+func (rc *recoverer) tag(round int) string { return rc.run + "." + strconv.Itoa(round) }
+
 // connectAll dials every client at once (each from its own goroutine,
 // released together) with the positions it holds, and checks that each
-// gets exactly missed pushes of round before its op 25.
-func (rc *recoverer) connectAll(ctx context.Context, round, missed int) []recOutcome {
+// gets exactly missed pushes tagged tag before its op 25.
+func (rc *recoverer) connectAll(ctx context.Context, tag string, missed int) []recOutcome {
 	cfg := rc.cfg
 	addr := cfg.tcpAddr
 	if cfg.proto == "ws" {
@@ -171,7 +178,7 @@ func (rc *recoverer) connectAll(ctx context.Context, round, missed int) []recOut
 				Heartbeat: cfg.heartbeat, DialTimeout: 10 * time.Second}
 			ready.Done()
 			<-release
-			outs[i] = rc.reconnect(ctx, i, cc, round, missed)
+			outs[i] = rc.reconnect(ctx, i, cc, tag, missed)
 		}()
 	}
 	ready.Wait()
@@ -181,7 +188,7 @@ func (rc *recoverer) connectAll(ctx context.Context, round, missed int) []recOut
 }
 
 // reconnect dials client i and waits for its op 25.
-func (rc *recoverer) reconnect(ctx context.Context, i int, cc cloudclient.Config, round, missed int) recOutcome {
+func (rc *recoverer) reconnect(ctx context.Context, i int, cc cloudclient.Config, tag string, missed int) recOutcome {
 	t0 := time.Now()
 	c, err := cloudclient.Dial(ctx, cc)
 	if err != nil {
@@ -212,7 +219,7 @@ func (rc *recoverer) reconnect(ctx context.Context, i int, cc cloudclient.Config
 			more = false
 		}
 	}
-	n, err := checkReplay(rec, got, "u:"+strconv.Itoa(i+1), round, missed)
+	n, err := checkReplay(rec, got, "u:"+strconv.Itoa(i+1), tag, missed)
 	if err == nil && c.Dropped() > 0 {
 		err = fmt.Errorf("%d pushes dropped by the client (Messages full)", c.Dropped())
 	}
@@ -220,17 +227,17 @@ func (rc *recoverer) reconnect(ctx context.Context, i int, cc cloudclient.Config
 }
 
 // checkReplay checks one reconnect: op 25 says recovered with missed
-// pushes replayed, and got is exactly pushes 0..missed-1 of round, in
+// pushes replayed, and got is exactly pushes 0..missed-1 tagged tag, in
 // order, all of stream with growing offsets. It returns how many came in
 // order before the first wrong one.
-func checkReplay(rec cloudclient.Recovery, got []cloudclient.Push, stream string, round, missed int) (int, error) {
+func checkReplay(rec cloudclient.Recovery, got []cloudclient.Push, stream, tag string, missed int) (int, error) {
 	in := 0
 	var last int64 = -1
 	for _, p := range got {
-		r, k, ok := parseRecoverBody(p.Body)
-		if p.Stream != stream || !ok || r != round || k != in || p.Offset <= last {
-			return in, fmt.Errorf("push %d of %d: stream %q offset %d body %.20q, want %s push %d of round %d after offset %d",
-				in, len(got), p.Stream, p.Offset, p.Body, stream, in, round, last)
+		t, k, ok := parseRecoverBody(p.Body)
+		if p.Stream != stream || !ok || t != tag || k != in || p.Offset <= last {
+			return in, fmt.Errorf("push %d of %d: stream %q offset %d body %.30q, want %s push %d tagged %s after offset %d",
+				in, len(got), p.Stream, p.Offset, p.Body, stream, in, tag, last)
 		}
 		last = p.Offset
 		in++
@@ -278,11 +285,11 @@ func (rc *recoverer) groups() []string {
 	return out
 }
 
-// push sends -missed pushes of round to every user, as fast as the API
+// push sends -missed pushes tagged tag to every user, as fast as the API
 // takes them: group g's pushes come from publisher g mod publishers, one
 // request at a time, so that each user's pushes are published (and get
 // their offsets) in order. It returns the pushes accepted (users reached).
-func (rc *recoverer) push(ctx context.Context, round int) (int, error) {
+func (rc *recoverer) push(ctx context.Context, tag string) (int, error) {
 	cfg := rc.cfg
 	groups := rc.groups()
 	pubs := min(cfg.publishers, len(groups))
@@ -296,7 +303,7 @@ func (rc *recoverer) push(ctx context.Context, round int) (int, error) {
 			defer api.close()
 			var body []byte
 			for k := 0; k < cfg.missed && errs[p] == nil; k++ {
-				body = appendRecoverBody(body[:0], round, k, cfg.bodySize)
+				body = appendRecoverBody(body[:0], tag, k, cfg.bodySize)
 				for g := p; g < len(groups) && errs[p] == nil; g += pubs {
 					path := "/goim/push/mids?operation=" + strconv.Itoa(cfg.op) + "&mids=" + groups[g]
 					errs[p] = postRetrying(ctx, api, []byte(path), body)
@@ -336,10 +343,10 @@ func postRetrying(ctx context.Context, api *apiClient, path, body []byte) error 
 }
 
 // awaitHistory waits until every user's history ends with the last push
-// of round: job appends what logic published in the background, and a
+// tagged tag: job appends what logic published in the background, and a
 // client that reconnected earlier would get the rest live.
-func (rc *recoverer) awaitHistory(ctx context.Context, round int) error {
-	want := appendRecoverBody(nil, round, rc.cfg.missed-1, 0)
+func (rc *recoverer) awaitHistory(ctx context.Context, tag string) error {
+	want := appendRecoverBody(nil, tag, rc.cfg.missed-1, 0)
 	deadline := time.Now().Add(30 * time.Second)
 	for i := range rc.conns {
 		for {
@@ -351,8 +358,8 @@ func (rc *recoverer) awaitHistory(ctx context.Context, round int) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("user %d's history does not end with push %d of round %d after 30 s (ends with %.20q)",
-					i+1, rc.cfg.missed-1, round, last)
+				return fmt.Errorf("user %d's history does not end with push %d tagged %s after 30 s (ends with %.30q)",
+					i+1, rc.cfg.missed-1, tag, last)
 			}
 			select {
 			case <-time.After(5 * time.Millisecond):
@@ -393,12 +400,12 @@ func (rc *recoverer) lastPush(ctx context.Context, mid int) ([]byte, error) {
 	return nil, nil
 }
 
-// appendRecoverBody appends the body of push k of round: "r<round>:<k>;"
+// appendRecoverBody appends the body of push k tagged tag: "r<tag>:<k>;"
 // padded with 'x' to size bytes.
-func appendRecoverBody(dst []byte, round, k, size int) []byte {
+func appendRecoverBody(dst []byte, tag string, k, size int) []byte {
 	start := len(dst)
 	dst = append(dst, 'r')
-	dst = strconv.AppendInt(dst, int64(round), 10)
+	dst = append(dst, tag...)
 	dst = append(dst, ':')
 	dst = strconv.AppendInt(dst, int64(k), 10)
 	dst = append(dst, ';')
@@ -408,24 +415,23 @@ func appendRecoverBody(dst []byte, round, k, size int) []byte {
 	return dst
 }
 
-// parseRecoverBody reads the round and index of a recover push body.
-func parseRecoverBody(b []byte) (round, k int, ok bool) {
+// parseRecoverBody reads the tag and index of a recover push body.
+func parseRecoverBody(b []byte) (tag string, k int, ok bool) {
 	rest, found := bytes.CutPrefix(b, []byte("r"))
 	if !found {
-		return 0, 0, false
+		return "", 0, false
 	}
 	head, _, found := bytes.Cut(rest, []byte(";"))
 	if !found {
-		return 0, 0, false
+		return "", 0, false
 	}
-	rs, ks, found := bytes.Cut(head, []byte(":"))
-	if !found {
-		return 0, 0, false
+	i := bytes.LastIndexByte(head, ':')
+	if i <= 0 {
+		return "", 0, false
 	}
-	r, err1 := strconv.Atoi(string(rs))
-	n, err2 := strconv.Atoi(string(ks))
-	if err1 != nil || err2 != nil || r < 0 || n < 0 {
-		return 0, 0, false
+	n, err := strconv.Atoi(string(head[i+1:]))
+	if err != nil || n < 0 {
+		return "", 0, false
 	}
-	return r, n, true
+	return string(head[:i]), n, true
 }

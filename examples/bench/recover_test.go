@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -51,6 +54,17 @@ func TestRecoverEndToEnd(t *testing.T) {
 		require.LessOrEqual(t, r.P50, r.Max, "%s", b)
 		require.Equal(t, "bench", r.Procs[len(r.Procs)-1].Name, "the generator's CPU over the reconnects")
 	}
+
+	// Another run to the same users waits for its own pushes, not for the
+	// last run's still in the history (same round, same index).
+	cfg, err := parseFlags([]string{"-mode", "recover", "-api", app.Addr("http"), "-conns", "3", "-missed", "40"}, &strings.Builder{})
+	require.NoError(t, err)
+	last := rs[len(rs)-1]
+	rc := &recoverer{cfg: cfg, run: "another", conns: make([]*cloudclient.Client, 3), http: http.DefaultClient}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, rc.awaitHistory(ctx, rc.tag(last.Rounds)), context.DeadlineExceeded)
+
 	var md strings.Builder
 	require.NoError(t, report([]string{"-in", out}, &md))
 	require.Contains(t, md.String(), "### recover-ws")
@@ -88,13 +102,13 @@ func TestCheckReplay(t *testing.T) {
 	pushes := func(round int, ks ...int) []cloudclient.Push {
 		var ps []cloudclient.Push
 		for i, k := range ks {
-			ps = append(ps, cloudclient.Push{Op: 1000, Body: appendRecoverBody(nil, round, k, 100), Stream: stream, Offset: int64(10 + 3*i)})
+			ps = append(ps, cloudclient.Push{Op: 1000, Body: appendRecoverBody(nil, "x."+strconv.Itoa(round), k, 100), Stream: stream, Offset: int64(10 + 3*i)})
 		}
 		return ps
 	}
 	good := cloudclient.Recovery{Streams: []protocol.RecoveryStream{{Stream: stream, Recovered: true, Replayed: 3},
 		{Stream: "r:live://1", Recovered: true}}}
-	n, err := checkReplay(good, pushes(2, 0, 1, 2), stream, 2, 3)
+	n, err := checkReplay(good, pushes(2, 0, 1, 2), stream, "x.2", 3)
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 
@@ -108,15 +122,16 @@ func TestCheckReplay(t *testing.T) {
 		{"out of order", good, pushes(2, 0, 2, 1), 1},
 		{"duplicate", good, pushes(2, 0, 1, 1, 2), 2},
 		{"earlier round", good, pushes(1, 0, 1, 2), 0},
+		{"earlier run", good, []cloudclient.Push{{Body: appendRecoverBody(nil, "y.2", 0, 0), Stream: stream, Offset: 1}}, 0},
 		{"not recovered", cloudclient.Recovery{Streams: []protocol.RecoveryStream{{Stream: stream, Reason: "trimmed", Replayed: 3}}}, pushes(2, 0, 1, 2), 3},
 		{"op 25 counts otherwise", cloudclient.Recovery{Streams: []protocol.RecoveryStream{{Stream: stream, Recovered: true, Replayed: 2}}}, pushes(2, 0, 1, 2), 3},
-		{"another stream", good, append(pushes(2, 0, 1), cloudclient.Push{Body: appendRecoverBody(nil, 2, 2, 0), Stream: "u:4", Offset: 99}), 2},
-		{"offset back", good, append(pushes(2, 0, 1), cloudclient.Push{Body: appendRecoverBody(nil, 2, 2, 0), Stream: stream, Offset: 13}), 2},
+		{"another stream", good, append(pushes(2, 0, 1), cloudclient.Push{Body: appendRecoverBody(nil, "x.2", 2, 0), Stream: "u:4", Offset: 99}), 2},
+		{"offset back", good, append(pushes(2, 0, 1), cloudclient.Push{Body: appendRecoverBody(nil, "x.2", 2, 0), Stream: stream, Offset: 13}), 2},
 		{"foreign body", good, append(pushes(2, 0, 1), cloudclient.Push{Body: []byte("hello"), Stream: stream, Offset: 99}), 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, err := checkReplay(tt.rec, tt.got, stream, 2, 3)
+			n, err := checkReplay(tt.rec, tt.got, stream, "x.2", 3)
 			require.Error(t, err)
 			require.Equal(t, tt.n, n)
 		})
@@ -124,19 +139,20 @@ func TestCheckReplay(t *testing.T) {
 }
 
 func TestRecoverBody(t *testing.T) {
-	b := appendRecoverBody(nil, 12, 345, 100)
+	b := appendRecoverBody(nil, "k3x.12", 345, 100)
 	require.Len(t, b, 100)
-	r, k, ok := parseRecoverBody(b)
+	tag, k, ok := parseRecoverBody(b)
 	require.True(t, ok)
-	require.Equal(t, 12, r)
+	require.Equal(t, "k3x.12", tag)
 	require.Equal(t, 345, k)
-	require.Equal(t, "r1:0;", string(appendRecoverBody(nil, 1, 0, 0)))
-	for _, bad := range []string{"", "r", "r1:2", "x1:2;", "r:2;", "r1:;", "r1:-2;", "ra:b;"} {
+	require.Equal(t, "ra.1:0;", string(appendRecoverBody(nil, "a.1", 0, 0)))
+	for _, bad := range []string{"", "r", "ra.1:2", "xa.1:2;", "r:2;", "ra.1:;", "ra.1:-2;", "ra:b;"} {
 		_, _, ok := parseRecoverBody([]byte(bad))
 		require.False(t, ok, "%q", bad)
 	}
-	rc := &recoverer{cfg: &config{conns: 5, perPush: 2}}
+	rc := &recoverer{cfg: &config{conns: 5, perPush: 2}, run: "a"}
 	require.Equal(t, []string{"1,2", "3,4", "5"}, rc.groups())
+	require.Equal(t, "a.7", rc.tag(7))
 }
 
 // TestReportRecoverySection: the recovery report has a block of its own
