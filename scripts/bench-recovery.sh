@@ -5,8 +5,9 @@
 #
 #   R1, R2  replay on reconnect (examples/bench -mode recover): one client
 #           missing 1,000 pushes, and 100 clients missing 750 each
-#           reconnecting at once; all-in-one (memory history) and clustered
-#           (Redis history, Kafka-protocol broker, one process per role);
+#           reconnecting at once; all-in-one (memory history), clustered
+#           (Redis history, Kafka-protocol broker, one process per role) and
+#           clustered with every reconnect to the other of two cloud nodes;
 #   H1, H2  the hot path's cost of history: push-mids and room pushes flat
 #           out to 5,000 WebSocket clients, the all-in-one server started
 #           with -history=true and -history=false in alternated runs
@@ -39,12 +40,14 @@ PRE=$OUT/recovery-preamble.md
 
 R1="R1. Replay on reconnect: 1 client missing 1,000 pushes (p99 < 10 ms)"
 R2="R2. Replay on reconnect: $CONNS100 clients missing 750 each, reconnecting at once (p99 < 50 ms)"
-replay() { # replay WHERE PIDS: R1 and R2 over TCP and WebSocket
+replay() { # replay WHERE PIDS [ARGS...]: R1 and R2 over TCP and WebSocket
+	local where=$1 pids=$2
+	shift 2
 	for proto in tcp ws; do
-		bench -scenario "$R1" -label "$1 $proto" -mode recover -proto "$proto" -conns 1 -missed 1000 \
-			-rounds "$ROUNDS1" -body 100 -max-p99 10ms -pids "$2"
-		bench -scenario "$R2" -label "$1 $proto" -mode recover -proto "$proto" -conns "$CONNS100" -missed 750 \
-			-rounds "$ROUNDS100" -shared-room live://1 -body 100 -max-p99 50ms -pids "$2"
+		bench -scenario "$R1" -label "$where $proto" -mode recover -proto "$proto" -conns 1 -missed 1000 \
+			-rounds "$ROUNDS1" -body 100 -max-p99 10ms -pids "$pids" "$@"
+		bench -scenario "$R2" -label "$where $proto" -mode recover -proto "$proto" -conns "$CONNS100" -missed 750 \
+			-rounds "$ROUNDS100" -shared-room live://1 -body 100 -max-p99 50ms -pids "$pids" "$@"
 	done
 }
 
@@ -102,6 +105,21 @@ done
 # --- R1, R2 clustered ----------------------------------------------------------
 start_cluster "R1 and R2 clustered"
 replay clustered "$CPIDS"
+# A second cloud node: every reconnect moves to the other node (odd rounds
+# dial cloud-1, even ones cloud-0), the replay read from the shared history.
+TCP1=127.0.0.1:23103 WS1=127.0.0.1:23104
+CLOUD1_ARGS="-role cloud -node-id cloud-1 -tcp-addr $TCP1 -ws-addr $WS1 -link-addr 127.0.0.1:23122 -admin-addr 127.0.0.1:23118 -pprof $COMMON"
+start cloud1 "$SERVER" $CLOUD1_ARGS
+wait_ready 127.0.0.1:23118
+{
+	echo
+	echo 'and for "clustered, across nodes" a second cloud node:'
+	echo
+	echo '```'
+	echo "./server $CLOUD1_ARGS"
+	echo '```'
+} >>"$PRE"
+replay "clustered, across nodes" "$CPIDS,cloud1=$pid_cloud1" -reconnect-tcp "$TCP1" -reconnect-ws "$WS1"
 
 # --- M: the history stores' footprint ----------------------------------------
 FOOT=$OUT/footprint.txt

@@ -68,6 +68,7 @@ type config struct {
 	pin                                 bool
 	missed, rounds                      int
 	sharedRoom                          string
+	reconnectTCP, reconnectWS           string
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -115,6 +116,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (what one delivery costs the client side)")
 	fs.IntVar(&c.missed, "missed", 1000, "recover mode: pushes each user misses while offline, per round (at most the server's -history-len)")
 	fs.IntVar(&c.rounds, "rounds", 20, "recover mode: disconnect, push, reconnect rounds")
+	fs.StringVar(&c.reconnectTCP, "reconnect-tcp", "", "recover mode: another cloud node's TCP address, dialled in odd rounds, so that every reconnect changes nodes")
+	fs.StringVar(&c.reconnectWS, "reconnect-ws", "", "recover mode: another cloud node's WebSocket address, dialled in odd rounds")
 	fs.StringVar(&c.sharedRoom, "shared-room", "", "recover mode: a room every client joins (e.g. live://1; its stream is followed too); empty: none")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -194,9 +197,9 @@ func main() {
 	defer stop()
 	targets := []string{cfg.api}
 	if cfg.proto == "tcp" {
-		targets = append(targets, cfg.tcpAddr)
+		targets = append(targets, cfg.tcpAddr, cfg.reconnectTCP)
 	} else {
-		targets = append(targets, cfg.wsAddr)
+		targets = append(targets, cfg.wsAddr, cfg.reconnectWS)
 	}
 	if err := checkLoopback(ctx, targets, cfg.allowRemote, net.DefaultResolver.LookupIPAddr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -26,7 +26,8 @@ import (
 // request, one publisher per group of users so that a user's pushes are
 // published in order); once the history holds the last of them (the
 // history route), every client redials at once with the positions it
-// held. Per client, the figure is the time from starting the dial (the
+// held (in odd rounds to -reconnect-tcp or -reconnect-ws, another node
+// of a cluster, when set). Per client, the figure is the time from starting the dial (the
 // TCP connect and WebSocket upgrade included, a fraction of a
 // millisecond on loopback; the auth frame follows at once) to the op 25
 // recovery result, which the node queues after the last replayed push.
@@ -67,7 +68,7 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 		http: &http.Client{Timeout: 10 * time.Second}}
 	defer rc.closeAll()
 	start := time.Now()
-	for i, o := range rc.connectAll(ctx, "", 0) {
+	for i, o := range rc.connectAll(ctx, 0, 0) {
 		if o.err != nil {
 			hint := ""
 			if strings.Contains(o.err.Error(), "unavailable") {
@@ -95,7 +96,7 @@ func runRecover(ctx context.Context, cfg *config, base result, out io.Writer) (b
 		}
 		t = time.Now()
 		before := sampleProcs(cfg.pids)
-		outs := rc.connectAll(ctx, rc.tag(round), cfg.missed)
+		outs := rc.connectAll(ctx, round, cfg.missed)
 		took := time.Since(t)
 		procs = addProcs(procs, procDelta(cfg.pids, before, sampleProcs(cfg.pids), took))
 		reconnecting += took
@@ -156,15 +157,30 @@ func addProcs(sum, round []procResult) []procResult {
 // tag names round's pushes in their bodies.
 func (rc *recoverer) tag(round int) string { return rc.run + "." + strconv.Itoa(round) }
 
+// addr is the node the clients dial in round (0: the first connect):
+// -tcp or -ws, or in odd rounds -reconnect-tcp or -reconnect-ws when
+// set, so that every reconnect moves to the other node.
+func (rc *recoverer) addr(round int) string {
+	cfg := rc.cfg
+	if cfg.proto == "ws" {
+		host := cfg.wsAddr
+		if round%2 == 1 && cfg.reconnectWS != "" {
+			host = cfg.reconnectWS
+		}
+		return "ws://" + host + cfg.wsPath
+	}
+	if round%2 == 1 && cfg.reconnectTCP != "" {
+		return cfg.reconnectTCP
+	}
+	return cfg.tcpAddr
+}
+
 // connectAll dials every client at once (each from its own goroutine,
 // released together) with the positions it holds, and checks that each
-// gets exactly missed pushes tagged tag before its op 25.
-func (rc *recoverer) connectAll(ctx context.Context, tag string, missed int) []recOutcome {
+// gets exactly missed pushes of round before its op 25.
+func (rc *recoverer) connectAll(ctx context.Context, round, missed int) []recOutcome {
 	cfg := rc.cfg
-	addr := cfg.tcpAddr
-	if cfg.proto == "ws" {
-		addr = "ws://" + cfg.wsAddr + cfg.wsPath
-	}
+	addr, tag := rc.addr(round), rc.tag(round)
 	outs := make([]recOutcome, cfg.conns)
 	release := make(chan struct{})
 	var ready, done sync.WaitGroup

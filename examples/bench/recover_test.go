@@ -181,3 +181,15 @@ func TestReportRecoverySection(t *testing.T) {
 	require.Contains(t, s, "**1,000 vs 1,100 pushes/s accepted (91%)**")
 	require.Error(t, report([]string{"-in", in, "-section", "sideways"}, nil))
 }
+
+// TestRecoverAddr: with -reconnect-tcp or -reconnect-ws, odd rounds dial
+// the other node, so that every reconnect changes nodes.
+func TestRecoverAddr(t *testing.T) {
+	cfg := &config{proto: "tcp", tcpAddr: "127.0.0.1:1", wsAddr: "127.0.0.1:2", wsPath: "/sub"}
+	rc := &recoverer{cfg: cfg}
+	require.Equal(t, "127.0.0.1:1", rc.addr(1), "one node")
+	cfg.reconnectTCP, cfg.reconnectWS = "127.0.0.1:3", "127.0.0.1:4"
+	require.Equal(t, []string{"127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:1"}, []string{rc.addr(0), rc.addr(1), rc.addr(2)})
+	cfg.proto = "ws"
+	require.Equal(t, []string{"ws://127.0.0.1:2/sub", "ws://127.0.0.1:4/sub"}, []string{rc.addr(0), rc.addr(1)})
+}
