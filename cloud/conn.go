@@ -35,6 +35,11 @@ type conn struct {
 	ws  bool
 	ext bool // opted into extensions (auth ver 2)
 	rec bool // a recover connection (auth ver 2, "recover": true; recover.go)
+	// floors: per replayed stream, the position the client holds, until
+	// a later push of it arrives (recover.go).
+	hasFloors atomic.Bool
+	floorMu   sync.Mutex
+	floors    map[string]imcloud.Position
 	// writes counts the socket writes, for latency sampling (latency.go);
 	// only the writer claim's holder touches it.
 	writes uint8

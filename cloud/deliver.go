@@ -96,8 +96,10 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 				case c == nil:
 				case filter && !c.acceptsOp(m.Op):
 					filtered++
-				case c.enqueue(c.pick(it, rv)):
-					n++
+				default:
+					if cit, keep := c.pick(it, rv); keep && c.enqueue(cit) {
+						n++
+					}
 				}
 			}
 			s.stats.delivered.Add(uint64(n))
@@ -314,8 +316,9 @@ func (b *bucket) push(sched *scheduler, room string, it outItem, rv *recVariant,
 		}
 		cit := it
 		if variant && c.rec {
-			if rit, ok := rv.item(); ok {
-				cit = rit
+			var keep bool
+			if cit, keep = c.pick(it, rv); !keep {
+				continue // the replay gave it already
 			}
 		}
 		queued, start := c.push(cit, &backlog)

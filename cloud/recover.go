@@ -99,13 +99,69 @@ func (c *counters) recoveryCounts() map[string]uint64 {
 
 // pick returns what c receives of a push: its op 24 variant (rv) on a
 // recover connection when the push carries a stream; it otherwise.
-func (c *conn) pick(it outItem, rv *recVariant) outItem {
-	if c.rec {
-		if rit, ok := rv.item(); ok {
-			return rit
-		}
+func (c *conn) pick(it outItem, rv *recVariant) (outItem, bool) {
+	if !c.rec {
+		return it, true
 	}
-	return it
+	rit, ok := rv.item()
+	if !ok {
+		return it, true
+	}
+	if c.hasFloors.Load() {
+		return c.pastFloors(rit)
+	}
+	return rit, true
+}
+
+// Floors: after a replay, job may still deliver live a push the replay
+// already gave (appended before the read, its users resolved or its
+// fan-out reaching this node only after the connection's queue resumed).
+// The splice drops the live copies that arrived while the queue was
+// paused; floors drop those that arrive later: per stream replayed, the
+// position the client holds. A stream's floor goes as soon as one of its
+// pushes above it arrives: pushes of a stream come in order, so no older
+// one can follow.
+
+// setFloors records, per stream, the position the client holds after a
+// replay.
+func (c *conn) setFloors(drop map[string]imcloud.Position) {
+	if len(drop) == 0 {
+		return
+	}
+	c.floorMu.Lock()
+	defer c.floorMu.Unlock()
+	if c.floors == nil {
+		c.floors = make(map[string]imcloud.Position, len(drop))
+	}
+	for k, v := range drop {
+		c.floors[k] = v
+	}
+	c.hasFloors.Store(true)
+}
+
+// pastFloors returns it without the op 24 frames at or below their
+// stream's floor (false: nothing is left), and lifts the floor of every
+// stream that has a push above it in it.
+func (c *conn) pastFloors(it outItem) (outItem, bool) {
+	c.floorMu.Lock()
+	defer c.floorMu.Unlock()
+	out, keep := dropReplayed(it, c.floors)
+	for rest := it.b; len(rest) > 0; {
+		n := frameLen(rest)
+		var f protocol.Frame
+		if _, err := protocol.ParseFrame(rest[:n], &f, 0); err == nil && f.Op == protocol.OpPushAt {
+			if p, err := protocol.ParsePushAt(f.Body); err == nil {
+				if pos, ok := c.floors[string(p.Stream)]; ok && (pos.Epoch != string(p.Epoch) || p.Offset > pos.Offset) {
+					delete(c.floors, string(p.Stream))
+				}
+			}
+		}
+		rest = rest[n:]
+	}
+	if len(c.floors) == 0 {
+		c.hasFloors.Store(false)
+	}
+	return out, keep
 }
 
 // recVariant is what recover connections receive of a push or of a room
@@ -273,6 +329,7 @@ func (c *conn) recoverAt(at int, streams []imcloud.Stream, positions map[string]
 	b, _ := json.Marshal(body)
 	ins = append(ins, outItem{b: protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpRecovery, Body: b}), kind: itemFrame})
 	c.out.splice(at, ins, func(it outItem) (outItem, bool) { return dropReplayed(it, drop) })
+	c.setFloors(drop)
 }
 
 // readStream reads one stream's history after pos (asked: the client

@@ -585,3 +585,28 @@ func TestRecoverRetriedPushOnce(t *testing.T) {
 	assert.True(t, r.Recovered())
 	assert.Equal(t, 2, r.Replayed())
 }
+
+// TestRecoverLateLiveCopy: a push appended before the replay read but
+// delivered live only after the connection resumed (job resolving the
+// user late) is not given twice; the next push goes through.
+func TestRecoverLateLiveCopy(t *testing.T) {
+	j := newJournal(t, logic.MemoryHistoryConfig{})
+	n := startNode(t, cloud.Config{History: j.h})
+	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
+	nextRecovery(t, c)
+	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
+	pos := c.Positions()
+	require.NoError(t, c.Close())
+
+	late := j.user(9, "k9", "late") // in the history; its live copy comes later
+	c2 := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", pos)
+	expectPushes(t, c2, late)
+	require.True(t, nextRecovery(t, c2).Recovered())
+
+	mm := *late
+	mm.Node = n.srv.ID()
+	require.NoError(t, n.srv.Deliver(context.Background(), []*imcloud.Message{&mm}))
+	next := j.user(9, "k9", "next", n.srv)
+	expectPushes(t, c2, next)
+	expectNoPush(t, c2)
+}
