@@ -74,7 +74,7 @@ replay() { # replay WHERE PIDS [ARGS...]: R1 and R2 over TCP and WebSocket
 	echo 'CPU is summed over the reconnects alone, from the kernel'"'"'s 10 ms ticks: rough where they last a few ms.'
 	echo
 	echo 'H1 and H2: the same generator flat out (`-rate max`, 32 publishers), one fresh server per run,'
-	echo 'history on and off alternated (on off, off on, ...): the issue asks for on at least 80% of off.'
+	echo 'history on and off alternated (on off, off on, ...): the target is on at least 80% of off.'
 } >"$PRE"
 
 # --- R1, R2 all-in-one -------------------------------------------------------
