@@ -33,12 +33,16 @@ func newJournal(t *testing.T, cfg logic.MemoryHistoryConfig) *journal {
 	return &journal{t: t, h: logic.NewMemoryHistory(cfg)}
 }
 
-// appendPush appends m (its Stream set) and sets its Epoch and Offset.
-func (j *journal) appendPush(m *imcloud.Message) {
+// appendPush appends m (its Stream set) with a new id and sets its Epoch
+// and Offset.
+func (j *journal) appendPush(m *imcloud.Message) { j.appendAs(m, imcloud.NewMessageID()) }
+
+// appendAs is appendPush with the message id given.
+func (j *journal) appendAs(m *imcloud.Message, id imcloud.MessageID) {
 	j.t.Helper()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	m.ID = imcloud.NewMessageID()
+	m.ID = id
 	if m.Accepted.IsZero() {
 		m.Accepted = time.Now()
 	}
@@ -305,13 +309,7 @@ func TestRecoverFirstConnect(t *testing.T) {
 // recovered false (trimmed) and what it still holds arrives; a push
 // expired meanwhile is not replayed and not missing.
 func TestRecoverTrimmedAndExpired(t *testing.T) {
-	j := newJournal(t, logic.MemoryHistoryConfig{MaxLen: 3})
-	n := startNode(t, cloud.Config{History: j.h})
-	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
-	nextRecovery(t, c)
-	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
-	pos := c.Positions()
-	require.NoError(t, c.Close())
+	j, n, pos := userGoneOffline(t, logic.MemoryHistoryConfig{MaxLen: 3})
 	var missed []*imcloud.Message
 	for i := range 5 {
 		missed = append(missed, j.user(9, "k9", fmt.Sprint("m", i), n.srv))
@@ -562,21 +560,11 @@ func TestRecoverChangeRoomRaw(t *testing.T) {
 // reaches the history twice (two queue records, two offsets, one id); a
 // replay gives it once, as the nodes' dedup does live.
 func TestRecoverRetriedPushOnce(t *testing.T) {
-	j := newJournal(t, logic.MemoryHistoryConfig{})
-	n := startNode(t, cloud.Config{History: j.h})
-	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
-	nextRecovery(t, c)
-	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
-	pos := c.Positions()
-	require.NoError(t, c.Close())
+	j, n, pos := userGoneOffline(t, logic.MemoryHistoryConfig{})
 
 	retried := j.user(9, "k9", "retried") // the user is offline: history only
-	j.mu.Lock()
-	off := j.next
-	j.next++
-	j.mu.Unlock()
-	require.NoError(t, j.h.Append(context.Background(), []imcloud.HistoryAppend{{Stream: retried.Stream,
-		Entry: imcloud.HistoryEntry{Offset: off, ID: retried.ID, Op: retried.Op, Body: retried.Body, Accepted: time.Now()}}}))
+	again := *retried
+	j.appendAs(&again, retried.ID) // the retry: a second record, the same id
 	after := j.user(9, "k9", "after")
 
 	c2 := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", pos)
@@ -590,13 +578,7 @@ func TestRecoverRetriedPushOnce(t *testing.T) {
 // delivered live only after the connection resumed (job resolving the
 // user late) is not given twice; the next push goes through.
 func TestRecoverLateLiveCopy(t *testing.T) {
-	j := newJournal(t, logic.MemoryHistoryConfig{})
-	n := startNode(t, cloud.Config{History: j.h})
-	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
-	nextRecovery(t, c)
-	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
-	pos := c.Positions()
-	require.NoError(t, c.Close())
+	j, n, pos := userGoneOffline(t, logic.MemoryHistoryConfig{})
 
 	late := j.user(9, "k9", "late") // in the history; its live copy comes later
 	c2 := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", pos)
@@ -609,4 +591,19 @@ func TestRecoverLateLiveCopy(t *testing.T) {
 	next := j.user(9, "k9", "next", n.srv)
 	expectPushes(t, c2, next)
 	expectNoPush(t, c2)
+}
+
+// userGoneOffline starts a node over a memory history (cfg) with user 9 (key
+// k9) connected as a recover client that saw one push and left; it
+// returns the positions the client held.
+func userGoneOffline(t *testing.T, cfg logic.MemoryHistoryConfig) (*journal, *node, map[string]client.Position) {
+	t.Helper()
+	j := newJournal(t, cfg)
+	n := startNode(t, cloud.Config{History: j.h})
+	c := dialRecover(t, "tcp", n.tcpAddr, 9, "k9", "", nil)
+	nextRecovery(t, c)
+	expectPushes(t, c, j.user(9, "k9", "seen", n.srv))
+	pos := c.Positions()
+	require.NoError(t, c.Close())
+	return j, n, pos
 }
