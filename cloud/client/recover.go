@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/protocol"
 )
 
@@ -17,11 +18,8 @@ import (
 // stream whether it was all (Recoveries).
 
 // Position is a place in a stream: its epoch and the offset of the last
-// push seen there.
-type Position struct {
-	Epoch  string `json:"epoch"`
-	Offset int64  `json:"offset"`
-}
+// push seen there (the vocabulary's imcloud.Position).
+type Position = imcloud.Position
 
 // Recovery is an op 25 frame: per stream, whether every push the client
 // missed was replayed (Recovered; Reason says why not) and how many were.
