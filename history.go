@@ -51,8 +51,12 @@ func (s Stream) Mid() (int64, bool) {
 	if !ok {
 		return 0, false
 	}
+	// Canonical decimal only ("7", not "07" or "+7"): one name per stream.
+	if rest == "" || rest[0] < '1' || rest[0] > '9' {
+		return 0, false
+	}
 	mid, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || mid <= 0 || strconv.FormatInt(mid, 10) != rest {
+	if err != nil || mid <= 0 {
 		return 0, false
 	}
 	return mid, true
@@ -118,6 +122,12 @@ type HistoryEntry struct {
 	Expires time.Time
 }
 
+// Expired reports whether e carries an expiry that is not after now: an
+// expired push is never replayed (and not missing).
+func (e *HistoryEntry) Expired(now time.Time) bool {
+	return !e.Expires.IsZero() && !now.Before(e.Expires)
+}
+
 // HistoryAppend is one push to append to one stream.
 type HistoryAppend struct {
 	Stream Stream
@@ -129,6 +139,21 @@ type HistoryAppend struct {
 	Entry     HistoryEntry
 	// Epoch is set by the store: the stream's epoch, the push included.
 	Epoch string
+}
+
+// ErrInvalidAppend is returned by HistoryAppend.Validate.
+var ErrInvalidAppend = errors.New("imcloud: invalid history append")
+
+// Validate reports whether a can be stored: a valid stream and an offset
+// of 0 or more.
+func (a *HistoryAppend) Validate() error {
+	if err := a.Stream.Validate(); err != nil {
+		return err
+	}
+	if a.Entry.Offset < 0 {
+		return fmt.Errorf("%w: negative offset %d", ErrInvalidAppend, a.Entry.Offset)
+	}
+	return nil
 }
 
 // Why a read could not return everything after a position

@@ -377,7 +377,7 @@ func (c *conn) readStream(st imcloud.Stream, pos imcloud.Position, asked bool) (
 			}
 			ids[e.ID] = struct{}{}
 		}
-		if !e.Expires.IsZero() && !now.Before(e.Expires) {
+		if e.Expired(now) {
 			continue
 		}
 		entries = append(entries, e)

@@ -205,11 +205,8 @@ func (h *MemoryHistory) Stats() MemoryHistoryStats {
 // stored.
 func validHistoryAppend(items []imcloud.HistoryAppend) error {
 	for i := range items {
-		if err := items[i].Stream.Validate(); err != nil {
+		if err := items[i].Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-		}
-		if items[i].Entry.Offset < 0 {
-			return fmt.Errorf("%w: history append at negative offset %d", ErrInvalidArgument, items[i].Entry.Offset)
 		}
 	}
 	return nil
@@ -506,7 +503,7 @@ func unexpired(held []imcloud.HistoryEntry, limit int, now time.Time) ([]imcloud
 		out = make([]imcloud.HistoryEntry, 0, n)
 	}
 	for i := range held {
-		if expiredEntry(&held[i], now) {
+		if held[i].Expired(now) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {
@@ -515,10 +512,6 @@ func unexpired(held []imcloud.HistoryEntry, limit int, now time.Time) ([]imcloud
 		out = append(out, held[i])
 	}
 	return out, false
-}
-
-func expiredEntry(e *imcloud.HistoryEntry, now time.Time) bool {
-	return !e.Expires.IsZero() && !now.Before(e.Expires)
 }
 
 // Last returns the newest n (n <= 0: all) held, unexpired pushes of s,
@@ -530,7 +523,7 @@ func (h *MemoryHistory) Last(ctx context.Context, s imcloud.Stream, n int) (imcl
 		held := st.held()
 		cut := false
 		for i := len(held) - 1; i >= 0; i-- {
-			if expiredEntry(&held[i], now) {
+			if held[i].Expired(now) {
 				continue
 			}
 			if n > 0 && len(r.Entries) == n {

@@ -111,11 +111,8 @@ func (h *History) common(now time.Time) []any {
 // items may be stored: appending them again is harmless.
 func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) error {
 	for i := range items {
-		if err := items[i].Stream.Validate(); err != nil {
+		if err := items[i].Validate(); err != nil {
 			return fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
-		}
-		if items[i].Entry.Offset < 0 {
-			return fmt.Errorf("%w: history append at negative offset %d", logic.ErrInvalidArgument, items[i].Entry.Offset)
 		}
 	}
 	if len(items) == 0 {
