@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -173,8 +173,7 @@ func (c *conn) pastFloors(it outItem) (outItem, bool) {
 type recVariant struct {
 	parts []recPart
 	at    uint32
-	done  atomic.Bool
-	mu    sync.Mutex
+	once  sync.Once
 	b     []byte // nil: no push of it can travel as op 24
 }
 
@@ -192,14 +191,7 @@ func (v *recVariant) item() (outItem, bool) {
 	if v == nil {
 		return outItem{}, false
 	}
-	if !v.done.Load() {
-		v.mu.Lock()
-		if !v.done.Load() {
-			v.b = v.build()
-			v.done.Store(true)
-		}
-		v.mu.Unlock()
-	}
+	v.once.Do(func() { v.b = v.build() })
 	return outItem{b: v.b, at: v.at}, v.b != nil
 }
 
@@ -317,7 +309,7 @@ func (c *conn) recoverAt(at int, streams []imcloud.Stream, positions map[string]
 		}
 		body.Streams = append(body.Streams, rs)
 	}
-	for _, name := range sortedKeys(positions) {
+	for _, name := range slices.Sorted(maps.Keys(positions)) {
 		if !slices.Contains(streams, imcloud.Stream(name)) {
 			p := positions[name]
 			body.Streams = append(body.Streams, protocol.RecoveryStream{Stream: name, Epoch: p.Epoch, Offset: p.Offset, Reason: imcloud.ReasonNotFollowed})
@@ -449,15 +441,6 @@ func replayed(frame []byte, drop map[string]imcloud.Position) bool {
 	return ok && pos.Epoch == string(p.Epoch) && p.Offset <= pos.Offset
 }
 
-func sortedKeys(m map[string]imcloud.Position) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // changeRoomBody is a recover connection's JSON ChangeRoom body.
 type changeRoomBody struct {
 	RoomID   string            `json:"room_id"`
@@ -493,7 +476,7 @@ func (c *conn) changeRoomRecover(f *protocol.Frame) {
 		c.kill()
 		return
 	}
-	c.out.mark()
+	c.out.pause() // the reply and the replay go out together, at resume
 	c.reply(f, protocol.OpChangeRoomReply, f.Body)
 	at := c.out.mark()
 	c.b.changeRoom(c, room)

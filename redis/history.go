@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	redigo "github.com/gomodule/redigo/redis"
@@ -71,6 +72,11 @@ type History struct {
 	metaTTL time.Duration
 	perCall int
 	now     func() time.Time
+	// epochs: a random prefix drawn once and a counter make each call's
+	// epoch base unique (across processes and Redis losing its data)
+	// without reading crypto/rand per call.
+	epochPrefix string
+	epochSeq    atomic.Uint64
 }
 
 // NewHistory returns a History over r's Redis.
@@ -92,15 +98,17 @@ func NewHistory(r *Router, cfg HistoryConfig) *History {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	h.epochPrefix = hex.EncodeToString(b[:])
 	return h
 }
 
 // common returns the scripts' five common arguments: prefix, MaxAge,
 // MetaTTL, now and a fresh epoch base.
 func (h *History) common(now time.Time) []any {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return []any{h.r.prefix, ttlMillis(h.maxAge), ttlMillis(h.metaTTL), now.UnixMilli(), hex.EncodeToString(b[:]) + "."}
+	base := h.epochPrefix + strconv.FormatUint(h.epochSeq.Add(1), 36) + "."
+	return []any{h.r.prefix, ttlMillis(h.maxAge), ttlMillis(h.metaTTL), now.UnixMilli(), base}
 }
 
 // Append appends items, in order, and sets each item's Epoch to its
