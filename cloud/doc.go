@@ -13,8 +13,9 @@
 // connection. One scheduler (sched.go) decides who does: connections with
 // a non-blocking socket (plain TCP and WebSocket on Linux,
 // rawwrite_linux.go) wait on one ready list for a few writer goroutines
-// (GOMAXPROCS-1, so a P is always free to poll the network for push
-// requests and link reads), which write each one without waiting and put
+// (GOMAXPROCS-1 under sustained load, so a P is always free to poll the
+// network for push requests and link reads; a fan-out that finds them
+// idle may use one per P), which write each one without waiting and put
 // it back while pushes keep arriving; a socket that takes only part of a
 // write, or one without a non-blocking path (TLS; every socket off
 // Linux), is written by a goroutine of its own, bounded by WriteTimeout,

@@ -54,9 +54,9 @@ type Config struct {
 	PushExpiry time.Duration
 	// History, when set, turns history on (docs/design.md, recovery): a
 	// push to mids is published as one KindMids message per user, keyed
-	// by the user's stream and without a Router lookup, even for users
-	// who are offline; job appends it to the user's history and then
-	// resolves the user's connections. Pusher.History reads it. Nil, the
+	// by the user's stream, even for users who are offline; job appends
+	// it to the user's history and then resolves the user's connections
+	// (the Router lookup here only counts the answer's keys and nodes). Pusher.History reads it. Nil, the
 	// default: no history, a push to mids is resolved here into one
 	// KindKeys message per node, as goim does.
 	History History

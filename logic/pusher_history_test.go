@@ -38,9 +38,9 @@ func (e *env) drainRecords(t *testing.T) []published {
 }
 
 // TestPushMidsHistoryOn: with history on, a mid push is one KindMids
-// message (major 2) per distinct user, keyed by the user's stream, with
-// no Router lookup (the router here fails every mid lookup), offline
-// users included; mids of 0 or below name nobody.
+// message (major 2) per distinct user, keyed by the user's stream,
+// offline users included, and answers the connections online when it
+// was accepted; mids of 0 or below name nobody.
 func TestPushMidsHistoryOn(t *testing.T) {
 	mem := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
 	ctx := context.Background()

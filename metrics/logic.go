@@ -38,7 +38,7 @@ func logicCollector(stats func() logic.Stats) prometheus.Collector {
 			"Cost (targets plus body KiB) of the large pushes in flight now.",
 			func(s *S) float64 { return float64(s.Cost) }),
 		collect.Counter("imcloud_logic_messages_published_total",
-			"Messages the queue accepted: one per room or broadcast push, one per target node of a key or mid push.",
+			"Messages the queue accepted: one per room or broadcast push, one per target node of a key or mid push (with history on, one per user of a mid push).",
 			func(s *S) uint64 { return s.Messages }),
 		collect.Gauge("imcloud_logic_pool_busy_workers",
 			"Pool workers running a push now.",
