@@ -102,6 +102,10 @@ type outq struct {
 	dead    bool
 	paused  bool          // not claimed until resume
 	shard   *atomic.Int64 // this connection's counter in the node's backlog
+	// markAt, while marked, is where a splice inserts (mark): kept in
+	// step with DropOldest dropping items before it.
+	markAt int
+	marked bool
 }
 
 // keepQueueCap is the largest queue capacity an idle connection keeps, so
@@ -154,7 +158,7 @@ func (q *outq) pause() {
 func (q *outq) resume() qstate {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.paused = false
+	q.paused, q.marked = false, false
 	if len(q.items) == 0 && !q.closing && !q.dead {
 		return qIdle
 	}
@@ -198,6 +202,9 @@ func (q *outq) push(it outItem, limit int, dropOldest bool, backlog *int64) (res
 			}
 		}
 		n := int64(len(it.b)) - int64(len(q.items[drop].b))
+		if q.marked && drop < q.markAt {
+			q.markAt--
+		}
 		copy(q.items[drop:], q.items[drop+1:])
 		q.items[len(q.items)-1] = it
 		if backlog != nil {
@@ -380,8 +387,9 @@ func itemsWithin(q []outItem, max int) (items, bytes int) {
 	return len(q), n
 }
 
-// splice inserts ins at index at of the queue (the items before at were
-// queued before the live pushes a recovery buffered) and passes every
+// splice inserts ins at index at of the queue, or at the mark when the
+// queue was marked (the items before it were queued before the live
+// pushes a recovery buffered), and passes every
 // push item after at through keep, which returns the item to queue in its
 // place (ok false: drop it). The byte count follows. It reports false,
 // changing nothing, when the queue is closing or dead. Called while the
@@ -389,6 +397,9 @@ func itemsWithin(q []outItem, max int) (items, bytes int) {
 func (q *outq) splice(at int, ins []outItem, keep func(outItem) (outItem, bool)) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.marked {
+		at, q.marked = q.markAt, false
+	}
 	if q.dead || q.closing {
 		return false
 	}
@@ -418,11 +429,11 @@ func (q *outq) splice(at int, ins []outItem, keep func(outItem) (outItem, bool))
 	return true
 }
 
-// mark pauses the queue and returns how many items it holds: the index
-// where a splice puts what it inserts.
-func (q *outq) mark() int {
+// mark pauses the queue and marks its end: where the next splice puts
+// what it inserts.
+func (q *outq) mark() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.paused = true
-	return len(q.items)
+	q.markAt, q.marked = len(q.items), true
 }

@@ -478,7 +478,7 @@ func (c *conn) changeRoomRecover(f *protocol.Frame) {
 	}
 	c.out.pause() // the reply and the replay go out together, at resume
 	c.reply(f, protocol.OpChangeRoomReply, f.Body)
-	at := c.out.mark()
+	c.out.mark()
 	c.b.changeRoom(c, room)
 	s.sess.put(c.session())
 	if room != "" {
@@ -486,7 +486,7 @@ func (c *conn) changeRoomRecover(f *protocol.Frame) {
 		if pos != nil {
 			positions[string(imcloud.RoomStream(room))] = *pos
 		}
-		c.recoverAt(at, []imcloud.Stream{imcloud.RoomStream(room)}, positions)
+		c.recoverAt(0, []imcloud.Stream{imcloud.RoomStream(room)}, positions) // at the mark
 	}
 	c.resume()
 }

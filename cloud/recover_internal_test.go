@@ -62,6 +62,29 @@ func TestOutqSplice(t *testing.T) {
 	assert.Empty(t, dead.items)
 }
 
+// TestOutqMarkFollowsDropOldest: with DropOldest, a push on a full
+// paused queue drops the oldest push; one before the mark moves the mark
+// with it, so a splice still inserts right after what was queued before
+// the mark.
+func TestOutqMarkFollowsDropOldest(t *testing.T) {
+	q, _ := newTestQueue(true)
+	q.pause()
+	before1, before2, live1, live2 := item(1), item(2), item(3), item(4)
+	q.push(before1, 3, true, nil)
+	q.push(before2, 3, true, nil)
+	q.mark()
+	q.push(live1, 3, true, nil)
+	res, _ := q.push(live2, 3, true, nil) // full: before1 goes
+	require.Equal(t, pushDropped, res)
+	replay := item(9)
+	require.True(t, q.splice(0, []outItem{replay}, nil))
+	var lens []int
+	for _, it := range q.items {
+		lens = append(lens, len(it.b))
+	}
+	assert.Equal(t, []int{2, 9, 3, 4}, lens, "the replay right after what the mark followed")
+}
+
 // TestOutqPauseUnderOwner: a queue paused while a writer owns it has the
 // claim released at the next take, keeping its items; resume claims it
 // again. A closing queue is still written.
@@ -69,8 +92,8 @@ func TestOutqPauseUnderOwner(t *testing.T) {
 	q, _ := newTestQueue(true)
 	_, start := q.push(item(10), 8, false, nil)
 	require.Equal(t, qReady, start)
-	at := q.mark()
-	assert.Equal(t, 1, at)
+	q.mark()
+	assert.Equal(t, 1, q.markAt)
 	var spare []outItem
 	_, ok, closeNow := q.take(&spare, maxWriteBytes)
 	assert.False(t, ok, "paused: the owner takes nothing")
