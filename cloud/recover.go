@@ -145,19 +145,13 @@ func (c *conn) setFloors(drop map[string]imcloud.Position) {
 func (c *conn) pastFloors(it outItem) (outItem, bool) {
 	c.floorMu.Lock()
 	defer c.floorMu.Unlock()
-	out, keep := dropReplayed(it, c.floors)
-	for rest := it.b; len(rest) > 0; {
-		n := frameLen(rest)
-		var f protocol.Frame
-		if _, err := protocol.ParseFrame(rest[:n], &f, 0); err == nil && f.Op == protocol.OpPushAt {
-			if p, err := protocol.ParsePushAt(f.Body); err == nil {
-				if pos, ok := c.floors[string(p.Stream)]; ok && (pos.Epoch != string(p.Epoch) || p.Offset > pos.Offset) {
-					delete(c.floors, string(p.Stream))
-				}
-			}
+	out, keep := filterPushAt(it, func(p *protocol.PushAt) bool {
+		if held(c.floors, p) {
+			return false
 		}
-		rest = rest[n:]
-	}
+		delete(c.floors, string(p.Stream)) // a push above the floor: no older one follows
+		return true
+	})
 	if len(c.floors) == 0 {
 		c.hasFloors.Store(false)
 	}
@@ -399,14 +393,38 @@ func (c *conn) readStream(st imcloud.Stream, pos imcloud.Position, asked bool) (
 // or below its position there (same epoch): pushes the replay carried,
 // or the client had. ok false when nothing is left.
 func dropReplayed(it outItem, drop map[string]imcloud.Position) (outItem, bool) {
-	if len(drop) == 0 || !bytes.Contains(it.b, pushAtMarker) {
+	if len(drop) == 0 {
+		return it, true
+	}
+	return filterPushAt(it, func(p *protocol.PushAt) bool { return !held(drop, p) })
+}
+
+// held reports whether p is at or below its stream's position in pos
+// (same epoch).
+func held(pos map[string]imcloud.Position, p *protocol.PushAt) bool {
+	at, ok := pos[string(p.Stream)]
+	return ok && at.Epoch == string(p.Epoch) && p.Offset <= at.Offset
+}
+
+// filterPushAt returns it without the op 24 frames keep refuses (other
+// frames stay), in one pass over its frames; ok false when nothing is
+// left. An item without op 24 frames is returned as it is.
+func filterPushAt(it outItem, keep func(*protocol.PushAt) bool) (outItem, bool) {
+	if !bytes.Contains(it.b, pushAtMarker) {
 		return it, true
 	}
 	var kept []byte
 	rest, off := it.b, 0
 	for len(rest) > 0 {
 		n := frameLen(rest)
-		if replayed(rest[:n], drop) {
+		drop := false
+		var f protocol.Frame
+		if _, err := protocol.ParseFrame(rest[:n], &f, 0); err == nil && f.Op == protocol.OpPushAt {
+			if p, err := protocol.ParsePushAt(f.Body); err == nil {
+				drop = !keep(&p)
+			}
+		}
+		if drop {
 			if kept == nil {
 				kept = append(make([]byte, 0, len(it.b)), it.b[:off]...)
 			}
@@ -425,21 +443,6 @@ func dropReplayed(it outItem, drop map[string]imcloud.Position) (outItem, bool) 
 // pushAtMarker is the header bytes ver 2, op 24 start with: an item
 // without them holds no op 24 frame.
 var pushAtMarker = []byte{0, protocol.HeaderLen, 0, byte(protocol.VerExtensions), 0, 0, 0, byte(protocol.OpPushAt)}
-
-// replayed reports whether frame is an op 24 frame of a stream in drop at
-// or below its position.
-func replayed(frame []byte, drop map[string]imcloud.Position) bool {
-	var f protocol.Frame
-	if _, err := protocol.ParseFrame(frame, &f, 0); err != nil || f.Op != protocol.OpPushAt {
-		return false
-	}
-	p, err := protocol.ParsePushAt(f.Body)
-	if err != nil {
-		return false
-	}
-	pos, ok := drop[string(p.Stream)]
-	return ok && pos.Epoch == string(p.Epoch) && p.Offset <= pos.Offset
-}
 
 // changeRoomBody is a recover connection's JSON ChangeRoom body.
 type changeRoomBody struct {
