@@ -175,11 +175,14 @@ func (s *stage) handle(ctx context.Context, batch []staged) bool {
 func (s *stage) appendAll(ctx context.Context, batch []staged) bool {
 	apps := s.appends[:0]
 	for i := range batch {
+		batch[i].app = -1
+	}
+	if s.j.cfg.History == nil {
+		s.appends = apps
+		return true // mids routed without history: nothing to append
+	}
+	for i := range batch {
 		it := &batch[i]
-		it.app = -1
-		if s.j.cfg.History == nil {
-			continue
-		}
 		switch it.m.Kind {
 		case imcloud.KindRoom:
 			st := imcloud.RoomStream(it.m.Room)
@@ -339,16 +342,7 @@ func (s *stage) routeMids(ctx context.Context, it staged, routes map[int64]map[s
 // routeConns queues one keys message per node of conns (key -> node) and
 // reports whether there was any.
 func (s *stage) routeConns(ctx context.Context, it staged, conns map[string]string, app *imcloud.HistoryAppend, now time.Time) bool {
-	if len(conns) == 0 {
-		return false
-	}
-	byNode := make(map[string][]string, 2)
-	for key, node := range conns {
-		byNode[node] = append(byNode[node], key)
-	}
-	for _, node := range slices.Sorted(maps.Keys(byNode)) {
-		keys := byNode[node]
-		slices.Sort(keys)
+	send := func(node string, keys []string) {
 		m := it.m
 		msg := &imcloud.Message{ID: m.ID, Kind: imcloud.KindKeys, Op: m.Op, Node: node, Keys: keys,
 			Body: m.Body, Accepted: m.Accepted, Expires: m.Expires}
@@ -357,6 +351,24 @@ func (s *stage) routeConns(ctx context.Context, it staged, conns map[string]stri
 		}
 		it.e.remaining.Add(1)
 		s.j.dir.routeKeys(ctx, item{m: msg, e: it.e, at: now.UnixNano()}, now)
+	}
+	switch len(conns) {
+	case 0:
+		return false
+	case 1: // the common case: one connection, no grouping
+		for key, node := range conns {
+			send(node, []string{key})
+		}
+		return true
+	}
+	byNode := make(map[string][]string, 2)
+	for key, node := range conns {
+		byNode[node] = append(byNode[node], key)
+	}
+	for _, node := range slices.Sorted(maps.Keys(byNode)) {
+		keys := byNode[node]
+		slices.Sort(keys)
+		send(node, keys)
 	}
 	return true
 }
