@@ -74,11 +74,35 @@ type Identity struct {
 	Room     string
 	Platform string
 	Accepts  []int32
+	// Rooms are the rooms the identity may enter when RestrictRooms is
+	// set: room keys, where a trailing "*" matches a prefix ("live://*")
+	// and a lone "*" every room (see MayEnter).
+	Rooms []string
+	// RestrictRooms limits the rooms the connection may enter (auth
+	// room, ChangeRoom, Join) to Rooms. The token authenticator sets it
+	// (from the token's "rooms" claim); DevAuthenticator does not.
+	RestrictRooms bool
 	// BindKey binds the key to Mid: a client-chosen key is namespaced as
 	// "mid:key", so no client can claim, evict or receive another user's
 	// key. Token authenticators set it.
 	BindKey bool
 }
+
+// RoomRequest is what Config.RoomAuth sees: who asks to enter which room,
+// and how.
+type RoomRequest struct {
+	// Identity is the connection's, as its authenticator returned it (the
+	// key already bound when BindKey was set).
+	Identity Identity
+	// Room is the room key asked for.
+	Room string
+	// Op is how: protocol.OpAuth (the auth room_id), OpChangeRoom or
+	// OpJoin.
+	Op int32
+}
+
+// ErrRoomForbidden is what a refused room entry reports, wrapped.
+var ErrRoomForbidden = errors.New("cloud: room forbidden")
 
 // Authenticator decides who a connecting client is. It may be called from
 // many goroutines at once and should return quickly (it runs inside the

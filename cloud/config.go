@@ -114,6 +114,19 @@ type Config struct {
 	// attention for the clients that do. Defaults 10,000 and 1,000.
 	// Negative: no cap.
 	MaxHandshakes, MaxHandshakesPerIP int
+	// MaxRooms caps the rooms one connection is in: its primary room
+	// (auth room_id, ChangeRoom) and those it joined (op 18). A Join or
+	// ChangeRoom beyond it is refused with "too_many_rooms". Default 32.
+	MaxRooms int
+	// RoomAuth, when set, decides alone whether a connection may enter a
+	// room: its auth room_id, a ChangeRoom and a Join (docs/protocol.md,
+	// rooms). A non-nil error refuses: the auth is refused (op 6
+	// "room_forbidden" to ver-2 clients), a ChangeRoom or Join answered
+	// "forbidden". Nil: Identity.MayEnter decides (any room unless the
+	// authenticator restricted the identity's rooms, as the token
+	// authenticator does with the token's "rooms" claim). It runs on the
+	// connection's reader goroutine and should return quickly.
+	RoomAuth func(ctx context.Context, req RoomRequest) error
 	// InboundRate caps client frames per second per connection. Default 50.
 	// Negative: no cap.
 	InboundRate int
@@ -240,6 +253,10 @@ func (c Config) withDefaults() (Config, error) {
 	defi(&c.MaxHandshakes, 10_000)
 	defi(&c.MaxHandshakesPerIP, 1000)
 	defi(&c.InboundRate, 50)
+	defi(&c.MaxRooms, 32)
+	if c.MaxRooms < 1 {
+		c.MaxRooms = 1
+	}
 	def(&c.SessionTTL, 10*time.Minute)
 	def(&c.NodeTTL, 30*time.Second)
 	def(&c.RoomCountInterval, 10*time.Second)

@@ -35,6 +35,24 @@ type SessionStore interface {
 	RoomCounts(ctx context.Context) (map[string]int32, error)
 }
 
+// RoomStore is a SessionStore that records which nodes have members in
+// which rooms, so that job sends a room push only to those nodes
+// (docs/design.md, rooms): an optional capability, found by type
+// assertion. logic's memory and Redis routers have it. Without it job
+// fans every room push out to every node.
+//
+// The node writes a room when its first member on the node enters it,
+// before that member's reply is sent (so a push accepted after the reply
+// finds the node), renews every room it has every SessionTTL/3, and
+// removes a room when its last member left, lazily: a stale membership
+// only costs the node a push it drops.
+type RoomStore interface {
+	// PutRooms records for ttl that node has at least one member in each
+	// room of joined (renewing those it had), and that it has none in
+	// each room of left.
+	PutRooms(ctx context.Context, node string, joined, left []string, ttl time.Duration) error
+}
+
 // GenerationStore is a SessionStore that can lose its data (Redis
 // restarted empty, flushed, failed over to an empty replica) and tells so
 // through its generation: an optional capability, found by type

@@ -41,6 +41,13 @@ type Config struct {
 	// DeadLetterAttempts bounds the tries per record. Default 5.
 	DeadLetterAttempts int
 
+	// Rooms, when set, makes room pushes go only to the nodes that have
+	// members in the room (docs/design.md, rooms): one lookup per batch of
+	// a partition's room records, started after they were received, so
+	// a member whose join was answered before the push was accepted is
+	// found. A failed lookup fans the batch out to every node. Nil: every
+	// room push goes to every live node. Broadcasts always do.
+	Rooms Rooms
 	// Users resolves the users of a mids message (imcloud.KindMids, a
 	// push to users as logic publishes it with history on) to their
 	// connections: one keys message per node and user. Without it, mids

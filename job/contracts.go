@@ -80,3 +80,14 @@ type Users interface {
 	// connection of mids.
 	NodesByMids(ctx context.Context, mids []int64) (map[string]string, error)
 }
+
+// Rooms finds the nodes that have members in rooms (cloud's RoomStore
+// writes them): logic's memory and Redis routers satisfy it. Safe for
+// concurrent use.
+type Rooms interface {
+	// NodesByRooms returns, for each of rooms with members, the ids of
+	// the live nodes holding at least one of them; a room without
+	// members is absent. A router that lost its data fails while it
+	// rebuilds (the job then fans those pushes out to every node).
+	NodesByRooms(ctx context.Context, rooms []string) (map[string][]string, error)
+}

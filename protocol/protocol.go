@@ -56,6 +56,10 @@ const (
 	OpSubReply        int32 = 15
 	OpUnsub           int32 = 16
 	OpUnsubReply      int32 = 17
+	OpJoin            int32 = 18 // extension: enter one more room (ver 2)
+	OpJoinReply       int32 = 19
+	OpLeave           int32 = 20 // extension: leave a room (ver 2)
+	OpLeaveReply      int32 = 21
 
 	// OpPushMin is the smallest application push op by convention; goim's
 	// examples use 1000-1002.
