@@ -143,15 +143,32 @@ func DevAuthenticator() Authenticator {
 
 // tokenClaims are the JWT claims NewToken writes and the token
 // authenticator reads: the user id in "mid" (or "sub" when "mid" is
-// absent) and a required expiry.
+// absent), the room patterns the token may enter in "rooms" and a required
+// expiry.
 type tokenClaims struct {
-	Mid *int64 `json:"mid,omitempty"`
+	Mid   *int64   `json:"mid,omitempty"`
+	Rooms []string `json:"rooms,omitempty"`
 	jwt.RegisteredClaims
 }
+
+// Limits of a token's "rooms" claim: a claim beyond them refuses the token
+// (ErrBadToken), so a token cannot make a connection hold an unbounded list.
+const (
+	maxTokenRooms      = 1000
+	maxTokenRoomLength = 256
+)
 
 // TokenAuthenticator verifies HS256 JWTs (with a required "exp") carried in
 // the auth body's "token". The verified "mid" claim (or a numeric "sub")
 // overrides the client's mid and the connection key is bound to it.
+//
+// The "rooms" claim, an array of room patterns (Identity.MayEnter: a room
+// key, a prefix ending in "*" such as "live://*", or "*" for every room),
+// says which rooms the connection may enter (auth room_id, ChangeRoom,
+// Join): the identity has RestrictRooms set and Rooms from the claim, so a
+// token without the claim enters no room. At most 1,000 patterns of at most
+// 256 bytes each; a claim that is not an array of strings, or beyond those
+// limits, refuses the token.
 type TokenAuthenticator struct {
 	secret []byte
 	parser *jwt.Parser
@@ -197,15 +214,40 @@ func (a *TokenAuthenticator) Authenticate(_ context.Context, req *AuthRequest) (
 	default:
 		return Identity{}, fmt.Errorf("%w: no mid claim", ErrBadToken)
 	}
-	return Identity{Mid: mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts, BindKey: true}, nil
+	if err := validTokenRooms(claims.Rooms); err != nil {
+		return Identity{}, err
+	}
+	return Identity{Mid: mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts,
+		Rooms: claims.Rooms, RestrictRooms: true, BindKey: true}, nil
+}
+
+// validTokenRooms checks a "rooms" claim against its limits.
+func validTokenRooms(rooms []string) error {
+	if len(rooms) > maxTokenRooms {
+		return fmt.Errorf("%w: rooms claim has %d patterns, at most %d allowed", ErrBadToken, len(rooms), maxTokenRooms)
+	}
+	for i, p := range rooms {
+		if len(p) > maxTokenRoomLength {
+			return fmt.Errorf("%w: rooms claim pattern %d is %d bytes, at most %d allowed", ErrBadToken, i, len(p), maxTokenRoomLength)
+		}
+	}
+	return nil
 }
 
 // NewToken mints an HS256 token for mid valid for ttl, as
-// NewTokenAuthenticator(secret) verifies it.
-func NewToken(secret []byte, mid int64, ttl time.Duration) (string, error) {
+// NewTokenAuthenticator(secret) verifies it. rooms, when given, are the
+// token's "rooms" claim: the room patterns it may enter (a room key, a
+// prefix ending in "*", or "*" for every room; see Identity.MayEnter).
+// Without rooms the claim is absent and the token's connections enter no
+// room.
+func NewToken(secret []byte, mid int64, ttl time.Duration, rooms ...string) (string, error) {
+	if err := validTokenRooms(rooms); err != nil {
+		return "", err
+	}
 	now := time.Now()
 	claims := tokenClaims{
-		Mid: &mid,
+		Mid:   &mid,
+		Rooms: rooms,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   strconv.FormatInt(mid, 10),
 			IssuedAt:  jwt.NewNumericDate(now),

@@ -71,7 +71,7 @@ func TestClient(t *testing.T) {
 			if network == "ws" {
 				addr = n.wsAddr
 			}
-			tok, err := cloud.NewToken(secret, 77, time.Minute)
+			tok, err := cloud.NewToken(secret, 77, time.Minute, "live://*")
 			require.NoError(t, err)
 			ctx := context.Background()
 			c, err := client.Dial(ctx, client.Config{Network: network, Addr: addr, Token: tok, Room: "live://c", Accepts: []int32{1000}, Extensions: true})
@@ -133,7 +133,7 @@ func TestClientRefused(t *testing.T) {
 // client comes back with the same key and room.
 func TestClientReconnect(t *testing.T) {
 	n := startNode(t, cloud.Config{})
-	tok, err := cloud.NewToken(secret, 5, time.Minute)
+	tok, err := cloud.NewToken(secret, 5, time.Minute, "live://*")
 	require.NoError(t, err)
 	c, err := client.Dial(context.Background(), client.Config{
 		Addr: n.tcpAddr, Token: tok, Room: "live://r", Extensions: true,

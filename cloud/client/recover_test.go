@@ -33,7 +33,7 @@ func TestRecoverWithToken(t *testing.T) {
 	appendPush(3, "seen")
 	appendPush(5, "missed 1")
 	appendPush(8, "missed 2")
-	tok, err := cloud.NewToken(secret, 77, time.Minute)
+	tok, err := cloud.NewToken(secret, 77, time.Minute, "live://*")
 	require.NoError(t, err)
 	c, err := client.Dial(context.Background(), client.Config{Addr: n.tcpAddr, Token: tok, Recover: true,
 		Positions: map[string]client.Position{string(s): {Epoch: epoch, Offset: 3}}})
