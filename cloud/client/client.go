@@ -1,8 +1,10 @@
 // Package client is the Go client of an imcloud cloud node (and of goim's
 // comet): it dials TCP or WebSocket, authenticates, heartbeats, receives
-// pushes, changes rooms, subscribes to ops, sends upstream messages and,
-// when asked, reconnects with jittered backoff honouring the server's op 6
-// reconnect hint. Tests, examples, load tools and users share it.
+// pushes, changes rooms, joins and leaves more rooms (extensions;
+// rooms.go), subscribes to ops, sends upstream messages and, when asked,
+// reconnects with jittered backoff honouring the server's op 6 reconnect
+// hint, back in the rooms it was in. Tests, examples, load tools and users
+// share it.
 //
 // All methods are safe for concurrent use. Pushes arrive on Messages();
 // the channel is bounded and a push that finds it full is dropped and
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +149,10 @@ type Client struct {
 	recoverySeen bool
 	// positions are the stream positions held (Recover; recover.go).
 	positions map[string]Position
+	// joined are the rooms joined besides room (rooms.go); roomOps
+	// serializes Join, Leave, ChangeRoom and the rejoin after a reconnect.
+	joined  []string
+	roomOps sync.Mutex
 
 	online  atomic.Int32
 	dropped atomic.Uint64
@@ -241,13 +248,22 @@ func (c *Client) Heartbeat(ctx context.Context) (int32, error) {
 }
 
 // ChangeRoom moves the connection to room ("" leaves it) and waits for the
-// reply. The room is kept across reconnects.
+// reply. The room is kept across reconnects. A node that refuses the room
+// (a ver-2 client's op 13 with "ok":false) leaves the connection where it
+// was; the refusal is a *RoomError.
 func (c *Client) ChangeRoom(ctx context.Context, room string) error {
-	if _, err := c.request(ctx, protocol.OpChangeRoom, c.changeRoomBody(room)); err != nil {
+	c.roomOps.Lock()
+	defer c.roomOps.Unlock()
+	f, err := c.request(ctx, protocol.OpChangeRoom, c.changeRoomBody(room))
+	if err != nil {
+		return err
+	}
+	if err := changeRoomRefusal(room, f.Body); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.room = room
+	c.joined = slices.DeleteFunc(c.joined, func(r string) bool { return r == room }) // now the primary room
 	c.mu.Unlock()
 	return nil
 }
@@ -413,6 +429,8 @@ func (c *Client) run(s *session) {
 			if err == nil {
 				s = ns
 				backoff = c.cfg.BackoffMin
+				c.wg.Add(1)
+				go c.rejoin(s)
 				break
 			}
 			if errors.Is(err, ErrClosed) {

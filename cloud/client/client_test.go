@@ -193,15 +193,13 @@ func TestClientDefaultAccepts(t *testing.T) {
 	assert.Equal(t, "room", string(recv(t, def).Body))
 }
 
-// TestClientChangeRoomToANodeWithoutRecovery: a Recover client sends the
-// ChangeRoom JSON only to a node that answered op 25; to one that did not
-// (an older node, which would take the JSON for a room key) it sends the
-// bare room key, as goim's clients do.
-func TestClientChangeRoomToANodeWithoutRecovery(t *testing.T) {
+// rawNode is a node that answers each frame with reply's frames (auth
+// included), to play nodes older than this client. It returns the address.
+func rawNode(t *testing.T, reply func(f *protocol.Frame) []protocol.Frame) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer ln.Close()
-	bodies := make(chan string, 1)
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -214,17 +212,37 @@ func TestClientChangeRoomToANodeWithoutRecovery(t *testing.T) {
 			if err := protocol.ReadFrame(r, &f, 1<<16); err != nil {
 				return
 			}
-			switch f.Op {
-			case protocol.OpAuth: // an older node: op 8 and no op 25
-				_, _ = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq,
-					Body: []byte(`{"mid":1,"key":"k","room_id":"live://1","heartbeat":30}`)}))
-			case protocol.OpChangeRoom:
-				bodies <- string(f.Body)
-				_, _ = nc.Write(protocol.AppendFrame(nil, &protocol.Frame{Ver: f.Ver, Op: protocol.OpChangeRoomReply, Seq: f.Seq}))
+			for _, out := range reply(&f) {
+				_, _ = nc.Write(protocol.AppendFrame(nil, &out))
 			}
 		}
 	}()
-	c, err := client.Dial(context.Background(), client.Config{Addr: ln.Addr().String(), Mid: 1, Room: "live://1", Recover: true,
+	return ln.Addr().String()
+}
+
+// olderAuthReply is an older node's answer to an auth: op 8, no op 25.
+func olderAuthReply(f *protocol.Frame) protocol.Frame {
+	return protocol.Frame{Ver: f.Ver, Op: protocol.OpAuthReply, Seq: f.Seq,
+		Body: []byte(`{"mid":1,"key":"k","room_id":"live://1","heartbeat":30}`)}
+}
+
+// TestClientChangeRoomToANodeWithoutRecovery: a Recover client sends the
+// ChangeRoom JSON only to a node that answered op 25; to one that did not
+// (an older node, which would take the JSON for a room key) it sends the
+// bare room key, as goim's clients do.
+func TestClientChangeRoomToANodeWithoutRecovery(t *testing.T) {
+	bodies := make(chan string, 1)
+	addr := rawNode(t, func(f *protocol.Frame) []protocol.Frame {
+		switch f.Op {
+		case protocol.OpAuth:
+			return []protocol.Frame{olderAuthReply(f)}
+		case protocol.OpChangeRoom:
+			bodies <- string(f.Body)
+			return []protocol.Frame{{Ver: f.Ver, Op: protocol.OpChangeRoomReply, Seq: f.Seq}}
+		}
+		return nil
+	})
+	c, err := client.Dial(context.Background(), client.Config{Addr: addr, Mid: 1, Room: "live://1", Recover: true,
 		Positions: map[string]client.Position{"r:live://2": {Epoch: "e", Offset: 7}}})
 	require.NoError(t, err)
 	defer c.Close()
@@ -235,4 +253,23 @@ func TestClientChangeRoomToANodeWithoutRecovery(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no ChangeRoom")
 	}
+}
+
+// TestClientJoinOnAnOlderNode: a node older than rooms takes op 18 for an
+// upstream message and echoes it; Join reports ErrRoomsUnsupported and
+// the client is not in the room.
+func TestClientJoinOnAnOlderNode(t *testing.T) {
+	addr := rawNode(t, func(f *protocol.Frame) []protocol.Frame {
+		if f.Op == protocol.OpAuth {
+			return []protocol.Frame{olderAuthReply(f)}
+		}
+		return []protocol.Frame{{Ver: f.Ver, Op: f.Op, Seq: f.Seq}} // goim's upstream echo
+	})
+	c, err := client.Dial(context.Background(), client.Config{Addr: addr, Mid: 1, Room: "live://1", Extensions: true})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Join(context.Background(), "live://2")
+	require.ErrorIs(t, err, client.ErrRoomsUnsupported)
+	require.ErrorIs(t, c.Leave(context.Background(), "live://2"), client.ErrRoomsUnsupported)
+	assert.Empty(t, c.Rooms())
 }
