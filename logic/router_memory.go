@@ -50,11 +50,12 @@ type MemoryRouter struct {
 	window time.Duration
 
 	mu        sync.RWMutex
-	keys      map[string]memRoute           // connection key -> route
-	mids      map[int64]map[string]struct{} // mid -> its keys
-	nodes     map[string]memNode            // node id -> registration
-	counts    map[string]memCounts          // node id -> room counts
-	epochs    map[string]string             // node id -> epoch last registered
+	keys      map[string]memRoute             // connection key -> route
+	mids      map[int64]map[string]struct{}   // mid -> its keys
+	nodes     map[string]memNode              // node id -> registration
+	counts    map[string]memCounts            // node id -> room counts
+	epochs    map[string]string               // node id -> epoch last registered
+	rooms     map[string]map[string]time.Time // room -> node id -> membership expiry
 	lastSweep time.Time
 	gen       string    // changes on Wipe
 	rebuildTo time.Time // end of the rebuild window after a Wipe
@@ -100,16 +101,18 @@ func (r *MemoryRouter) reset() {
 	r.nodes = make(map[string]memNode)
 	r.counts = make(map[string]memCounts)
 	r.epochs = make(map[string]string)
+	r.rooms = make(map[string]map[string]time.Time)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r.gen = hex.EncodeToString(b[:])
 }
 
-// Wipe drops every session, node and room count at once, as a Redis that
-// restarted empty or was flushed, and starts a new generation: lookups
-// that may be incomplete fail with ErrRouterRebuilding for the rebuild
-// window, NodesRebuilding reports rebuilding, and Generation returns a
-// new value, so cloud nodes re-register everything.
+// Wipe drops every session, node, room count and room membership at
+// once, as a Redis that restarted empty or was flushed, and starts a new
+// generation: lookups that may be incomplete fail with
+// ErrRouterRebuilding for the rebuild window, NodesRebuilding reports
+// rebuilding, and Generation returns a new value, so cloud nodes
+// re-register everything.
 func (r *MemoryRouter) Wipe() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -392,4 +395,5 @@ func (r *MemoryRouter) maybeSweep(now time.Time) {
 			delete(r.counts, id)
 		}
 	}
+	r.sweepRooms(now)
 }

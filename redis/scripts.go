@@ -19,6 +19,7 @@ import redigo "github.com/gomodule/redigo/redis"
 //	{p}nodes       zset    id scored by expiry (unix ms)
 //	{p}ol_{id}     hash    room -> count                    PX ttl
 //	{p}ol          zset    id scored by expiry (unix ms)
+//	{p}rn_{room}   hash    node id -> membership expiry (unix ms)   PX the longest field's (rooms.go)
 //	{p}{imcloud}:gen         string  generation: random ":" created ms   (generation.go)
 //	{p}{imcloud}:rebuilding  string  generation being rebuilt            PX what is left of RebuildWindow
 //

@@ -17,7 +17,12 @@
 //     is not a rebuild;
 //   - a node id registered again with another epoch (a restarted process)
 //     loses the routes still naming it, at once; a renewal with the same
-//     epoch keeps them.
+//     epoch keeps them;
+//   - room membership (cloud.RoomStore, job.Rooms): a node's rooms are
+//     found at once after PutRooms, until left or expired (a renewal
+//     rewrites the expiry), and only while the node's registration is
+//     live; many rooms go in one call; a rebuild fails the lookup with
+//     logic.ErrRouterRebuilding (rooms.go).
 package routertest
 
 import (
@@ -44,6 +49,9 @@ type Store interface {
 	PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error
 	RemoveNode(ctx context.Context, id string) error
 	PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error
+	// cloud.RoomStore and job.Rooms.
+	PutRooms(ctx context.Context, node string, joined, left []string, ttl time.Duration) error
+	NodesByRooms(ctx context.Context, rooms []string) (map[string][]string, error)
 	// cloud.GenerationStore and job.RebuildingDirectory.
 	Generation(ctx context.Context, known string) (string, error)
 	NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error)
@@ -55,8 +63,8 @@ type Harness struct {
 	// Advance lets time pass by d for the store's expiries: a fake clock
 	// moved forward, or a real sleep for a real backend.
 	Advance func(d time.Duration)
-	// Wipe makes the router lose every session, node and room count at
-	// once, as a Redis restarted empty or flushed.
+	// Wipe makes the router lose every session, node, room count and
+	// room membership at once, as a Redis restarted empty or flushed.
 	Wipe func()
 	// RebuildWindow is the router's configured rebuild window. With a
 	// real clock the wipe test's steps must fit in it (1 s is plenty).
@@ -82,6 +90,11 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Generation", testGeneration},
 		{"Wipe", testWipe},
 		{"RestartWithNewEpoch", testRestartEpoch},
+		{"RoomsJoinLeave", testRoomsJoinLeave},
+		{"RoomsExpiry", testRoomsExpiry},
+		{"RoomsNodeNotLive", testRoomsNodeNotLive},
+		{"RoomsMany", testRoomsMany},
+		{"RoomsWipe", testRoomsWipe},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
