@@ -20,7 +20,7 @@ type directory struct {
 	mu          sync.Mutex
 	workers     map[string]*nodeWorker
 	liveWorkers []*nodeWorker // sorted by id
-	limbo       []limboItem   // keys messages for nodes not known yet
+	limbo       []limboItem   // messages for nodes not known yet
 	refreshNow  chan struct{}
 	totalConns  int
 	loaded      chan struct{}
@@ -39,8 +39,10 @@ func (d *directory) init(j *Job) {
 	d.recent.init(j.cfg)
 }
 
-// limboItem is a keys message waiting for a directory read.
+// limboItem is a message waiting for a directory read: a keys message,
+// or a room message for a member node (see route).
 type limboItem struct {
+	node     string
 	it       item
 	received time.Time
 }
@@ -228,16 +230,18 @@ func (d *directory) catchUpLocked(w *nodeWorker) {
 	d.j.log.Info("job: node joined after fan-outs: caught up", "node", w.id, "messages", len(msgs))
 }
 
-// routeKeys queues a keys message for its node. A node the job does not
-// know yet (registered since the last read) is not taken for gone: the
-// message waits, in order with any other for that node, until a read of
-// the directory that started after the message was received, which is
-// asked for at once. Only if that read does not list the node either is
-// the message unroutable.
-func (d *directory) routeKeys(ctx context.Context, it item, received time.Time) {
+// route queues it for node: a keys message for the node it names, or a
+// room message for a node the room's members are on. A node the job
+// does not know yet (registered since the last read) is not taken for
+// gone: the message waits, in order with any other for that node, until
+// a read of the directory that started after the message was received,
+// which is asked for at once. Only if that read does not list the node
+// either is the message unroutable. The caller counted the delivery in
+// it.e.remaining; route finishes it when it does not queue it.
+func (d *directory) route(ctx context.Context, node string, it item, received time.Time) {
 	for {
 		d.mu.Lock()
-		if w := d.workers[it.m.Node]; w != nil {
+		if w := d.workers[node]; w != nil {
 			d.mu.Unlock()
 			if !w.enqueue(ctx, it) {
 				d.j.c.abandoned.Add(1)
@@ -250,7 +254,7 @@ func (d *directory) routeKeys(ctx context.Context, it item, received time.Time) 
 			return
 		}
 		if len(d.limbo) < d.j.cfg.NodeQueue {
-			d.limbo = append(d.limbo, limboItem{it: it, received: received})
+			d.limbo = append(d.limbo, limboItem{node: node, it: it, received: received})
 			d.mu.Unlock()
 			signal(d.refreshNow)
 			return
@@ -263,20 +267,28 @@ func (d *directory) routeKeys(ctx context.Context, it item, received time.Time) 
 	}
 }
 
-// resolveLimboLocked routes the waiting keys messages received before a
-// directory read that started at started.
+// resolveLimboLocked routes the waiting messages whose node the
+// directory now lists, and drops as unroutable those received before a
+// read that started at started and did not list their node. A message
+// whose node is listed goes now even if received after started: a later
+// message for that node finds its worker and must not overtake it.
 func (d *directory) resolveLimboLocked(started time.Time) {
 	keep := d.limbo[:0]
 	for _, l := range d.limbo {
+		if w := d.workers[l.node]; w != nil {
+			if !w.add(l.it) {
+				d.j.c.abandoned.Add(1)
+				d.j.finish(l.it.e)
+			}
+			continue
+		}
 		if !l.received.Before(started) {
 			keep = append(keep, l)
 			continue
 		}
-		if w := d.workers[l.it.m.Node]; w != nil && w.add(l.it) {
-			continue
-		}
 		d.j.c.unroutable.Add(1)
-		d.j.log.Debug("job: keys message for a node not in the directory", "id", l.it.m.ID, "node", l.it.m.Node)
+		d.j.log.Debug("job: message for a node not in the directory", "id", l.it.m.ID,
+			"kind", l.it.m.Kind, "node", l.node)
 		d.j.finish(l.it.e)
 	}
 	clear(d.limbo[len(keep):])

@@ -85,7 +85,7 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 	}
 	if m.Kind == imcloud.KindKeys {
 		e.remaining.Add(1)
-		j.dir.routeKeys(ctx, item{m: m, e: e, at: now.UnixNano()}, now)
+		j.dir.route(ctx, m.Node, item{m: m, e: e, at: now.UnixNano()}, now)
 		return targets
 	}
 	return j.fanOut(ctx, m, e, now.UnixNano(), targets)
@@ -93,12 +93,20 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 
 // staged reports whether m goes through its partition's stage: a mids
 // message always (its users' connections are looked up), a room message
-// when it is appended to its stream's history.
+// when its member nodes are looked up (Config.Rooms) or it is appended
+// to its stream's history.
 func (j *Job) staged(m *imcloud.Message) bool {
-	return m.Kind == imcloud.KindMids || (m.Kind == imcloud.KindRoom && j.cfg.History != nil)
+	switch m.Kind {
+	case imcloud.KindMids:
+		return true
+	case imcloud.KindRoom:
+		return j.cfg.Rooms != nil || j.cfg.History != nil
+	}
+	return false
 }
 
-// fanOut queues a room or broadcast message of e for every live node.
+// fanOut queues a room or broadcast message of e for every live node,
+// and records it among the recent fan-outs (see recent).
 // targets is scratch space, returned for reuse.
 func (j *Job) fanOut(ctx context.Context, m *imcloud.Message, e *entry, at int64, targets []*nodeWorker) []*nodeWorker {
 	targets, totalConns := j.dir.fanOutTargets(m, at, targets[:0])

@@ -6,44 +6,68 @@
 //
 // # Dispatch
 //
-// A keys message goes to the one node it names; room and broadcast
-// messages go to every live node of the NodeDirectory, read every
-// RefreshInterval. Each node has its own bounded queue and worker, so a
-// node that is unreachable delays nobody else: its worker retries with
-// backoff while the others deliver. Messages for one node stay in order
-// (and so do one room's, which share a partition). A worker makes one
-// Deliver call at a time, carrying whatever queued up for the node while
-// the previous call was in flight, up to MaxDelivery messages: room merging
-// without a timer, one message per call at low rates, large calls under
-// load. A broadcast's pace (connections per second) is split across the
-// nodes in proportion to their connections.
+// A keys message goes to the one node it names; a room message to the
+// nodes that have members in the room (with Config.Rooms, see below) or to
+// every live node of the NodeDirectory (without); a broadcast to every
+// live node. The directory is read every RefreshInterval. Each node has
+// its own bounded queue and worker, so a node that is unreachable delays
+// nobody else: its worker retries with backoff while the others deliver.
+// Messages for one node stay in order (and so do one room's, which share a
+// partition). A worker makes one Deliver call at a time, carrying whatever
+// queued up for the node while the previous call was in flight, up to
+// MaxDelivery messages: room merging without a timer, one message per call
+// at low rates, large calls under load. A broadcast's pace (connections
+// per second) is split across the nodes in proportion to their
+// connections.
+//
+// # Rooms
+//
+// With Config.Rooms (the router's NodesByRooms; cloud nodes write their
+// room memberships to it), room messages pass through their partition's
+// stage (below), which looks up the member nodes of a batch's rooms in
+// one call and queues each message for each of its room's member nodes,
+// as a keys message is queued for its node (one the job does not know
+// yet waits for a directory read). A room without members is done at
+// once (Stats.RoomNoMembers). The lookup starts after every record of
+// its batch was received, and a node writes a membership before it
+// answers the join that made it, so a push the API accepted after a
+// join's reply reaches the joining connection's node, even as the room's
+// first member there; only removals may be stale, costing a node a push
+// it drops. If the lookup fails (a router that lost its data and
+// rebuilds, a store that is down), the batch's room messages fan out to
+// every live node as without Rooms: never lost, never held, counted in
+// Stats.RoomFallbacks and RoomLookupErrors and logged once per streak of
+// failures. Without Rooms (a store that keeps no memberships) every room
+// push goes to every live node.
 //
 // # Nodes that join
 //
 // job learns of a node at the first read of the directory after the node
-// registered, up to RefreshInterval later; the node may have taken
-// clients into rooms meanwhile, and a room message or broadcast fanned out
-// in that time did not go to it. Keys messages wait for the read (a node
-// job does not know yet is asked for at once); room messages cannot, since
-// job does not know which nodes have members. Instead job records every
-// room and broadcast fan-out (paced broadcasts too) under the same lock as
-// the list of live nodes it went to, so a fan-out either went to a node or
-// is in the record when the node joins. The joining node's worker is
-// handed, before anything newer, every recorded fan-out accepted since the
-// node registered (imcloud.Node.Since, less a second for the clocks of
-// logic and the node; all of them for a node without Since), oldest first;
-// a paced broadcast at the node's share of its pace. Clients connect to a
-// node only after it registered, so every client in a room when a push was
-// accepted gets it. These catch-ups are best effort: they take no part in
-// commits (their records may be committed already, and a node that does
-// not take them holds up nothing), and the node drops by message id any it
-// already had. The record keeps three RefreshIntervals of fan-outs, at
-// most CatchUpMessages and CatchUpBytes; a node that joins after it
-// dropped one the node may need (job read the directory late, or the push
-// rate outgrew the record) is counted in Stats.CatchUpGaps, the messages
-// handed in Stats.CaughtUp. A job that restarts starts with an empty
-// record: a node that registered shortly before and that the previous job
-// had not listed may miss what that job fanned out and committed.
+// registered, up to RefreshInterval later; the node may have taken clients
+// into rooms meanwhile, and a room message or broadcast fanned out in that
+// time did not go to it. Keys messages, and room messages routed to their
+// member nodes, wait for the read (a node job does not know yet is asked
+// for at once); what fans out to every node cannot, since job does not
+// know which nodes it is for. Instead job records every room (without
+// Rooms, or after a failed lookup) and broadcast fan-out (paced broadcasts
+// too) under the same lock as the list of live nodes it went to, so a
+// fan-out either went to a node or is in the record when the node joins.
+// The joining node's worker is handed, before anything newer, every
+// recorded fan-out accepted since the node registered (imcloud.Node.Since,
+// less a second for the clocks of logic and the node; all of them for a
+// node without Since), oldest first; a paced broadcast at the node's share
+// of its pace. Clients connect to a node only after it registered, so
+// every client in a room when a push was accepted gets it. These catch-ups
+// are best effort: they take no part in commits (their records may be
+// committed already, and a node that does not take them holds up nothing),
+// and the node drops by message id any it already had. The record keeps
+// three RefreshIntervals of fan-outs, at most CatchUpMessages and
+// CatchUpBytes; a node that joins after it dropped one the node may need
+// (job read the directory late, or the push rate outgrew the record) is
+// counted in Stats.CatchUpGaps, the messages handed in Stats.CaughtUp. A
+// job that restarts starts with an empty record: a node that registered
+// shortly before and that the previous job had not listed may miss what
+// that job fanned out and committed.
 //
 // # Pushes to users and streams
 //
@@ -56,19 +80,20 @@
 // With Config.History (which requires Users), pushes to users and rooms
 // belong to streams (docs/design.md, recovery): each mids message is
 // appended to each of its users' streams, and each room message to its
-// room's, at the record's offset, before anything of it is delivered;
-// what is delivered carries the stream, the epoch the store answered and
-// the offset. Key pushes and broadcasts belong to no stream and go as
-// before. These records pass through a stage per queue partition, which
-// handles whatever waited as one batch (up to MaxDelivery records): one
-// History.Append call, the batch's user lookups (made together), then
-// the messages queued for their nodes in offset order. An append or a
-// lookup that fails is retried with backoff while the partition's staged
-// records wait, undelivered and uncommitted: pushes stall, none is lost.
-// A redelivered record (after a restart) appends the same offset and
-// message id again, which the store takes as a no-op, and is delivered
-// with the same offset. A user with no connection gets nothing delivered;
-// the push stays in the history for the user's next connection.
+// room's, at the record's offset, before anything of it is delivered; what
+// is delivered carries the stream, the epoch the store answered and the
+// offset. Key pushes and broadcasts belong to no stream and go as before.
+// These records pass through a stage per queue partition, which handles
+// whatever waited as one batch (up to MaxDelivery records): one
+// History.Append call, the batch's user lookups (made together), the room
+// lookup (with Rooms), then the messages queued for their nodes in offset
+// order. An append or a user lookup that fails is retried with backoff
+// while the partition's staged records wait, undelivered and uncommitted:
+// pushes stall, none is lost. A redelivered record (after a restart)
+// appends the same offset and message id again, which the store takes as a
+// no-op, and is delivered with the same offset. A user with no connection
+// gets nothing delivered; the push stays in the history for the user's
+// next connection.
 //
 // # Commits and delivery guarantees
 //
@@ -95,7 +120,8 @@
 // Retried and in its NodeStats (Retried, LastError), messages with no node
 // to go to in Unroutable, a failing directory (the router) in
 // DirectoryErrors, failing commits in CommitErrors, failing history
-// appends and user lookups in HistoryErrors and LookupErrors, records set
+// appends and user lookups in HistoryErrors and LookupErrors, failed room
+// lookups (which fan out instead) in RoomLookupErrors, records set
 // aside or lost in DeadLettered and DeadLetterFailed. The metrics package
 // exports them (imcloud_job_delivery_retries_total,
 // imcloud_job_node_failing, imcloud_job_messages_unroutable_total,

@@ -22,10 +22,10 @@ const catchUpWindows = 3
 const sinceSkew = time.Second
 
 // recent is the job's record of its recent fan-outs (room messages and
-// broadcasts), for the nodes it learns of late: a node that registered
-// and accepted clients between two reads of the directory was not among
-// the targets of what job fanned out meanwhile, and its clients may
-// already be in the room. When the node joins, the directory hands its
+// broadcasts that go to every live node), for the nodes it learns of
+// late: a node that registered and accepted clients between two reads
+// of the directory was not among the targets of what job fanned out
+// meanwhile, and its clients may already be in the room. When the node joins, the directory hands its
 // worker, before anything newer, every recorded fan-out accepted since
 // the node's Since (catchUp).
 //
@@ -35,6 +35,13 @@ const sinceSkew = time.Second
 // joins (unless the record dropped it: see gapSince). The record is
 // bounded by age (catchUpWindows RefreshIntervals of job's clock), by
 // count (Config.CatchUpMessages) and by bytes (Config.CatchUpBytes).
+//
+// Room messages routed to their member nodes (Config.Rooms) are not
+// recorded: a node writes its membership of a room before it answers
+// the client that joined, so a member node the job learns of late is
+// found by the lookup of every push accepted after that answer, and
+// waits for the directory read as a keys message's node does. Those a
+// failed lookup fanned out to every node are recorded.
 //
 // Guarded by directory.mu.
 type recent struct {

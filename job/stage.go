@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcloud/imcloud"
@@ -28,21 +29,27 @@ type staged struct {
 
 // stages holds one stage per source partition that had staged records.
 //
-// A stage takes the records of its partition that belong to a stream
-// (mids messages, and room messages when Config.History is set) in
-// offset order, and handles whatever waited as one batch: one
-// History.Append call for every push of the batch, the lookups of the
-// batch's users, then the batch's messages queued for their nodes in
-// offset order. A failed append or lookup is retried with backoff while
-// the job runs, and the partition's staged records wait: nothing of
-// them is delivered or committed before it is in the history. Each
-// record holds its pending-records token (Config.MaxPending) until it is
-// done, so the stages' memory is bounded with the rest.
+// A stage takes the records of its partition that need a store before
+// they can be delivered (mids messages; room messages when Config.Rooms
+// or Config.History is set) in offset order, and handles whatever waited
+// as one batch: one History.Append call for every push of the batch, the
+// lookups of the batch's users, one lookup of the member nodes of the
+// batch's rooms, then the batch's messages queued for their nodes in
+// offset order. A failed append or user lookup is retried with backoff
+// while the job runs, and the partition's staged records wait: nothing
+// of them is delivered or committed before it is in the history. A
+// failed room lookup is not retried: the batch's room messages fan out
+// to every live node (see lookupRooms). Each record holds its
+// pending-records token (Config.MaxPending) until it is done, so the
+// stages' memory is bounded with the rest.
 type stages struct {
 	j  *Job
 	mu sync.Mutex
 	by map[int32]*stage
 	wg sync.WaitGroup
+	// roomsFailing is set while room lookups fail (a failure streak,
+	// logged once), across partitions.
+	roomsFailing atomic.Bool
 }
 
 func (s *stages) init(j *Job) {
@@ -82,6 +89,7 @@ type stage struct {
 	// Reused by run across batches.
 	appends []imcloud.HistoryAppend
 	targets []*nodeWorker
+	rooms   []string
 }
 
 func (s *stage) add(it staged) {
@@ -151,6 +159,10 @@ func (s *stage) handle(ctx context.Context, batch []staged) bool {
 	if !ok {
 		return false
 	}
+	members, ok := s.lookupRooms(ctx, live)
+	if !ok {
+		return false
+	}
 	now = time.Now()
 	for _, it := range live {
 		switch it.m.Kind {
@@ -159,7 +171,7 @@ func (s *stage) handle(ctx context.Context, batch []staged) bool {
 				a := &s.appends[it.app]
 				it.m.Stream, it.m.Epoch, it.m.Offset = a.Stream, a.Epoch, it.offset
 			}
-			s.targets = s.j.fanOut(ctx, it.m, it.e, now.UnixNano(), s.targets)
+			s.routeRoom(ctx, it, members, now)
 		case imcloud.KindMids:
 			s.routeMids(ctx, it, routes, now)
 		}
@@ -167,6 +179,7 @@ func (s *stage) handle(ctx context.Context, batch []staged) bool {
 	}
 	clear(s.appends)
 	clear(s.targets)
+	clear(s.rooms)
 	return true
 }
 
@@ -350,7 +363,7 @@ func (s *stage) routeConns(ctx context.Context, it staged, conns map[string]stri
 			msg.Stream, msg.Epoch, msg.Offset = app.Stream, app.Epoch, it.offset
 		}
 		it.e.remaining.Add(1)
-		s.j.dir.routeKeys(ctx, item{m: msg, e: it.e, at: now.UnixNano()}, now)
+		s.j.dir.route(ctx, node, item{m: msg, e: it.e, at: now.UnixNano()}, now)
 	}
 	switch len(conns) {
 	case 0:

@@ -31,7 +31,9 @@ type Stats struct {
 	// left the directory (its registration expired).
 	Abandoned uint64
 	// Unroutable is the number of keys messages whose node is not in the
-	// directory, and room and broadcast messages while no node is.
+	// directory, of room messages for a member node not in it (one per
+	// node), and of room and broadcast messages fanned out while no node
+	// is.
 	Unroutable uint64
 	// Commits is the number of successful Source.Commit calls.
 	Commits uint64
@@ -51,6 +53,14 @@ type Stats struct {
 	// LookupErrors is the number of user lookups (Config.Users) that
 	// failed; each is retried with backoff while its partition waits.
 	LookupErrors uint64
+	// RoomNoMembers is the number of room messages whose room had no
+	// member on any node (Config.Rooms): delivered to nobody, done.
+	RoomNoMembers uint64
+	// RoomLookupErrors is the number of room member lookups
+	// (Config.Rooms) that failed, one per batch of a partition's room
+	// messages; RoomFallbacks is the number of room messages those
+	// batches fanned out to every live node instead.
+	RoomLookupErrors, RoomFallbacks uint64
 	// Offline is the number of mids messages none of whose users had a
 	// connection: appended to their streams' history (with
 	// Config.History), delivered to nobody.
@@ -113,6 +123,7 @@ type counters struct {
 	unroutable, commits, commitErrors               atomic.Uint64
 	directoryErrors, historyAppended, historyErrors atomic.Uint64
 	lookupErrors, offline, caughtUp, catchUpGaps    atomic.Uint64
+	roomNoMembers, roomLookupErrors, roomFallbacks  atomic.Uint64
 }
 
 // Stats returns the job's counters.
@@ -133,6 +144,9 @@ func (j *Job) Stats() Stats {
 		HistoryAppended:  j.c.historyAppended.Load(),
 		HistoryErrors:    j.c.historyErrors.Load(),
 		LookupErrors:     j.c.lookupErrors.Load(),
+		RoomNoMembers:    j.c.roomNoMembers.Load(),
+		RoomLookupErrors: j.c.roomLookupErrors.Load(),
+		RoomFallbacks:    j.c.roomFallbacks.Load(),
 		Offline:          j.c.offline.Load(),
 		CaughtUp:         j.c.caughtUp.Load(),
 		CatchUpGaps:      j.c.catchUpGaps.Load(),
