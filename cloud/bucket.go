@@ -9,18 +9,37 @@ import (
 // owns the key index and, for the connections it holds, their room
 // membership. Room and broadcast pushes visit every bucket (in parallel);
 // key pushes visit one.
+//
+// A connection is in a set of rooms (rooms.go): one list per room here,
+// and on the connection one roomRef per room it is in, which says where
+// in that list it is. A room's list is where room pushes find its
+// members, so a connection in a room by auth and by Join is in its list
+// once, and the lists' lengths are the room online counts.
 type bucket struct {
 	mu    sync.RWMutex
 	keys  map[string]*conn
 	all   connList
 	rooms map[string]*connList
+	// ss counts the node's members per room for the store (membership.go);
+	// nil for a bucket outside a server.
+	ss *sessionSync
 }
 
 // connList is a set of connections kept as a slice for fast iteration; each
-// connection remembers its index (in conn.allIdx or conn.roomIdx) so
-// removal is O(1).
+// connection remembers its index (in conn.allIdx, or its roomRef for the
+// list's room) so removal is O(1).
 type connList struct {
+	// room is the list's room key ("" for all), shared by its members'
+	// primary room strings.
+	room  string
 	conns []*conn
+}
+
+// roomRef is one room a connection is in: the room's list in the
+// connection's bucket, and the connection's index in it.
+type roomRef struct {
+	l   *connList
+	idx int
 }
 
 func newBucket() *bucket {
@@ -52,13 +71,13 @@ func (l *connList) remove(c *conn, idx *int, idxOf func(*conn) *int) {
 	}
 }
 
-func allIdx(c *conn) *int  { return &c.allIdx }
-func roomIdx(c *conn) *int { return &c.roomIdx }
+func allIdx(c *conn) *int { return &c.allIdx }
 
 // put registers c under its key, queues first (the AuthReply) on it while
 // still holding the lock so no push can overtake it and a client that got
 // its AuthReply is already reachable, and returns the connection it
-// replaced (same key on this node), if any.
+// replaced (same key on this node), if any. c enters its primary room
+// (c.room) if it has one.
 func (b *bucket) put(c *conn, first outItem) (old *conn) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -70,7 +89,10 @@ func (b *bucket) put(c *conn, first outItem) (old *conn) {
 	b.keys[c.key] = c
 	b.all.add(c, &c.allIdx)
 	if c.room != "" {
-		b.joinLocked(c, c.room)
+		// The caller awaits the session put, a later store round than
+		// the room's (membership.go).
+		l, _ := b.enterLocked(c, c.room)
+		c.room = l.room
 	}
 	return old
 }
@@ -86,56 +108,43 @@ func (b *bucket) del(c *conn) bool {
 	return true
 }
 
+// removeLocked unregisters c and takes it out of every room; c.room still
+// names its primary room.
 func (b *bucket) removeLocked(c *conn) {
 	delete(b.keys, c.key)
 	b.all.remove(c, &c.allIdx, allIdx)
-	if c.room != "" {
-		b.leaveLocked(c, c.room)
+	for i := len(c.rooms) - 1; i >= 0; i-- {
+		b.exitLocked(c, i)
 	}
+	c.rooms = nil
 }
 
-func (b *bucket) joinLocked(c *conn, room string) {
-	l := b.rooms[room]
+// enterLocked adds c to room's list, which c is not in, and returns the
+// list. The node's count of the room follows: done is closed once the
+// store has the node's membership of room (nil: nothing to wait for;
+// membership.go).
+func (b *bucket) enterLocked(c *conn, room string) (l *connList, done <-chan struct{}) {
+	l = b.rooms[room]
 	if l == nil {
-		l = &connList{}
+		l = &connList{room: room}
 		b.rooms[room] = l
 	}
-	l.add(c, &c.roomIdx)
+	ref := roomRef{l: l}
+	l.add(c, &ref.idx)
+	c.addRef(ref)
+	return l, b.ss.entered(l.room)
 }
 
-func (b *bucket) leaveLocked(c *conn, room string) {
-	l := b.rooms[room]
-	if l == nil {
-		return
-	}
-	l.remove(c, &c.roomIdx, roomIdx)
+// exitLocked takes c out of the room of its roomRef i.
+func (b *bucket) exitLocked(c *conn, i int) {
+	ref := &c.rooms[i]
+	l := ref.l
+	l.remove(c, &ref.idx, func(m *conn) *int { return m.idxIn(l) })
 	if len(l.conns) == 0 {
-		delete(b.rooms, room)
+		delete(b.rooms, l.room)
 	}
-}
-
-// changeRoom moves c to room ("" leaves every room). c.room is guarded by
-// the bucket lock.
-func (b *bucket) changeRoom(c *conn, room string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.keys[c.key] != c {
-		c.room = room
-		return
-	}
-	if c.room != "" {
-		b.leaveLocked(c, c.room)
-	}
-	c.room = room
-	if room != "" {
-		b.joinLocked(c, room)
-	}
-}
-
-func (b *bucket) roomOf(c *conn) string {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return c.room
+	c.dropRef(i)
+	b.ss.exited(l.room)
 }
 
 func (b *bucket) get(key string) *conn {

@@ -51,13 +51,15 @@ type conn struct {
 	gen      uint64
 	ip       netip.Addr
 	b        *bucket
-	// room is guarded by b.mu once registered.
-	room string
+	// room, the primary room, and rooms, every room c is in (rooms.go),
+	// are guarded by b.mu once registered.
+	room  string
+	rooms []roomRef
 	// accepts is the op filter for key, mid and broadcast pushes
 	// (copy-on-write: Sub/Unsub swap it).
 	accepts atomic.Pointer[[]int32]
-	// Indexes in the bucket's lists (bucket.go), guarded by b.mu.
-	allIdx, roomIdx int
+	// Index in the bucket's list of all connections, guarded by b.mu.
+	allIdx int
 
 	out outq
 
@@ -103,7 +105,7 @@ func (c *conn) putRbuf() {
 }
 
 func newConn(s *Server, nc net.Conn, ws bool) *conn {
-	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, roomIdx: -1, writes: latencyPhase()}
+	c := &conn{srv: s, nc: nc, r: nc, ws: ws, allIdx: -1, writes: latencyPhase()}
 	c.out.shard = s.backlog.shard()
 	return c
 }
@@ -403,9 +405,15 @@ func (c *conn) handle(f *protocol.Frame) {
 			c.kill()
 			return
 		}
-		c.b.changeRoom(c, room)
+		_, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
+		put := s.sess.put(c.session())
+		if entered != nil {
+			// The reply waits for the store to have the node in room
+			// (membership.go); the session put goes in the same round or
+			// a later one.
+			s.sess.awaitPut(put)
+		}
 		c.reply(f, protocol.OpChangeRoomReply, f.Body)
-		s.sess.put(c.session())
 	case protocol.OpSub, protocol.OpUnsub:
 		ops := parseOps(f.Body)
 		cur := *c.accepts.Load()

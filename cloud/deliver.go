@@ -241,7 +241,9 @@ const parallelMin = 2048
 // in parallel on large nodes.
 //
 // weight is the number of pushes it carries, for the delivered count and
-// the fan-out histogram.
+// the fan-out histogram. A room push that finds no member on the node (job
+// read a stale membership, or one without RoomStore sent it to every
+// node) is dropped and counted (Stats.RoomMisses).
 //
 // rv is what recover connections receive instead (recover.go), nil when
 // the push carries no stream.
@@ -253,50 +255,63 @@ func (s *Server) fanout(room string, it outItem, rv *recVariant, op int32, filte
 		workers = len(bs)
 	}
 	if workers <= 1 || s.stats.sessions.Load() < parallelMin {
-		n := s.fanoutPart(bs, 0, 1, room, it, rv, op, filter, weight)
-		s.stats.fanout.ObserveN(int64(n), weight)
+		n, members := s.fanoutPart(bs, 0, 1, room, it, rv, op, filter, weight)
+		s.fanoutDone(room, n, members, weight)
 		return
 	}
 	var parts struct { // one allocation for what the goroutines share
-		wg      sync.WaitGroup
-		reached atomic.Uint64
+		wg               sync.WaitGroup
+		reached, members atomic.Uint64
 	}
 	for w := 1; w < workers; w++ {
 		parts.wg.Add(1)
 		go func(w int) {
 			defer parts.wg.Done()
-			parts.reached.Add(s.fanoutPart(bs, w, workers, room, it, rv, op, filter, weight))
+			n, members := s.fanoutPart(bs, w, workers, room, it, rv, op, filter, weight)
+			parts.reached.Add(n)
+			parts.members.Add(members)
 		}(w)
 	}
-	n := s.fanoutPart(bs, 0, workers, room, it, rv, op, filter, weight)
+	n, members := s.fanoutPart(bs, 0, workers, room, it, rv, op, filter, weight)
 	parts.wg.Wait()
-	s.stats.fanout.ObserveN(int64(n+parts.reached.Load()), weight)
+	s.fanoutDone(room, n+parts.reached.Load(), members+parts.members.Load(), weight)
+}
+
+// fanoutDone observes a fan-out that reached n connections of the
+// members it found, and counts a room push that found none.
+func (s *Server) fanoutDone(room string, n, members, weight uint64) {
+	s.stats.fanout.ObserveN(int64(n), weight)
+	if room != "" && members == 0 {
+		s.stats.roomMisses.Add(weight)
+	}
 }
 
 // fanoutPart is one fan-out goroutine's share: buckets first, first+step,
 // and so on. It counts their deliveries, filtered connections and backlog
-// once, and returns how many connections it reached.
-func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, rv *recVariant, op int32, filter bool, weight uint64) uint64 {
-	var n, filtered uint64
+// once, and returns how many connections it reached, and how many it
+// found (room members, or every connection).
+func (s *Server) fanoutPart(bs []*bucket, first, step int, room string, it outItem, rv *recVariant, op int32, filter bool, weight uint64) (uint64, uint64) {
+	var n, filtered, found uint64
 	var backlog int64
 	for i := first; i < len(bs); i += step {
-		bn, bf, bb := bs[i].push(s.sched, room, it, rv, op, filter)
-		n, filtered, backlog = n+bn, filtered+bf, backlog+bb
+		bn, bf, bb, bc := bs[i].push(s.sched, room, it, rv, op, filter)
+		n, filtered, backlog, found = n+bn, filtered+bf, backlog+bb, found+bc
 	}
 	s.stats.delivered.Add(n * weight)
 	if filtered > 0 {
 		s.stats.filtered.Add(filtered * weight)
 	}
 	s.backlog.add(first, backlog)
-	return n
+	return n, found
 }
 
 // push enqueues it (rv's variant on recover connections, when set) on the
 // bucket's connections in room ("" = all) and
 // hands those it found idle to sched. It returns how many it reached, how
-// many it skipped because they do not accept op (when filter is set), and
-// the change to the node's backlog, for the caller to count.
-func (b *bucket) push(sched *scheduler, room string, it outItem, rv *recVariant, op int32, filter bool) (uint64, uint64, int64) {
+// many it skipped because they do not accept op (when filter is set), the
+// change to the node's backlog, for the caller to count, and how many
+// connections it found.
+func (b *bucket) push(sched *scheduler, room string, it outItem, rv *recVariant, op int32, filter bool) (uint64, uint64, int64, uint64) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var list []*conn
@@ -330,7 +345,7 @@ func (b *bucket) push(sched *scheduler, room string, it outItem, rv *recVariant,
 		}
 	}
 	ready.flush()
-	return n, filtered, backlog
+	return n, filtered, backlog, uint64(len(list))
 }
 
 // startBroadcast takes a paced-broadcast slot.

@@ -252,13 +252,14 @@ func checkPositions(b *AuthBody) error {
 	return nil
 }
 
-// followed returns the streams c follows now: its user's and its room's.
+// followed returns the streams c follows now: its user's and those of
+// the rooms it is in, its primary room's first.
 func (c *conn) followed() []imcloud.Stream {
 	var ss []imcloud.Stream
 	if c.mid > 0 {
 		ss = append(ss, imcloud.UserStream(c.mid))
 	}
-	if room := c.b.roomOf(c); room != "" {
+	for _, room := range c.b.roomList(c) {
 		ss = append(ss, imcloud.RoomStream(room))
 	}
 	return ss
@@ -482,8 +483,10 @@ func (c *conn) changeRoomRecover(f *protocol.Frame) {
 	c.out.pause() // the reply and the replay go out together, at resume
 	c.reply(f, protocol.OpChangeRoomReply, f.Body)
 	c.out.mark()
-	c.b.changeRoom(c, room)
-	s.sess.put(c.session())
+	_, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
+	if put := s.sess.put(c.session()); entered != nil {
+		s.sess.awaitPut(put) // before resume: membership.go
+	}
 	if room != "" {
 		positions := map[string]imcloud.Position{}
 		if pos != nil {

@@ -91,6 +91,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.stats.initHistograms()
 	s.sess = newSessionSync(s)
+	for _, b := range s.bs.bs {
+		b.ss = s.sess
+	}
 	s.sess.start()
 	s.bg.Add(1)
 	go s.refusalLog()

@@ -18,8 +18,9 @@ const maxPendingRemoves = 1 << 17
 
 // sessionSync keeps the store in step with the node: session puts and
 // removals batched (a flush takes whatever queued during the previous
-// round trip), periodic renewal of every session, node registration and
-// room-count reports. Every StoreCheckInterval it checks that the store
+// round trip), periodic renewal of every session, node registration,
+// room-count reports and, with a RoomStore, the rooms the node has
+// (membership.go). Every StoreCheckInterval it checks that the store
 // still holds what the node registered (see check) and registers
 // everything again at once when not. With no store every method is a
 // no-op.
@@ -41,9 +42,19 @@ type sessionSync struct {
 	puts    map[string]imcloud.Session
 	removes []imcloud.Session
 	wake    chan struct{}
-	// round is closed once the flush that takes the puts queued now has
-	// written them (or failed to).
+	// round is closed once the flush that takes the puts and room changes
+	// queued now has written them (or failed to).
 	round chan struct{}
+
+	// rooms is the store as a RoomStore, nil when it is not one: then no
+	// membership is kept (membership.go). members counts the node's
+	// connections per room, roomPuts holds the room changes the next
+	// round writes (true: the node has the room, false: it has not), both
+	// under mu; roomWrite orders room writes.
+	rooms     RoomStore
+	members   map[string]roomState
+	roomPuts  map[string]bool
+	roomWrite sync.Mutex
 
 	// needFull: a store call failed; re-put every session once it works.
 	needFull atomic.Bool
@@ -56,8 +67,12 @@ type sessionSync struct {
 func newSessionSync(s *Server) *sessionSync {
 	var e [8]byte
 	_, _ = rand.Read(e[:])
-	return &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
+	ss := &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
 		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
+	if rs, ok := s.cfg.Store.(RoomStore); ok {
+		ss.rooms, ss.members, ss.roomPuts = rs, make(map[string]roomState), make(map[string]bool)
+	}
+	return ss
 }
 
 func (ss *sessionSync) start() {
@@ -153,8 +168,9 @@ func (ss *sessionSync) flushLoop() {
 	}
 }
 
-// flush writes what is pending: puts first, then removals, so a put and
-// a removal of the same connection end removed.
+// flush writes what is pending: puts and room changes first (then the
+// round is over), then removals, so a put and a removal of the same
+// connection end removed.
 func (ss *sessionSync) flush() {
 	ss.mu.Lock()
 	puts := make([]imcloud.Session, 0, len(ss.puts))
@@ -162,18 +178,23 @@ func (ss *sessionSync) flush() {
 		puts = append(puts, p)
 	}
 	clear(ss.puts)
+	joined, left := ss.takeRooms()
 	round := ss.round
-	if len(puts) > 0 {
+	rotate := len(puts)+len(joined)+len(left) > 0
+	if rotate {
 		ss.round = make(chan struct{})
 	}
 	removes := ss.removes
 	ss.removes = nil
 	ss.mu.Unlock()
 
-	if len(puts) > 0 {
-		if !ss.putSessions(puts) {
-			ss.needFull.Store(true)
-		}
+	if len(puts) > 0 && !ss.putSessions(puts) {
+		ss.needFull.Store(true)
+	}
+	if len(joined)+len(left) > 0 {
+		ss.writeRooms(joined, left)
+	}
+	if rotate {
 		close(round)
 	}
 	for i := 0; i < len(removes); i += ss.s.cfg.StoreCallSessions {
@@ -210,9 +231,10 @@ func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
 	return true
 }
 
-// putAll renews every session of the node (periodic renewal, and recovery
-// after a store outage or a wipe), StoreCallSessions at a time. It reports
-// whether every batch was stored; if not, needFull is set.
+// putAll renews every session of the node and every room it has
+// (periodic renewal, and recovery after a store outage or a wipe),
+// StoreCallSessions at a time. It reports whether every batch was stored;
+// if not, needFull is set.
 func (ss *sessionSync) putAll() bool {
 	var buf []*conn
 	sessions := make([]imcloud.Session, 0, 256)
@@ -231,6 +253,7 @@ func (ss *sessionSync) putAll() bool {
 	if len(sessions) > 0 {
 		ok = ss.putSessions(sessions) && ok
 	}
+	ok = ss.renewRooms() && ok
 	if !ok {
 		ss.needFull.Store(true)
 	}
@@ -311,6 +334,7 @@ func (ss *sessionSync) check() {
 	}
 	ss.reportRooms()
 	ss.gen = gen
+	ss.signal() // the removals and room removals a failure left pending
 	log.Info("cloud: node and sessions registered again", "sessions", ss.s.stats.sessions.Load(),
 		"took", time.Since(start).Round(time.Millisecond))
 }

@@ -68,6 +68,11 @@ type Stats struct {
 	// drain (backlog.go).
 	QueuedBytes   int64
 	Backpressured uint64
+	// RoomMisses counts room messages that found no member of their room
+	// on the node, dropped: job read a membership the node has just lost
+	// (removals reach the store lazily) or, without a RoomStore, sends
+	// every room push to every node.
+	RoomMisses uint64
 	// Fanout is the number of connections each message was queued to on
 	// this node (imcloud.NewSizeHistogram's buckets); 0 counts too (a room
 	// with nobody here).
@@ -97,7 +102,7 @@ type counters struct {
 	kicked, storeErrors, linkRefused       atomic.Uint64
 	backpressured, linkLegacyHellos        atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
-	replayed                               atomic.Uint64
+	replayed, roomMisses                   atomic.Uint64
 	recoveries                             [numRecOutcomes]atomic.Uint64
 	fanout, latency                        *imcloud.Histogram
 }
@@ -122,7 +127,7 @@ func (s *Server) Stats() Stats {
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		LinkLegacyHellos: c.linkLegacyHellos.Load(),
 		Broadcasts:       c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),
-		Replayed: c.replayed.Load(), Recoveries: c.recoveryCounts(),
+		Replayed: c.replayed.Load(), Recoveries: c.recoveryCounts(), RoomMisses: c.roomMisses.Load(),
 		Fanout: c.fanout.Snapshot(), DeliveryLatency: c.latency.Snapshot(),
 	}
 }

@@ -107,6 +107,9 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 					emit(float64(n), result)
 				}
 			}),
+		collect.Counter("imcloud_cloud_room_misses_total",
+			"Room messages that found no member of their room on this node and were dropped: a membership the node had just lost, or a router without room membership (every node gets every room push).",
+			func(s *S) uint64 { return s.RoomMisses }),
 		collect.Histogram("imcloud_cloud_fanout_connections",
 			"Connections each message was queued to on this node, 0 included (a room with nobody here).",
 			func(s *S) imcloud.HistogramSnapshot { return s.Fanout }),
