@@ -31,6 +31,10 @@ export const Op = Object.freeze({
   SUB_REPLY: 15,
   UNSUB: 16,
   UNSUB_REPLY: 17,
+  JOIN: 18,
+  JOIN_REPLY: 19,
+  LEAVE: 20,
+  LEAVE_REPLY: 21,
   PUSH_AT: 24,
   RECOVERY: 25,
 });
@@ -208,8 +212,10 @@ export function parseOps(ops) {
  * that came in an op 24 frame (a recover connection's user or room push) has
  * the push's own op and its place in its stream: stream, epoch, offset, and
  * replayed (it is one the client missed, replayed at reconnect or at a
- * ChangeRoom); other messages have stream, epoch and offset null and replayed
- * false.
+ * ChangeRoom or a Join); other messages have stream, epoch and offset null
+ * and replayed false. room is the room of a room stream's push ("r:<room>"):
+ * on a connection in several rooms, the only way to tell which room a push
+ * came to (a plain push does not say).
  */
 export class Message {
   constructor(frame, receivedAt) {
@@ -227,6 +233,10 @@ export class Message {
     this.offset = frame.offset ?? null;
     /** @type {boolean} replayed from the stream's history */
     this.replayed = frame.replayed ?? false;
+  }
+  /** @type {string|null} the push's room, from its stream ("r:<room>"), else null */
+  get room() {
+    return this.stream !== null && this.stream.startsWith("r:") ? this.stream.slice(2) : null;
   }
   /** The body decoded as UTF-8. */
   text() {

@@ -27,6 +27,14 @@ export declare const Op: Readonly<{
   SUB_REPLY: 15;
   UNSUB: 16;
   UNSUB_REPLY: 17;
+  /** enter one more room (ver-2 connections to a server with rooms) */
+  JOIN: 18;
+  /** JSON {"room_id", "ok", "error"?} */
+  JOIN_REPLY: 19;
+  /** leave a room (ver-2 connections to a server with rooms) */
+  LEAVE: 20;
+  /** JSON {"room_id", "ok", "error"?} */
+  LEAVE_REPLY: 21;
   /** a push with its stream and position (recover connections only) */
   PUSH_AT: 24;
   /** how recovery went, JSON (recover connections only) */
@@ -70,6 +78,23 @@ export declare class AuthError extends Error {
   reason: string;
   /** How many auths in a row were refused. */
   refusals: number;
+}
+
+/** The codes with which a server refuses a room (RoomError.code). */
+export type RoomErrorCode = "forbidden" | "too_many_rooms" | "invalid_room" | "malformed";
+
+/**
+ * The error with which join, leave and changeRoom reject when the server
+ * refused the room, and the error of a "refused" event.
+ */
+export declare class RoomError extends Error {
+  constructor(op: string, room: string, code: string);
+  name: "RoomError";
+  /** what was refused */
+  op: "join" | "leave" | "changeRoom";
+  room: string;
+  /** the server's error code (a RoomErrorCode, or one a newer server added) */
+  code: RoomErrorCode | (string & {});
 }
 
 /** A body: nothing, UTF-8 text, bytes, or a JSON-able object. */
@@ -160,6 +185,19 @@ export interface RecoveryStream {
 /** Parses an op 25 body; throws ProtocolError when it is malformed. */
 export declare function parseRecovery(body: Body): RecoveryStream[];
 
+/** The body of a Join, Leave or ChangeRoom: the bare room key, or JSON {"room_id", "position"} with a position. */
+export declare function roomBody(room: string, position?: Position | null): string;
+/** An op 19 (JoinReply) or op 21 (LeaveReply) body parsed; error is "" when ok. */
+export interface RoomReply {
+  room: string;
+  ok: boolean;
+  error: RoomErrorCode | (string & {});
+}
+/** Parses an op 19 or op 21 body; throws ProtocolError when it is malformed. */
+export declare function parseRoomReply(body: Body): RoomReply;
+/** The error code of an op 13 body that refuses the ChangeRoom ("ok": false), or "" for a success. */
+export declare function changeRoomRefusal(body: Body): string;
+
 /** The detail of a "recovery" event. */
 export interface Recovery {
   streams: Array<RecoveryStream & { /** the auth carried a position for this stream */ resumed: boolean }>;
@@ -205,8 +243,14 @@ export declare class Message {
   epoch: string | null;
   /** the push's position in its stream, or null */
   offset: number | null;
-  /** replayed from the stream's history (missed while disconnected, or before a ChangeRoom) */
+  /** replayed from the stream's history (missed while disconnected, or before a ChangeRoom or a Join) */
   replayed: boolean;
+  /**
+   * The room of a room stream's push ("r:<room>"), else null: on a
+   * connection in several rooms, the way to tell which room a push came to
+   * (recover connections; a plain push does not say).
+   */
+  readonly room: string | null;
   /** The body decoded as UTF-8. */
   text(): string;
   /** The body parsed as JSON, or undefined when it is not JSON. */
@@ -245,7 +289,7 @@ export interface ClientOptions {
   backoff?: BackoffOptions;
   /** used until the server's AuthReply says otherwise; default 30000 */
   heartbeatMs?: number;
-  /** how long changeRoom/sub/unsub/send wait for a reply; default 10000 */
+  /** how long changeRoom/join/leave/sub/unsub/send wait for a reply; default 10000 */
   requestTimeoutMs?: number;
   /** WebSocket constructor; default globalThis.WebSocket (Node.js before 22 has none: pass the "ws" package's) */
   WebSocket?: WebSocketConstructor;
@@ -268,17 +312,23 @@ export interface ClientEventMap {
   auth: { mid: number; key: string; room_id: string; heartbeat: number };
   /** a push */
   message: Message;
-  /** the room's online count (heartbeat reply) */
+  /** the primary room's online count (heartbeat reply) */
   online: { count: number };
-  /** how recovery went (op 25): after the auth, and after a ChangeRoom for the new room */
+  /** how recovery went (op 25): after the auth, and after a ChangeRoom or a Join for the room */
   recovery: Recovery;
-  /** ChangeRoom acknowledged by the server */
+  /** the primary room changed: a ChangeRoom acknowledged by the server, or leave() of it */
   room: { room: string };
+  /** the server confirmed a Join; rejoin: the Join that follows an auth (a reconnect) */
+  join: { room: string; rejoin: boolean };
+  /** the server confirmed a Leave */
+  leave: { room: string };
+  /** the server refused a Join no promise waits for: a re-join after an auth */
+  refused: { op: "join"; room: string; code: RoomErrorCode | (string & {}); error: RoomError };
   /** the server says why it is closing (op 6) */
   disconnect: { reason: string; reconnectMs: number | null };
   /** the socket closed; reconnect false means the client stopped */
   close: { code: number; reason: string; wasClean: boolean; reconnect: boolean; delayMs: number | null; attempt: number };
-  /** something failed: ProtocolError, AuthError, a getToken failure, a WebSocket constructor error */
+  /** something failed: ProtocolError, AuthError, a getToken failure, a WebSocket constructor error, a re-join without a reply */
   error: { error: Error };
   /** state changed */
   state: { state: State };
@@ -294,6 +344,7 @@ export declare class Client extends EventTarget {
   url: string;
   mid: number;
   key: string;
+  /** The primary room ("" for none): the goim room of auth and changeRoom. */
   roomId: string;
   platform: string;
   accepts: number[];
@@ -305,7 +356,7 @@ export declare class Client extends EventTarget {
   heartbeatMs: number;
   requestTimeoutMs: number;
   state: State;
-  /** Online count of the current room, from the last heartbeat reply. */
+  /** Online count of the primary room, from the last heartbeat reply. */
   online: number | null;
   /** The last op 6 the server sent, or null. */
   lastDisconnect: ClientEventMap["disconnect"] | null;
@@ -322,11 +373,29 @@ export declare class Client extends EventTarget {
   /** Closes the connection and stops reconnecting. */
   close(code?: number, reason?: string): void;
   /**
-   * Moves to room ("" leaves); resolves once the server replied. With
-   * recovery, carries the room's position when the client holds one, so the
-   * pushes the room got since it left are replayed.
+   * Moves the primary room to room ("" leaves it); resolves once the server
+   * replied, rejects with a RoomError when it refused (the primary room
+   * stays). With recovery, carries the room's position when the client
+   * holds one, so the pushes the room got since it left are replayed.
    */
   changeRoom(room: string): Promise<string>;
+  /**
+   * Enters room besides the rooms the connection is in; resolves on the
+   * server's ok (from then on every push to the room arrives; with recovery,
+   * what it got since the client's position in it is replayed first),
+   * rejects with a RoomError when the server refused. The room is joined
+   * again after every reconnect until leave(). Not connected: resolves at
+   * once, and the room is joined after the next auth.
+   */
+  join(room: string): Promise<string>;
+  /**
+   * Leaves room, a joined one or the primary room; resolves on the server's
+   * reply, rejects with a RoomError for an invalid room key. The room's
+   * position is forgotten. Not connected: resolves at once.
+   */
+  leave(room: string): Promise<string>;
+  /** The rooms the connection is in (or enters at the next auth): the primary room first, then the joined ones. */
+  rooms(): string[];
   /** Adds push ops to accept; resolves with the full list. */
   sub(ops: number | string | Array<number | string>): Promise<number[]>;
   /** Stops accepting push ops; resolves with the full list. */
@@ -336,8 +405,9 @@ export declare class Client extends EventTarget {
   /** Sends a heartbeat now (the reply carries the online count). */
   heartbeat(): void;
   /**
-   * The positions the client holds: its user's, its room's (what its next
-   * auth sends) and those of rooms it left; a copy.
+   * The positions the client holds: its user's, its rooms' (what its next
+   * auth and re-joins send) and those of rooms it moved away from with
+   * changeRoom; a copy.
    */
   positions(): Positions;
 }

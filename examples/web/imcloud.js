@@ -2,16 +2,18 @@
 // wire protocol that imcloud's cloud nodes speak over WebSocket. Published as
 // the npm package @imcloud/client; imcloud.d.ts next to it declares its types.
 //
-// Three modules, this one the entry point that exports everything:
+// Four modules, this one the entry point that exports everything:
 //   - codec.js: pure codec helpers (encodeFrame, decodeFrames, unbatch,
 //     heartbeatOnline, authBody, ...) that work on Uint8Array/ArrayBuffer and
 //     never touch the network, so they are unit-tested in Node;
 //   - recovery.js: the bodies of ops 24 and 25 and the positions kept per stream;
+//   - rooms.js: Join and Leave (ops 18-21), the rooms a Client is in;
 //   - here, Client, an EventTarget that connects, authenticates (opting into the
 //     protocol extensions with header ver 2), keeps heartbeats at the interval
 //     the server returns, decodes op 9 batches, reconnects with jittered
-//     exponential backoff that honours the server's reconnect hint (op 6), and
-//     recovers the pushes it missed while disconnected (ops 24 and 25, see Client).
+//     exponential backoff that honours the server's reconnect hint (op 6),
+//     recovers the pushes it missed while disconnected (ops 24 and 25, see Client)
+//     and may be in several rooms (join and leave).
 //
 // Usage:
 //
@@ -20,10 +22,12 @@
 //	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
 import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody, unbatch } from "./codec.js";
-import { PositionBook, changedRoomStream, decodePushAt, parseRecovery } from "./recovery.js";
+import { PositionBook, decodePushAt, parseRecovery } from "./recovery.js";
+import { Rooms } from "./rooms.js";
 
 export * from "./codec.js";
 export { MAX_HELD, MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
+export { RoomError, changeRoomRefusal, parseRoomReply, roomBody } from "./rooms.js";
 
 
 /**
@@ -86,12 +90,6 @@ export const State = Object.freeze({
   WAITING: "waiting", // disconnected, a reconnect is scheduled
 });
 
-const replyOps = new Map([
-  [Op.CHANGE_ROOM_REPLY, Op.CHANGE_ROOM],
-  [Op.SUB_REPLY, Op.SUB],
-  [Op.UNSUB_REPLY, Op.UNSUB],
-]);
-
 /**
  * Client is one logical connection to a cloud node over WebSocket that
  * survives reconnects. It is an EventTarget; every event is a CustomEvent
@@ -102,10 +100,13 @@ const replyOps = new Map([
  *   open        {url}                       the socket opened; auth is sent
  *   auth        {mid, key, room_id, heartbeat}  the server accepted auth (AuthReply)
  *   message     Message                     a push: {op, ver, seq, body, receivedAt, text(), json(),
- *                                           stream, epoch, offset, replayed}
+ *                                           stream, epoch, offset, replayed, room}
  *   recovery    {streams, recovered, replayed, resumed}  what the server recovered (see Recovery)
- *   online      {count}                     the room's online count (heartbeat reply)
- *   room        {room}                      ChangeRoom acknowledged by the server
+ *   online      {count}                     the primary room's online count (heartbeat reply)
+ *   room        {room}                      the primary room changed: ChangeRoom acknowledged, or leave() of it
+ *   join        {room, rejoin}              the server confirmed a Join (rejoin: the one after an auth)
+ *   leave       {room}                      the server confirmed a Leave
+ *   refused     {op, room, code, error}     a Join no promise waits for was refused (see Rooms)
  *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
  *   close       {code, reason, wasClean, reconnect, delayMs, attempt}  the socket closed
  *   error       {error}                     something failed; see below
@@ -135,40 +136,16 @@ const replyOps = new Map([
  * (instead of options.token). A getToken that throws or rejects is reported
  * as an "error" event and retried with backoff like a failed connection.
  *
- * Recovery. With options.recover (the default), the auth frame asks for
- * recovery and carries the client's positions: per stream it follows (its
- * user's, "u:<mid>", and its room's, "r:<room>"), the epoch and offset of the
- * last push it saw. The server then sends the pushes of those streams as op
- * 24 frames, replays after its AuthReply what the client missed since those
- * positions, and tells how that went in one op 25 frame, before any live push
- * (and again after a ChangeRoom, for the new room). The client
- *   - turns each op 24 into an ordinary "message" event with the push's own
- *     op, plus its stream, epoch and offset, and replayed (true for the
- *     pushes between the AuthReply, or the ChangeRoom reply, and the op 25);
- *     an op 24 whose op is 9 carries a batch: one event per frame, all at
- *     the op 24's offset;
- *   - keeps the position of each stream: set by op 25, advanced by each op 24
- *     (never moved back within an epoch; a new epoch replaces it);
- *   - emits a "recovery" event for each op 25: streams (per stream: stream,
- *     epoch, offset, recovered, reason, replayed, resumed), recovered (every
- *     stream was), replayed (the total) and resumed (the auth carried a
- *     position for at least one stream: this is a reconnect, not a first
- *     connect). recovered false comes with a reason: "epoch_changed" (the
- *     history was lost: nothing replayed), "trimmed" (older than the history
- *     holds: what it still holds was replayed), "unknown_position",
- *     "not_followed", "unavailable".
- * Positions live as long as the Client object (options.positions seeds them,
- * positions() reads them, e.g. to keep them across a page reload). A
- * ChangeRoom to a room the client has a position in carries it (as JSON
- * {"room_id", "position"}, once the server has shown that it recovers: an op
- * 25 on this connection), so going back to a room replays what was pushed
- * there meanwhile, within the history's bounds; the client holds the
- * positions of at most MAX_HELD streams, dropping the rooms it left longest
- * ago first. A malformed op 24 or op 25 is an "error" event
- * (ProtocolError) and is skipped; the connection stays, since reconnecting
- * would bring the same bytes again. A server without recovery ignores the
- * auth's extra fields and sends plain pushes and no op 25: recover on costs
- * nothing there.
+ * Recovery. With options.recover (the default), the client gets back the
+ * pushes it missed while disconnected, within the server's history: op 24
+ * pushes are "message" events that say their stream, epoch, offset and
+ * whether they were replayed; each op 25 is a "recovery" event; positions()
+ * are where it stands per stream. recovery.js says how it goes.
+ *
+ * Rooms. A connection may be in several rooms: its primary room (roomId,
+ * changeRoom) and those join() adds, re-joined after every auth; leave()
+ * leaves either; rooms() lists them; a refusal is a RoomError (or a
+ * "refused" event for a re-join); see rooms.js.
  */
 export class Client extends EventTarget {
   /**
@@ -186,7 +163,7 @@ export class Client extends EventTarget {
    * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} [options.backoff]
    *   reconnect waits (see backoffDelay); defaults 500 ms, 30 s, 2, 0.5, 0.2
    * @param {number} [options.heartbeatMs]  used until the server's AuthReply says otherwise; default 30000
-   * @param {number} [options.requestTimeoutMs]  how long changeRoom/sub/unsub/send wait for a reply; default 10000
+   * @param {number} [options.requestTimeoutMs]  how long changeRoom/join/leave/sub/unsub/send wait for a reply; default 10000
    * @param {Function} [options.WebSocket]  WebSocket constructor (default globalThis.WebSocket)
    * @param {boolean} [options.recover]  ask for the pushes missed while disconnected (ops 24, 25); default true
    * @param {Object<string, {epoch: string, offset: number}>} [options.positions]  positions to start from (see positions())
@@ -210,9 +187,10 @@ export class Client extends EventTarget {
     this.heartbeatMs = options.heartbeatMs ?? 30000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this.recover = options.recover ?? true;
+    this._rooms = new Rooms(this);
     // It follows any user stream (the server decides the user) and its
-    // current room's.
-    this._book = new PositionBook((s) => s.startsWith("u:") || (this.roomId !== "" && s === `r:${this.roomId}`), options.positions);
+    // rooms'.
+    this._book = new PositionBook((s) => s.startsWith("u:") || (s.startsWith("r:") && this._rooms.has(s.slice(2))), options.positions);
     /** The detail of the last "recovery" event, or null. */
     this.lastRecovery = null;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -223,7 +201,7 @@ export class Client extends EventTarget {
       );
     }
     /** @type {string} */ this.state = State.IDLE;
-    /** Online count of the current room, from the last heartbeat reply. */
+    /** Online count of the primary room, from the last heartbeat reply. */
     this.online = null;
     /** The last op 6 the server sent: {reason, reconnectMs}, or null. */
     this.lastDisconnect = null;
@@ -238,7 +216,8 @@ export class Client extends EventTarget {
     this._hbTimer = null;
     this._deadTimer = null;
     this._retryTimer = null;
-    this._pending = new Map(); // seq -> {op, resolve, reject, timer}
+    this._pending = new Map(); // seq -> {op, reply, resolve, reject, timer, apply}
+    this._replaying = new Set(); // op 24 frames of these streams are replayed (after a ChangeRoom or Join reply)
   }
 
   /** on adds a listener that receives the event's detail; returns a function that removes it. */
@@ -281,27 +260,38 @@ export class Client extends EventTarget {
   }
 
   /**
-   * changeRoom moves the connection to room ("type://id"; "" leaves the room).
-   * Resolves with the room once the server replied (op 13). The room is also
-   * remembered for reconnects. With recovery, it carries the room's position
-   * when the client has one (see Recovery).
+   * changeRoom moves the connection's primary room to room ("type://id"; ""
+   * leaves it; op 12): resolves once the server replied, rejects with a
+   * RoomError when it refused. See Rooms.changeRoom.
    */
-  async changeRoom(room) {
-    room = room ?? "";
-    this.roomId = room;
-    if (this.state !== State.OPEN) return room; // applied at the next auth
-    const position = this._recovers && room !== "" ? this._book.forRoom(`r:${room}`) : null;
-    await this._request(Op.CHANGE_ROOM, position ? JSON.stringify({ room_id: room, position }) : room);
-    this._emit("room", { room });
-    this.heartbeat(); // refresh the online count for the new room
-    return room;
+  changeRoom(room) {
+    return this._rooms.changeRoom(room);
+  }
+
+  /**
+   * join enters room ("type://id") besides the rooms the connection is in
+   * (op 18): resolves on the server's ok, rejects with a RoomError when it
+   * refused; the room is re-joined after every reconnect. See Rooms.join.
+   */
+  join(room) {
+    return this._rooms.join(room);
+  }
+
+  /** leave leaves room, a joined one or the primary room (op 20); see Rooms.leave. */
+  leave(room) {
+    return this._rooms.leave(room);
+  }
+
+  /** rooms returns the rooms the connection is in (or enters at the next auth): its primary room first, then those it joined. */
+  rooms() {
+    return this._rooms.list();
   }
 
   /** sub adds push ops to accept (op 14); remembered for reconnects. */
   async sub(ops) {
     const list = parseOps(ops);
     for (const op of list) if (!this.accepts.includes(op)) this.accepts.push(op);
-    if (this.state === State.OPEN) await this._request(Op.SUB, list.join(","));
+    if (this.state === State.OPEN) await this._request(Op.SUB, list.join(","), Op.SUB_REPLY);
     return this.accepts.slice();
   }
 
@@ -309,14 +299,14 @@ export class Client extends EventTarget {
   async unsub(ops) {
     const list = parseOps(ops);
     this.accepts = this.accepts.filter((op) => !list.includes(op));
-    if (this.state === State.OPEN) await this._request(Op.UNSUB, list.join(","));
+    if (this.state === State.OPEN) await this._request(Op.UNSUB, list.join(","), Op.UNSUB_REPLY);
     return this.accepts.slice();
   }
 
   /** send sends an upstream message (op 4 by default); resolves when the server echoed the op. */
   send(body, op = Op.SEND_MSG) {
     if (this.state !== State.OPEN) return Promise.reject(new Error("imcloud: not connected"));
-    return this._request(op, body);
+    return this._request(op, body, op);
   }
 
   /** heartbeat sends a heartbeat now (the reply carries the online count). */
@@ -326,9 +316,10 @@ export class Client extends EventTarget {
 
   /**
    * positions returns the positions the client holds, {stream: {epoch,
-   * offset}}: its user's, its room's and those of rooms it left (its next
-   * auth sends the first two). A copy; pass it as options.positions to a new
-   * Client to continue from there.
+   * offset}}: its user's, its rooms' and those of rooms it moved away from
+   * with changeRoom (its next auth sends its user's and its primary room's,
+   * its re-joins the joined rooms'). A copy; pass it as options.positions to
+   * a new Client to continue from there.
    */
   positions() {
     return this._book.all();
@@ -356,7 +347,7 @@ export class Client extends EventTarget {
     const pushes = p.op === Op.RAW ? this._decode(unbatch, [p]) : [p];
     if (pushes === undefined) return;
     this._book.pushed(p.stream, p.epoch, p.offset);
-    const replayed = this._replayAll || p.stream === this._replayRoom;
+    const replayed = this._replayAll || this._replaying.has(p.stream);
     for (const { op, body } of pushes) {
       this._emit("message", new Message({ op, ver: f.ver, seq: f.seq, body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed }, receivedAt));
     }
@@ -367,7 +358,7 @@ export class Client extends EventTarget {
     const streams = this._decode(parseRecovery, f.body);
     if (streams === undefined) return;
     this._replayAll = false;
-    if (streams.some((s) => s.stream === this._replayRoom)) this._replayRoom = "";
+    for (const s of streams) this._replaying.delete(s.stream);
     this._recovers = true;
     const detail = this._book.recovered(streams);
     this.lastRecovery = detail;
@@ -398,7 +389,10 @@ export class Client extends EventTarget {
     return seq;
   }
 
-  _request(op, body) {
+  // _request sends a request and resolves when its reply (op reply, same
+  // seq) comes: with apply(body)'s result when given, which runs as the
+  // reply is dispatched (before the frames after it); a throw rejects.
+  _request(op, body, reply, apply = (b) => b) {
     return new Promise((resolve, reject) => {
       const seq = this._write(op, body);
       if (!seq) {
@@ -409,16 +403,26 @@ export class Client extends EventTarget {
         this._pending.delete(seq);
         reject(new Error(`imcloud: no reply to op ${op} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
-      this._pending.set(seq, { op, resolve, reject, timer });
+      this._pending.set(seq, { op, reply, resolve, reject, timer, apply });
     });
   }
 
-  _settle(frame, expectOp) {
-    const p = this._pending.get(frame.seq);
-    if (!p || p.op !== expectOp) return false;
-    this._pending.delete(frame.seq);
+  // _settle settles the request f answers, if any. A server that does not
+  // know an op (Join, Leave: an older one) echoes it as an upstream message.
+  _settle(f) {
+    const p = this._pending.get(f.seq);
+    if (f.seq === 0 || !p || (f.op !== p.reply && f.op !== p.op)) return false;
+    this._pending.delete(f.seq);
     clearTimeout(p.timer);
-    p.resolve(frame.body);
+    if (f.op !== p.reply) {
+      p.reject(new Error(`imcloud: the server does not know op ${p.op} (it echoed it as an upstream message)`));
+      return true;
+    }
+    try {
+      p.resolve(p.apply(f.body));
+    } catch (err) {
+      p.reject(err);
+    }
     return true;
   }
 
@@ -478,10 +482,10 @@ export class Client extends EventTarget {
     this._refusedWith = ""; // the reason of an op 6 that came before the AuthReply
     this._recovers = false; // an op 25 came on this socket: the server recovers
     this._replayAll = false; // op 24 frames now are replayed ones (after the AuthReply)
-    this._replayRoom = ""; // op 24 frames of this stream are (after a ChangeRoom reply)
+    this._replaying.clear();
     ws.onopen = () => {
       this._emit("open", { url: this.url });
-      const positions = this.recover ? this._book.forAuth() : {};
+      const positions = this.recover ? this._book.forAuth((s) => s.startsWith("u:") || s === `r:${this.roomId}`) : {};
       const body = authBody({
         mid: this.mid,
         key: this.key,
@@ -600,6 +604,7 @@ export class Client extends EventTarget {
         this._attempt = 0;
         this._refusals = 0;
         this.lastDisconnect = null;
+        this._rooms.rejoin(); // before the app hears of it: a join() there adds to these
         this._setState(State.OPEN);
         clearInterval(this._hbTimer);
         this._hbTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
@@ -636,18 +641,16 @@ export class Client extends EventTarget {
         this._recovery(f);
         return;
       case Op.CHANGE_ROOM_REPLY:
-        // A recovering server replays the new room's missed pushes next,
-        // until its op 25.
-        if (this._settle(f, Op.CHANGE_ROOM) && this._recovers) this._replayRoom = changedRoomStream(f.body);
-        return;
       case Op.SUB_REPLY:
       case Op.UNSUB_REPLY:
-        this._settle(f, replyOps.get(f.op));
+      case Op.JOIN_REPLY:
+      case Op.LEAVE_REPLY:
+        this._settle(f); // a reply no request waits for any more is dropped
         return;
       default:
         // An upstream send is answered with the same op and seq; anything
         // else is a push.
-        if (f.seq !== 0 && this._settle(f, f.op)) return;
+        if (this._settle(f)) return;
         this._emit("message", new Message(f, receivedAt));
     }
   }

@@ -9,6 +9,7 @@ import {
   Client,
   DEFAULT_ACCEPTS,
   Op,
+  RoomError,
   State,
   decodeMessage,
   decodePushAt,
@@ -17,6 +18,7 @@ import {
   type Message,
   type Positions,
   type Recovery,
+  type RoomErrorCode,
 } from "@imcloud/client";
 
 async function fetchToken(): Promise<string> {
@@ -75,6 +77,23 @@ export function recovery(url: string, saved: Positions): Positions {
   return c.positions();
 }
 
+export async function rooms(c: Client): Promise<string[]> {
+  c.on("join", ({ room, rejoin }) => console.log(room.length, rejoin === true));
+  c.on("leave", ({ room }) => console.log(room.length));
+  c.on("refused", ({ room, code, error }) => console.log(room, code, error.op));
+  c.on("message", (m) => console.log(m.room?.length ?? "not a room stream's push"));
+  try {
+    await c.join("live://7");
+  } catch (err) {
+    if (err instanceof RoomError) {
+      const code: RoomErrorCode | string = err.code;
+      console.log(err.op, err.room, code);
+    }
+  }
+  await c.leave("live://7").then((room: string) => room.length);
+  return c.rooms();
+}
+
 export function mistakes(c: Client): void {
   // @ts-expect-error: no such event
   c.on("mesage", () => {});
@@ -88,4 +107,10 @@ export function mistakes(c: Client): void {
   new Client("ws://h/sub", { positions: { "u:1": { epoch: "e", offset: "7" } } });
   // @ts-expect-error: a message's offset may be null
   c.on("message", (m) => m.offset.toFixed(0));
+  // @ts-expect-error: a message's room may be null
+  c.on("message", (m) => m.room.length);
+  // @ts-expect-error: join takes one room key
+  void c.join(["live://1", "live://2"]);
+  // @ts-expect-error: the refused detail's code is a string
+  c.on("refused", ({ code }) => code.toFixed(0));
 }

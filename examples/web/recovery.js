@@ -1,6 +1,46 @@
 // recovery.js: the recovery side of imcloud.js (see Client there): the bodies
 // of ops 24 (PushAt) and 25 (Recovery), and PositionBook, the positions a
 // Client keeps per stream. imcloud.js re-exports the codec functions.
+//
+// How a Client recovers. With options.recover (the default), the auth frame
+// asks for recovery and carries the client's positions: per stream it
+// follows (its user's, "u:<mid>", and its primary room's, "r:<room>"), the
+// epoch and offset of the last push it saw. The server then sends the pushes
+// of the streams the connection follows as op 24 frames, replays after its
+// AuthReply what the client missed since those positions, and tells how that
+// went in one op 25 frame, before any live push (and again after a
+// ChangeRoom, for the new room, and after a Join, for the joined room). The
+// client
+//   - turns each op 24 into an ordinary "message" event with the push's own
+//     op, plus its stream, epoch and offset, and replayed (true for the
+//     pushes between the AuthReply, or the ChangeRoom or Join reply, and the
+//     op 25 for the stream); an op 24 whose op is 9 carries a batch: one
+//     event per frame, all at the op 24's offset;
+//   - keeps the position of each stream: set by op 25, advanced by each op 24
+//     (never moved back within an epoch; a new epoch replaces it);
+//   - emits a "recovery" event for each op 25: streams (per stream: stream,
+//     epoch, offset, recovered, reason, replayed, resumed), recovered (every
+//     stream was), replayed (the total) and resumed (the auth, ChangeRoom or
+//     Join carried a position for at least one stream: this is a reconnect,
+//     not a first connect). recovered false comes with a reason:
+//     "epoch_changed" (the history was lost: nothing replayed), "trimmed"
+//     (older than the history holds: what it still holds was replayed),
+//     "unknown_position", "not_followed", "unavailable".
+// Positions live as long as the Client object (options.positions seeds them,
+// positions() reads them, e.g. to keep them across a page reload). A
+// ChangeRoom to a room the client has a position in carries it (as JSON
+// {"room_id", "position"}, once the server has shown that it recovers: an op
+// 25 on this connection), so going back to a room replays what was pushed
+// there meanwhile, within the history's bounds. A Join carries the room's
+// position likewise (every server that knows Join reads that JSON form), and
+// so do the re-joins after a reconnect: the joined rooms recover like the
+// primary one. Leave forgets the room's position. The client holds the
+// positions of at most MAX_HELD streams, dropping those of the rooms it moved
+// away from longest ago first. A malformed op 24 or op 25 is an "error" event
+// (ProtocolError) and is skipped; the connection stays, since reconnecting
+// would bring the same bytes again. A server without recovery ignores the
+// auth's extra fields and sends plain pushes and no op 25: recover on costs
+// nothing there.
 import { ProtocolError, text, toBytes } from "./codec.js";
 
 const utf8Encoder = new TextEncoder();
@@ -116,25 +156,8 @@ export function parseRecovery(body) {
 }
 
 /**
- * changedRoomStream is the stream of the room a ChangeRoom reply moved to
- * (the reply's body is the request's: a room key, or JSON with room_id), or
- * "" when it left the room. Not exported by imcloud.js.
- */
-export function changedRoomStream(body) {
-  let room = text(body);
-  if (room.startsWith("{")) {
-    try {
-      room = String(JSON.parse(room).room_id ?? "");
-    } catch {
-      room = "";
-    }
-  }
-  return room === "" ? "" : `r:${room}`;
-}
-
-/**
  * MAX_HELD is how many stream positions a Client holds at most: its user's,
- * its room's, and the rooms it was in before, the least recently moved
+ * its rooms', and the rooms it was in before, the least recently moved
  * dropped first.
  */
 export const MAX_HELD = 64;
@@ -142,9 +165,11 @@ export const MAX_HELD = 64;
 /**
  * PositionBook holds a Client's positions: per stream, the epoch and offset
  * of the last push it saw. follows(stream) says which streams the Client
- * follows now (its user's and its current room's): those its auth sends.
- * The positions of rooms it left are kept (a ChangeRoom back sends the
- * room's), at most MAX_HELD streams in all.
+ * follows now (its user's and its rooms': the primary room and those it
+ * joined), which are never dropped. The positions of rooms it moved away
+ * from with ChangeRoom are kept (a ChangeRoom back sends the room's), at
+ * most MAX_HELD streams in all; those of rooms it left (Leave) are
+ * forgotten.
  */
 export class PositionBook {
   /**
@@ -169,15 +194,17 @@ export class PositionBook {
 
   /**
    * forAuth returns the positions an auth sends: those of the streams
-   * followed, at most MAX_POSITIONS. The op 25 answering the auth reports
-   * them as resumed.
+   * sent(stream) names (its user's and its primary room's; a joined room's
+   * goes with its Join), at most MAX_POSITIONS. The op 25 answering the auth
+   * reports them as resumed.
+   * @param {(stream: string) => boolean} sent
    */
-  forAuth() {
+  forAuth(sent) {
     const out = {};
     let n = 0;
     for (const [stream, p] of this._held) {
       if (n === MAX_POSITIONS) break;
-      if (!this.follows(stream)) continue;
+      if (!sent(stream)) continue;
       out[stream] = { epoch: p.epoch, offset: p.offset };
       n++;
     }
@@ -186,14 +213,20 @@ export class PositionBook {
   }
 
   /**
-   * forRoom returns the position a ChangeRoom to stream sends, or null; the
-   * op 25 answering it reports the stream as resumed.
+   * forRoom returns the position a ChangeRoom to stream or a Join of it
+   * sends, or null; the op 25 answering it reports the stream as resumed.
    */
   forRoom(stream) {
     const p = this._held.get(stream);
     if (!p) return null;
     this._asked.add(stream);
     return { epoch: p.epoch, offset: p.offset };
+  }
+
+  /** forget drops the position of stream (a room the Client left). */
+  forget(stream) {
+    this._held.delete(stream);
+    this._asked.delete(stream);
   }
 
   /**

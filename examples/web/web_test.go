@@ -25,6 +25,8 @@ func TestHandler(t *testing.T) {
 	require.NoError(t, err)
 	recovery, err := os.ReadFile("recovery.js")
 	require.NoError(t, err)
+	rooms, err := os.ReadFile("rooms.js")
+	require.NoError(t, err)
 
 	tests := []struct {
 		method, path string
@@ -37,6 +39,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/imcloud.js", 200, "text/javascript; charset=utf-8", string(module)},
 		{"GET", "/codec.js", 200, "text/javascript; charset=utf-8", string(codec)},
 		{"GET", "/recovery.js", 200, "text/javascript; charset=utf-8", string(recovery)},
+		{"GET", "/rooms.js", 200, "text/javascript; charset=utf-8", string(rooms)},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `from "./imcloud.js"`},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"HEAD", "/imcloud.js", 200, "text/javascript; charset=utf-8", ""},
