@@ -34,10 +34,13 @@ type testNode struct {
 	reject   string        // non-empty: ack every request with this error
 	silent   bool          // never ack
 	ackDelay time.Duration // wait before each ack
+	discard  bool          // count what is accepted, decode and keep none of it
+	accepted int           // messages accepted
+	bytes    int           // link bytes of the requests accepted, headers included
 	changed  chan struct{}
 }
 
-func startTestNode(t *testing.T, id, secret string) *testNode {
+func startTestNode(t testing.TB, id, secret string) *testNode {
 	t.Helper()
 	n := &testNode{id: id, secret: secret, conns: map[net.Conn]bool{}, changed: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -119,8 +122,15 @@ func (n *testNode) handle(c net.Conn) {
 		if f.Op != link.OpDeliver {
 			return
 		}
+		n.mu.Lock()
+		discard := n.discard
+		n.mu.Unlock()
 		var msgs []*imcloud.Message
+		count := 0
 		err := link.SplitMessages(f.Body, func(enc []byte) error {
+			if count++; discard {
+				return nil
+			}
 			m := new(imcloud.Message)
 			if err := m.UnmarshalBinary(enc); err != nil {
 				return err
@@ -138,6 +148,8 @@ func (n *testNode) handle(c net.Conn) {
 			ackBody = []byte(reject)
 		case !silent:
 			n.got = append(n.got, msgs...)
+			n.accepted += count
+			n.bytes += protocol.HeaderLen + len(f.Body)
 			n.requests++
 			close(n.changed)
 			n.changed = make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/logic"
 	"github.com/stretchr/testify/require"
 )
 
@@ -90,7 +91,7 @@ func seqOf(prefix string, n int) []string {
 }
 
 // startTestNodes starts n test link servers named a, b, c...
-func startTestNodes(t *testing.T, n int) ([]*testNode, *memDir) {
+func startTestNodes(t testing.TB, n int) ([]*testNode, *memDir) {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	dir := newMemDir()
@@ -491,4 +492,40 @@ func TestRoomHistoryAppendBeforeLookup(t *testing.T) {
 	s := j.Stats()
 	require.EqualValues(t, 5, s.HistoryAppended, "the room without members is in its history")
 	require.EqualValues(t, 1, s.RoomNoMembers)
+}
+
+// TestRoomsOnTheMemoryRouter: logic's memory router as the directory
+// and the Rooms: pushes go to the member nodes it lists, and while it
+// rebuilds after losing its data they fan out to every node the job
+// keeps.
+func TestRoomsOnTheMemoryRouter(t *testing.T) {
+	ctx := context.Background()
+	router := logic.NewMemoryRouter(logic.MemoryRouterConfig{RebuildWindow: time.Hour})
+	nodes, _ := startTestNodes(t, 3)
+	for _, n := range nodes {
+		require.NoError(t, router.PutNode(ctx, n.node(), time.Hour))
+	}
+	require.NoError(t, router.PutRooms(ctx, "b", []string{"live://1"}, nil, time.Hour))
+	src := newMemQueue(t, 1)
+	cfg := fastConfig(src, router)
+	cfg.Rooms = router
+	j := startJob(t, cfg)
+
+	src.publish(roomMsg("live://1", "members"))
+	nodes[1].waitCount(t, 1, 5*time.Second)
+	eventually(t, src.allCommitted, 5*time.Second, "committed")
+	require.Empty(t, nodes[0].messages())
+	require.Empty(t, nodes[2].messages())
+
+	router.Wipe()
+	src.publish(roomMsg("live://1", "rebuilding"))
+	for i, n := range nodes {
+		want := []string{"rebuilding"}
+		if i == 1 {
+			want = []string{"members", "rebuilding"}
+		}
+		require.Equal(t, want, bodies(n.waitCount(t, len(want), 5*time.Second), nil), "node %s", n.id)
+	}
+	eventually(t, src.allCommitted, 5*time.Second, "committed")
+	require.EqualValues(t, 1, j.Stats().RoomFallbacks)
 }
