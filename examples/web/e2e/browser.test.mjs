@@ -167,12 +167,16 @@ async function inHistory(ports, query, text, timeoutMs = 10000) {
  * ScriptedServer plays a recovering cloud node for a page, through
  * playwright's WebSocket routing: each connection's auth body is handed to
  * the next of scripts, which answers with frames (a Buffer each: one frame
- * alone, or an op 9 batch, as a node sends them).
+ * alone, or an op 9 batch, as a node sends them). Any other frame but a
+ * heartbeat is recorded in requests ({op, body}, body as text) and handed
+ * to onRequest, when given, which answers likewise.
  */
 class ScriptedServer {
-  constructor(scripts) {
+  constructor(scripts, onRequest = null) {
     this.scripts = scripts;
+    this.onRequest = onRequest;
     this.auths = [];
+    this.requests = [];
     this.sockets = [];
   }
 
@@ -180,7 +184,12 @@ class ScriptedServer {
     this.sockets.push(ws);
     ws.onMessage((data) => {
       for (const f of decodeFrames(new Uint8Array(Buffer.from(data)))) {
-        if (f.op !== Op.AUTH) continue;
+        if (f.op !== Op.AUTH) {
+          if (f.op === Op.HEARTBEAT) continue;
+          this.requests.push({ op: f.op, body: text(f.body) });
+          for (const frame of this.onRequest ? this.onRequest(f) : []) ws.send(Buffer.from(frame));
+          continue;
+        }
         const auth = JSON.parse(text(f.body));
         const script = this.scripts[this.auths.length];
         this.auths.push(auth);
@@ -444,6 +453,98 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
         assert.deepEqual(errors, [], "errors in the page");
       } finally {
         await p2.close();
+      }
+    });
+
+    await t.test("rooms: the page joins and leaves rooms, lists them, names each push's room, and joins them again after a reconnect (scripted frames)", async () => {
+      const fakeURL = `ws://127.0.0.1:${await freePort()}/sub`;
+      const epochs = { "u:90": "U", "r:live://90": "P", "r:live://91": "R1", "r:live://92": "R2" };
+      const current = (stream, offset) => ({ stream, epoch: epochs[stream], offset, recovered: true, replayed: 0 });
+      // The node: a room under secret:// is forbidden; a Join of another
+      // room is answered ok, with what the room got after the Join's
+      // position (live://91 got one push meanwhile), its op 25, then a live
+      // push.
+      let missed = false;
+      const onRequest = (f) => {
+        if (f.op === Op.LEAVE) return [encodeFrame({ op: Op.LEAVE_REPLY, ver: f.ver, seq: f.seq, body: JSON.stringify({ room_id: text(f.body), ok: true }) })];
+        if (f.op !== Op.JOIN) return [];
+        const body = text(f.body);
+        const { room_id: room, position } = body.startsWith("{") ? JSON.parse(body) : { room_id: body, position: null };
+        if (room.startsWith("secret://")) {
+          return [encodeFrame({ op: Op.JOIN_REPLY, ver: f.ver, seq: f.seq, body: JSON.stringify({ room_id: room, ok: false, error: "forbidden" }) })];
+        }
+        const stream = `r:${room}`;
+        const replay = position && room === "live://91" ? [scriptedPush({ op: 1000, offset: position.offset + 1, stream, epoch: epochs[stream], body: "missed in 91" })] : [];
+        const top = (position?.offset ?? 3) + replay.length;
+        if (replay.length) missed = true;
+        return [
+          encodeFrame({ op: Op.JOIN_REPLY, ver: f.ver, seq: f.seq, body: JSON.stringify({ room_id: room, ok: true }) }),
+          encodeBatch([...replay]),
+          scriptedRecovery([{ ...current(stream, top), replayed: replay.length }]),
+          encodeBatch([scriptedPush({ op: 1000, offset: top + 1, stream, epoch: epochs[stream], body: `live in ${room.slice(7)}${replay.length ? " again" : ""}` })]),
+        ];
+      };
+      const scripted = new ScriptedServer(
+        [
+          () => [scriptedRecovery([current("u:90", 1), current("r:live://90", 1)])],
+          () => [scriptedRecovery([current("u:90", 1), current("r:live://90", 1)])],
+        ],
+        onRequest,
+      );
+      const p3 = await context.newPage();
+      const errors = [];
+      p3.on("pageerror", (err) => errors.push(err.message));
+      await p3.routeWebSocket(fakeURL, (ws) => scripted.route(ws));
+      const feed = (text) => p3.locator("#pushes li.push").filter({ hasText: text });
+      const room = (r) => p3.locator(`#rooms li[data-room="${r}"]`);
+      const roomsShown = () => p3.$$eval("#rooms li[data-room]", (lis) => lis.map((li) => [li.dataset.room, li.dataset.state]));
+      const joinWithForm = async (r) => {
+        await p3.locator("#join-room").fill(r);
+        await p3.locator("#join").click();
+      };
+      try {
+        await p3.goto(`http://127.0.0.1:${ports.http}/?ws=${encodeURIComponent(fakeURL)}&mid=90&room=live://90&join=live://91`);
+        // The join in the address goes out right after the auth.
+        await room("live://91").and(p3.locator('[data-state="joined"]')).waitFor({ timeout: 10000 });
+        assert.deepEqual(scripted.requests.filter((r) => r.op === Op.JOIN), [{ op: Op.JOIN, body: "live://91" }]);
+        await feed("live in 91").waitFor({ timeout: 10000 });
+        assert.equal(await feed("live in 91").locator(".in-room").textContent(), "live://91");
+
+        // A refused room is said and not listed.
+        await joinWithForm("secret://1");
+        await p3.locator("#log li.err").filter({ hasText: "the server refused room secret://1: forbidden" }).waitFor({ timeout: 10000 });
+        await joinWithForm("live://92");
+        await room("live://92").and(p3.locator('[data-state="joined"]')).waitFor({ timeout: 10000 });
+        assert.deepEqual(await roomsShown(), [["live://90", "primary"], ["live://91", "joined"], ["live://92", "joined"]]);
+        await feed("live in 92").waitFor({ timeout: 10000 });
+        assert.equal(await p3.locator("#recovery").textContent(), "on, following u:90, r:live://90, r:live://91, r:live://92");
+        await shootPage(p3, "rooms");
+
+        // A reconnect joins the rooms again, live://91 from its position:
+        // what it got meanwhile comes back, marked replayed.
+        scripted.sockets[0].close({ code: 1001 });
+        await feed("missed in 91").waitFor({ timeout: 15000 });
+        assert.ok(missed);
+        assert.equal(await feed("missed in 91").getAttribute("data-replayed"), "true");
+        assert.equal(await feed("missed in 91").locator(".in-room").textContent(), "live://91");
+        assert.deepEqual(scripted.auths[1].positions, { "u:90": { epoch: "U", offset: 1 }, "r:live://90": { epoch: "P", offset: 1 } }, "the auth carries the user's and the primary room's positions");
+        const rejoins = scripted.requests.filter((r) => r.op === Op.JOIN).slice(-2).map((r) => JSON.parse(r.body));
+        assert.deepEqual(rejoins, [
+          { room_id: "live://91", position: { epoch: "R1", offset: 4 } },
+          { room_id: "live://92", position: { epoch: "R2", offset: 4 } },
+        ]);
+        await room("live://92").and(p3.locator('[data-state="joined"]')).waitFor({ timeout: 10000 });
+        assert.deepEqual(await roomsShown(), [["live://90", "primary"], ["live://91", "joined"], ["live://92", "joined"]]);
+
+        // Leave: the room goes from the list.
+        await room("live://91").locator("button.leave").click();
+        await p3.locator("#log li.ok").filter({ hasText: "left room live://91" }).waitFor({ timeout: 10000 });
+        assert.equal(await p3.locator("#log li.ok").filter({ hasText: "joined room live://92 after the auth" }).count(), 1);
+        assert.deepEqual(await roomsShown(), [["live://90", "primary"], ["live://92", "joined"]]);
+        assert.deepEqual(scripted.requests.filter((r) => r.op === Op.LEAVE), [{ op: Op.LEAVE, body: "live://91" }]);
+        assert.deepEqual(errors, [], "errors in the page");
+      } finally {
+        await p3.close();
       }
     });
 

@@ -2,22 +2,26 @@
 // their latency, and a form that pushes through the HTTP API of the origin the
 // page came from. Recovery is on: after a reconnect the page says how many
 // missed pushes came back (or why not all could), marks them in the feed, and
-// keeps its positions in sessionStorage so that a reload recovers too.
+// keeps its positions in sessionStorage so that a reload recovers too. Besides
+// its room (the primary one, which Move changes), the connection may join
+// more rooms; the page lists them, and each push of a room says which one.
 //
 // Query string (all optional):
 //   ws=ws://host:port/sub   WebSocket address (default: the one the server
 //                           advertises in /config.json, else ws://<page host>:3102/sub)
 //   api=http://host:port    push API base (default: this page's origin)
 //   mid=42 room=live://1000 token=... accepts=1000,1001
+//   join=live://2000,gift://1  rooms to join besides room, at the first connect
 //   autoconnect=0           do not connect on load
 //   recover=0               connect without recovery
-import { Client, State } from "./imcloud.js";
+import { Client, RoomError, State } from "./imcloud.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_FEED = 200;
 const MAX_LOG = 50;
 const POSITIONS_KEY = "imcloud-demo-positions";
+const joinParam = (params.get("join") || "").split(",").map((s) => s.trim()).filter(Boolean);
 
 // pageHost is this page's host name, bracketed when it is an IPv6 address.
 function pageHost() {
@@ -62,6 +66,11 @@ $("curl-hint").textContent = `curl -d 'hello' '${apiBase}/goim/push/room?operati
 let client = null;
 let pushCount = 0;
 let countdown = null;
+let firstConnect = true;
+/** The joined rooms the server confirmed on the current connection. */
+const confirmed = new Set();
+/** The user streams the server reported (op 25) to the current client. */
+const userStreams = new Set();
 
 // ---- connection log ----
 
@@ -91,12 +100,79 @@ function setStatus(state, label) {
   $("connect").disabled = connected;
   $("disconnect").disabled = !connected;
   $("change-room").disabled = state !== State.OPEN;
+  $("join").disabled = state !== State.OPEN;
   for (const id of ["ws-url", "mid", "token", "accepts"]) $(id).disabled = connected;
+  if (state !== State.OPEN) confirmed.clear(); // joined again after the next auth
+  renderRooms();
 }
 
 function showRoom(room) {
   $("room-current").textContent = room || "(none)";
   $("room").value = room;
+}
+
+// ---- rooms ----
+
+// renderRooms lists the rooms the client is in: its primary room, then the
+// joined ones, each joined "joining…" until the server confirms it on this
+// connection, with a Leave button.
+function renderRooms() {
+  const c = client;
+  const items = [];
+  for (const room of c ? c.rooms() : []) {
+    const state = room === c.roomId ? "primary" : confirmed.has(room) ? "joined" : "joining";
+    const li = document.createElement("li");
+    li.dataset.room = room;
+    li.dataset.state = state;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = room;
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = state === "joining" ? "joining…" : state;
+    const leave = document.createElement("button");
+    leave.type = "button";
+    leave.className = "secondary small leave";
+    leave.textContent = "Leave";
+    leave.disabled = c.state !== State.OPEN;
+    leave.addEventListener("click", () => leaveRoom(room));
+    li.append(name, tag, leave);
+    items.push(li);
+  }
+  if (items.length === 0) {
+    const li = document.createElement("li");
+    li.className = "none";
+    li.textContent = client ? "none" : "not connected";
+    items.push(li);
+  }
+  $("rooms").replaceChildren(...items);
+}
+
+async function joinRoom(room) {
+  const c = client;
+  if (!c || room === "") return;
+  const joined = c.join(room);
+  renderRooms(); // listed from now on, as joining
+  try {
+    await joined;
+    $("join-room").value = "";
+  } catch (err) {
+    log(err instanceof RoomError ? `the server refused room ${room}: ${err.code}` : `join ${room} failed: ${err.message}`, "err");
+  }
+  if (client === c) renderRooms();
+}
+
+async function leaveRoom(room) {
+  const c = client;
+  if (!c) return;
+  const left = c.leave(room);
+  renderRooms();
+  try {
+    await left;
+  } catch (err) {
+    log(`leave ${room} failed: ${err.message}`, "err");
+  }
+  if (client === c) renderRooms();
 }
 
 function stopCountdown() {
@@ -106,23 +182,25 @@ function stopCountdown() {
 
 // ---- recovery ----
 
-// savedPositions are the positions a client of the same address and user
-// left in this tab's sessionStorage (a reload), or {}.
-function savedPositions(ws, mid) {
+// saved is what a client of the same address and user left in this tab's
+// sessionStorage (a reload, or Disconnect): its positions and the rooms it
+// had joined, or nothing.
+function saved(ws, mid) {
   try {
-    const saved = JSON.parse(sessionStorage.getItem(POSITIONS_KEY) ?? "null");
-    if (saved && saved.ws === ws && saved.mid === mid && saved.positions) return saved.positions;
+    const s = JSON.parse(sessionStorage.getItem(POSITIONS_KEY) ?? "null");
+    if (s && s.ws === ws && s.mid === mid) return { positions: s.positions ?? {}, rooms: Array.isArray(s.rooms) ? s.rooms : [] };
   } catch {
     // storage blocked or garbled: start afresh
   }
-  return {};
+  return { positions: {}, rooms: [] };
 }
 
 function savePositions() {
   const c = client;
-  if (!c || !c.recover) return;
+  if (!c) return;
+  const rooms = c.rooms().filter((room) => room !== c.roomId);
   try {
-    sessionStorage.setItem(POSITIONS_KEY, JSON.stringify({ ws: c.url, mid: c.mid, positions: c.positions() }));
+    sessionStorage.setItem(POSITIONS_KEY, JSON.stringify({ ws: c.url, mid: c.mid, positions: c.recover ? c.positions() : {}, rooms }));
   } catch {
     // storage blocked or full: a reload starts afresh
   }
@@ -134,13 +212,16 @@ function savePositions() {
 function showRecovery({ streams, recovered, replayed, resumed }) {
   const el = $("recovery");
   const names = streams.map((s) => s.stream).join(", ");
+  for (const s of streams) if (s.stream.startsWith("u:")) userStreams.add(s.stream);
+  // Every stream the page follows: its user's and its rooms'.
+  const following = [...userStreams, ...(client?.rooms() ?? []).map((room) => `r:${room}`)].join(", ");
   const why = streams
     .filter((s) => !s.recovered)
     .map((s) => `${s.stream}: ${s.reason || "unknown reason"}`)
     .join("; ");
   if (!resumed && recovered) {
     log(`recovery on, following ${names || "no stream"}`);
-    if (el.dataset.state === "") el.textContent = `on, following ${names || "no stream"}`;
+    if (el.dataset.state === "") el.textContent = `on, following ${following || "no stream"}`;
     return;
   }
   if (!resumed) {
@@ -171,15 +252,22 @@ function connect() {
   const url = $("ws-url").value.trim();
   const mid = Number($("mid").value);
   const recover = params.get("recover") !== "0";
+  const kept = saved(url, mid);
   const c = new Client(url, {
     mid,
     roomId: $("room").value.trim(),
     token: $("token").value,
     accepts: $("accepts").value,
     recover,
-    positions: recover ? savedPositions(url, mid) : {},
+    positions: recover ? kept.positions : {},
   });
   client = c;
+  confirmed.clear();
+  userStreams.clear();
+  // The rooms joined before (a reload, Disconnect) and, the first time, those
+  // of the address: joined right after the auth.
+  for (const room of [...kept.rooms, ...(firstConnect ? joinParam : [])]) void c.join(room);
+  firstConnect = false;
   $("recovery").textContent = recover ? "asked for (no answer from the server yet)" : "off";
   $("recovery").dataset.state = "";
   c.on("state", ({ state }) => {
@@ -196,13 +284,30 @@ function connect() {
     $("heartbeat").textContent = `every ${heartbeat} s`;
     $("push-mids").placeholder = String(mid);
     showRoom(room);
+    renderRooms();
   });
   c.on("online", ({ count }) => {
     $("online").textContent = String(count);
   });
   c.on("room", ({ room }) => {
-    log(`moved to room ${room || "(none)"}`, "ok");
+    log(room ? `moved to room ${room}` : "left the primary room", "ok");
     showRoom(room);
+    renderRooms();
+  });
+  c.on("join", ({ room, rejoin }) => {
+    confirmed.add(room);
+    log(`joined room ${room}${rejoin ? " after the auth" : ""}`, "ok");
+    if (client === c) renderRooms();
+  });
+  c.on("leave", ({ room }) => {
+    confirmed.delete(room);
+    log(`left room ${room}`, "ok");
+    if (client === c) renderRooms();
+  });
+  c.on("refused", ({ room, code }) => {
+    confirmed.delete(room);
+    log(`the server refused room ${room}: ${code}`, "err");
+    if (client === c) renderRooms();
   });
   c.on("disconnect", ({ reason, reconnectMs }) => {
     const hint = reconnectMs === null ? "" : ` (reconnect after ${reconnectMs} ms)`;
@@ -242,7 +347,7 @@ function disconnect() {
   const c = client;
   if (!c) return;
   stopCountdown();
-  savePositions(); // Connect again continues from here: a way to try recovery
+  savePositions(); // Connect again continues from here (rooms too): a way to try recovery
   client = null;
   c.close();
   setStatus(State.IDLE, "disconnected");
@@ -276,10 +381,13 @@ function addPush(m) {
   const op = document.createElement("span");
   op.className = "op";
   op.textContent = `op ${m.op}`;
+  // A room push says its room when it came with its stream (recovery on);
+  // a plain one does not: the page's only room is a fair guess, no more.
   const room = document.createElement("span");
   room.className = "in-room";
-  room.textContent = client?.roomId || "";
-  room.title = "the room this page was in when the push arrived";
+  const rooms = client ? client.rooms() : [];
+  room.textContent = m.room ?? (m.stream === null && rooms.length === 1 ? rooms[0] : "");
+  room.title = m.room !== null ? "the room the push came to" : "the room this page was in when the push arrived";
   const when = document.createElement("time");
   when.textContent = clock(m.receivedAt);
   const lat = document.createElement("span");
@@ -382,8 +490,12 @@ $("room-form").addEventListener("submit", async (e) => {
     showRoom(room);
     $("push-room").value = room;
   } catch (err) {
-    log(`change room failed: ${err.message}`, "err");
+    log(err instanceof RoomError ? `the server refused room ${room}: ${err.code}` : `change room failed: ${err.message}`, "err");
   }
+});
+$("join-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  joinRoom($("join-room").value.trim());
 });
 $("push-form").addEventListener("submit", (e) => {
   e.preventDefault();
