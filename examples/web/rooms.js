@@ -117,11 +117,6 @@ export class Rooms {
     return room !== "" && (room === this.c.roomId || this._joined.has(room));
   }
 
-  /** confirmed says whether the server confirmed the Join of room on this connection. */
-  confirmed(room) {
-    return this._joined.get(room) === true;
-  }
-
   /**
    * join adds room to the set and, connected, sends a Join (op 18). It
    * resolves with the room on the server's ok (op 19): from then on every
@@ -211,8 +206,9 @@ export class Rooms {
         throw new RoomError("changeRoom", room, code);
       }
       // A recovering server replays the new room's missed pushes next,
-      // until its op 25 (not those of a room the connection had joined).
-      if (c._recovers && room !== "" && !this.confirmed(room)) c._replaying.add(`r:${room}`);
+      // until its op 25 for the stream (it sends one for a room the
+      // connection had joined too).
+      if (c._recovers && room !== "") c._replaying.add(`r:${room}`);
       this._joined.delete(room);
     });
     c._emit("room", { room });
