@@ -22,7 +22,7 @@ import (
 var secret = []byte("test-secret")
 
 func token(t *testing.T, mid int64, ttl time.Duration) string {
-	tok, err := cloud.NewToken(secret, mid, ttl)
+	tok, err := cloud.NewToken(secret, mid, ttl, "live://*")
 	require.NoError(t, err)
 	return tok
 }

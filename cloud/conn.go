@@ -35,6 +35,11 @@ type conn struct {
 	ws  bool
 	ext bool // opted into extensions (auth ver 2)
 	rec bool // a recover connection (auth ver 2, "recover": true; recover.go)
+	// restrict, bindKey and allowed are the identity's RestrictRooms,
+	// BindKey and Rooms (shared, not copied), for the room checks of
+	// ChangeRoom and Join (join.go).
+	restrict, bindKey bool
+	allowed           []string
 	// floors: per replayed stream, the position the client holds, until
 	// a later push of it arrives (recover.go).
 	hasFloors atomic.Bool
@@ -265,8 +270,8 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	defer cancel()
 	id, err := s.cfg.Authenticator.Authenticate(ctx, req)
-	cancel()
 	if err != nil {
 		s.stats.authRefused.Add(1)
 		c.refuse(&f, refusedAuth)
@@ -281,8 +286,18 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		c.refuse(&f, refusedIdentity)
 		return false, err
 	}
+	id.Key = key
+	if id.Room != "" {
+		if err := s.mayEnter(ctx, id, id.Room, protocol.OpAuth); err != nil {
+			s.stats.authRefused.Add(1)
+			s.stats.roomRefusals.Add(1)
+			c.refuse(&f, refusedRoom)
+			return false, err
+		}
+	}
 	c.ext = f.Ver >= protocol.VerExtensions
 	c.mid, c.key, c.platform, c.room = id.Mid, key, id.Platform, id.Room
+	c.restrict, c.bindKey, c.allowed = id.RestrictRooms, id.BindKey, id.Rooms
 	acc := append([]int32(nil), id.Accepts...)
 	c.accepts.Store(&acc)
 	c.gen = s.gen.Add(1)
@@ -395,25 +410,16 @@ func (c *conn) handle(f *protocol.Frame) {
 	case protocol.OpAuth:
 		// A second auth is ignored.
 	case protocol.OpChangeRoom:
-		if c.rec {
-			c.changeRoomRecover(f)
-			return
+		c.changeRoom(f)
+	case protocol.OpJoin, protocol.OpLeave:
+		switch {
+		case !c.ext:
+			c.upstream(f) // goim's: any op it does not know
+		case f.Op == protocol.OpJoin:
+			c.join(f)
+		default:
+			c.leave(f)
 		}
-		room := string(f.Body)
-		if len(room) > maxRoomLen {
-			s.stats.protocolErrors.Add(1)
-			c.kill()
-			return
-		}
-		_, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
-		put := s.sess.put(c.session())
-		if entered != nil {
-			// The reply waits for the store to have the node in room
-			// (membership.go); the session put goes in the same round or
-			// a later one.
-			s.sess.awaitPut(put)
-		}
-		c.reply(f, protocol.OpChangeRoomReply, f.Body)
 	case protocol.OpSub, protocol.OpUnsub:
 		ops := parseOps(f.Body)
 		cur := *c.accepts.Load()
@@ -439,13 +445,18 @@ func (c *conn) handle(f *protocol.Frame) {
 		c.reply(f, replyOp, f.Body)
 		s.sess.put(c.session())
 	default:
-		// Upstream message: reply with the same op and seq, empty body,
-		// and hand it to the application.
-		c.reply(f, f.Op, nil)
-		s.stats.upstream.Add(1)
-		if h := s.cfg.UpstreamHook; h != nil {
-			h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body})
-		}
+		c.upstream(f)
+	}
+}
+
+// upstream serves an upstream message: the reply has the same op and seq
+// and an empty body, and the message goes to the application.
+func (c *conn) upstream(f *protocol.Frame) {
+	s := c.srv
+	c.reply(f, f.Op, nil)
+	s.stats.upstream.Add(1)
+	if h := s.cfg.UpstreamHook; h != nil {
+		h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body})
 	}
 }
 

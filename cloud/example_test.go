@@ -30,7 +30,7 @@ func Example() {
 	web, _ := net.Listen("tcp", "127.0.0.1:0")
 	go http.Serve(web, mux)
 
-	token, _ := cloud.NewToken(secret, 42, time.Hour)
+	token, _ := cloud.NewToken(secret, 42, time.Hour, "live://*") // may enter every live:// room
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, client.Config{Network: "ws", Addr: "ws://" + web.Addr().String() + "/sub",

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -37,8 +36,8 @@ import (
 // after the registration is live; the overlap is dropped by offset, so
 // the client gets every push once, in order. A client without a position
 // in the current epoch (first connect, epoch changed) was replayed
-// nothing and gets every live push. ChangeRoom does the same for the new
-// room's stream.
+// nothing and gets every live push. ChangeRoom and Join do the same for
+// the room's stream (join.go).
 
 // History is the history store a node replays from: logic.MemoryHistory
 // all-in-one, redis.History clustered. Read returns the pushes of s after
@@ -444,55 +443,3 @@ func filterPushAt(it outItem, keep func(*protocol.PushAt) bool) (outItem, bool) 
 // pushAtMarker is the header bytes ver 2, op 24 start with: an item
 // without them holds no op 24 frame.
 var pushAtMarker = []byte{0, protocol.HeaderLen, 0, byte(protocol.VerExtensions), 0, 0, 0, byte(protocol.OpPushAt)}
-
-// changeRoomBody is a recover connection's JSON ChangeRoom body.
-type changeRoomBody struct {
-	RoomID   string            `json:"room_id"`
-	Position *imcloud.Position `json:"position"`
-}
-
-// errChangeRoomBody: a ChangeRoom body that starts like JSON but is not
-// the documented object.
-var errChangeRoomBody = errors.New("cloud: malformed ChangeRoom body")
-
-// parseChangeRoom reads a recover connection's ChangeRoom body: JSON with
-// the room and an optional position, or goim's bare room key.
-func parseChangeRoom(body []byte) (room string, pos *imcloud.Position, err error) {
-	if len(body) == 0 || body[0] != '{' {
-		return string(body), nil, nil
-	}
-	var b changeRoomBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", errChangeRoomBody, err)
-	}
-	return b.RoomID, b.Position, nil
-}
-
-// changeRoomRecover is ChangeRoom on a recover connection: the reply, the
-// replay of the new room's stream from the position the client sent, and
-// op 25, spliced like the auth's replay ahead of the live pushes the new
-// room brought meanwhile.
-func (c *conn) changeRoomRecover(f *protocol.Frame) {
-	s := c.srv
-	room, pos, err := parseChangeRoom(f.Body)
-	if err != nil || len(room) > maxRoomLen {
-		s.stats.protocolErrors.Add(1)
-		c.kill()
-		return
-	}
-	c.out.pause() // the reply and the replay go out together, at resume
-	c.reply(f, protocol.OpChangeRoomReply, f.Body)
-	c.out.mark()
-	_, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
-	if put := s.sess.put(c.session()); entered != nil {
-		s.sess.awaitPut(put) // before resume: membership.go
-	}
-	if room != "" {
-		positions := map[string]imcloud.Position{}
-		if pos != nil {
-			positions[string(imcloud.RoomStream(room))] = *pos
-		}
-		c.recoverAt(0, []imcloud.Stream{imcloud.RoomStream(room)}, positions) // at the mark
-	}
-	c.resume()
-}

@@ -29,6 +29,7 @@ const (
 	refusedUpgradeSize          // a WebSocket upgrade request over its cap
 	refusedAuth                 // the authenticator refused (or the auth JSON is bad)
 	refusedIdentity             // the identity is not well-formed
+	refusedRoom                 // the auth room_id is forbidden (Config.RoomAuth, Identity.MayEnter)
 	numRefusals
 
 	// refusedClosed is not a refusal: the server shut down (not counted).
@@ -51,6 +52,7 @@ var refusals = [numRefusals]struct {
 	refusedUpgradeSize:  {code: "upgrade_too_large", what: "WebSocket upgrade request over 16 KiB"},
 	refusedAuth:         {code: "auth", what: "auth refused"},
 	refusedIdentity:     {code: "identity", what: "invalid identity (mid, key, room or platform)"},
+	refusedRoom:         {code: "room_forbidden", what: "auth room forbidden"},
 }
 
 // refused counts a refusal.
@@ -115,7 +117,7 @@ func (s *Server) reconnectHint() time.Duration {
 
 // refuse counts r and, when the client opted into extensions (its auth
 // frame has ver 2), writes op 6 with r's code before the handshake ends:
-// a limit carries a reconnect hint, an auth or identity refusal 0. The
+// a limit carries a reconnect hint, an auth, identity or room refusal 0. The
 // write runs on the handshake goroutine under the handshake deadline,
 // before anything was queued; the caller closes the socket.
 func (c *conn) refuse(f *protocol.Frame, r refusal) {
@@ -125,7 +127,7 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 		return
 	}
 	var hint time.Duration
-	if r != refusedAuth && r != refusedIdentity {
+	if r != refusedAuth && r != refusedIdentity && r != refusedRoom {
 		hint = s.reconnectHint()
 	}
 	body, _ := json.Marshal(disconnectBody{refusals[r].code, hint.Milliseconds()})

@@ -115,20 +115,20 @@ func (b *bucket) join(c *conn, room string, max int) (res roomResult, done <-cha
 	return roomChanged, done
 }
 
-// leave takes c out of room; leaving its primary room leaves c without
-// one.
-func (b *bucket) leave(c *conn, room string) roomResult {
+// leave takes c out of room; leaving its primary room (primary true)
+// leaves c without one.
+func (b *bucket) leave(c *conn, room string) (res roomResult, primary bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room == c.room {
+	if primary = room == c.room; primary {
 		c.room = ""
 	}
 	i := c.roomIndex(room)
 	if i < 0 || b.keys[c.key] != c {
-		return roomSame
+		return roomSame, primary
 	}
 	b.exitLocked(c, i)
-	return roomChanged
+	return roomChanged, primary
 }
 
 // changeRoom makes room c's primary room ("" none): c leaves its primary

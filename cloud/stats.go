@@ -19,9 +19,9 @@ type Stats struct {
 	// frame was read, listed in docs/protocol.md): a limit
 	// ("ip_accept_rate", "accept_rate", "node_cap", "ip_cap",
 	// "handshakes", "ip_handshakes"), "upgrade_too_large", "auth" (the
-	// authenticator refused, or bad auth JSON) or "identity" (a mid,
-	// key, room or platform that is not well-formed). Every code is
-	// present. The log sums them up every 10 s with the limit's setting.
+	// authenticator refused, or bad auth JSON), "identity" (a mid,
+	// key, room or platform that is not well-formed) or "room_forbidden"
+	// (the auth room_id may not be entered). Every code is present. The log sums them up every 10 s with the limit's setting.
 	Refused map[string]uint64
 	// AuthOK and AuthRefused count auth outcomes (refused includes bad
 	// JSON, bad tokens and handshake timeouts).
@@ -33,6 +33,13 @@ type Stats struct {
 	ProtocolErrors, RateLimited uint64
 	// Upstream counts upstream client messages (op 4 and others).
 	Upstream uint64
+	// Joins and Leaves count the Joins (op 18) and Leaves (op 20)
+	// answered ok; RoomRefusals the room entries refused: an auth room_id
+	// forbidden (the connection is closed), a ChangeRoom or Join answered
+	// forbidden, too_many_rooms, invalid_room or malformed (the
+	// connection stays where it was), and Leaves answered invalid_room or
+	// malformed.
+	Joins, Leaves, RoomRefusals uint64
 	// Messages counts messages handed to Deliver (link or in process);
 	// Duplicates, Expired and Invalid those dropped before delivery, and
 	// Reserved those of a reserved op (below protocol.OpPushMin, or a
@@ -103,6 +110,7 @@ type counters struct {
 	backpressured, linkLegacyHellos        atomic.Uint64
 	linkConns, broadcasts                  atomic.Int64
 	replayed, roomMisses                   atomic.Uint64
+	joins, leaves, roomRefusals            atomic.Uint64
 	recoveries                             [numRecOutcomes]atomic.Uint64
 	fanout, latency                        *imcloud.Histogram
 }
@@ -120,6 +128,7 @@ func (s *Server) Stats() Stats {
 		Accepted: c.accepted.Load(), Refused: c.refusedCounts(),
 		AuthOK: c.authOK.Load(), AuthRefused: c.authRefused.Load(), Replaced: c.replaced.Load(),
 		ProtocolErrors: c.protocolErrors.Load(), RateLimited: c.rateLimited.Load(), Upstream: c.upstream.Load(),
+		Joins: c.joins.Load(), Leaves: c.leaves.Load(), RoomRefusals: c.roomRefusals.Load(),
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
 		Reserved:  c.reserved.Load(),
 		Delivered: c.delivered.Load(), Filtered: c.filtered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),

@@ -23,7 +23,7 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 			"Client sockets accepted.",
 			func(s *S) uint64 { return s.Accepted }),
 		collect.CounterVec("imcloud_cloud_connections_rejected_total",
-			"Client connections refused before they were served, by reason: a limit (ip_accept_rate, accept_rate, node_cap, ip_cap, handshakes, ip_handshakes), upgrade_too_large, auth or identity.",
+			"Client connections refused before they were served, by reason: a limit (ip_accept_rate, accept_rate, node_cap, ip_cap, handshakes, ip_handshakes), upgrade_too_large, auth, identity or room_forbidden.",
 			[]string{"reason"}, func(s *S, emit collect.Emit) {
 				for reason, n := range s.Refused {
 					emit(float64(n), reason)
@@ -47,6 +47,15 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 		collect.Counter("imcloud_cloud_upstream_messages_total",
 			"Messages clients sent upstream (op 4 and other client ops).",
 			func(s *S) uint64 { return s.Upstream }),
+		collect.Counter("imcloud_cloud_room_joins_total",
+			"Joins (op 18) answered ok.",
+			func(s *S) uint64 { return s.Joins }),
+		collect.Counter("imcloud_cloud_room_leaves_total",
+			"Leaves (op 20) answered ok.",
+			func(s *S) uint64 { return s.Leaves }),
+		collect.Counter("imcloud_cloud_room_refusals_total",
+			"Room entries refused: an auth room_id forbidden (connection closed), a ChangeRoom or Join answered forbidden, too_many_rooms, invalid_room or malformed, a Leave naming no room.",
+			func(s *S) uint64 { return s.RoomRefusals }),
 		collect.Counter("imcloud_cloud_messages_received_total",
 			"Messages job handed to the node, over the link or in process.",
 			func(s *S) uint64 { return s.Messages }),
