@@ -51,32 +51,55 @@ func push(t *testing.T, srv *cloud.Server, m *imcloud.Message) {
 	require.NoError(t, srv.Deliver(context.Background(), []*imcloud.Message{m}))
 }
 
-func recv(t *testing.T, c *client.Client) client.Push {
+// addr is the node's address for network ("tcp" or "ws").
+func (n *testNode) addr(network string) string {
+	if network == "ws" {
+		return n.wsAddr
+	}
+	return n.tcpAddr
+}
+
+// receive waits for the next value on ch (at most 5 s).
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
-	case p, ok := <-c.Messages():
-		require.True(t, ok, "messages closed")
-		return p
+	case v, ok := <-ch:
+		require.True(t, ok, "%s channel closed", what)
+		return v
 	case <-time.After(5 * time.Second):
-		t.Fatal("no push")
+		t.Fatalf("no %s", what)
 	}
-	return client.Push{}
+	var zero T
+	return zero
+}
+
+// dialAs dials n as user mid with a token that may enter rooms (cfg's
+// Token set from them); the client is closed at the test's end.
+func dialAs(t *testing.T, n *testNode, mid int64, rooms []string, cfg client.Config) *client.Client {
+	t.Helper()
+	tok, err := cloud.NewToken(secret, mid, time.Minute, rooms...)
+	require.NoError(t, err)
+	cfg.Token = tok
+	if cfg.Addr == "" {
+		cfg.Addr = n.addr(cfg.Network)
+	}
+	c, err := client.Dial(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func recv(t *testing.T, c *client.Client) client.Push {
+	t.Helper()
+	return receive(t, c.Messages(), "push")
 }
 
 func TestClient(t *testing.T) {
 	for _, network := range []string{"tcp", "ws"} {
 		t.Run(network, func(t *testing.T) {
 			n := startNode(t, cloud.Config{})
-			addr := n.tcpAddr
-			if network == "ws" {
-				addr = n.wsAddr
-			}
-			tok, err := cloud.NewToken(secret, 77, time.Minute, "live://*")
-			require.NoError(t, err)
 			ctx := context.Background()
-			c, err := client.Dial(ctx, client.Config{Network: network, Addr: addr, Token: tok, Room: "live://c", Accepts: []int32{1000}, Extensions: true})
-			require.NoError(t, err)
-			defer c.Close()
+			c := dialAs(t, n, 77, []string{"live://*"}, client.Config{Network: network, Room: "live://c", Accepts: []int32{1000}, Extensions: true})
 			a := c.Auth()
 			assert.Equal(t, int64(77), a.Mid)
 			assert.Equal(t, "live://c", a.RoomID)

@@ -14,6 +14,18 @@ import (
 	"github.com/imcloud/imcloud/logic"
 )
 
+// appendHistory appends m (its stream, offset, op and body) to h as if the
+// push API had accepted it, and returns m with its ID, Accepted and Epoch
+// set, ready to be delivered live.
+func appendHistory(t *testing.T, h *logic.MemoryHistory, m *imcloud.Message) *imcloud.Message {
+	t.Helper()
+	m.ID, m.Accepted = imcloud.NewMessageID(), time.Now()
+	items := []imcloud.HistoryAppend{{Stream: m.Stream, Entry: imcloud.HistoryEntry{Offset: m.Offset, ID: m.ID, Op: m.Op, Body: m.Body, Accepted: m.Accepted}}}
+	require.NoError(t, h.Append(context.Background(), items))
+	m.Epoch = items[0].Epoch
+	return m
+}
+
 // TestRecoverWithToken: a client whose user the token names (no Mid in
 // its config) starts from positions saved by an earlier life: its first
 // auth carries its user stream's position, the node replays what it
@@ -24,10 +36,8 @@ func TestRecoverWithToken(t *testing.T) {
 	s := imcloud.UserStream(77)
 	var epoch string
 	appendPush := func(off int64, body string) *imcloud.Message {
-		m := &imcloud.Message{ID: imcloud.NewMessageID(), Kind: imcloud.KindKeys, Op: 1000, Body: []byte(body), Stream: s, Offset: off, Accepted: time.Now()}
-		items := []imcloud.HistoryAppend{{Stream: s, Entry: imcloud.HistoryEntry{Offset: off, ID: m.ID, Op: m.Op, Body: m.Body, Accepted: m.Accepted}}}
-		require.NoError(t, h.Append(context.Background(), items))
-		m.Epoch, epoch = items[0].Epoch, items[0].Epoch
+		m := appendHistory(t, h, &imcloud.Message{Kind: imcloud.KindKeys, Op: 1000, Body: []byte(body), Stream: s, Offset: off})
+		epoch = m.Epoch
 		return m
 	}
 	appendPush(3, "seen")
