@@ -373,6 +373,56 @@ test("demo page in chromium: connect, push, ChangeRoom, drain and reconnect", { 
       await page.waitForFunction(() => document.querySelector("#recovery").textContent === "recovered 0 missed pushes", null, { timeout: 10000 });
     });
 
+    await t.test("rooms: the page joins a room, its pushes say their room, it is joined again after a reconnect, a refusal is said, and Leave stops them", async () => {
+      const joinWithForm = async (room) => {
+        await page.locator("#join-room").fill(room);
+        await page.locator("#join").click();
+      };
+      await joinWithForm("live://3000");
+      await page.locator('#rooms li[data-room="live://3000"][data-state="joined"]').waitFor({ timeout: 10000 });
+      assert.deepEqual(
+        await page.$$eval("#rooms li[data-room]", (lis) => lis.map((li) => [li.dataset.room, li.dataset.state])),
+        [["live://2000", "primary"], ["live://3000", "joined"]],
+      );
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=3000", stamp("hello joined room 3000"));
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("hello primary room 2000"));
+      for (const [text, room] of [["hello joined room 3000", "live://3000"], ["hello primary room 2000", "live://2000"]]) {
+        await pushWith(text).waitFor({ timeout: 10000 });
+        assert.equal(await pushWith(text).locator(".in-room").textContent(), room, text);
+      }
+
+      // Disconnect, a push to the joined room, Connect: the page joins the
+      // room again from its position, and the push comes back.
+      await page.locator("#disconnect").click();
+      await page.locator('#status[data-state="idle"]').waitFor({ timeout: 5000 });
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=3000", stamp("missed in joined room 3000"));
+      await inHistory(ports, "type=live&room=3000", "missed in joined room 3000");
+      await page.locator("#connect").click();
+      const missed = pushWith("missed in joined room 3000");
+      await missed.waitFor({ timeout: 10000 });
+      assert.equal(await missed.getAttribute("data-replayed"), "true");
+      assert.equal(await missed.locator(".in-room").textContent(), "live://3000");
+      await page.locator('#rooms li[data-room="live://3000"][data-state="joined"]').waitFor({ timeout: 10000 });
+      await page.locator("#log li.ok").filter({ hasText: "joined room live://3000 after the auth" }).waitFor({ timeout: 10000 });
+
+      await joinWithForm("nope");
+      await page.locator("#log li.err").filter({ hasText: "the server refused room nope: invalid_room" }).waitFor({ timeout: 10000 });
+      // A refused ChangeRoom leaves the page in its room.
+      await page.locator("#new-room").fill("bad-room");
+      await page.locator("#change-room").click();
+      await page.locator("#log li.err").filter({ hasText: "the server refused room bad-room: invalid_room" }).waitFor({ timeout: 10000 });
+      assert.equal(await page.locator("#room-current").textContent(), "live://2000");
+      assert.equal(await page.evaluate(() => window.imcloudDemo.client.roomId), "live://2000");
+
+      await page.locator('#rooms li[data-room="live://3000"] button.leave').click();
+      await page.locator('#rooms li[data-room="live://3000"]').waitFor({ state: "detached", timeout: 10000 });
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=3000", stamp("after leaving 3000"));
+      await pushAPI(ports, "/goim/push/room?operation=1000&type=live&room=2000", stamp("still in 2000"));
+      await pushWith("still in 2000").waitFor({ timeout: 10000 });
+      await sleep(300); // room 3000's push, if wrongly delivered, would be here by now
+      assert.equal(await pushWith("after leaving 3000").count(), 0, "a push to the room left reached the page");
+    });
+
     await t.test("recovery: the page shows the missed pushes that came back, and says so when they could not (scripted frames)", async () => {
       const fakeURL = `ws://127.0.0.1:${await freePort()}/sub`;
       const u = "u:77";
