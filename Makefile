@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench bench-recovery fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -40,6 +40,13 @@ bench:
 # into BENCHMARKS.md's recovery section (scripts/bench-recovery.sh).
 bench-recovery:
 	./scripts/bench.sh recovery
+
+# The rooms figures (about 10 minutes; not part of `make bench`): job's cost
+# per room push at 2, 20 and 100 nodes, the 20-node cluster's reach and join
+# churn, the router's membership calls, idle RSS with ten rooms per
+# connection (scripts/bench-rooms.sh).
+bench-rooms:
+	./scripts/bench-rooms.sh
 
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:

@@ -92,8 +92,7 @@ type Identity struct {
 // and how.
 type RoomRequest struct {
 	// Identity is the connection's, as its authenticator returned it (the
-	// key already bound when BindKey was set); for a ChangeRoom or Join,
-	// Room and Accepts are the connection's primary room and accepts then.
+	// key already bound when BindKey was set).
 	Identity Identity
 	// Room is the room key asked for.
 	Room string

@@ -173,6 +173,17 @@ func (ss *sessionSync) renewRooms() bool {
 	return true
 }
 
+// memberRooms returns how many rooms the node has (membership kept only
+// with a RoomStore).
+func (ss *sessionSync) memberRooms() int {
+	if ss.rooms == nil {
+		return 0
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.members)
+}
+
 func isClosed(ch chan struct{}) bool {
 	select {
 	case <-ch:

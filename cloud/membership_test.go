@@ -2,7 +2,6 @@ package cloud_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcloud/imcloud/cloud"
-	"github.com/imcloud/imcloud/logic"
-	"github.com/imcloud/imcloud/protocol"
 )
 
 // roomStore is fakeStore with room membership (cloud.RoomStore): which
@@ -177,43 +174,4 @@ func TestRoomMisses(t *testing.T) {
 	deliver(t, n.srv, roomMsg("live://here", 1000, "z"))
 	assert.Equal(t, "z", string(a.nextOp(1000).body))
 	assert.Equal(t, uint64(2), n.srv.Stats().RoomMisses)
-}
-
-// TestMembershipMemoryRouter: against logic's memory router, the store
-// job reads in one process, a room's nodes include the node of every
-// member that saw its reply (Join, auth room_id), at once, round after
-// round; rooms whose members all left go.
-func TestMembershipMemoryRouter(t *testing.T) {
-	r := logic.NewMemoryRouter(logic.MemoryRouterConfig{})
-	a := startNode(t, cloud.Config{Store: r, NodeID: "ra", InboundRate: -1})
-	b := startNode(t, cloud.Config{Store: r, NodeID: "rb", InboundRate: -1})
-	nodes := func(room string) []string {
-		t.Helper()
-		m, err := r.NodesByRooms(context.Background(), []string{room})
-		require.NoError(t, err)
-		got := m[room]
-		slices.Sort(got)
-		return got
-	}
-	ca := dialRaw(t, a.tcpAddr, false)
-	ca.auth(2, goimAuth(1, "", ""))
-	cb := dialRaw(t, b.wsAddr, true)
-	cb.auth(2, goimAuth(2, "", ""))
-	for i := range 100 {
-		room := fmt.Sprintf("live://race-%d", i)
-		require.True(t, ca.roomRequest(protocol.OpJoin, int32(2*i+2), room).OK)
-		require.Equal(t, []string{"ra"}, nodes(room), "round %d", i)
-		require.True(t, cb.roomRequest(protocol.OpJoin, int32(2*i+2), room).OK)
-		require.Equal(t, []string{"ra", "rb"}, nodes(room), "round %d", i)
-		require.True(t, ca.roomRequest(protocol.OpLeave, int32(2*i+3), room).OK)
-		require.True(t, cb.roomRequest(protocol.OpLeave, int32(2*i+3), room).OK)
-
-		c := dialRaw(t, b.tcpAddr, false)
-		c.auth(1, goimAuth(3, "", "live://auth-"+fmt.Sprint(i)))
-		require.Equal(t, []string{"rb"}, nodes("live://auth-"+fmt.Sprint(i)), "round %d", i)
-		_ = c.nc.Close()
-	}
-	waitFor(t, "rooms gone", func() bool {
-		return len(nodes("live://race-99")) == 0 && len(nodes("live://auth-99")) == 0
-	})
 }

@@ -28,7 +28,9 @@ import (
 // TestRSSClientHelper is not a test: BenchmarkIdleConnRSS runs the test
 // binary again with IMCLOUD_RSS_ADDR set, so the clients live in another
 // process. It opens IMCLOUD_RSS_N authenticated goim connections (TCP, or
-// WebSocket when IMCLOUD_RSS_WS=1) and holds them until stdin closes.
+// WebSocket when IMCLOUD_RSS_WS=1) and holds them until stdin closes. With
+// IMCLOUD_RSS_ROOMS=k above 1 they authenticate with ver 2 and each joins
+// k-1 more rooms (op 18), of a thousand.
 func TestRSSClientHelper(t *testing.T) {
 	addr := os.Getenv("IMCLOUD_RSS_ADDR")
 	if addr == "" {
@@ -36,10 +38,21 @@ func TestRSSClientHelper(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_N"))
 	isWS := os.Getenv("IMCLOUD_RSS_WS") == "1"
+	rooms, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_ROOMS"))
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i+1)
-		auth := protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
+		var auth []byte
+		if rooms > 1 {
+			body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss-%d","platform":"web","accepts":[1000]}`, i+1, i%1000)
+			auth = protocol.AppendFrame(nil, &protocol.Frame{Ver: 2, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
+			for k := 1; k < rooms; k++ {
+				room := fmt.Sprintf("live://rss-%d", (i+k*101)%1000)
+				auth = protocol.AppendFrame(auth, &protocol.Frame{Ver: 2, Op: protocol.OpJoin, Seq: int32(1 + k), Body: []byte(room)})
+			}
+		} else {
+			body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i+1)
+			auth = protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
+		}
 		var nc net.Conn
 		var err error
 		if isWS {
@@ -101,18 +114,21 @@ func tcpMemPages() int64 {
 // at default GOGC. Run it with -benchtime=1x, one transport per process
 // (-bench 'IdleConnRSS/tcp$', then 'IdleConnRSS/ws$'), since memory the
 // first one freed would flatter the second; it is not a -race figure.
+// tcp-rooms10 is tcp with every connection in 10 rooms (a primary room and
+// 9 joined, of a thousand rooms).
 func BenchmarkIdleConnRSS(b *testing.B) {
 	if os.Getenv("IMCLOUD_RSS_ADDR") != "" {
 		b.Skip()
 	}
 	for _, transport := range []string{"tcp", "ws"} {
-		b.Run(transport, func(b *testing.B) { benchIdleConnRSS(b, transport == "ws") })
+		b.Run(transport, func(b *testing.B) { benchIdleConnRSS(b, transport == "ws", 1) })
 	}
+	b.Run("tcp-rooms10", func(b *testing.B) { benchIdleConnRSS(b, false, 10) })
 }
 
-func benchIdleConnRSS(b *testing.B, isWS bool) {
+func benchIdleConnRSS(b *testing.B, isWS bool, rooms int) {
 	debug.FreeOSMemory()
-	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1})
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1, InboundRate: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -139,6 +155,9 @@ func benchIdleConnRSS(b *testing.B, isWS bool) {
 		if isWS {
 			cmd.Env = append(cmd.Env, "IMCLOUD_RSS_WS=1")
 		}
+		if rooms > 1 {
+			cmd.Env = append(cmd.Env, "IMCLOUD_RSS_ROOMS="+strconv.Itoa(rooms))
+		}
 		stdin, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
@@ -154,11 +173,12 @@ func benchIdleConnRSS(b *testing.B, isWS bool) {
 	var ms [2]runtime.MemStats
 	settle := func(want int64, m *runtime.MemStats) (int64, int64) {
 		deadline := time.Now().Add(60 * time.Second)
-		for srv.Stats().Sessions < want && time.Now().Before(deadline) {
+		joins := uint64(want) * uint64(rooms-1)
+		for (srv.Stats().Sessions < want || srv.Stats().Joins < joins) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		if got := srv.Stats().Sessions; got < want {
-			b.Fatalf("only %d of %d sessions", got, want)
+		if st := srv.Stats(); st.Sessions < want || st.Joins < joins {
+			b.Fatalf("only %d of %d sessions, %d of %d joins", st.Sessions, want, st.Joins, joins)
 		}
 		time.Sleep(time.Second)
 		runtime.GC()

@@ -77,6 +77,11 @@ type Config struct {
 	HistoryAge   time.Duration // how long a push is kept (0: imcloud.DefaultHistoryAge)
 	HistoryBytes int64         // memory store only: total size (0: logic.DefaultHistoryBytes)
 
+	// RoomDispatch sends a room push only to the nodes with members in
+	// the room (job.Config.Rooms; docs/design.md, rooms). Off: to every
+	// node, goim's way (kept for comparison).
+	RoomDispatch bool
+
 	// Client auth.
 	Auth        string
 	TokenSecret string
@@ -131,6 +136,7 @@ func DefaultConfig() Config {
 		HTTPAddr:      "127.0.0.1:3111",
 		QueueMaxDelay: 500 * time.Millisecond,
 		History:       true,
+		RoomDispatch:  true,
 		LinkAddr:      ":3121",
 		KafkaTopic:    "imcloud-push",
 		KafkaGroup:    "imcloud-job",
@@ -184,6 +190,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.KafkaSASLPassword, "kafka-sasl-password", "", "Kafka SASL password")
 	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", cfg.KafkaSASLMech, "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.BoolVar(&cfg.History, "history", cfg.History, "keep each user's and room's recent pushes and replay what a reconnecting client missed (in memory all-in-one, in Redis when clustered; set alike on every process)")
+	fs.BoolVar(&cfg.RoomDispatch, "room-dispatch", cfg.RoomDispatch, "job: send a room push only to the nodes with members in the room (false: to every node, goim's way)")
 	fs.IntVar(&cfg.HistoryLen, "history-len", 0, "pushes kept per stream (0: 1000)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", 0, "how long a push is kept for recovery (0: 10m)")
 	fs.Int64Var(&cfg.HistoryBytes, "history-bytes", 0, "in-memory history only: total size in bytes; whole streams are evicted past it (0: 256 MiB)")

@@ -22,11 +22,13 @@ import (
 )
 
 // The backends each role needs, by the small interfaces the roles declare.
-// The memory and Redis routers satisfy all three router-side contracts.
+// The memory and Redis routers satisfy all of them.
 type router interface {
 	logic.Router
 	cloud.SessionStore
+	cloud.RoomStore
 	job.NodeDirectory
+	job.Rooms
 }
 
 // history is the stream history every role reads or appends to: logic's
@@ -303,6 +305,9 @@ func (a *App) newJob() error {
 	}
 	if a.history != nil {
 		cfg.History = a.history
+	}
+	if a.cfg.RoomDispatch {
+		cfg.Rooms = a.router
 	}
 	if !a.cfg.Clustered() {
 		// One process: deliver straight into the gateway, no link.
