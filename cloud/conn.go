@@ -410,15 +410,15 @@ func (c *conn) handle(f *protocol.Frame) {
 	case protocol.OpAuth:
 		// A second auth is ignored.
 	case protocol.OpChangeRoom:
-		c.changeRoom(f)
+		offStack(func() { c.changeRoom(f) })
 	case protocol.OpJoin, protocol.OpLeave:
 		switch {
 		case !c.ext:
 			c.upstream(f) // goim's: any op it does not know
 		case f.Op == protocol.OpJoin:
-			c.join(f)
+			offStack(func() { c.join(f) })
 		default:
-			c.leave(f)
+			offStack(func() { c.leave(f) })
 		}
 	case protocol.OpSub, protocol.OpUnsub:
 		ops := parseOps(f.Body)

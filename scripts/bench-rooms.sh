@@ -8,8 +8,8 @@
 #   C   the 20-node cluster in one process behind redis-server and the
 #       Kafka protocol: 1,000 rooms with members on 1-3 nodes each, every
 #       push reaching exactly its members (BenchmarkRoomReach), then joins
-#       and leaves at up to 10,000/s while 1,000 room pushes/s flow, with
-#       the join latency (BenchmarkRoomChurn);
+#       and leaves at over 10,000/s while 1,000 room pushes/s flow, with
+#       the join and leave latency (BenchmarkRoomChurn);
 #   R   the router's membership calls on redis-server (BenchmarkRedis
 #       NodesByRooms, PutRooms);
 #   M   the gateway's idle RSS per connection with one room and with ten

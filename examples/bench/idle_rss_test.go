@@ -128,7 +128,8 @@ func BenchmarkIdleConnRSS(b *testing.B) {
 
 func benchIdleConnRSS(b *testing.B, isWS bool, rooms int) {
 	debug.FreeOSMemory()
-	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1, InboundRate: -1})
+	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1, AcceptRatePerIP: -1,
+		MaxHandshakes: -1, MaxHandshakesPerIP: -1, InboundRate: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
