@@ -20,11 +20,12 @@ import (
 // major version, and old readers refuse it with ErrNewerVersion.
 //
 // A message is written with the lowest major version that can carry it:
-// 1 for every kind but KindMids, 2 for KindMids (a version-1 reader would
-// not know whom to deliver it to). MessageMajor is the newest this reader
-// understands.
+// 1 for every kind but KindMids and KindKick, 2 for KindMids (a version-1
+// reader would not know whom to deliver it to), 3 for KindKick (a
+// version-2 reader would not know how to apply it). MessageMajor is the
+// newest this reader understands.
 const (
-	MessageMajor = 2
+	MessageMajor = 3
 	MessageMinor = 1
 )
 
@@ -43,6 +44,7 @@ const (
 	tagStream   = 12 // minor 1
 	tagEpoch    = 13 // minor 1
 	tagOffset   = 14 // minor 1
+	tagReason   = 15 // KindKick; major 3
 )
 
 // Decoding errors. Every malformed input returns one of these (wrapped with
@@ -68,6 +70,7 @@ func (m *Message) encodedSizeHint() int {
 		n += len(k) + 3
 	}
 	n += 11 * len(m.Mids)
+	n += 3 + len(m.Reason)
 	if m.Stream != "" {
 		n += 3 + len(m.Stream) + 3 + len(m.Epoch) + 11
 	}
@@ -78,8 +81,11 @@ func (m *Message) encodedSizeHint() int {
 // slice. With a dst of enough capacity it does not allocate.
 func (m *Message) AppendBinary(dst []byte) []byte {
 	major := byte(1)
-	if m.Kind == KindMids {
+	switch m.Kind {
+	case KindMids:
 		major = 2
+	case KindKick:
+		major = 3
 	}
 	dst = append(dst, major, MessageMinor)
 	if !m.ID.IsZero() {
@@ -110,6 +116,9 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	}
 	for _, mid := range m.Mids {
 		dst = appendVarintField(dst, tagMid, mid)
+	}
+	if m.Reason != "" {
+		dst = appendStringField(dst, tagReason, m.Reason)
 	}
 	if m.Stream != "" {
 		dst = appendStringField(dst, tagStream, string(m.Stream))
@@ -237,6 +246,8 @@ func (m *Message) setField(tag uint64, val []byte, seenBody *bool) error {
 			return err
 		}
 		m.Mids = append(m.Mids, v)
+	case tagReason:
+		m.Reason = string(val)
 	case tagStream:
 		m.Stream = Stream(val)
 	case tagEpoch:

@@ -201,7 +201,7 @@ func TestMessageNewerVersion(t *testing.T) {
 	for _, in := range [][]byte{
 		append([]byte{MessageMajor + 1, 0}, valid[2:]...),
 		{MessageMajor + 1, 0},
-		{3, 7, 0xff, 0xff, 0xff}, // garbage after a newer version is not ours to judge
+		{MessageMajor + 1, 7, 0xff, 0xff, 0xff}, // garbage after a newer version is not ours to judge
 		{255, 255},
 	} {
 		var m Message
@@ -341,4 +341,25 @@ func TestStreamNames(t *testing.T) {
 		Stream("r:a://" + strings.Repeat("b", 300))} {
 		require.ErrorIs(t, bad.Validate(), ErrInvalidStream, bad)
 	}
+}
+
+// A kick travels with major version 3 and keeps its reason; a reader of
+// major 2 (a job or cloud from before kicks) refuses it as newer.
+func TestKickMessage(t *testing.T) {
+	t.Parallel()
+	for _, in := range []Message{
+		{ID: NewMessageID(), Kind: KindKick, Mids: []int64{42}, Reason: "banned"},
+		{ID: NewMessageID(), Kind: KindKick, Node: "n1", Keys: []string{"a", "b"}},
+	} {
+		b, err := in.MarshalBinary()
+		require.NoError(t, err)
+		require.Equal(t, byte(3), b[0])
+		var out Message
+		require.NoError(t, out.UnmarshalBinary(b))
+		require.Equal(t, in.Reason, out.Reason)
+		require.Equal(t, in.Mids, out.Mids)
+		require.Equal(t, in.Keys, out.Keys)
+	}
+	require.ErrorIs(t, (&Message{Kind: KindKick, Node: "n1"}).Validate(), ErrInvalidMessage)
+	require.ErrorIs(t, (&Message{Kind: KindKick, Keys: []string{"a"}}).Validate(), ErrInvalidMessage)
 }

@@ -31,6 +31,12 @@ const (
 	// encoded with major version 2, so a job too old to route it sets it
 	// aside instead of dropping it.
 	KindMids Kind = 4
+	// KindKick closes connections, never a push (docs/design.md, control
+	// plane): those named in Keys on Node, or every connection of the users
+	// in Mids (job resolves them, in order with the users' pushes), with
+	// Reason sent to ver-2 clients in op 6. Encoded with major version 3,
+	// so a job or cloud too old to apply it sets it aside.
+	KindKick Kind = 5
 )
 
 // String returns the kind's name, as used in logs and metrics.
@@ -44,12 +50,14 @@ func (k Kind) String() string {
 		return "broadcast"
 	case KindMids:
 		return "mids"
+	case KindKick:
+		return "kick"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is one of the known kinds.
-func (k Kind) Valid() bool { return k >= KindKeys && k <= KindMids }
+func (k Kind) Valid() bool { return k >= KindKeys && k <= KindKick }
 
 // MessageID identifies one accepted push. Cloud nodes remember recent IDs
 // and drop redeliveries, so a job restart does not show clients duplicates.
@@ -154,14 +162,18 @@ type Message struct {
 	Kind Kind
 	// Op is the push operation clients see (1000 and above by convention).
 	Op int32
-	// Node is the target cloud node's id (KindKeys only).
+	// Node is the target cloud node's id (KindKeys, and KindKick by keys).
 	Node string
-	// Keys are the target connection keys on Node (KindKeys only).
+	// Keys are the target connection keys on Node (KindKeys, and KindKick
+	// by keys).
 	Keys []string
 	// Room is the room key, "type://id" (KindRoom only).
 	Room string
-	// Mids are the target users (KindMids only).
+	// Mids are the target users (KindMids, and KindKick by users).
 	Mids []int64
+	// Reason is why a KindKick closes its connections, as ver-2 clients
+	// read it in op 6 ("kicked" when empty).
+	Reason string
 	// Body is the payload clients receive.
 	Body []byte
 	// Speed paces a broadcast in connections per second; 0 is unpaced.
@@ -207,6 +219,10 @@ func (m *Message) Validate() error {
 	case KindMids:
 		if len(m.Mids) == 0 {
 			return fmt.Errorf("%w: mids message without mids", ErrInvalidMessage)
+		}
+	case KindKick:
+		if len(m.Mids) == 0 && (m.Node == "" || len(m.Keys) == 0) {
+			return fmt.Errorf("%w: kick without mids, or without a node and keys", ErrInvalidMessage)
 		}
 	default:
 		return fmt.Errorf("%w: unknown kind %d", ErrInvalidMessage, m.Kind)

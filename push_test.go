@@ -58,7 +58,8 @@ func TestKind(t *testing.T) {
 		{KindRoom, "room", true},
 		{KindBroadcast, "broadcast", true},
 		{KindMids, "mids", true},
-		{5, "kind(5)", false},
+		{KindKick, "kick", true},
+		{6, "kind(6)", false},
 		{255, "kind(255)", false},
 	}
 	for _, tt := range tests {

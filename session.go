@@ -20,6 +20,8 @@ type Session struct {
 	Accepts []int32
 	// Node is the id of the cloud node holding the connection.
 	Node string
+	// Since is when the connection authenticated (presence).
+	Since time.Time
 	// Gen is the connection's generation on Node, increasing per
 	// connection. A removal names (Node, Gen) and only deletes a route that
 	// still carries both, so neither a stale connection on another node nor

@@ -82,6 +82,13 @@ type Identity struct {
 	// room, ChangeRoom, Join) to Rooms. The token authenticator sets it
 	// (from the token's "rooms" claim); DevAuthenticator does not.
 	RestrictRooms bool
+	// IssuedAt and Expires are the credential's "iat" and "exp" when it
+	// has them (the token authenticator sets both). A connection is closed
+	// at Expires (op 6 "token_expired") unless it refreshed its token
+	// (op 22) first; an auth or refresh whose IssuedAt is before a
+	// revocation of Mid (a kick that revoked, RevocationStore) is refused.
+	// Zero: no expiry, no revocation check.
+	IssuedAt, Expires time.Time
 	// BindKey binds the key to Mid: a client-chosen key is namespaced as
 	// "mid:key", so no client can claim, evict or receive another user's
 	// key. Token authenticators set it.

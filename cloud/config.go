@@ -185,6 +185,13 @@ type Config struct {
 	// sent in op 6 on drain. Defaults 1 s and 10 s.
 	ReconnectMin, ReconnectMax time.Duration
 
+	// Events, when set, receives the node's connection events (connect,
+	// disconnect with its reason, room changes; imcloud.Event), from a
+	// goroutine of the node's own, in order: see EventSink.
+	Events EventSink
+	// EventBuffer bounds the events waiting for Events; beyond it they
+	// are dropped and counted (Stats.EventsDropped). Default 65536.
+	EventBuffer int
 	// UpstreamHook receives upstream client messages (op 4 and other
 	// unknown ops). It runs on the connection's reader goroutine and must
 	// not block for long; body is only valid during the call.
@@ -266,6 +273,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.HistoryTimeout, 2*time.Second)
 	defi(&c.HistoryLimit, imcloud.DefaultHistoryLen)
 	defi(&c.DedupSize, 65536)
+	defi(&c.EventBuffer, 65536)
 	defi(&c.MaxBroadcasts, 64)
 	defi(&c.DrainRate, 20000)
 	def(&c.ReconnectMin, time.Second)

@@ -53,6 +53,18 @@ type RoomStore interface {
 	PutRooms(ctx context.Context, node string, joined, left []string, ttl time.Duration) error
 }
 
+// RevocationStore is a SessionStore that keeps, per user, the time before
+// which the user's credentials were revoked (a kick with revoke, written
+// by logic's Pusher.Kick): an optional capability, found by type
+// assertion. logic's memory and Redis routers have it. With it, an auth
+// or a token refresh whose Identity.IssuedAt is before that time is
+// refused.
+type RevocationStore interface {
+	// RevokedBefore returns the revocation time of each of mids that has
+	// one (absent: none).
+	RevokedBefore(ctx context.Context, mids []int64) (map[int64]time.Time, error)
+}
+
 // GenerationStore is a SessionStore that can lose its data (Redis
 // restarted empty, flushed, failed over to an empty replica) and tells so
 // through its generation: an optional capability, found by type
@@ -71,3 +83,19 @@ type GenerationStore interface {
 	// its data since, and starts its rebuild window if it has not.
 	Generation(ctx context.Context, known string) (string, error)
 }
+
+// EventSink receives a node's connection events (Config.Events). The node
+// calls Event from one goroutine of its own, in the order the events
+// happened, never from a connection's goroutine: a slow sink delays
+// events, never a client; events beyond Config.EventBuffer waiting are
+// dropped and counted. package kafka's event producer is one (the topic
+// "<topic>.events"); EventFunc adapts a function.
+type EventSink interface {
+	Event(ev imcloud.Event)
+}
+
+// EventFunc adapts a function to EventSink.
+type EventFunc func(ev imcloud.Event)
+
+// Event calls f.
+func (f EventFunc) Event(ev imcloud.Event) { f(ev) }

@@ -41,6 +41,11 @@ type Config struct {
 	// DeadLetterAttempts bounds the tries per record. Default 5.
 	DeadLetterAttempts int
 
+	// Events, when set, receives an imcloud.EventNodeGone for every node
+	// the job declares gone because its registration expired (not a
+	// drain): its connections ended without disconnect events. Several
+	// jobs each send one (at least once).
+	Events EventSink
 	// Rooms, when set, makes room pushes go only to the nodes that have
 	// members in the room (docs/design.md, rooms): one lookup per batch of
 	// a partition's room records, started after they were received, so

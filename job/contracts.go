@@ -91,3 +91,10 @@ type Rooms interface {
 	// rebuilds (the job then fans those pushes out to every node).
 	NodesByRooms(ctx context.Context, rooms []string) (map[string][]string, error)
 }
+
+// EventSink receives the events job notices: imcloud.EventNodeGone when a
+// node's registration expired (Config.Events). package kafka's event
+// producer is one.
+type EventSink interface {
+	Event(ev imcloud.Event)
+}

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"time"
 
 	"github.com/imcloud/imcloud"
 )
@@ -54,4 +55,25 @@ type History interface {
 	// Last returns the last n retained, unexpired pushes of s, oldest
 	// first, with the stream's epoch and top offset (-1: none yet).
 	Last(ctx context.Context, s imcloud.Stream, n int) (imcloud.HistoryRead, error)
+}
+
+// Revoker is a Router that keeps revocations (Pusher.Kick with revoke):
+// an optional capability, found by type assertion. The memory and Redis
+// routers have it; cloud reads the revocations at auth
+// (cloud.RevocationStore).
+type Revoker interface {
+	// Revoke records that the credentials of mids issued before before
+	// are revoked, for ttl (the longest credential lifetime); a later
+	// revocation replaces an earlier one.
+	Revoke(ctx context.Context, mids []int64, before time.Time, ttl time.Duration) error
+}
+
+// PresenceRouter is a Router that reports users' connections in full
+// (Pusher.Presence): an optional capability, found by type assertion. The
+// memory and Redis routers have it.
+type PresenceRouter interface {
+	// Presence returns the live connections of each of mids that has any:
+	// key, node, platform, primary room and since (imcloud.Session), on
+	// live nodes only.
+	Presence(ctx context.Context, mids []int64) (map[int64][]imcloud.Session, error)
 }

@@ -60,6 +60,8 @@ const (
 	OpJoinReply       int32 = 19
 	OpLeave           int32 = 20 // extension: leave a room (ver 2)
 	OpLeaveReply      int32 = 21
+	OpRefresh         int32 = 22 // extension: a fresh token before the current one expires (ver 2)
+	OpRefreshReply    int32 = 23
 
 	// OpPushMin is the smallest application push op by convention; goim's
 	// examples use 1000-1002.
