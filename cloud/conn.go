@@ -154,9 +154,26 @@ func (c *conn) handshake(hi *handshakeInfo, upgraded bool) bool {
 	return ok
 }
 
-// run is the authenticated connection's reader goroutine.
+// run is the authenticated connection's reader: it reads and handles one
+// client frame, then hands the reading on to a new goroutine and ends.
+// Handling a frame (a heartbeat's reply, a Join and its store round)
+// grows a goroutine's stack past its first 2 KB, and a goroutine waiting
+// in a read keeps what it grew: the runtime shrinks a stack only when it
+// uses under a quarter of it. A fresh goroutine for the next wait starts
+// at 2 KB again, and the one that ends gives its grown stack back, so an
+// idle connection holds 2 KB of stack whatever it did before
+// (BENCHMARKS.md, rooms). Client frames are rare (a heartbeat every 30
+// s, requests), so a goroutine per frame costs nothing that shows.
 func (c *conn) run() {
-	err := c.readLoop()
+	if err := c.readOne(); err != nil {
+		c.ended(err)
+		return
+	}
+	go c.run()
+}
+
+// ended logs why the reader stopped and releases the connection.
+func (c *conn) ended(err error) {
 	if err != nil && !isClosedErr(err) {
 		c.srv.cfg.Logger.Debug("cloud: connection ended", "key", c.key, "err", err)
 	}
@@ -370,22 +387,21 @@ func bindKey(id Identity) (string, error) {
 	return key, nil
 }
 
-// readLoop serves an authenticated connection until it ends.
-func (c *conn) readLoop() error {
+// readOne reads and handles one frame of an authenticated connection.
+func (c *conn) readOne() error {
 	s := c.srv
 	var f protocol.Frame
-	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
-		if err := c.readFrame(&f); err != nil {
-			c.countReadErr(err)
-			return err
-		}
-		if !c.allow() {
-			s.stats.rateLimited.Add(1)
-			return errRateLimited
-		}
-		c.handle(&f)
+	_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
+	if err := c.readFrame(&f); err != nil {
+		c.countReadErr(err)
+		return err
 	}
+	if !c.allow() {
+		s.stats.rateLimited.Add(1)
+		return errRateLimited
+	}
+	c.handle(&f)
+	return nil
 }
 
 // allow applies the inbound frames-per-second limit.
@@ -410,15 +426,15 @@ func (c *conn) handle(f *protocol.Frame) {
 	case protocol.OpAuth:
 		// A second auth is ignored.
 	case protocol.OpChangeRoom:
-		offStack(func() { c.changeRoom(f) })
+		c.changeRoom(f)
 	case protocol.OpJoin, protocol.OpLeave:
 		switch {
 		case !c.ext:
 			c.upstream(f) // goim's: any op it does not know
 		case f.Op == protocol.OpJoin:
-			offStack(func() { c.join(f) })
+			c.join(f)
 		default:
-			offStack(func() { c.leave(f) })
+			c.leave(f)
 		}
 	case protocol.OpSub, protocol.OpUnsub:
 		ops := parseOps(f.Body)

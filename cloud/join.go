@@ -26,23 +26,6 @@ import (
 // replay of the room's stream from the position the client sent and op
 // 25, before the room's live pushes.
 
-// offStack runs fn, a room request (authorization, JSON, the store round,
-// a history read), on a goroutine of its own and waits for it. The
-// reader goroutine lives as long as its connection, and a stack that grew
-// once stays grown (the runtime shrinks a stack only when it uses under a
-// quarter of it): a connection that joined rooms would otherwise hold
-// twice the stack of one that did not (BENCHMARKS.md, rooms). The reader
-// waits, so requests stay in order and the handlers see what they
-// would on the reader.
-func offStack(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	<-done
-}
-
 // roomBody is the JSON form of a Join, Leave or (recover connections)
 // ChangeRoom body; the bare room key is the other form.
 type roomBody struct {
@@ -107,9 +90,18 @@ func (c *conn) identity() Identity {
 	return id
 }
 
-// mayEnter reports whether c may enter room by op.
+// mayEnter reports whether c may enter room by op. Without
+// Config.RoomAuth it checks the connection's room patterns in place,
+// without building an Identity and a context.
 func (c *conn) mayEnter(room string, op int32) bool {
 	s := c.srv
+	if s.cfg.RoomAuth == nil {
+		if !mayEnterRooms(c.restrict, c.allowed, room) {
+			s.cfg.Logger.Debug("cloud: room refused", "key", c.key, "room", room, "op", op)
+			return false
+		}
+		return true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	defer cancel()
 	err := s.mayEnter(ctx, c.identity(), room, op)

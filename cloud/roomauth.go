@@ -13,11 +13,16 @@ import (
 // the "*") begins the room, or a lone "*". A "*" anywhere but at the end is
 // an ordinary character. The empty room (no room: leaving one) is always
 // allowed.
-func (id Identity) MayEnter(room string) bool {
-	if room == "" || !id.RestrictRooms {
+func (id *Identity) MayEnter(room string) bool {
+	return mayEnterRooms(id.RestrictRooms, id.Rooms, room)
+}
+
+// mayEnterRooms is MayEnter's rule over the identity's two fields.
+func mayEnterRooms(restrict bool, patterns []string, room string) bool {
+	if room == "" || !restrict {
 		return true
 	}
-	for _, p := range id.Rooms {
+	for _, p := range patterns {
 		if p == room {
 			return true
 		}

@@ -12,8 +12,9 @@
 #       the join and leave latency (BenchmarkRoomChurn);
 #   R   the router's membership calls on redis-server (BenchmarkRedis
 #       NodesByRooms, PutRooms);
-#   M   the gateway's idle RSS per connection with one room and with ten
-#       (BenchmarkIdleConnRSS tcp and tcp-rooms10, one per process).
+#   M   the gateway's idle RSS per connection: one room, one room and a
+#       heartbeat, ten rooms and a heartbeat (BenchmarkIdleConnRSS tcp,
+#       tcp-beat, tcp-rooms10, one per process).
 #
 # Writes every raw output to OUT (default a fresh temp dir) and prints them.
 # Knobs (environment): COUNT (runs of J, default 6), OUT. About 10 minutes.
@@ -41,6 +42,6 @@ echo "== R: router membership calls"
 "$OUT/redis.test" -test.run '^$' -test.bench 'Rooms' -test.benchtime 2s -test.count 3 | tee "$OUT/redis.txt"
 
 echo "== M: idle RSS per connection, one room and ten"
-(cd examples/bench && for v in tcp tcp-rooms10; do
+(cd examples/bench && for v in tcp tcp-beat tcp-rooms10; do
 	"$OUT/bench.test" -test.run '^$' -test.bench "IdleConnRSS/$v\$" -test.benchtime 1x -test.v
 done) | tee "$OUT/rss.txt"

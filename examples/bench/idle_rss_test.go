@@ -30,7 +30,8 @@ import (
 // process. It opens IMCLOUD_RSS_N authenticated goim connections (TCP, or
 // WebSocket when IMCLOUD_RSS_WS=1) and holds them until stdin closes. With
 // IMCLOUD_RSS_ROOMS=k above 1 they authenticate with ver 2 and each joins
-// k-1 more rooms (op 18), of a thousand.
+// k-1 more rooms (op 18), of a thousand. With IMCLOUD_RSS_BEATS=1 each
+// sends a heartbeat after its auth, as every live client does.
 func TestRSSClientHelper(t *testing.T) {
 	addr := os.Getenv("IMCLOUD_RSS_ADDR")
 	if addr == "" {
@@ -39,6 +40,7 @@ func TestRSSClientHelper(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_N"))
 	isWS := os.Getenv("IMCLOUD_RSS_WS") == "1"
 	rooms, _ := strconv.Atoi(os.Getenv("IMCLOUD_RSS_ROOMS"))
+	beat := os.Getenv("IMCLOUD_RSS_BEATS") == "1"
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
 		var auth []byte
@@ -52,6 +54,9 @@ func TestRSSClientHelper(t *testing.T) {
 		} else {
 			body := fmt.Sprintf(`{"mid":%d,"room_id":"live://rss","platform":"web","accepts":[1000]}`, i+1)
 			auth = protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(body)})
+		}
+		if beat {
+			auth = protocol.AppendFrame(auth, &protocol.Frame{Ver: 1, Op: protocol.OpHeartbeat, Seq: 100})
 		}
 		var nc net.Conn
 		var err error
@@ -114,19 +119,21 @@ func tcpMemPages() int64 {
 // at default GOGC. Run it with -benchtime=1x, one transport per process
 // (-bench 'IdleConnRSS/tcp$', then 'IdleConnRSS/ws$'), since memory the
 // first one freed would flatter the second; it is not a -race figure.
-// tcp-rooms10 is tcp with every connection in 10 rooms (a primary room and
-// 9 joined, of a thousand rooms).
+// tcp-beat is tcp with every connection sending one heartbeat after its
+// auth; tcp-rooms10 is tcp with every connection in 10 rooms (a primary
+// room and 9 joined, of a thousand rooms) and one heartbeat.
 func BenchmarkIdleConnRSS(b *testing.B) {
 	if os.Getenv("IMCLOUD_RSS_ADDR") != "" {
 		b.Skip()
 	}
 	for _, transport := range []string{"tcp", "ws"} {
-		b.Run(transport, func(b *testing.B) { benchIdleConnRSS(b, transport == "ws", 1) })
+		b.Run(transport, func(b *testing.B) { benchIdleConnRSS(b, transport == "ws", 1, false) })
 	}
-	b.Run("tcp-rooms10", func(b *testing.B) { benchIdleConnRSS(b, false, 10) })
+	b.Run("tcp-beat", func(b *testing.B) { benchIdleConnRSS(b, false, 1, true) })
+	b.Run("tcp-rooms10", func(b *testing.B) { benchIdleConnRSS(b, false, 10, true) })
 }
 
-func benchIdleConnRSS(b *testing.B, isWS bool, rooms int) {
+func benchIdleConnRSS(b *testing.B, isWS bool, rooms int, beat bool) {
 	debug.FreeOSMemory()
 	srv, err := cloud.New(cloud.Config{Authenticator: cloud.DevAuthenticator(), MaxConnsPerIP: -1, AcceptRate: -1, AcceptRatePerIP: -1,
 		MaxHandshakes: -1, MaxHandshakesPerIP: -1, InboundRate: -1})
@@ -158,6 +165,9 @@ func benchIdleConnRSS(b *testing.B, isWS bool, rooms int) {
 		}
 		if rooms > 1 {
 			cmd.Env = append(cmd.Env, "IMCLOUD_RSS_ROOMS="+strconv.Itoa(rooms))
+		}
+		if beat {
+			cmd.Env = append(cmd.Env, "IMCLOUD_RSS_BEATS=1")
 		}
 		stdin, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
