@@ -77,6 +77,9 @@ type conn struct {
 	rateWin  int64
 	rateN    int
 	ipHeld   bool
+	// why the node closed it on purpose, for its disconnect event
+	// (events.go).
+	why atomic.Pointer[endReason]
 }
 
 // Errors that end a connection (counted as protocol errors unless noted).
@@ -177,6 +180,7 @@ func (c *conn) ended(err error) {
 	if err != nil && !isClosedErr(err) {
 		c.srv.cfg.Logger.Debug("cloud: connection ended", "key", c.key, "err", err)
 	}
+	c.endAs(readEndReason(err), "")
 	c.end(true)
 }
 
@@ -334,6 +338,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	c.out.pause()
 	if old := c.b.put(c, first); old != nil {
 		s.stats.replaced.Add(1)
+		old.endAs(imcloud.ReasonReplaced, "")
 		old.disconnect("replaced", 0)
 	}
 	s.handshakeDone(c.nc)
@@ -342,8 +347,10 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		c.recoverAt(1, c.followed(), req.Body.Positions) // after the AuthReply
 	}
 	c.resume()
+	c.connected()
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.
+		c.endAs(imcloud.ReasonDrain, "")
 		c.disconnect("shutdown", s.cfg.ReconnectMin)
 	}
 	return true, nil
@@ -564,6 +571,7 @@ func (c *conn) finish(registered bool) {
 		if c.b.del(c) {
 			s.sess.remove(imcloud.Session{Mid: c.mid, Key: c.key, Node: s.id, Gen: c.gen})
 		}
+		c.disconnected()
 	}
 }
 

@@ -27,7 +27,10 @@
 // queue (backpressure; Stats.QueuedBytes, Stats.Backpressured). An idle
 // connection holds one goroutine (its reader) and no buffers.
 // Authenticator and UpstreamHook run on connection reader goroutines and
-// must not block for long.
+// must not block for long. The event sink (Config.Events: connect,
+// disconnect with its reason, room changes) is called from one goroutine
+// of the node's own, in order; a slow sink delays events, never a client
+// (a full queue drops them, counted: Stats.EventsDropped).
 //
 // # Recovery
 //

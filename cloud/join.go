@@ -143,14 +143,16 @@ func (c *conn) join(f *protocol.Frame) {
 		c.replyRoom(f, protocol.OpJoinReply, room, "")
 	case !c.rec:
 		// Only this goroutine adds to c's rooms: the checks above hold.
-		_, entered := c.b.join(c, room, s.cfg.MaxRooms)
+		res, entered := c.b.join(c, room, s.cfg.MaxRooms)
+		c.roomChanged(res, imcloud.EventRoomJoin, room, false)
 		s.sess.awaitPut(entered)
 		c.replyRoom(f, protocol.OpJoinReply, room, "")
 	default:
 		c.out.pause() // the reply and the replay go out together, at resume
 		c.replyRoom(f, protocol.OpJoinReply, room, "")
 		c.out.mark()
-		_, entered := c.b.join(c, room, s.cfg.MaxRooms)
+		res, entered := c.b.join(c, room, s.cfg.MaxRooms)
+		c.roomChanged(res, imcloud.EventRoomJoin, room, false)
 		s.sess.awaitPut(entered)
 		c.recoverRoom(room, pos)
 		c.resume()
@@ -165,9 +167,11 @@ func (c *conn) leave(f *protocol.Frame) {
 		c.replyRoom(f, protocol.OpLeaveReply, room, code)
 		return
 	}
-	if _, primary := c.b.leave(c, room); primary {
+	res, primary := c.b.leave(c, room)
+	if primary {
 		s.sess.put(c.session())
 	}
+	c.roomChanged(res, imcloud.EventRoomLeave, room, primary)
 	s.stats.leaves.Add(1)
 	c.replyRoom(f, protocol.OpLeaveReply, room, "")
 }
@@ -186,6 +190,7 @@ func (c *conn) changeRoom(f *protocol.Frame) {
 	}
 	if err != nil || len(room) > maxRoomLen {
 		s.stats.protocolErrors.Add(1)
+		c.endAs(imcloud.ReasonProtocolError, "")
 		c.kill()
 		return
 	}
@@ -198,7 +203,9 @@ func (c *conn) changeRoom(f *protocol.Frame) {
 		c.reply(f, protocol.OpChangeRoomReply, f.Body)
 		c.out.mark()
 	}
-	_, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
+	old := c.b.roomOf(c)
+	res, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
+	c.primaryChanged(res, old, room)
 	if put := s.sess.put(c.session()); entered != nil {
 		// The session put goes in the room's round or a later one.
 		s.sess.awaitPut(put)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
+
+	"github.com/imcloud/imcloud"
 )
 
 // Server is a cloud node: it holds client connections, authenticates
@@ -33,9 +35,10 @@ type Server struct {
 	ipRates    *ipRates
 	acceptRate *rate.Limiter
 
-	dedup *dedup
-	sess  *sessionSync
-	bcast chan struct{} // semaphore of paced broadcasts
+	dedup  *dedup
+	sess   *sessionSync
+	events *eventQueue   // nil without Config.Events (events.go)
+	bcast  chan struct{} // semaphore of paced broadcasts
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -88,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		shakes:     make(map[netip.Addr]int),
 		quit:       make(chan struct{}),
 		drained:    make(chan struct{}),
+		events:     newEventQueue(cfg.Events, cfg.EventBuffer),
 	}
 	s.stats.initHistograms()
 	s.sess = newSessionSync(s)
@@ -244,6 +248,7 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 func (s *Server) Kick(key, reason string) {
 	if c := s.bs.of(key).get(key); c != nil {
 		s.stats.kicked.Add(1)
+		c.endAs(imcloud.ReasonKicked, reason)
 		c.disconnect(reason, 0)
 	}
 }
@@ -256,6 +261,7 @@ func (s *Server) KickMid(mid int64, reason string) {
 		for _, c := range buf {
 			if c.mid == mid {
 				s.stats.kicked.Add(1)
+				c.endAs(imcloud.ReasonKicked, reason)
 				c.disconnect(reason, 0)
 			}
 		}
@@ -326,6 +332,7 @@ func (s *Server) drain() {
 			if span > 0 {
 				hint += rand.N(span)
 			}
+			c.endAs(imcloud.ReasonDrain, "")
 			c.disconnect("shutdown", hint)
 			if sent++; sent%batch == 0 {
 				time.Sleep(100 * time.Millisecond)
@@ -337,6 +344,7 @@ func (s *Server) drain() {
 		time.Sleep(time.Millisecond)
 	}
 	s.sess.flushFinal()
+	s.events.close(eventFlushTimeout)
 }
 
 // writerCount is the number of connections whose writes are claimed:
@@ -356,6 +364,7 @@ func (s *Server) killAll() {
 	for _, b := range s.bs.bs {
 		buf = b.snapshot(buf[:0], "")
 		for _, c := range buf {
+			c.endAs(imcloud.ReasonDrain, "")
 			c.kill()
 		}
 	}

@@ -55,6 +55,10 @@ type Stats struct {
 	Dropped, SlowDisconnects uint64
 	// Kicked counts connections closed by Kick or KickMid.
 	Kicked uint64
+	// EventsDropped counts the connection events dropped because the
+	// event queue (Config.EventBuffer) was full, or left when Shutdown's
+	// flush gave up on a slow sink.
+	EventsDropped uint64
 	// StoreErrors counts failed session-store calls.
 	StoreErrors uint64
 	// Writers is the number of connections whose writes are under way
@@ -132,7 +136,7 @@ func (s *Server) Stats() Stats {
 		Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Expired: c.expired.Load(), Invalid: c.invalid.Load(),
 		Reserved:  c.reserved.Load(),
 		Delivered: c.delivered.Load(), Filtered: c.filtered.Load(), Dropped: c.dropped.Load(), SlowDisconnects: c.slowDisconnects.Load(),
-		Kicked: c.kicked.Load(), StoreErrors: c.storeErrors.Load(),
+		Kicked: c.kicked.Load(), EventsDropped: s.events.droppedCount(), StoreErrors: c.storeErrors.Load(),
 		Writers: s.writerCount(), LinkConns: c.linkConns.Load(), LinkRefused: c.linkRefused.Load(),
 		LinkLegacyHellos: c.linkLegacyHellos.Load(),
 		Broadcasts:       c.broadcasts.Load(), QueuedBytes: s.queuedBytes(), Backpressured: c.backpressured.Load(),

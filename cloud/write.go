@@ -7,6 +7,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/protocol"
 )
 
@@ -61,6 +62,7 @@ func (c *conn) push(it outItem, backlog *int64) (queued bool, start qstate) {
 	switch res {
 	case pushFull:
 		s.stats.slowDisconnects.Add(1)
+		c.endAs(imcloud.ReasonSlowConsumer, "")
 		c.disconnect("slow consumer", 0)
 		return false, qIdle
 	case pushRefused:
