@@ -69,6 +69,20 @@
 // History it answers ErrHistoryOff. With Config.History nil everything
 // is as described above.
 //
+// # Kicks
+//
+// Pusher.Kick closes connections across the cluster: every connection of
+// some users, or connections named by their keys, with a reason ver-2
+// clients read in op 6 (WithReason). It travels the queue as an
+// imcloud.KindKick message, never as a push, keyed like the pushes it must
+// follow: by node with history off (the Router resolves it here, as a mid
+// push), by the user's stream with history on (job resolves it in offset
+// order with the user's pushes). Room pushes and broadcasts, in other
+// partitions, may reach a connection until its node applies the kick.
+// WithRevoke also records, before publishing, that the users' credentials
+// issued before now are revoked (Revoker, for Config.RevokeTTL): the cloud
+// nodes refuse them at auth. The HTTP API's kick route is Kick.
+//
 // # Failures
 //
 // New refuses a Config without a Router or a Queue (ErrInvalidArgument).

@@ -73,6 +73,7 @@ type handler struct {
 //	GET  {prefix}/nodes/weighted?platform=
 //	GET  {prefix}/nodes/instances
 //	GET  {prefix}/history?stream=&n=      or mid=, or type=&room=
+//	POST {prefix}/kick?mids=&reason=&revoke=  or keys=   (http_kick.go)
 //
 // Lists may be repeated parameters (keys=a&keys=b) or comma-separated
 // (keys=a,b). A push whose Content-Type is application/json may instead
@@ -114,8 +115,13 @@ type handler struct {
 // a Pusher without history (Config.History nil) 501 with code -501, a
 // failed read 500.
 //
-// The handler uses only p's exported API (Push, PushAsync and the online
-// queries): an API of one's own over a Pusher can do all it does.
+// The kick route (imcloud's, under the API key) is Pusher.Kick: mids= or
+// keys= (one of the two), reason= and revoke=1; data is {"id":"<32 hex>",
+// "connections":N,"nodes":M}, the connections targeted. Bad input is 400
+// with nothing kicked, a revoke the router cannot keep 501.
+//
+// The handler uses only p's exported API (Push, PushAsync, Kick and the
+// online queries): an API of one's own over a Pusher can do all it does.
 func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/goim"
@@ -170,6 +176,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method, serve = http.MethodGet, h.nodesInstances
 	case "/history":
 		method, serve = http.MethodGet, h.history
+	case "/kick":
+		method, serve = http.MethodPost, h.kick
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 		return

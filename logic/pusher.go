@@ -60,6 +60,11 @@ type Config struct {
 	// default: no history, a push to mids is resolved here into one
 	// KindKeys message per node, as goim does.
 	History History
+	// RevokeTTL is how long a kick's revocation (WithRevoke) is kept:
+	// give the longest lifetime of a token you issue, since a token
+	// issued before the kick is refused until then and valid again
+	// after, if it has not expired. Default DefaultRevokeTTL (24 h).
+	RevokeTTL time.Duration
 	// Logger receives warnings (failed asynchronous pushes). Nil is silent.
 	Logger *slog.Logger
 }
@@ -89,6 +94,7 @@ type Pusher struct {
 	admit      admission
 	pushExpiry time.Duration
 	timeout    time.Duration
+	revokeTTL  time.Duration
 	log        *slog.Logger
 
 	mu       sync.RWMutex // closed; read-held around inflight.Add so Shutdown's Wait comes after every Add
@@ -130,6 +136,9 @@ func New(cfg Config) (*Pusher, error) {
 	if cfg.PoolExpiry <= 0 {
 		cfg.PoolExpiry = 10 * time.Second
 	}
+	if cfg.RevokeTTL <= 0 {
+		cfg.RevokeTTL = DefaultRevokeTTL
+	}
 	opts := []ants.Option{ants.WithExpiryDuration(cfg.PoolExpiry)}
 	if cfg.MaxBlockingTasks < 0 {
 		opts = append(opts, ants.WithNonblocking(true))
@@ -152,6 +161,7 @@ func New(cfg Config) (*Pusher, error) {
 		admit:      newAdmission(cfg.SmallPushCost, cfg.MaxSmallPushCost, cfg.MaxPushCost),
 		pushExpiry: cfg.PushExpiry,
 		timeout:    cfg.Timeout,
+		revokeTTL:  cfg.RevokeTTL,
 		log:        log,
 		stopped:    make(chan struct{}),
 	}

@@ -56,6 +56,7 @@ type MemoryRouter struct {
 	counts    map[string]memCounts            // node id -> room counts
 	epochs    map[string]string               // node id -> epoch last registered
 	rooms     map[string]map[string]time.Time // room -> node id -> membership expiry
+	revoked   map[int64]memRevocation         // mid -> revocation (router_memory_revoke.go)
 	lastSweep time.Time
 	gen       string    // changes on Wipe
 	rebuildTo time.Time // end of the rebuild window after a Wipe
@@ -102,6 +103,7 @@ func (r *MemoryRouter) reset() {
 	r.counts = make(map[string]memCounts)
 	r.epochs = make(map[string]string)
 	r.rooms = make(map[string]map[string]time.Time)
+	r.revoked = make(map[int64]memRevocation)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r.gen = hex.EncodeToString(b[:])
@@ -396,4 +398,5 @@ func (r *MemoryRouter) maybeSweep(now time.Time) {
 		}
 	}
 	r.sweepRooms(now)
+	r.sweepRevoked(now)
 }

@@ -20,6 +20,7 @@ import redigo "github.com/gomodule/redigo/redis"
 //	{p}ol_{id}     hash    room -> count                    PX ttl
 //	{p}ol          zset    id scored by expiry (unix ms)
 //	{p}rn_{room}   hash    node id -> membership expiry (unix ms)   PX the longest field's (rooms.go)
+//	{p}revoked_{mid} string  unix ms before which mid's credentials are revoked  PX ttl (revoke.go)
 //	{p}{imcloud}:gen         string  generation: random ":" created ms   (generation.go)
 //	{p}{imcloud}:rebuilding  string  generation being rebuilt            PX what is left of RebuildWindow
 //

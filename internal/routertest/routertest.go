@@ -22,7 +22,11 @@
 //     found at once after PutRooms, until left or expired (a renewal
 //     rewrites the expiry), and only while the node's registration is
 //     live; many rooms go in one call; a rebuild fails the lookup with
-//     logic.ErrRouterRebuilding (rooms.go).
+//     logic.ErrRouterRebuilding (rooms.go);
+//   - revocations (logic.Revoker, cloud.RevocationStore): a user's
+//     revocation time is read back to the millisecond until its ttl ends;
+//     a later one replaces an earlier one, never the reverse; many users
+//     go in one call (revoke.go).
 package routertest
 
 import (
@@ -55,6 +59,9 @@ type Store interface {
 	// cloud.GenerationStore and job.RebuildingDirectory.
 	Generation(ctx context.Context, known string) (string, error)
 	NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error)
+	// logic.Revoker and cloud.RevocationStore (revoke.go).
+	Revoke(ctx context.Context, mids []int64, before time.Time, ttl time.Duration) error
+	RevokedBefore(ctx context.Context, mids []int64) (map[int64]time.Time, error)
 }
 
 // Harness is one fresh, empty router under test.
@@ -95,6 +102,9 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RoomsNodeNotLive", testRoomsNodeNotLive},
 		{"RoomsMany", testRoomsMany},
 		{"RoomsWipe", testRoomsWipe},
+		{"RevokeLaterWins", testRevokeLaterWins},
+		{"RevokeExpiry", testRevokeExpiry},
+		{"RevokeMany", testRevokeMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
