@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/imcloud/imcloud"
@@ -51,6 +52,12 @@ type AuthRequest struct {
 	Query     url.Values
 	// TLS reports whether the connection is encrypted.
 	TLS bool
+	// Refresh reports a token refresh (op 22) of an authenticated
+	// connection rather than its auth: Body is then the connection's auth
+	// body as it stands (mid, key as bound, primary room, platform,
+	// accepts) with the new token, Raw its JSON, and Header and Query are
+	// nil (the upgrade request is not kept).
+	Refresh bool
 }
 
 // Cookie returns the named cookie of the WebSocket upgrade request.
@@ -165,9 +172,13 @@ const (
 	maxTokenRoomLength = 256
 )
 
-// TokenAuthenticator verifies HS256 JWTs (with a required "exp") carried in
-// the auth body's "token". The verified "mid" claim (or a numeric "sub")
-// overrides the client's mid and the connection key is bound to it.
+// TokenAuthenticator verifies JWTs (with a required "exp") carried in the
+// auth body's "token": HS256 from NewTokenAuthenticator, also RS256 and
+// ES256 from NewJWTAuthenticator (keys and rotation: JWTConfig). The
+// verified "mid" claim (or a numeric "sub") overrides the client's mid and
+// the connection key is bound to it. The identity's IssuedAt and Expires
+// are the token's "iat" (zero without one) and "exp": the connection is
+// closed at "exp" unless it refreshes its token first (op 22).
 //
 // The "rooms" claim, an array of room patterns (Identity.MayEnter: a room
 // key, a prefix ending in "*" such as "live://*", or "*" for every room),
@@ -177,32 +188,37 @@ const (
 // 256 bytes each; a claim that is not an array of strings, or beyond those
 // limits, refuses the token.
 type TokenAuthenticator struct {
-	secret []byte
+	secret []byte // HS256; empty: refused
 	parser *jwt.Parser
+	// keys are the JWK Sets' keys (RS256, ES256; jwt.go), nil without;
+	// stop ends their refresh.
+	keys keyfunc.Keyfunc
+	stop func()
 }
 
-// NewTokenAuthenticator returns a token authenticator for secret.
+// NewTokenAuthenticator returns a token authenticator of HS256 tokens
+// signed with secret.
 func NewTokenAuthenticator(secret []byte) *TokenAuthenticator {
-	return &TokenAuthenticator{
-		secret: append([]byte(nil), secret...),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(5*time.Second),
-		),
+	a, err := NewJWTAuthenticator(JWTConfig{HS256Secret: secret})
+	if err != nil {
+		// Only an empty secret fails: it verifies nothing.
+		return &TokenAuthenticator{parser: jwt.NewParser(jwt.WithValidMethods([]string{algHS256}))}
 	}
+	return a
 }
 
-// Authenticate implements Authenticator.
-func (a *TokenAuthenticator) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
+// Authenticate implements Authenticator. A refused token's error wraps
+// ErrBadToken and the parser's reason (jwt.ErrTokenExpired for an expired
+// one).
+func (a *TokenAuthenticator) Authenticate(ctx context.Context, req *AuthRequest) (Identity, error) {
 	b := req.Body
 	if b.Token == "" {
 		return Identity{}, ErrNoToken
 	}
 	var claims tokenClaims
-	tok, err := a.parser.ParseWithClaims(b.Token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	tok, err := a.parser.ParseWithClaims(b.Token, &claims, a.keyFor(ctx))
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return Identity{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
 	if _, ok := tok.Header["crit"]; ok {
 		// RFC 7515 4.1.11: a token naming extensions the recipient must
@@ -224,8 +240,12 @@ func (a *TokenAuthenticator) Authenticate(_ context.Context, req *AuthRequest) (
 	if err := validTokenRooms(claims.Rooms); err != nil {
 		return Identity{}, err
 	}
-	return Identity{Mid: mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts,
-		Rooms: claims.Rooms, RestrictRooms: true, BindKey: true}, nil
+	id := Identity{Mid: mid, Key: b.Key, Room: b.RoomID, Platform: b.Platform, Accepts: b.Accepts,
+		Rooms: claims.Rooms, RestrictRooms: true, BindKey: true, Expires: claims.ExpiresAt.Time}
+	if claims.IssuedAt != nil {
+		id.IssuedAt = claims.IssuedAt.Time
+	}
+	return id, nil
 }
 
 // validTokenRooms checks a "rooms" claim against its limits.

@@ -40,6 +40,9 @@ type conn struct {
 	// ChangeRoom and Join (join.go).
 	restrict, bindKey bool
 	allowed           []string
+	// expiry closes the connection when its token expires (refresh.go);
+	// nil when the identity has no expiry.
+	expiry *time.Timer
 	// floors: per replayed stream, the position the client holds, until
 	// a later push of it arrives (recover.go).
 	hasFloors atomic.Bool
@@ -348,6 +351,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	}
 	c.resume()
 	c.connected()
+	c.armExpiry(id.Expires)
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.
 		c.endAs(imcloud.ReasonDrain, "")
@@ -443,6 +447,8 @@ func (c *conn) handle(f *protocol.Frame) {
 		default:
 			c.leave(f)
 		}
+	case protocol.OpRefresh:
+		c.refresh(f) // ver 2; an upstream message otherwise (refresh.go)
 	case protocol.OpSub, protocol.OpUnsub:
 		ops := parseOps(f.Body)
 		cur := *c.accepts.Load()
@@ -526,22 +532,22 @@ func (c *conn) session() imcloud.Session {
 }
 
 // disconnect closes c on purpose: with an op 6 reason first if the client
-// opted in (the queue is cleared so the reason goes out at once, the
-// write bounded by closeGrace), at once otherwise.
-func (c *conn) disconnect(reason string, reconnect time.Duration) {
+// opted in (the queue is cleared so the reason goes out at once, after
+// first, the write bounded by closeGrace), at once otherwise.
+func (c *conn) disconnect(reason string, reconnect time.Duration, first ...outItem) {
 	if !c.ext {
 		c.kill()
 		return
 	}
 	body, _ := json.Marshal(disconnectBody{reason, reconnect.Milliseconds()})
 	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
-	if !c.ws {
-		c.closeWith(true, outItem{b: frame, kind: itemFrame})
-		return
+	items := append(first, outItem{b: frame, kind: itemFrame})
+	if c.ws {
+		// Close the WebSocket properly (1001 going away) so browsers
+		// report a clean close rather than 1006.
+		items = append(items, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
 	}
-	// Close the WebSocket properly (1001 going away) so browsers report a
-	// clean close rather than 1006.
-	c.closeWith(true, outItem{b: frame, kind: itemFrame}, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
+	c.closeWith(true, items...)
 }
 
 // kill closes the socket now; the reader notices and cleans up, the
@@ -562,6 +568,7 @@ func (c *conn) setSockWriter(w sockWriter) {
 // the socket (or leave it to a writer flushing a final frame).
 func (c *conn) finish(registered bool) {
 	c.putRbuf()
+	c.stopExpiry()
 	if c.out.finish(c.armCloseDeadline) {
 		_ = c.nc.Close()
 	}
