@@ -243,3 +243,21 @@ func TestRefreshAuthRequest(t *testing.T) {
 	reason, _ := c.disconnectReason()
 	require.Equal(t, "auth", reason)
 }
+
+// TestTokenEvents: a connection closed for its token's expiry ends with a
+// disconnect event of reason token_expired; one closed for a refused
+// refresh with protocol_error.
+func TestTokenEvents(t *testing.T) {
+	var log eventLog
+	n := tokenNode(t, cloud.Config{Events: &log})
+	expiring := dialRaw(t, n.tcpAddr, false)
+	tok, _ := mintFor(t, 5, 1500*time.Millisecond)
+	k1 := expiring.auth(2, tokenAuth(5, "expiring", tok)).Key
+	refused := dialRaw(t, n.tcpAddr, false)
+	tok, _ = mintFor(t, 5, time.Hour)
+	k2 := refused.auth(2, tokenAuth(5, "refused", tok)).Key
+	require.False(t, refused.refresh(2, "bad").OK)
+
+	require.Equal(t, "protocol_error", log.disconnect(t, k2).Reason)
+	require.Equal(t, "token_expired", log.disconnect(t, k1).Reason)
+}
