@@ -70,6 +70,27 @@ func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
 // IsZero reports whether the ID is unset.
 func (id MessageID) IsZero() bool { return id == MessageID{} }
 
+// ForUser returns the id of a push's copy for user mid: a push to many
+// users with history on is one queue message per user, job turns each
+// into messages per node, and a node drops a message whose id it has
+// seen, so the copies must not share the push's id. The first 8 bytes (a
+// process's random prefix, or the hash of an idempotency key) are XORed
+// with a bijective mix of mid, the rest kept: copies of one push differ
+// for different users, and a copy cannot equal a copy of another push of
+// the same process, whose last 8 bytes (its counter) differ. Deterministic,
+// so a retried push's copies keep their ids.
+func (id MessageID) ForUser(mid int64) MessageID {
+	x := uint64(mid)
+	// splitmix64's finalizer: a bijection on 64 bits, 0 only for 0.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	binary.BigEndian.PutUint64(id[:8], binary.BigEndian.Uint64(id[:8])^x)
+	return id
+}
+
 // ErrInvalidMessageID is returned by ParseMessageID and MessageIDForKey
 // for text that is not a message id or an idempotency key.
 var ErrInvalidMessageID = errors.New("imcloud: invalid message id")

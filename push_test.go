@@ -185,3 +185,22 @@ func TestMessageIDForKey(t *testing.T) {
 		}
 	}
 }
+
+// The copies of one push for different users have different ids, and none
+// equals a copy of a nearby push of the same process (the counter XOR a
+// small mid would: 100^1 == 103^2).
+func TestMessageIDForUser(t *testing.T) {
+	t.Parallel()
+	seen := map[MessageID]bool{}
+	for range 200 {
+		id := NewMessageID()
+		require.False(t, seen[id])
+		seen[id] = true
+		for mid := int64(1); mid <= 50; mid++ {
+			u := id.ForUser(mid)
+			require.False(t, seen[u], "collision at mid %d", mid)
+			seen[u] = true
+			require.Equal(t, u, id.ForUser(mid), "not deterministic")
+		}
+	}
+}

@@ -2,7 +2,6 @@ package logic
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -126,9 +125,9 @@ type KickResult struct {
 // after).
 //
 // With history on, the per-user messages do not share one id: each
-// carries ID with its last 8 bytes XORed with the mid, because job turns
-// each into per-node messages and a node drops a message whose id it has
-// seen, which would spare the second user kicked on the same node.
+// carries ID.ForUser(mid), because job turns each into per-node messages
+// and a node drops a message whose id it has seen, which would spare the
+// second user kicked on the same node.
 func (p *Pusher) Kick(ctx context.Context, t KickTarget, opts ...KickOption) (KickResult, error) {
 	var o kickOptions
 	for _, opt := range opts {
@@ -189,7 +188,7 @@ func (p *Pusher) Kick(ctx context.Context, t KickTarget, opts ...KickOption) (Ki
 		msgs = make([]*imcloud.Message, len(users))
 		for i, mid := range users {
 			m := base
-			m.ID = userKickID(base.ID, mid)
+			m.ID = base.ID.ForUser(mid)
 			m.Mids = users[i : i+1 : i+1]
 			msgs[i] = &m
 		}
@@ -209,13 +208,6 @@ func (p *Pusher) Kick(ctx context.Context, t KickTarget, opts ...KickOption) (Ki
 	res.Messages = len(msgs)
 	p.stats.messages.Add(uint64(len(msgs)))
 	return res, nil
-}
-
-// userKickID is the id of a kick's message for user mid with history on:
-// the kick's id with its last 8 bytes XORed with mid (see Pusher.Kick).
-func userKickID(id imcloud.MessageID, mid int64) imcloud.MessageID {
-	binary.BigEndian.PutUint64(id[8:], binary.BigEndian.Uint64(id[8:])^uint64(mid))
-	return id
 }
 
 // validate checks a kick's target and options as Pusher.Kick says.

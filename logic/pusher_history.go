@@ -53,6 +53,9 @@ func (p *Pusher) publishUsers(ctx context.Context, base imcloud.Message, mids []
 	msgs := make([]*imcloud.Message, len(users))
 	for i := range users {
 		ms[i] = base
+		// Each user's copy its own id: job makes per-node messages of
+		// each, and a node drops an id it has seen (ForUser).
+		ms[i].ID = base.ID.ForUser(users[i])
 		ms[i].Mids = users[i : i+1 : i+1]
 		msgs[i] = &ms[i]
 	}
