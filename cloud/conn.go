@@ -39,7 +39,9 @@ type conn struct {
 	// BindKey and Rooms (shared, not copied), for the room checks of
 	// ChangeRoom and Join (join.go).
 	restrict, bindKey bool
-	allowed           []string
+	// kicked: unregistered by a kick (kick.go), guarded by b.mu.
+	kicked  bool
+	allowed []string
 	// expiry closes the connection when its token expires (refresh.go);
 	// nil when the identity has no expiry.
 	expiry *time.Timer
@@ -311,6 +313,9 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		return false, err
 	}
 	id.Key = key
+	if err := c.refuseRevoked(ctx, &f, id); err != nil {
+		return false, err
+	}
 	if id.Room != "" {
 		if err := s.mayEnter(ctx, id, id.Room, protocol.OpAuth); err != nil {
 			s.stats.authRefused.Add(1)
@@ -575,7 +580,7 @@ func (c *conn) finish(registered bool) {
 	if registered {
 		s := c.srv
 		s.stats.sessions.Add(-1)
-		if c.b.del(c) {
+		if c.b.del(c) || c.wasKicked() {
 			s.sess.remove(imcloud.Session{Mid: c.mid, Key: c.key, Node: s.id, Gen: c.gen})
 		}
 		c.disconnected()

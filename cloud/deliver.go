@@ -21,6 +21,9 @@ import (
 // behind, backlog.go), Deliver first waits for it to drain, or for ctx,
 // whose error it then returns having delivered nothing.
 //
+// A kick (imcloud.KindKick by keys) closes its connections in order with
+// the pushes around it (kick.go).
+//
 // Invalid and expired messages are counted and skipped; a message whose
 // id was delivered recently is a redelivery and is dropped. A message of
 // a reserved op (below protocol.OpPushMin, or a batch carrying one) is
@@ -52,14 +55,23 @@ func (s *Server) deliver(ctx context.Context, msgs []*imcloud.Message, waiting f
 			return err
 		}
 		s.stats.messages.Add(1)
-		if m.Validate() != nil || m.Kind == imcloud.KindMids {
-			// A mids message is job's to resolve into keys; one that
-			// reaches a node came from a job that did not.
+		if m.Validate() != nil || m.Kind == imcloud.KindMids || (m.Kind == imcloud.KindKick && len(m.Mids) > 0) {
+			// A mids message or kick is job's to resolve into keys; one
+			// that reaches a node came from a job that did not.
 			s.stats.invalid.Add(1)
 			continue
 		}
 		if m.Expired(now) {
 			s.stats.expired.Add(1)
+			continue
+		}
+		if m.Kind == imcloud.KindKick {
+			rooms.flush(s) // after the room pushes before it
+			if !m.ID.IsZero() && !s.dedup.add(m.ID) {
+				s.stats.duplicates.Add(1)
+				continue
+			}
+			s.deliverKick(m)
 			continue
 		}
 		frame, drop := encodePush(m)

@@ -30,6 +30,7 @@ const (
 	refusedAuth                 // the authenticator refused (or the auth JSON is bad)
 	refusedIdentity             // the identity is not well-formed
 	refusedRoom                 // the auth room_id is forbidden (Config.RoomAuth, Identity.MayEnter)
+	refusedRevoked              // the credential was revoked (revoke.go); op 6 says "auth"
 	numRefusals
 
 	// refusedClosed is not a refusal: the server shut down (not counted).
@@ -53,6 +54,7 @@ var refusals = [numRefusals]struct {
 	refusedAuth:         {code: "auth", what: "auth refused"},
 	refusedIdentity:     {code: "identity", what: "invalid identity (mid, key, room or platform)"},
 	refusedRoom:         {code: "room_forbidden", what: "auth room forbidden"},
+	refusedRevoked:      {code: "revoked", what: "credential revoked"},
 }
 
 // refused counts a refusal.
@@ -127,10 +129,14 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 		return
 	}
 	var hint time.Duration
-	if r != refusedAuth && r != refusedIdentity && r != refusedRoom {
+	if r != refusedAuth && r != refusedIdentity && r != refusedRoom && r != refusedRevoked {
 		hint = s.reconnectHint()
 	}
-	body, _ := json.Marshal(disconnectBody{refusals[r].code, hint.Milliseconds()})
+	reason := refusals[r].code
+	if r == refusedRevoked {
+		reason = refusals[refusedAuth].code // a credential the node does not take
+	}
+	body, _ := json.Marshal(disconnectBody{reason, hint.Milliseconds()})
 	b := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
 	if c.ws {
 		b = append(appendWSFrameHeader(nil, ws.OpBinary, len(b)), b...)
@@ -138,7 +144,7 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 		if hint > 0 {
 			code = ws.StatusCode(1013) // try again later
 		}
-		b = append(b, wsCloseFrame(code, refusals[r].code)...)
+		b = append(b, wsCloseFrame(code, reason)...)
 	}
 	_, _ = c.nc.Write(b)
 }

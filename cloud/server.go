@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -243,26 +244,25 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 	return p.Conn.Read(b)
 }
 
-// Kick closes the connection with key on this node, with an op 6 reason
-// if it opted in. Unknown keys are ignored.
+// Kick closes the connection with key on this node as a kick from the
+// queue does (kick.go): its queued pushes are written first, then op 6
+// with reason ("kicked" when empty) if it opted in. Unknown keys are
+// ignored. Pusher.Kick (package logic) kicks across the cluster.
 func (s *Server) Kick(key, reason string) {
 	if c := s.bs.of(key).get(key); c != nil {
-		s.stats.kicked.Add(1)
-		c.endAs(imcloud.ReasonKicked, reason)
-		c.disconnect(reason, 0)
+		s.kick(c, cmp.Or(reason, defaultKickReason))
 	}
 }
 
-// KickMid closes every connection of user mid on this node.
+// KickMid closes every connection of user mid on this node, as Kick does.
 func (s *Server) KickMid(mid int64, reason string) {
+	reason = cmp.Or(reason, defaultKickReason)
 	var buf []*conn
 	for _, b := range s.bs.bs {
 		buf = b.snapshot(buf[:0], "")
 		for _, c := range buf {
 			if c.mid == mid {
-				s.stats.kicked.Add(1)
-				c.endAs(imcloud.ReasonKicked, reason)
-				c.disconnect(reason, 0)
+				s.kick(c, reason)
 			}
 		}
 	}

@@ -20,8 +20,9 @@ type Stats struct {
 	// ("ip_accept_rate", "accept_rate", "node_cap", "ip_cap",
 	// "handshakes", "ip_handshakes"), "upgrade_too_large", "auth" (the
 	// authenticator refused, or bad auth JSON), "identity" (a mid,
-	// key, room or platform that is not well-formed) or "room_forbidden"
-	// (the auth room_id may not be entered). Every code is present. The log sums them up every 10 s with the limit's setting.
+	// key, room or platform that is not well-formed), "room_forbidden"
+	// (the auth room_id may not be entered) or "revoked" (a credential
+	// issued before its user's revocation; op 6 says "auth"). Every code is present. The log sums them up every 10 s with the limit's setting.
 	Refused map[string]uint64
 	// AuthOK and AuthRefused count auth outcomes (refused includes bad
 	// JSON, bad tokens and handshake timeouts).
@@ -53,7 +54,8 @@ type Stats struct {
 	// Dropped counts frames dropped by the drop-oldest policy;
 	// SlowDisconnects connections closed because their queue was full.
 	Dropped, SlowDisconnects uint64
-	// Kicked counts connections closed by Kick or KickMid.
+	// Kicked counts connections closed by a kick: from the queue
+	// (imcloud.KindKick), Kick or KickMid.
 	Kicked uint64
 	// EventsDropped counts the connection events dropped because the
 	// event queue (Config.EventBuffer) was full, or left when Shutdown's

@@ -55,9 +55,11 @@ type Config struct {
 	Rooms Rooms
 	// Users resolves the users of a mids message (imcloud.KindMids, a
 	// push to users as logic publishes it with history on) to their
-	// connections: one keys message per node and user. Without it, mids
-	// messages are set aside through DeadLetter, as records of a newer
-	// version are: never delivered to the wrong audience.
+	// connections: one keys message per node and user; and the users of
+	// a kick by mids (one kick by keys per node). Without it, mids
+	// messages and kicks by mids are set aside through DeadLetter, as
+	// records of a newer version are: never delivered to the wrong
+	// audience.
 	Users Users
 	// History, when set, turns streams on (docs/design.md, recovery):
 	// each mids message is appended to each of its users' streams and

@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -56,17 +57,17 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 			"bytes", len(rec.Value), "err", err)
 		return targets
 	}
-	if m.Kind == imcloud.KindMids && j.cfg.Users == nil {
+	if toUsers(m) && j.cfg.Users == nil {
 		// Not routable by this job: set aside, never delivered to the
 		// wrong audience.
-		j.deadLetter(rec, errors.New("job: mids message and no Config.Users"))
+		j.deadLetter(rec, fmt.Errorf("job: %s message to users and no Config.Users", m.Kind))
 		return targets
 	}
-	if m.Kind == imcloud.KindMids {
+	if toUsers(m) {
 		if m.Mids = userMids(m.Mids); len(m.Mids) == 0 {
 			j.c.skipped.Add(1)
-			j.log.Warn("job: skipping a mids record without a valid user", "partition", rec.Partition,
-				"offset", rec.Offset)
+			j.log.Warn("job: skipping a record to users without a valid user", "kind", m.Kind,
+				"partition", rec.Partition, "offset", rec.Offset)
 			return targets
 		}
 	}
@@ -83,7 +84,10 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 		j.stages.add(rec.Partition, staged{m: m, e: e, offset: rec.Offset})
 		return targets
 	}
-	if m.Kind == imcloud.KindKeys {
+	if m.Kind == imcloud.KindKeys || m.Kind == imcloud.KindKick {
+		if m.Kind == imcloud.KindKick {
+			j.c.kicks.Add(1) // by keys: to its node, as a keys message
+		}
 		e.remaining.Add(1)
 		j.dir.route(ctx, m.Node, item{m: m, e: e, at: now.UnixNano()}, now)
 		return targets
@@ -92,13 +96,13 @@ func (j *Job) dispatch(ctx context.Context, rec imcloud.Record, targets []*nodeW
 }
 
 // staged reports whether m goes through its partition's stage: a mids
-// message always (its users' connections are looked up), a room message
-// when its member nodes are looked up (Config.Rooms) or it is appended
-// to its stream's history.
+// message or a kick by mids always (its users' connections are looked
+// up), a room message when its member nodes are looked up (Config.Rooms)
+// or it is appended to its stream's history.
 func (j *Job) staged(m *imcloud.Message) bool {
 	switch m.Kind {
-	case imcloud.KindMids:
-		return true
+	case imcloud.KindMids, imcloud.KindKick:
+		return toUsers(m)
 	case imcloud.KindRoom:
 		return j.cfg.Rooms != nil || j.cfg.History != nil
 	}

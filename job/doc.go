@@ -77,6 +77,12 @@
 // (per node and user with history). Without Users it is set aside through
 // Config.DeadLetter, never delivered to the wrong audience.
 //
+// A kick (imcloud.KindKick) closes connections and is never a push: a
+// kick by keys goes to its node as a keys message does; a kick by mids is
+// resolved like a mids message, in offset order with the users' pushes,
+// into one kick by keys per node, and is appended to no history (see
+// kick.go).
+//
 // With Config.History (which requires Users), pushes to users and rooms
 // belong to streams (docs/design.md, recovery): each mids message is
 // appended to each of its users' streams, and each room message to its

@@ -35,6 +35,7 @@ type testNode struct {
 	silent   bool          // never ack
 	ackDelay time.Duration // wait before each ack
 	discard  bool          // count what is accepted, decode and keep none of it
+	major    byte          // non-zero: the newest message major it reads (an older node)
 	accepted int           // messages accepted
 	bytes    int           // link bytes of the requests accepted, headers included
 	changed  chan struct{}
@@ -123,11 +124,14 @@ func (n *testNode) handle(c net.Conn) {
 			return
 		}
 		n.mu.Lock()
-		discard := n.discard
+		discard, major := n.discard, n.major
 		n.mu.Unlock()
 		var msgs []*imcloud.Message
 		count := 0
 		err := link.SplitMessages(f.Body, func(enc []byte) error {
+			if major > 0 && enc[0] > major { // as an older node's decoding fails
+				return fmt.Errorf("%w: major %d, this reader knows %d", imcloud.ErrNewerVersion, enc[0], major)
+			}
 			if count++; discard {
 				return nil
 			}

@@ -30,8 +30,8 @@ type staged struct {
 // stages holds one stage per source partition that had staged records.
 //
 // A stage takes the records of its partition that need a store before
-// they can be delivered (mids messages; room messages when Config.Rooms
-// or Config.History is set) in offset order, and handles whatever waited
+// they can be delivered (mids messages and kicks by mids; room messages
+// when Config.Rooms or Config.History is set) in offset order, and handles whatever waited
 // as one batch: one History.Append call for every push of the batch, the
 // lookups of the batch's users, one lookup of the member nodes of the
 // batch's rooms, then the batch's messages queued for their nodes in
@@ -174,6 +174,8 @@ func (s *stage) handle(ctx context.Context, batch []staged) bool {
 			s.routeRoom(ctx, it, members, now)
 		case imcloud.KindMids:
 			s.routeMids(ctx, it, routes, now)
+		case imcloud.KindKick:
+			s.routeKick(ctx, it, routes, now)
 		}
 		s.j.finish(it.e) // the stage's hold
 	}
@@ -255,7 +257,7 @@ func historyAppend(st imcloud.Stream, partition int32, it *staged) imcloud.Histo
 func (s *stage) lookup(ctx context.Context, batch []staged) (map[int64]map[string]string, bool) {
 	var mids []int64
 	for _, it := range batch {
-		if it.m.Kind == imcloud.KindMids {
+		if toUsers(it.m) {
 			mids = append(mids, it.m.Mids...)
 		}
 	}
@@ -365,6 +367,12 @@ func (s *stage) routeConns(ctx context.Context, it staged, conns map[string]stri
 		it.e.remaining.Add(1)
 		s.j.dir.route(ctx, node, item{m: msg, e: it.e, at: now.UnixNano()}, now)
 	}
+	return eachNode(conns, send)
+}
+
+// eachNode calls send once per node of conns (key -> node) with its keys,
+// nodes and keys sorted, and reports whether there was any.
+func eachNode(conns map[string]string, send func(node string, keys []string)) bool {
 	switch len(conns) {
 	case 0:
 		return false

@@ -17,7 +17,9 @@ type Stats struct {
 	// Retried is the number of failed Deliver calls that were retried.
 	Retried uint64
 	// Skipped is the number of poison records (undecodable, unknown
-	// kind), and of messages too large for the link, skipped.
+	// kind), of messages too large for the link, and of messages a node
+	// refused as of a newer version than it reads (a kick to a node of an
+	// older release), skipped.
 	Skipped uint64
 	// Expired is the number of messages dropped past their expiry.
 	Expired uint64
@@ -61,6 +63,10 @@ type Stats struct {
 	// messages; RoomFallbacks is the number of room messages those
 	// batches fanned out to every live node instead.
 	RoomLookupErrors, RoomFallbacks uint64
+	// Kicks is the number of kicks (imcloud.KindKick) routed: by keys to
+	// their node, by mids once their users were resolved (one kick by
+	// keys per node of their connections; none when they had none).
+	Kicks uint64
 	// Offline is the number of mids messages none of whose users had a
 	// connection: appended to their streams' history (with
 	// Config.History), delivered to nobody.
@@ -124,6 +130,7 @@ type counters struct {
 	directoryErrors, historyAppended, historyErrors atomic.Uint64
 	lookupErrors, offline, caughtUp, catchUpGaps    atomic.Uint64
 	roomNoMembers, roomLookupErrors, roomFallbacks  atomic.Uint64
+	kicks                                           atomic.Uint64
 }
 
 // Stats returns the job's counters.
@@ -147,6 +154,7 @@ func (j *Job) Stats() Stats {
 		RoomNoMembers:    j.c.roomNoMembers.Load(),
 		RoomLookupErrors: j.c.roomLookupErrors.Load(),
 		RoomFallbacks:    j.c.roomFallbacks.Load(),
+		Kicks:            j.c.kicks.Load(),
 		Offline:          j.c.offline.Load(),
 		CaughtUp:         j.c.caughtUp.Load(),
 		CatchUpGaps:      j.c.catchUpGaps.Load(),

@@ -271,8 +271,8 @@ func (w *nodeWorker) deliver(delivery []item) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
-		if errors.Is(err, ErrTooLarge) {
-			return w.split(delivery)
+		if errors.Is(err, ErrTooLarge) || refusedAsNewer(err) {
+			return w.split(delivery, err)
 		}
 		w.retried.Add(1)
 		w.j.c.retried.Add(1)
@@ -289,9 +289,10 @@ func (w *nodeWorker) deliver(delivery []item) bool {
 	}
 }
 
-// split delivers in halves what the link refused as too large, in
-// order; a single message too large is skipped and counted.
-func (w *nodeWorker) split(delivery []item) bool {
+// split delivers in halves what the link refused as too large, or the
+// node as of a newer version than it reads (refusedAsNewer), in order; a
+// single message refused so is skipped and counted.
+func (w *nodeWorker) split(delivery []item, cause error) bool {
 	live := delivery[:0:0]
 	for _, it := range delivery {
 		if it.e != nil {
@@ -300,7 +301,12 @@ func (w *nodeWorker) split(delivery []item) bool {
 	}
 	if len(live) == 1 {
 		w.j.c.skipped.Add(1)
-		w.j.log.Error("job: message too large for the link; skipped", "node", w.id, "id", live[0].m.ID)
+		if errors.Is(cause, ErrTooLarge) {
+			w.j.log.Error("job: message too large for the link; skipped", "node", w.id, "id", live[0].m.ID)
+		} else {
+			w.j.log.Warn("job: the node reads an older message version; message skipped", "node", w.id,
+				"id", live[0].m.ID, "kind", live[0].m.Kind, "err", cause)
+		}
 		w.j.finish(live[0].e)
 		clear(delivery)
 		return true

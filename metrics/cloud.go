@@ -23,7 +23,7 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 			"Client sockets accepted.",
 			func(s *S) uint64 { return s.Accepted }),
 		collect.CounterVec("imcloud_cloud_connections_rejected_total",
-			"Client connections refused before they were served, by reason: a limit (ip_accept_rate, accept_rate, node_cap, ip_cap, handshakes, ip_handshakes), upgrade_too_large, auth, identity or room_forbidden.",
+			"Client connections refused before they were served, by reason: a limit (ip_accept_rate, accept_rate, node_cap, ip_cap, handshakes, ip_handshakes), upgrade_too_large, auth, identity, room_forbidden or revoked.",
 			[]string{"reason"}, func(s *S, emit collect.Emit) {
 				for reason, n := range s.Refused {
 					emit(float64(n), reason)
@@ -80,7 +80,7 @@ func cloudCollector(stats func() cloud.Stats) prometheus.Collector {
 			"Connections closed because their queue was full: clients that could not keep up.",
 			func(s *S) uint64 { return s.SlowDisconnects }),
 		collect.Counter("imcloud_cloud_kicked_connections_total",
-			"Connections closed by the application (Kick, KickMid).",
+			"Connections closed by a kick: from the queue (Pusher.Kick) or the library calls Kick, KickMid.",
 			func(s *S) uint64 { return s.Kicked }),
 		collect.Counter("imcloud_cloud_events_dropped_total",
 			"Connection events dropped: the event queue (EventBuffer) was full, or the sink was still behind when the drain's flush gave up.",
