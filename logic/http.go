@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -29,6 +30,14 @@ type HandlerConfig struct {
 	// addresses, so they are the application's, like the pushes. Default
 	// "": no check (goim has none).
 	APIKey string
+	// APIKeys are more keys accepted as APIKey is, so that keys rotate
+	// without downtime: add the new key next to the old one, move the
+	// callers, drop the old one. APIKey and APIKeys together are the
+	// keys; empty strings are ignored, and with no key at all there is no
+	// check. A presented key is compared with every key in constant time
+	// (through their SHA-256 digests, so neither which key matched nor
+	// their lengths show in the timing).
+	APIKeys []string
 	// MaxBodyBytes limits a push request's body; past it the answer is
 	// 413. Default 1 MiB.
 	MaxBodyBytes int64
@@ -59,6 +68,9 @@ type handler struct {
 	p   *Pusher
 	cfg HandlerConfig
 	log *slog.Logger
+	// keys are the SHA-256 digests of the API keys (APIKey, APIKeys); none:
+	// no check.
+	keys [][sha256.Size]byte
 }
 
 // NewHandler returns goim's REST API over p:
@@ -141,7 +153,13 @@ func NewHandler(p *Pusher, cfg HandlerConfig) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{p: p, cfg: cfg, log: log}
+	h := &handler{p: p, cfg: cfg, log: log}
+	for _, k := range append([]string{cfg.APIKey}, cfg.APIKeys...) {
+		if k != "" {
+			h.keys = append(h.keys, sha256.Sum256([]byte(k)))
+		}
+	}
+	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +205,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if !open && h.cfg.APIKey != "" && !h.authorized(r) {
+	if !open && len(h.keys) > 0 && !h.authorized(r) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
@@ -201,7 +219,12 @@ func (h *handler) authorized(r *http.Request) bool {
 			key = a
 		}
 	}
-	return subtle.ConstantTimeCompare([]byte(key), []byte(h.cfg.APIKey)) == 1
+	got := sha256.Sum256([]byte(key))
+	ok := 0
+	for i := range h.keys {
+		ok |= subtle.ConstantTimeCompare(got[:], h.keys[i][:])
+	}
+	return key != "" && ok == 1
 }
 
 // pushRequest is a push's parameters, from the query or a JSON body.

@@ -96,7 +96,8 @@ type Config struct {
 	LinkTLSKey  string
 	LinkTLSCA   string
 
-	// Push API.
+	// Push API. APIKey is the -api-key flag: one key, or several
+	// comma-separated, all valid at once while keys rotate (APIKeys).
 	APIKey      string
 	MaxBodySize int64
 	// MaxPushCost is logic.Config.MaxPushCost: the cost (targets plus
@@ -201,7 +202,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.LinkTLSCert, "link-tls-cert", "", "certificate file: cloud serves its link over TLS with it; job presents it as its client certificate")
 	fs.StringVar(&cfg.LinkTLSKey, "link-tls-key", "", "key file of -link-tls-cert")
 	fs.StringVar(&cfg.LinkTLSCA, "link-tls-ca", "", "CA file: job dials the links over TLS and verifies the nodes with it; cloud requires job's client certificate signed by it")
-	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "require this key on push routes (header X-Api-Key, or Authorization: Bearer <key>); several comma-separated are all valid (key rotation)")
 	fs.BoolVar(&cfg.InsecureAPI, "insecure-api", false, "allow the push API (and pprof) on a non-loopback address without -api-key")
 	fs.Int64Var(&cfg.MaxBodySize, "max-body", cfg.MaxBodySize, "push API request body limit in bytes")
 	fs.Int64Var(&cfg.MaxPushCost, "max-push-cost", 0, "cost (targets plus body KiB) of the large pushes in flight at once; past it a push is answered 503 (0: logic's default, 100000; -1: no bound)")
@@ -262,6 +263,10 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	})
 	return err
 }
+
+// APIKeys are the push API's keys: -api-key split at its commas, blanks
+// dropped.
+func (c Config) APIKeys() []string { return splitList(c.APIKey) }
 
 func splitList(s string) []string {
 	var out []string
@@ -375,7 +380,7 @@ func (c *Config) Validate() error {
 	if c.HeartbeatMax < 0 {
 		return usageErr("heartbeat-timeout", "cannot be negative")
 	}
-	if c.needs(RoleLogic) && c.APIKey == "" && !c.InsecureAPI && !IsLoopback(c.HTTPAddr) {
+	if c.needs(RoleLogic) && len(c.APIKeys()) == 0 && !c.InsecureAPI && !IsLoopback(c.HTTPAddr) {
 		return usageErr("http-addr", "%q is reachable from other machines and the push API has no key: "+
 			"set -api-key, listen on loopback, or say -insecure-api", c.HTTPAddr)
 	}

@@ -328,7 +328,7 @@ func (a *App) newJob() error {
 func (a *App) pushAPI() http.Handler {
 	mux := http.NewServeMux()
 	api := logic.NewHandler(a.pusher, logic.HandlerConfig{
-		APIKey:       a.cfg.APIKey,
+		APIKeys:      a.cfg.APIKeys(),
 		MaxBodyBytes: a.cfg.MaxBodySize,
 		Client:       a.clientSettings(),
 		Logger:       a.log.With("role", RoleLogic),
@@ -460,9 +460,12 @@ func (a *App) logStartup() {
 	}
 	host := a.advertised("", "http")
 	auth := ""
-	if a.cfg.APIKey != "" {
+	switch keys := a.cfg.APIKeys(); {
+	case len(keys) == 1:
 		// The key itself stays out of the log.
 		auth = `-H "X-Api-Key: $` + EnvName("api-key") + `" `
+	case len(keys) > 1:
+		auth = `-H "X-Api-Key: ${` + EnvName("api-key") + `%%,*}" ` // the first key
 	}
 	a.log.Info("push a first message: curl " + auth + "-d 'hello' 'http://" + host + "/goim/push/room?operation=1000&type=live&room=1000'")
 	if a.cloud != nil {
@@ -527,7 +530,7 @@ func (a *App) logExposure() {
 		case addr == "":
 		case IsLoopback(addr):
 			a.log.Info(l.what+" reachable from this machine only", "addr", addr)
-		case l.name == "http" && a.cfg.APIKey == "":
+		case l.name == "http" && len(a.cfg.APIKeys()) == 0:
 			a.log.Warn(l.what+" reachable from other machines WITHOUT an API key (-insecure-api): anyone can push to every client",
 				"addr", addr)
 		case l.name == "http":

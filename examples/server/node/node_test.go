@@ -27,7 +27,13 @@ func startAllInOne(t *testing.T, args ...string) *App {
 	base := []string{"-tcp-addr", "127.0.0.1:0", "-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}
 	cfg, err := Parse(append(base, args...), noEnv, io.Discard)
 	require.NoError(t, err)
-	app, err := New(cfg, testLogger(t))
+	return runWith(t, cfg, testLogger(t))
+}
+
+// runWith runs an App of cfg logging to log until the test ends.
+func runWith(t *testing.T, cfg Config, log *slog.Logger) *App {
+	t.Helper()
+	app, err := New(cfg, log)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -149,18 +155,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func TestStartupHintWithAPIKey(t *testing.T) {
 	cfg, err := Parse([]string{"-tcp-addr", "", "-ws-addr", "", "-http-addr", "127.0.0.1:0", "-api-key", "k3y"}, noEnv, io.Discard)
 	require.NoError(t, err)
-	var out syncLog
-	app, err := New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		_ = app.Shutdown(context.Background())
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "curl") }, 10*time.Second, 10*time.Millisecond)
+	app, out := runLogged(t, cfg)
 	require.Contains(t, out.String(), `-H \"X-Api-Key: $IMCLOUD_API_KEY\"`)
 	require.NotContains(t, out.String(), "k3y")
 
