@@ -21,10 +21,11 @@ import (
 // sends op 22 Refresh with a fresh token; the node runs the configured
 // Authenticator on it (AuthRequest.Refresh, with the connection's auth
 // body as it stands and the new token), and when the new identity is the
-// same user (and, with bound keys, the same key) it moves the timer to the
-// new expiry and answers op 23 {"ok":true,"expires":<unix s>}. Otherwise
-// it answers {"ok":false,"error":<code>} and closes the connection with op
-// 6 "auth": a client that cannot prove who it is any more is not kept.
+// same user (and, with bound keys, the same key), issued after any
+// revocation of the user (revoke.go), it moves the timer to the new
+// expiry and answers op 23 {"ok":true,"expires":<unix s>}. Otherwise it
+// answers {"ok":false,"error":<code>} and closes the connection with op 6
+// "auth": a client that cannot prove who it is any more is not kept.
 // The rooms the connection is in stay; its later room entries are checked
 // against the new identity's rooms (the new token's "rooms" claim).
 //
@@ -39,6 +40,7 @@ const (
 	refreshExpired   = "token_expired" // the token's "exp" has passed
 	refreshOtherUser = "other_user"    // the token names another mid
 	refreshOtherKey  = "other_key"     // the identity binds another connection key
+	refreshRevoked   = "revoked"       // issued before a revocation of the user (revoke.go)
 )
 
 // refreshReply is op 23's JSON body.
@@ -139,6 +141,12 @@ func (c *conn) reauthenticate(ctx context.Context, token string) (Identity, stri
 		if key, err := bindKey(id); err != nil || key != c.key {
 			return id, refreshOtherKey, err
 		}
+	}
+	// As at auth, a store that fails lets the refresh through.
+	if revoked, err := s.revoked(ctx, id); revoked {
+		return id, refreshRevoked, errRevoked
+	} else if err != nil {
+		s.cfg.Logger.Debug("cloud: revocation check failed; refresh allowed", "mid", id.Mid, "err", err)
 	}
 	return id, "", nil
 }

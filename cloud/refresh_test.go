@@ -261,3 +261,26 @@ func TestTokenEvents(t *testing.T) {
 	require.Equal(t, "protocol_error", log.disconnect(t, k2).Reason)
 	require.Equal(t, "token_expired", log.disconnect(t, k1).Reason)
 }
+
+// TestTokenRefreshRevoked: a refresh with a token issued before a
+// revocation of its user (a kick that revoked) is refused "revoked" and
+// closes the connection; one issued after it is taken.
+func TestTokenRefreshRevoked(t *testing.T) {
+	store := &revStore{fakeStore: newFakeStore(), revoked: map[int64]time.Time{}}
+	n := tokenNode(t, cloud.Config{Store: store})
+	c := dialRaw(t, n.tcpAddr, false)
+	tok, _ := mintFor(t, 5, time.Hour)
+	c.auth(2, tokenAuth(5, "k", tok))
+
+	store.set(func(r *revStore) { r.revoked[5] = time.Now().Add(-time.Minute) })
+	fresh, _ := mintFor(t, 5, time.Hour)
+	require.True(t, c.refresh(2, fresh).OK, "issued after the revocation")
+
+	store.set(func(r *revStore) { r.revoked[5] = time.Now().Add(time.Minute) })
+	a := c.refresh(3, fresh)
+	require.False(t, a.OK)
+	require.Equal(t, "revoked", a.Error)
+	reason, _ := c.disconnectReason()
+	require.Equal(t, "auth", reason)
+	c.expectClosed(t)
+}
