@@ -18,8 +18,9 @@ import (
 // Leave, ChangeRoom: the old primary room's leave, then the new one's
 // join, both Primary), and exactly one disconnect when it ends, with the
 // reason (imcloud.Reason*). A disconnect implies leaving every room: no
-// room_leave precedes it. Every event of a connection is emitted on its
-// reader goroutine, so the node's one queue keeps them in order; events
+// room_leave precedes it. Every event of a connection is emitted by its
+// reader (which handles its frames one at a time, conn.run), so the
+// node's one queue keeps them in order; events
 // of two connections with the same key (a replacement) may interleave,
 // and a consumer tells them apart by Gen.
 //

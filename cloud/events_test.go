@@ -13,44 +13,19 @@ import (
 
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/cloud"
+	"github.com/imcloud/imcloud/internal/eventtest"
 	"github.com/imcloud/imcloud/protocol"
 )
 
 // eventLog is an in-process event sink that records what it gets.
-type eventLog struct {
-	mu  sync.Mutex
-	evs []imcloud.Event
-}
-
-func (l *eventLog) Event(ev imcloud.Event) {
-	l.mu.Lock()
-	l.evs = append(l.evs, ev)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) all() []imcloud.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]imcloud.Event(nil), l.evs...)
-}
-
-// of returns key's events, in order.
-func (l *eventLog) of(key string) []imcloud.Event {
-	var out []imcloud.Event
-	for _, ev := range l.all() {
-		if ev.Key == key {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+type eventLog struct{ eventtest.Log }
 
 // disconnect waits for key's disconnect event and returns it.
 func (l *eventLog) disconnect(t *testing.T, key string) imcloud.Event {
 	t.Helper()
 	var got imcloud.Event
 	waitFor(t, "the disconnect of "+key, func() bool {
-		for _, ev := range l.of(key) {
+		for _, ev := range l.Of(key) {
 			if ev.Type == imcloud.EventDisconnect {
 				got = ev
 				return true
@@ -189,7 +164,7 @@ func TestEventsEveryEnding(t *testing.T) {
 			d := log.disconnect(t, key)
 			assert.Equal(t, tc.reason, d.Reason)
 			assert.Equal(t, tc.detail, d.Detail)
-			evs := log.of(key)
+			evs := log.Of(key)
 			require.Len(t, evs, 3, "%+v", evs)
 			assert.Equal(t, imcloud.Event{Type: imcloud.EventConnect, Node: n.srv.ID(), Epoch: evs[0].Epoch,
 				Key: key, Mid: 7, Gen: evs[0].Gen, Platform: "web", Room: "live://1", Time: evs[0].Time}, evs[0])
@@ -214,7 +189,7 @@ func TestEventsReplaced(t *testing.T) {
 	d := log.disconnect(t, "same")
 	assert.Equal(t, imcloud.ReasonReplaced, d.Reason)
 	var gens []uint64
-	for _, ev := range log.of("same") {
+	for _, ev := range log.Of("same") {
 		if ev.Type == imcloud.EventConnect {
 			gens = append(gens, ev.Gen)
 		}
@@ -223,8 +198,8 @@ func TestEventsReplaced(t *testing.T) {
 	assert.Less(t, gens[0], gens[1])
 	assert.Equal(t, gens[0], d.Gen, "the older connection is the one replaced")
 	_ = cur.nc.Close()
-	waitFor(t, "both disconnects", func() bool { return len(log.of("same")) == 4 })
-	checkLifecycles(t, n.srv, log.all())
+	waitFor(t, "both disconnects", func() bool { return len(log.Of("same")) == 4 })
+	checkLifecycles(t, n.srv, log.All())
 }
 
 // TestEventsDrain: Shutdown ends every connection with reason drain, and
@@ -240,7 +215,7 @@ func TestEventsDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, n.srv.Shutdown(ctx))
-	evs := log.all()
+	evs := log.All()
 	require.Len(t, evs, 2*conns, "every connect and disconnect, flushed by Shutdown")
 	for _, ev := range evs {
 		if ev.Type == imcloud.EventDisconnect {
@@ -274,7 +249,7 @@ func TestEventsRooms(t *testing.T) {
 		primary bool
 	}
 	var got []step
-	for _, ev := range log.of("r") {
+	for _, ev := range log.Of("r") {
 		got = append(got, step{ev.Type, ev.Room, ev.Primary})
 	}
 	assert.Equal(t, []step{
@@ -290,7 +265,7 @@ func TestEventsRooms(t *testing.T) {
 		{imcloud.EventRoomLeave, "live://b", true},
 		{imcloud.EventDisconnect, "", false},
 	}, got)
-	checkLifecycles(t, n.srv, log.all())
+	checkLifecycles(t, n.srv, log.All())
 }
 
 // TestEventsOrderUnderConcurrency: connections that come, change rooms
@@ -312,11 +287,11 @@ func TestEventsOrderUnderConcurrency(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "every disconnect", func() bool { return len(log.all()) == 5*conns })
-	checkLifecycles(t, n.srv, log.all())
+	waitFor(t, "every disconnect", func() bool { return len(log.All()) == 5*conns })
+	checkLifecycles(t, n.srv, log.All())
 	for i := range conns {
 		var types []imcloud.EventType
-		for _, ev := range log.of(fmt.Sprintf("c%d", i)) {
+		for _, ev := range log.Of(fmt.Sprintf("c%d", i)) {
 			types = append(types, ev.Type)
 		}
 		require.Equal(t, []imcloud.EventType{imcloud.EventConnect, imcloud.EventRoomJoin, imcloud.EventRoomJoin,
@@ -332,7 +307,7 @@ type blockingSink struct {
 
 func (b *blockingSink) Event(ev imcloud.Event) {
 	<-b.release
-	b.eventLog.Event(ev)
+	b.Log.Event(ev)
 }
 
 // TestEventsSinkBlocked: a sink that does not return never holds up a
@@ -354,7 +329,7 @@ func TestEventsSinkBlocked(t *testing.T) {
 	close(sink.release)
 	const emitted = 3 * conns
 	waitFor(t, "the queue to drain", func() bool {
-		return uint64(len(sink.all()))+n.srv.Stats().EventsDropped == emitted
+		return uint64(len(sink.All()))+n.srv.Stats().EventsDropped == emitted
 	})
-	assert.LessOrEqual(t, len(sink.all()), 5, "one in the sink, four queued")
+	assert.LessOrEqual(t, len(sink.All()), 5, "one in the sink, four queued")
 }

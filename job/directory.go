@@ -28,6 +28,7 @@ type directory struct {
 	stopped     bool
 	rebuilding  bool // the last read kept nodes it did not list
 	recent      recent
+	gone        []imcloud.Node // dropped, not yet reported (events.go)
 	wg          sync.WaitGroup
 }
 
@@ -66,6 +67,7 @@ func (d *directory) refreshLoop(ctx context.Context) {
 	backoff := d.j.cfg.RetryMin
 	for ctx.Err() == nil {
 		err := d.refresh(ctx)
+		d.reportGone(ctx)
 		wait := d.j.cfg.RefreshInterval
 		if err != nil && !d.loadedOnce() {
 			wait = backoff
@@ -148,6 +150,7 @@ func (d *directory) refresh(ctx context.Context) error {
 			total += max(w.conns(), 0)
 		default:
 			delete(d.workers, id)
+			d.goneLocked(w)
 			w.markGone()
 			d.j.log.Info("job: node gone (registration expired)", "node", id)
 		}

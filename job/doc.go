@@ -116,6 +116,21 @@
 // Config.DeadLetter. No record stops consumption; a history store that
 // fails stalls the partitions whose pushes it must hold until it is back.
 //
+// # Nodes that crash
+//
+// A cloud node killed without a drain reports no disconnect for its
+// connections. With Config.Events, when the directory drops a node
+// because its registration expired, the job sends one
+// imcloud.EventNodeGone with the node id and its process epoch: every
+// connection of that process ended. A drained node (cloud's Shutdown,
+// which deregisters it through RemoveNode) reported every disconnect
+// itself and gets none: RemoveNode leaves a tombstone with the epoch it
+// removed for logic.DrainedTTL (10 minutes), which the job reads through
+// DrainedDirectory (the memory and Redis routers) for the nodes that left
+// its directory. Without tombstones it sends node_gone for a drained node
+// too, redundant but true. Every job that knew the node sends one (at
+// least once); events.go has the details.
+//
 // # Failures
 //
 // New refuses what cannot work: no Source (ErrNoSource), no Directory

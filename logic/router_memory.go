@@ -57,6 +57,7 @@ type MemoryRouter struct {
 	epochs    map[string]string               // node id -> epoch last registered
 	rooms     map[string]map[string]time.Time // room -> node id -> membership expiry
 	revoked   map[int64]memRevocation         // mid -> revocation (router_memory_revoke.go)
+	drained   map[string]memDrained           // node id -> drain tombstone (router_memory_drained.go)
 	lastSweep time.Time
 	gen       string    // changes on Wipe
 	rebuildTo time.Time // end of the rebuild window after a Wipe
@@ -104,6 +105,7 @@ func (r *MemoryRouter) reset() {
 	r.epochs = make(map[string]string)
 	r.rooms = make(map[string]map[string]time.Time)
 	r.revoked = make(map[int64]memRevocation)
+	r.drained = make(map[string]memDrained)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r.gen = hex.EncodeToString(b[:])
@@ -277,13 +279,15 @@ func (r *MemoryRouter) PutNode(ctx context.Context, node imcloud.Node, ttl time.
 	return nil
 }
 
-// RemoveNode deregisters the node and drops its room counts at once.
+// RemoveNode deregisters the node and drops its room counts at once,
+// and remembers the drain for DrainedTTL (Drained).
 func (r *MemoryRouter) RemoveNode(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.tombstoneLocked(id, r.now())
 	delete(r.nodes, id)
 	delete(r.counts, id)
 	return nil
@@ -399,4 +403,5 @@ func (r *MemoryRouter) maybeSweep(now time.Time) {
 	}
 	r.sweepRooms(now)
 	r.sweepRevoked(now)
+	r.sweepDrained(now)
 }

@@ -509,9 +509,10 @@ func fromUnixNanos(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// RemoveNode deregisters the node and drops its room counts.
+// RemoveNode deregisters the node and drops its room counts, and
+// remembers the drain for logic.DrainedTTL (Drained).
 func (r *Router) RemoveNode(ctx context.Context, id string) error {
-	_, err := r.script(ctx, removeNodeScript, r.prefix, id)
+	_, err := r.script(ctx, removeNodeScript, r.prefix, id, logic.DrainedTTL.Milliseconds())
 	return err
 }
 

@@ -183,9 +183,12 @@ end
 return out
 `)
 
-// removeNodeScript: ARGV = prefix, id.
+// removeNodeScript: ARGV = prefix, id, tombstone ttl ms. It leaves the
+// drain's tombstone, drained_{id}, holding the epoch last registered
+// (drained.go).
 var removeNodeScript = redigo.NewScript(0, `
 local p, id = ARGV[1], ARGV[2]
+redis.call('SET', p .. 'drained_' .. id, redis.call('GET', p .. 'epoch_' .. id) or '', 'PX', ARGV[3])
 redis.call('DEL', p .. 'node_' .. id, p .. 'ol_' .. id)
 redis.call('ZREM', p .. 'nodes', id)
 redis.call('ZREM', p .. 'ol', id)

@@ -26,7 +26,9 @@
 //   - revocations (logic.Revoker, cloud.RevocationStore): a user's
 //     revocation time is read back to the millisecond until its ttl ends;
 //     a later one replaces an earlier one, never the reverse; many users
-//     go in one call (revoke.go).
+//     go in one call (revoke.go);
+//   - a node removed (a drain) is remembered with the epoch of its last
+//     registration; one that expired is not (drained.go).
 package routertest
 
 import (
@@ -62,6 +64,8 @@ type Store interface {
 	// logic.Revoker and cloud.RevocationStore (revoke.go).
 	Revoke(ctx context.Context, mids []int64, before time.Time, ttl time.Duration) error
 	RevokedBefore(ctx context.Context, mids []int64) (map[int64]time.Time, error)
+	// job.DrainedDirectory.
+	Drained(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // Harness is one fresh, empty router under test.
@@ -105,6 +109,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RevokeLaterWins", testRevokeLaterWins},
 		{"RevokeExpiry", testRevokeExpiry},
 		{"RevokeMany", testRevokeMany},
+		{"Drained", testDrained},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
