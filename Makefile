@@ -20,7 +20,7 @@ unit:
 # and the client as an npm package: packed, installed elsewhere, imported, and
 # its TypeScript declarations checked with tsc.
 js:
-	cd examples/web && npm ci --no-audit --no-fund && node --test imcloud.test.mjs recovery.test.mjs rooms.test.mjs package.test.mjs
+	cd examples/web && npm ci --no-audit --no-fund && node --test imcloud.test.mjs recovery.test.mjs rooms.test.mjs token.test.mjs package.test.mjs
 
 # The demo page driven in Debian's chromium (playwright-core) against a
 # freshly built examples/server.

@@ -35,6 +35,8 @@ export const Op = Object.freeze({
   JOIN_REPLY: 19,
   LEAVE: 20,
   LEAVE_REPLY: 21,
+  REFRESH: 22,
+  REFRESH_REPLY: 23,
   PUSH_AT: 24,
   RECOVERY: 25,
 });

@@ -35,6 +35,10 @@ export declare const Op: Readonly<{
   LEAVE: 20;
   /** JSON {"room_id", "ok", "error"?} */
   LEAVE_REPLY: 21;
+  /** a fresh token before the current one expires, body the token (ver-2 connections) */
+  REFRESH: 22;
+  /** JSON {"ok": true, "expires": unix s} or {"ok": false, "error"} */
+  REFRESH_REPLY: 23;
   /** a push with its stream and position (recover connections only) */
   PUSH_AT: 24;
   /** how recovery went, JSON (recover connections only) */
@@ -96,6 +100,40 @@ export declare class RoomError extends Error {
   /** the server's error code (a RoomErrorCode, or one a newer server added) */
   code: RoomErrorCode | (string & {});
 }
+
+/**
+ * The error with which refreshToken rejects when the server refused the new
+ * token (op 23 "ok": false); the server then closes the connection and the
+ * client reconnects with a token from getToken.
+ */
+export declare class RefreshError extends Error {
+  constructor(error: string);
+  name: "RefreshError";
+  /** the server's code: "invalid_token", "token_expired", "other_user", "other_key", "revoked", or one a newer server added */
+  error: string;
+}
+
+/** An op 23 (RefreshReply) body parsed; expires in unix seconds (null: none given), error "" when ok. */
+export interface RefreshReply {
+  ok: boolean;
+  expires: number | null;
+  error: string;
+}
+/** Parses an op 23 body; throws ProtocolError when it is malformed. */
+export declare function parseRefreshReply(body: Body): RefreshReply;
+/** The payload of a JWT, decoded but NOT verified, or null when token is not one. */
+export declare function jwtClaims(token: unknown): Record<string, unknown> | null;
+/**
+ * How long after now (ms) to refresh a token with these claims (unix
+ * seconds) fetched at fetchedAt (ms since the epoch): at 80% of the time it
+ * had left then, at least 1 s, at most 2^31-1 ms; null when it does not expire.
+ */
+export declare function refreshDelay(claims: { exp?: unknown; iat?: unknown } | null | undefined, fetchedAt?: number, now?: number): number | null;
+/**
+ * Whether an op 6 sent to an authenticated connection is a kick's: a reason
+ * that is none of the node's own, and no reconnect hint.
+ */
+export declare function isKick(reason: unknown, reconnectMs?: number | null): boolean;
 
 /** A body: nothing, UTF-8 text, bytes, or a JSON-able object. */
 export type Body = undefined | null | string | ArrayBuffer | ArrayBufferView | object;
@@ -279,11 +317,20 @@ export interface ClientOptions {
   /**
    * Fetches the token: called before every connection attempt (the first
    * and each reconnect), before the socket opens; replaces token. A throw
-   * or rejection is an "error" event and a retry with backoff.
+   * or rejection is an "error" event and a retry with backoff. When the
+   * token is a JWT with "exp", also called when 80% of its lifetime has
+   * passed, and the new token sent to the server (op 22), which otherwise
+   * closes the connection at expiry.
    */
   getToken?: () => string | Promise<string>;
   /** reconnect after the connection drops; default true */
   reconnect?: boolean;
+  /**
+   * Reconnect after a kick (op 6 with the application's reason) too, as
+   * after any drop; default false: a kicked client stops (state IDLE) until
+   * connect().
+   */
+  reconnectAfterKick?: boolean;
   /** auth refusals in a row before the client gives up with an AuthError; default 3 */
   maxAuthRefusals?: number;
   backoff?: BackoffOptions;
@@ -326,9 +373,20 @@ export interface ClientEventMap {
   refused: { op: "join"; room: string; code: RoomErrorCode | (string & {}); error: RoomError };
   /** the server says why it is closing (op 6) */
   disconnect: { reason: string; reconnectMs: number | null };
+  /**
+   * the application kicked the connection, reason its reason ("kicked" when
+   * it gave none); after "disconnect"; the client stops unless reconnectAfterKick
+   */
+  kicked: { reason: string };
+  /**
+   * how the server answered a token refresh (op 23): ok, and expiresAt, the
+   * token's expiry (ms since the epoch, or null); or refused, with the
+   * server's error, and the server closes the connection (the client reconnects)
+   */
+  refresh: { ok: boolean; expiresAt: number | null; error: string };
   /** the socket closed; reconnect false means the client stopped */
   close: { code: number; reason: string; wasClean: boolean; reconnect: boolean; delayMs: number | null; attempt: number };
-  /** something failed: ProtocolError, AuthError, a getToken failure, a WebSocket constructor error, a re-join without a reply */
+  /** something failed: ProtocolError, AuthError, a getToken failure, a WebSocket constructor error, a re-join or token refresh without a reply */
   error: { error: Error };
   /** state changed */
   state: { state: State };
@@ -351,6 +409,7 @@ export declare class Client extends EventTarget {
   token: string;
   getToken: (() => string | Promise<string>) | null;
   reconnect: boolean;
+  reconnectAfterKick: boolean;
   maxAuthRefusals: number;
   backoff: BackoffOptions;
   heartbeatMs: number;
@@ -365,6 +424,8 @@ export declare class Client extends EventTarget {
   recover: boolean;
   /** The detail of the last "recovery" event, or null. */
   lastRecovery: Recovery | null;
+  /** When the connection's token expires (ms since the epoch: its JWT exp, or the server's last refresh reply), or null. */
+  tokenExpiresAt: number | null;
 
   /** Adds a listener that receives the event's detail; returns a function that removes it. */
   on<K extends keyof ClientEventMap>(type: K, fn: (detail: ClientEventMap[K], event: CustomEvent<ClientEventMap[K]>) => void): () => void;
@@ -396,6 +457,14 @@ export declare class Client extends EventTarget {
   leave(room: string): Promise<string>;
   /** The rooms the connection is in (or enters at the next auth): the primary room first, then the joined ones. */
   rooms(): string[];
+  /**
+   * Sends a token from getToken now (op 22), as the client does before its
+   * token expires; resolves with its expiry (ms since the epoch, or null),
+   * rejects with a RefreshError when the server refused it (and closes the
+   * connection), or with an Error (no getToken, not connected, no reply, an
+   * older server: code "ERR_UNSUPPORTED_OP").
+   */
+  refreshToken(): Promise<number | null>;
   /** Adds push ops to accept; resolves with the full list. */
   sub(ops: number | string | Array<number | string>): Promise<number[]>;
   /** Stops accepting push ops; resolves with the full list. */

@@ -2,18 +2,20 @@
 // wire protocol that imcloud's cloud nodes speak over WebSocket. Published as
 // the npm package @imcloud/client; imcloud.d.ts next to it declares its types.
 //
-// Four modules, this one the entry point that exports everything:
+// Five modules, this one the entry point that exports everything:
 //   - codec.js: pure codec helpers (encodeFrame, decodeFrames, unbatch,
 //     heartbeatOnline, authBody, ...) that work on Uint8Array/ArrayBuffer and
 //     never touch the network, so they are unit-tested in Node;
 //   - recovery.js: the bodies of ops 24 and 25 and the positions kept per stream;
 //   - rooms.js: Join and Leave (ops 18-21), the rooms a Client is in;
+//   - token.js: the token's lifetime (refresh, ops 22 and 23) and kicks;
 //   - here, Client, an EventTarget that connects, authenticates (opting into the
 //     protocol extensions with header ver 2), keeps heartbeats at the interval
 //     the server returns, decodes op 9 batches, reconnects with jittered
 //     exponential backoff that honours the server's reconnect hint (op 6),
-//     recovers the pushes it missed while disconnected (ops 24 and 25, see Client)
-//     and may be in several rooms (join and leave).
+//     recovers the pushes it missed while disconnected (ops 24 and 25, see Client),
+//     may be in several rooms (join and leave), refreshes its token before it
+//     expires and stops when the application kicks it.
 //
 // Usage:
 //
@@ -21,14 +23,15 @@
 //	const c = new Client("ws://127.0.0.1:3102/sub", { mid: 42, roomId: "live://1000" });
 //	c.on("message", (m) => console.log(m.op, m.text()));
 //	c.connect();
-import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody, unbatch } from "./codec.js";
-import { PositionBook, decodePushAt, parseRecovery } from "./recovery.js";
+import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, heartbeatOnline, parseOps, text, authBody } from "./codec.js";
+import { PositionBook, onPushAt, onRecovery } from "./recovery.js";
 import { Rooms } from "./rooms.js";
+import { Tokens } from "./token.js";
 
 export * from "./codec.js";
 export { MAX_HELD, MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
 export { RoomError, changeRoomRefusal, parseRoomReply, roomBody } from "./rooms.js";
-
+export { RefreshError, isKick, jwtClaims, parseRefreshReply, refreshDelay } from "./token.js";
 
 /**
  * DEFAULT_ACCEPTS are the push ops a Client takes for key, mid and broadcast
@@ -108,6 +111,8 @@ export const State = Object.freeze({
  *   leave       {room}                      the server confirmed a Leave
  *   refused     {op, room, code, error}     a Join no promise waits for was refused (see Rooms)
  *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
+ *   kicked      {reason}                    the application kicked the connection (after "disconnect")
+ *   refresh     {ok, expiresAt, error}      the server took a fresh token (op 23), or refused it
  *   close       {code, reason, wasClean, reconnect, delayMs, attempt}  the socket closed
  *   error       {error}                     something failed; see below
  *   state       {state}                     State changed
@@ -123,7 +128,9 @@ export const State = Object.freeze({
  *     op 6 before the close asked the client to come back later
  *     (reconnect_ms > 0). The default, 3, tolerates a refusal that is not
  *     about the credentials (a per-IP connection cap, a restart in the middle
- *     of the handshake) and, with getToken, a token that expired in flight.
+ *     of the handshake) and, with getToken, a token that expired in flight;
+ *   - the application kicked it (a "kicked" event; no "error" event), unless
+ *     options.reconnectAfterKick.
  * And new Client() throws a TypeError when there is no WebSocket
  * implementation (Node.js before 22 has no global WebSocket; pass one, such
  * as the "ws" package's, as options.WebSocket). connect() after a stop starts
@@ -135,6 +142,8 @@ export const State = Object.freeze({
  * the token or a Promise of it, which is sent in that attempt's auth frame
  * (instead of options.token). A getToken that throws or rejects is reported
  * as an "error" event and retried with backoff like a failed connection.
+ * When that token is a JWT with "exp", getToken is also called before it
+ * expires and the new token sent (op 22): see token.js, also for kicks.
  *
  * Recovery. With options.recover (the default), the client gets back the
  * pushes it missed while disconnected, within the server's history: op 24
@@ -157,8 +166,9 @@ export class Client extends EventTarget {
    * @param {string} [options.platform]  default "web"
    * @param {number[]|string} [options.accepts]  push ops for key/mid/broadcast pushes; default DEFAULT_ACCEPTS (1000-1002)
    * @param {string} [options.token]     token for a server with a token authenticator
-   * @param {() => string|Promise<string>} [options.getToken]  fetches the token before every connection attempt
+   * @param {() => string|Promise<string>} [options.getToken]  fetches the token before every connection attempt and before it expires
    * @param {boolean} [options.reconnect]  default true
+   * @param {boolean} [options.reconnectAfterKick]  reconnect after a kick too; default false
    * @param {number} [options.maxAuthRefusals]  auth refusals in a row before giving up; default 3
    * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} [options.backoff]
    *   reconnect waits (see backoffDelay); defaults 500 ms, 30 s, 2, 0.5, 0.2
@@ -182,12 +192,16 @@ export class Client extends EventTarget {
       throw new TypeError("imcloud: options.getToken must be a function returning the token or a Promise of it");
     }
     this.reconnect = options.reconnect ?? true;
+    this.reconnectAfterKick = options.reconnectAfterKick ?? false;
     this.maxAuthRefusals = options.maxAuthRefusals ?? 3;
     this.backoff = { ...options.backoff };
     this.heartbeatMs = options.heartbeatMs ?? 30000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this.recover = options.recover ?? true;
     this._rooms = new Rooms(this);
+    this._tokens = new Tokens(this);
+    /** When the connection's token expires (ms since the epoch; its exp, or the server's refresh reply), or null. */
+    this.tokenExpiresAt = null;
     // It follows any user stream (the server decides the user) and its
     // rooms'.
     this._book = new PositionBook((s) => s.startsWith("u:") || (s.startsWith("r:") && this._rooms.has(s.slice(2))), options.positions);
@@ -287,6 +301,11 @@ export class Client extends EventTarget {
     return this._rooms.list();
   }
 
+  /** refreshToken sends a token from getToken now (op 22), as done before expiry; see Tokens.refresh. */
+  refreshToken() {
+    return this._tokens.refresh();
+  }
+
   /** sub adds push ops to accept (op 14); remembered for reconnects. */
   async sub(ops) {
     const list = parseOps(ops);
@@ -336,33 +355,6 @@ export class Client extends EventTarget {
       this._emit("error", { error });
       return undefined;
     }
-  }
-
-  // _pushAt turns an op 24 frame into messages (one, or one per frame of
-  // the op 9 batch it carries, all at its offset) and advances the stream's
-  // position; a malformed one is reported and skipped.
-  _pushAt(f, receivedAt) {
-    const p = this._decode(decodePushAt, f.body);
-    if (p === undefined) return;
-    const pushes = p.op === Op.RAW ? this._decode(unbatch, [p]) : [p];
-    if (pushes === undefined) return;
-    this._book.pushed(p.stream, p.epoch, p.offset);
-    const replayed = this._replayAll || this._replaying.has(p.stream);
-    for (const { op, body } of pushes) {
-      this._emit("message", new Message({ op, ver: f.ver, seq: f.seq, body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed }, receivedAt));
-    }
-  }
-
-  // _recovery applies an op 25 frame to the positions and reports it.
-  _recovery(f) {
-    const streams = this._decode(parseRecovery, f.body);
-    if (streams === undefined) return;
-    this._replayAll = false;
-    for (const s of streams) this._replaying.delete(s.stream);
-    this._recovers = true;
-    const detail = this._book.recovered(streams);
-    this.lastRecovery = detail;
-    this._emit("recovery", detail);
   }
 
   _emit(type, detail) {
@@ -415,7 +407,9 @@ export class Client extends EventTarget {
     this._pending.delete(f.seq);
     clearTimeout(p.timer);
     if (f.op !== p.reply) {
-      p.reject(new Error(`imcloud: the server does not know op ${p.op} (it echoed it as an upstream message)`));
+      const err = new Error(`imcloud: the server does not know op ${p.op} (it echoed it as an upstream message)`);
+      err.code = "ERR_UNSUPPORTED_OP";
+      p.reject(err);
       return true;
     }
     try {
@@ -442,6 +436,7 @@ export class Client extends EventTarget {
     this.nextRetryAt = null;
     const gen = ++this._gen;
     if (!this.getToken) {
+      this._tokens.fetched(this.token);
       this._dial(this.token);
       return;
     }
@@ -453,7 +448,9 @@ export class Client extends EventTarget {
     }
     token.then(
       (t) => {
-        if (gen === this._gen) this._dial(t ?? "");
+        if (gen !== this._gen) return;
+        this._tokens.fetched(t ?? "");
+        this._dial(t ?? "");
       },
       (err) => {
         if (gen !== this._gen) return;
@@ -507,9 +504,14 @@ export class Client extends EventTarget {
       this._stopTimers();
       this._failPending(new Error("imcloud: connection closed"));
       const closed = { code: ev.code, reason: ev.reason, wasClean: ev.wasClean };
-      const refused = this._authSent && !this._authed && !this._selfClosed && !(this._hintMs > 0);
+      const expired = this._refusedWith === "token_expired" && this.getToken; // getToken fetches another
+      const refused = this._authSent && !this._authed && !this._selfClosed && !(this._hintMs > 0) && !expired;
       if (refused && (++this._refusals >= this.maxAuthRefusals || !this.reconnect)) {
         this._emit("error", { error: new AuthError(this._refusedWith, this._refusals) });
+        this._stop(closed);
+        return;
+      }
+      if (this._tokens.kicked !== null && !this.reconnectAfterKick) {
         this._stop(closed);
         return;
       }
@@ -560,6 +562,7 @@ export class Client extends EventTarget {
     clearInterval(this._hbTimer);
     clearTimeout(this._deadTimer);
     this._hbTimer = this._deadTimer = null;
+    this._tokens.stop();
   }
 
   // _armDeadline closes a connection that has been silent for ms: a half-open
@@ -605,6 +608,7 @@ export class Client extends EventTarget {
         this._refusals = 0;
         this.lastDisconnect = null;
         this._rooms.rejoin(); // before the app hears of it: a join() there adds to these
+        this._tokens.authed();
         this._setState(State.OPEN);
         clearInterval(this._hbTimer);
         this._hbTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
@@ -632,19 +636,21 @@ export class Client extends EventTarget {
         this.lastDisconnect = { reason: info.reason ?? "", reconnectMs };
         if (!this._authed) this._refusedWith = this.lastDisconnect.reason;
         this._emit("disconnect", this.lastDisconnect);
+        this._tokens.disconnect(this.lastDisconnect);
         return;
       }
       case Op.PUSH_AT:
-        this._pushAt(f, receivedAt);
+        onPushAt(this, f, receivedAt);
         return;
       case Op.RECOVERY:
-        this._recovery(f);
+        onRecovery(this, f);
         return;
       case Op.CHANGE_ROOM_REPLY:
       case Op.SUB_REPLY:
       case Op.UNSUB_REPLY:
       case Op.JOIN_REPLY:
       case Op.LEAVE_REPLY:
+      case Op.REFRESH_REPLY:
         this._settle(f); // a reply no request waits for any more is dropped
         return;
       default:

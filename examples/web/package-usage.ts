@@ -9,6 +9,7 @@ import {
   Client,
   DEFAULT_ACCEPTS,
   Op,
+  RefreshError,
   RoomError,
   State,
   decodeMessage,
@@ -94,6 +95,18 @@ export async function rooms(c: Client): Promise<string[]> {
   return c.rooms();
 }
 
+export function control(url: string): Client {
+  const c = new Client(url, { getToken: fetchToken, reconnectAfterKick: false });
+  c.on("kicked", ({ reason }) => console.log(`logged out: ${reason.toUpperCase()}`));
+  c.on("refresh", ({ ok, expiresAt, error }) => console.log(ok ? new Date(expiresAt ?? 0).toISOString() : error.length));
+  void c.refreshToken().then(
+    (at: number | null) => console.log(at ?? "no expiry", c.tokenExpiresAt),
+    (err: unknown) => console.log(err instanceof RefreshError ? err.error : String(err)),
+  );
+  console.log(Op.REFRESH, Op.REFRESH_REPLY, c.reconnectAfterKick);
+  return c;
+}
+
 export function mistakes(c: Client): void {
   // @ts-expect-error: no such event
   c.on("mesage", () => {});
@@ -113,4 +126,8 @@ export function mistakes(c: Client): void {
   void c.join(["live://1", "live://2"]);
   // @ts-expect-error: the refused detail's code is a string
   c.on("refused", ({ code }) => code.toFixed(0));
+  // @ts-expect-error: a refresh's expiresAt may be null
+  c.on("refresh", ({ expiresAt }) => expiresAt.toFixed(0));
+  // @ts-expect-error: reconnectAfterKick is a boolean
+  new Client("ws://h/sub", { reconnectAfterKick: "yes" });
 }

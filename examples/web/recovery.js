@@ -1,6 +1,7 @@
 // recovery.js: the recovery side of imcloud.js (see Client there): the bodies
-// of ops 24 (PushAt) and 25 (Recovery), and PositionBook, the positions a
-// Client keeps per stream. imcloud.js re-exports the codec functions.
+// of ops 24 (PushAt) and 25 (Recovery), PositionBook, the positions a Client
+// keeps per stream, and how a Client applies the two ops (onPushAt,
+// onRecovery). imcloud.js re-exports the codec functions.
 //
 // How a Client recovers. With options.recover (the default), the auth frame
 // asks for recovery and carries the client's positions: per stream it
@@ -41,7 +42,7 @@
 // would bring the same bytes again. A server without recovery ignores the
 // auth's extra fields and sends plain pushes and no op 25: recover on costs
 // nothing there.
-import { ProtocolError, text, toBytes } from "./codec.js";
+import { Message, Op, ProtocolError, text, toBytes, unbatch } from "./codec.js";
 
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder();
@@ -273,4 +274,35 @@ export class PositionBook {
       }
     }
   }
+}
+
+/**
+ * onPushAt turns an op 24 frame a Client received into "message" events
+ * (one, or one per frame of the op 9 batch it carries, all at its offset)
+ * and advances the stream's position; a malformed one is reported and
+ * skipped. It works through the Client's internals (_decode, _emit, _book,
+ * _replayAll, _replaying).
+ */
+export function onPushAt(c, f, receivedAt) {
+  const p = c._decode(decodePushAt, f.body);
+  if (p === undefined) return;
+  const pushes = p.op === Op.RAW ? c._decode(unbatch, [p]) : [p];
+  if (pushes === undefined) return;
+  c._book.pushed(p.stream, p.epoch, p.offset);
+  const replayed = c._replayAll || c._replaying.has(p.stream);
+  for (const { op, body } of pushes) {
+    c._emit("message", new Message({ op, ver: f.ver, seq: f.seq, body, stream: p.stream, epoch: p.epoch, offset: p.offset, replayed }, receivedAt));
+  }
+}
+
+/** onRecovery applies an op 25 frame a Client received to its positions and emits "recovery". */
+export function onRecovery(c, f) {
+  const streams = c._decode(parseRecovery, f.body);
+  if (streams === undefined) return;
+  c._replayAll = false;
+  for (const s of streams) c._replaying.delete(s.stream);
+  c._recovers = true;
+  const detail = c._book.recovered(streams);
+  c.lastRecovery = detail;
+  c._emit("recovery", detail);
 }

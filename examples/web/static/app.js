@@ -5,12 +5,16 @@
 // keeps its positions in sessionStorage so that a reload recovers too. Besides
 // its room (the primary one, which Move changes), the connection may join
 // more rooms; the page lists them, and each push of a room says which one.
+// The log says when the token was refreshed and when the application kicked
+// the connection (with its reason; a kicked client stays disconnected).
 //
 // Query string (all optional):
 //   ws=ws://host:port/sub   WebSocket address (default: the one the server
 //                           advertises in /config.json, else ws://<page host>:3102/sub)
 //   api=http://host:port    push API base (default: this page's origin)
 //   mid=42 room=live://1000 token=... accepts=1000,1001
+//   token_url=/api/token    fetch the token from there (GET, the body) before every
+//                           connection and before it expires, instead of token
 //   join=live://2000,gift://1  rooms to join besides room, at the first connect
 //   autoconnect=0           do not connect on load
 //   recover=0               connect without recovery
@@ -22,6 +26,7 @@ const MAX_FEED = 200;
 const MAX_LOG = 50;
 const POSITIONS_KEY = "imcloud-demo-positions";
 const joinParam = (params.get("join") || "").split(",").map((s) => s.trim()).filter(Boolean);
+const tokenURL = params.get("token_url") || "";
 
 // pageHost is this page's host name, bracketed when it is an IPv6 address.
 function pageHost() {
@@ -257,6 +262,7 @@ function connect() {
     mid,
     roomId: $("room").value.trim(),
     token: $("token").value,
+    getToken: tokenURL ? fetchToken : undefined,
     accepts: $("accepts").value,
     recover,
     positions: recover ? kept.positions : {},
@@ -310,9 +316,17 @@ function connect() {
     if (client === c) renderRooms();
   });
   c.on("disconnect", ({ reason, reconnectMs }) => {
-    const hint = reconnectMs === null ? "" : ` (reconnect after ${reconnectMs} ms)`;
+    const hint = reconnectMs > 0 ? ` (reconnect after ${reconnectMs} ms)` : ""; // 0: no hint
     $("disconnect-reason").textContent = `${reason || "no reason given"}${hint}`;
     log(`server disconnect: ${reason}${hint}`, "warn");
+  });
+  c.on("kicked", ({ reason }) => {
+    $("disconnect-reason").textContent = `kicked: ${reason}`;
+    log(`kicked: ${reason}`, "err");
+  });
+  c.on("refresh", ({ ok, expiresAt, error }) => {
+    if (ok) log(`token refreshed${expiresAt === null ? "" : `, valid until ${clock(expiresAt)}`}`, "ok");
+    else log(`token refresh refused: ${error}`, "err");
   });
   c.on("close", ({ code, reason, reconnect, delayMs }) => {
     if (client !== c) return;
@@ -341,6 +355,13 @@ function connect() {
   c.on("message", (m) => addPush(m));
   setStatus(State.CONNECTING, "connecting…");
   c.connect();
+}
+
+// fetchToken is the getToken of a page given token_url.
+async function fetchToken() {
+  const resp = await fetch(tokenURL, { cache: "no-store" });
+  if (!resp.ok) throw new Error(`${tokenURL}: ${resp.status} ${resp.statusText}`);
+  return (await resp.text()).trim();
 }
 
 function disconnect() {
