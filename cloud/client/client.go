@@ -3,7 +3,9 @@
 // pushes, changes rooms, joins and leaves more rooms (extensions;
 // rooms.go), subscribes to ops, sends upstream messages and, when asked,
 // reconnects with jittered backoff honouring the server's op 6 reconnect
-// hint, back in the rooms it was in. Tests, examples, load tools and users
+// hint, back in the rooms it was in, and keeps its token fresh: with
+// Config.TokenFunc it gets one at every dial and refreshes it (op 22)
+// before it expires (token.go). Tests, examples, load tools and users
 // share it.
 //
 // All methods are safe for concurrent use. Pushes arrive on Messages();
@@ -53,6 +55,13 @@ type Config struct {
 	Accepts []int32
 	// Token is verified by the node's token authenticator.
 	Token string
+	// TokenFunc, when set, returns the token instead of Token: it is
+	// called before every dial, and, for a token with an "exp" on a client
+	// with Extensions, again at about 80% of its lifetime, the new token
+	// sent to the node (op 22) so that the connection outlives the old one
+	// (token.go). Called with a context bounded by DialTimeout; its
+	// errors fail the dial, or are reported on TokenErrors().
+	TokenFunc func(ctx context.Context) (string, error)
 	// Extensions opts into extensions (auth with ver 2): op 6 disconnect
 	// reasons and other new server-initiated ops.
 	Extensions bool
@@ -132,9 +141,10 @@ var (
 type Client struct {
 	cfg Config
 
-	msgs  chan Push
-	discs chan Disconnect
-	recs  chan Recovery
+	msgs      chan Push
+	discs     chan Disconnect
+	recs      chan Recovery
+	tokenErrs chan error
 
 	mu      sync.Mutex
 	cur     *session // nil while disconnected
@@ -153,6 +163,9 @@ type Client struct {
 	// serializes Join, Leave, ChangeRoom and the rejoin after a reconnect.
 	joined  []string
 	roomOps sync.Mutex
+	// tokenExp is the connection's token's expiry and refreshDue when it
+	// is refreshed (zero: never; token.go).
+	tokenExp, refreshDue time.Time
 
 	online  atomic.Int32
 	dropped atomic.Uint64
@@ -191,6 +204,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, msgs: make(chan Push, cfg.Buffer), discs: make(chan Disconnect, 16), recs: make(chan Recovery, 16),
+		tokenErrs: make(chan error, 16),
 		positions: make(map[string]Position, len(cfg.Positions)),
 		room:      cfg.Room, accepts: append([]int32(nil), cfg.Accepts...), key: cfg.Key,
 		done: make(chan struct{}),

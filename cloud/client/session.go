@@ -97,6 +97,10 @@ func (s *session) readFrames(dst []protocol.Frame) ([]protocol.Frame, error) {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
+	token, err := c.token(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s := &session{c: c, ws: c.cfg.Network == "ws", pending: make(map[int32]chan protocol.Frame)}
 	if s.ws {
 		url := c.cfg.Addr
@@ -147,7 +151,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		Token     string              `json:"token,omitempty"`
 		Recover   bool                `json:"recover,omitempty"`
 		Positions map[string]Position `json:"positions,omitempty"`
-	}{Mid: c.cfg.Mid, Key: c.key, RoomID: c.room, Platform: c.cfg.Platform, Accepts: c.accepts, Token: c.cfg.Token}
+	}{Mid: c.cfg.Mid, Key: c.key, RoomID: c.room, Platform: c.cfg.Platform, Accepts: c.accepts, Token: token}
 	if c.cfg.Recover {
 		auth.Recover, auth.Positions = true, c.followedPositions()
 	}
@@ -185,6 +189,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 				s.close()
 				return nil, ErrClosed
 			}
+			c.setToken(token)
 			return s, nil
 		}
 	}
@@ -194,7 +199,11 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 func (c *Client) serve(s *session) {
 	stop := make(chan struct{})
 	var hb sync.WaitGroup
-	hb.Add(1)
+	hb.Add(2)
+	go func() {
+		defer hb.Done()
+		c.refreshes(stop)
+	}()
 	go func() {
 		defer hb.Done()
 		t := time.NewTicker(c.cfg.Heartbeat)
