@@ -212,6 +212,8 @@ type Upstream struct {
 	Op   int32
 	Seq  int32
 	Body []byte
+	// Node is the id of the node the client is connected to.
+	Node string
 }
 
 // ErrNoAuthenticator is returned by New when Config.Authenticator is nil.

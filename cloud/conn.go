@@ -490,7 +490,7 @@ func (c *conn) upstream(f *protocol.Frame) {
 	c.reply(f, f.Op, nil)
 	s.stats.upstream.Add(1)
 	if h := s.cfg.UpstreamHook; h != nil {
-		h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body})
+		h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body, Node: s.id})
 	}
 }
 
