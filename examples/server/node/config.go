@@ -82,9 +82,13 @@ type Config struct {
 	// node, goim's way (kept for comparison).
 	RoomDispatch bool
 
-	// Client auth.
+	// Client auth. In token mode, HS256 tokens verify with TokenSecret,
+	// RS256 and ES256 ones with the JWK Sets of JWKSFile and JWKSURL (by
+	// kid, re-read hourly and on an unknown kid: cloud.JWTConfig).
 	Auth        string
 	TokenSecret string
+	JWKSFile    string
+	JWKSURL     string
 
 	// TLS for the client listeners (both TCP and WebSocket).
 	TLSCert string
@@ -195,8 +199,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.IntVar(&cfg.HistoryLen, "history-len", 0, "pushes kept per stream (0: 1000)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", 0, "how long a push is kept for recovery (0: 10m)")
 	fs.Int64Var(&cfg.HistoryBytes, "history-bytes", 0, "in-memory history only: total size in bytes; whole streams are evicted past it (0: 256 MiB)")
-	fs.StringVar(&cfg.Auth, "auth", "", "client auth: dev (trust the client's JSON) or token (signed JWT); default dev, or token when -token-secret is set")
+	fs.StringVar(&cfg.Auth, "auth", "", "client auth: dev (trust the client's JSON) or token (signed JWT); default dev, or token when -token-secret, -jwks-file or -jwks-url is set")
 	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "HS256 secret for client tokens")
+	fs.StringVar(&cfg.JWKSFile, "jwks-file", "", "JWK Set file whose RSA and P-256 keys verify RS256 and ES256 client tokens by kid (re-read hourly and on an unknown kid)")
+	fs.StringVar(&cfg.JWKSURL, "jwks-url", "", "JWK Set URL (an identity provider's jwks_uri) whose keys verify RS256 and ES256 client tokens by kid (re-read hourly and on an unknown kid)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file for TLS on the client listeners")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file for TLS on the client listeners")
 	fs.StringVar(&cfg.LinkTLSCert, "link-tls-cert", "", "certificate file: cloud serves its link over TLS with it; job presents it as its client certificate")
@@ -240,7 +246,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	cfg.TrustedProxies = splitList(proxies)
 	if cfg.Auth == "" {
 		cfg.Auth = AuthDev
-		if cfg.TokenSecret != "" {
+		if cfg.TokenSecret != "" || cfg.JWKSFile != "" || cfg.JWKSURL != "" {
 			cfg.Auth = AuthToken
 		}
 	}
@@ -335,8 +341,8 @@ func (c *Config) Validate() error {
 	switch c.Auth {
 	case AuthDev:
 	case AuthToken:
-		if c.TokenSecret == "" {
-			return usageErr("token-secret", "auth mode token needs a secret")
+		if c.TokenSecret == "" && c.JWKSFile == "" && c.JWKSURL == "" {
+			return usageErr("token-secret", "auth mode token needs a secret (or -jwks-file, -jwks-url)")
 		}
 	default:
 		return usageErr("auth", "%q is not dev or token", c.Auth)

@@ -259,7 +259,13 @@ func (a *App) newCloud() error {
 func (a *App) authenticator() (cloud.Authenticator, error) {
 	switch a.cfg.Auth {
 	case AuthToken:
-		return cloud.NewTokenAuthenticator([]byte(a.cfg.TokenSecret)), nil
+		auth, err := cloud.NewJWTAuthenticator(cloud.JWTConfig{HS256Secret: []byte(a.cfg.TokenSecret),
+			JWKSFile: a.cfg.JWKSFile, JWKSURL: a.cfg.JWKSURL, Logger: a.log.With("role", RoleCloud)})
+		if err != nil {
+			return nil, err // "cloud: JWK Set ...": unreadable at start
+		}
+		a.closer = append(a.closer, auth.Close)
+		return auth, nil
 	case AuthDev:
 		a.log.Warn("client auth is in dev mode: clients are trusted to say who they are (goim's behaviour); use -auth token with -token-secret in production")
 		return cloud.DevAuthenticator(), nil
