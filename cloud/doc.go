@@ -42,6 +42,15 @@
 // their place in it (op 24). Other clients see no difference (recover.go;
 // docs/protocol.md, section 6).
 //
+// # Kicks and revocation
+//
+// A kick (imcloud.KindKick from job, or Kick and KickMid) takes a
+// connection out of its bucket, its rooms and the store at once, writes
+// what was queued for it, then op 6 with the kick's reason to ver-2
+// clients, and closes it within 1 s (kick.go). With a store that keeps
+// revocations (RevocationStore), an auth whose Identity.IssuedAt is
+// before its user's revocation is refused (revoke.go).
+//
 // # Failures
 //
 // New refuses a Config without an Authenticator (ErrNoAuthenticator) or

@@ -116,7 +116,7 @@ func TestKickDefaultReasonAndDedup(t *testing.T) {
 	s = n.srv.Stats()
 	assert.Equal(t, uint64(1), s.Kicked)
 	assert.Equal(t, uint64(1), s.Duplicates)
-	assert.Equal(t, int64(1), s.Sessions, "b is still there")
+	waitFor(t, "a's session gone, b's still there", func() bool { return n.srv.Stats().Sessions == 1 })
 	deliver(t, n.srv, kickMsg("", "b"))
 	assert.Equal(t, []string{`op6 {"reason":"kicked","reconnect_ms":0}`}, first(readUntilEnd(t, b)))
 }
