@@ -53,6 +53,9 @@ type conn struct {
 	// writes counts the socket writes, for latency sampling (latency.go);
 	// only the writer claim's holder touches it.
 	writes uint8
+	// since is when c authenticated, in Unix seconds (Session.Since);
+	// 32 bits (good until 2106) fill the padding after writes.
+	since uint32
 
 	// Identity, fixed after auth.
 	mid      int64
@@ -330,6 +333,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	acc := append([]int32(nil), id.Accepts...)
 	c.accepts.Store(&acc)
 	c.gen = s.gen.Add(1)
+	c.since = uint32(time.Now().Unix())
 	c.b = s.bs.of(key)
 
 	reply, _ := json.Marshal(authReply{Mid: c.mid, Key: key, RoomID: id.Room, Heartbeat: s.cfg.Client.HeartbeatSeconds()})
@@ -533,7 +537,8 @@ func (c *conn) session() imcloud.Session {
 	if p != nil {
 		acc = *p
 	}
-	return imcloud.Session{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Platform: c.platform, Accepts: acc, Node: c.srv.id, Gen: c.gen}
+	return imcloud.Session{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Platform: c.platform, Accepts: acc, Node: c.srv.id,
+		Since: time.Unix(int64(c.since), 0), Gen: c.gen}
 }
 
 // disconnect closes c on purpose: with an op 6 reason first if the client

@@ -83,6 +83,22 @@
 // issued before now are revoked (Revoker, for Config.RevokeTTL): the cloud
 // nodes refuse them at auth. The HTTP API's kick route is Kick.
 //
+// # Presence
+//
+// Pusher.Presence reports users' connections (imcloud.Session: key, node,
+// platform, primary room, since) on live nodes, through a Router that is a
+// PresenceRouter (ErrPresenceUnsupported otherwise; the HTTP API's presence
+// route). A mid push's Result.Offline lists the users it found no
+// connection for when it was accepted, from the same lookup (an
+// OfflineRouter answers it in the same call), with history on or off, so
+// the application can fall back to mobile push. Both are as fresh as the
+// Router: a connection is there once its AuthReply was sent, a closed one
+// gone after its node's next store flush (milliseconds); the connections
+// of a node that crashed leave presence when its registration expires
+// (cloud.Config.NodeTTL, 30 s), and stay in a push's lookup, and so out of
+// Offline, until their sessions expire (cloud.Config.SessionTTL) or the
+// node restarts.
+//
 // # Failures
 //
 // New refuses a Config without a Router or a Queue (ErrInvalidArgument).

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,6 +87,7 @@ type handler struct {
 //	GET  {prefix}/nodes/instances
 //	GET  {prefix}/history?stream=&n=      or mid=, or type=&room=
 //	POST {prefix}/kick?mids=&reason=&revoke=  or keys=   (http_kick.go)
+//	GET  {prefix}/presence?mids=
 //
 // Lists may be repeated parameters (keys=a&keys=b) or comma-separated
 // (keys=a,b). A push whose Content-Type is application/json may instead
@@ -111,7 +113,20 @@ type handler struct {
 // A push answer's data is {"id":...,"nodes":N,"keys":N,"messages":N}
 // (Result). With history on (Config.History) a mids push's data adds
 // "users", the users it was published to, one message each; nodes and
-// keys count the connections online when it was accepted.
+// keys count the connections online when it was accepted. A mids push's
+// data adds "offline":[...], the users who had no connection then
+// (Result.Offline; [] when none), for a fallback such as mobile push
+// (not in an early reply, which precedes the lookup).
+//
+// The presence route (imcloud's, under the API key) answers which
+// connections users have (Pusher.Presence): mids= as push/mids takes it,
+// 1 to 10,000 (MaxPresenceMids) user ids above 0; data maps every asked
+// mid (decimal) to its connections, [] for none: {"42":[{"key":"...",
+// "node":"...","platform":"web","room":"live://1","since":"<RFC 3339>"}],
+// "7":[]}, each user's by since (absent when the node did not record
+// one). Bad input is 400, a Router that does not report presence 501
+// with code -501, a router rebuilding after it lost its data 503 with
+// Retry-After: 1.
 //
 // The history route (imcloud's, under the API key like the pushes) answers
 // the last n pushes of one stream (Pusher.History), for late joiners and
@@ -196,6 +211,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method, serve = http.MethodGet, h.history
 	case "/kick":
 		method, serve = http.MethodPost, h.kick
+	case "/presence":
+		method, serve = http.MethodGet, h.presence
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 		return
@@ -422,7 +439,7 @@ func (h *handler) push(w http.ResponseWriter, r *http.Request, req *pushRequest,
 		return
 	}
 	res, err := h.p.Push(r.Context(), t, req.op, req.body, opts...)
-	h.answerPush(w, res, err)
+	h.answerPush(w, res, err, t.Kind == TargetMids)
 }
 
 // earlyCtx is the context of an early-replied push: detached from the
@@ -432,7 +449,9 @@ func (h *handler) earlyCtx(r *http.Request) (context.Context, AsyncFunc) {
 	return ctx, func(Result, error) { cancel() }
 }
 
-func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
+// answerPush answers a push's Result; a mid push's (mids) lists its
+// offline users.
+func (h *handler) answerPush(w http.ResponseWriter, res Result, err error, mids bool) {
 	if err != nil {
 		h.answerErr(w, err)
 		return
@@ -450,6 +469,16 @@ func (h *handler) answerPush(w http.ResponseWriter, res Result, err error) {
 	}
 	b = append(b, `,"messages":`...)
 	b = appendInt(b, res.Messages)
+	if mids {
+		b = append(b, `,"offline":[`...)
+		for i, mid := range res.Offline {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, mid, 10)
+		}
+		b = append(b, ']')
+	}
 	b = append(b, "}}"...)
 	writeJSON(w, http.StatusOK, b)
 }

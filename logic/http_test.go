@@ -73,21 +73,21 @@ func TestHTTPPushRoutes(t *testing.T) {
 	}{
 		{"keys repeated", "/push/keys?operation=1000&keys=k1&keys=k3", "", "hello", `{"nodes":1,"keys":2,"messages":1}`, 1},
 		{"keys comma", "/push/keys?operation=1000&keys=k1,k2", "", "hello", `{"nodes":2,"keys":2,"messages":2}`, 2},
-		{"mids", "/push/mids?operation=1000&mids=1", "", "hello", `{"nodes":2,"keys":2,"messages":2}`, 2},
-		{"mids comma and repeated", "/push/mids?operation=1000&mids=1,2&mids=3", "", "hello", `{"nodes":2,"keys":3,"messages":2}`, 2},
-		{"mids offline", "/push/mids?operation=1000&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0}`, 0},
+		{"mids", "/push/mids?operation=1000&mids=1", "", "hello", `{"nodes":2,"keys":2,"messages":2,"offline":[]}`, 2},
+		{"mids comma and repeated", "/push/mids?operation=1000&mids=1,2&mids=3", "", "hello", `{"nodes":2,"keys":3,"messages":2,"offline":[3]}`, 2},
+		{"mids offline", "/push/mids?operation=1000&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0,"offline":[404]}`, 0},
 		{"escaped names and values", "/push/keys?op%65ration=1%30%30%30&%6beys=k%31", "", "hello", `{"nodes":1,"keys":1,"messages":1}`, 1},
-		{"first operation counts", "/push/mids?operation=1000&operation=x&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0}`, 0},
+		{"first operation counts", "/push/mids?operation=1000&operation=x&mids=404", "", "hello", `{"nodes":0,"keys":0,"messages":0,"offline":[404]}`, 0},
 		{"room with escapes", "/push/room?operation=1000&type=live&room=a+b%2Fc", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"room", "/push/room?operation=1000&type=live&room=1000", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all", "/push/all?operation=1000&speed=10", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all no speed", "/push/all?operation=1000", "", "hello", `{"nodes":0,"keys":0,"messages":1}`, 1},
-		{"mids JSON", "/push/mids", "application/json", `{"operation":1000,"mids":[1,2],"msg":"hello"}`, `{"nodes":2,"keys":3,"messages":2}`, 2},
+		{"mids JSON", "/push/mids", "application/json", `{"operation":1000,"mids":[1,2],"msg":"hello"}`, `{"nodes":2,"keys":3,"messages":2,"offline":[]}`, 2},
 		{"keys JSON", "/push/keys", "application/json; charset=utf-8", `{"operation":1000,"keys":["k2"],"msg":"hello"}`, `{"nodes":1,"keys":1,"messages":1}`, 1},
 		{"room JSON", "/push/room", "application/json", `{"operation":1000,"type":"live","room":"7","msg":"hello"}`, `{"nodes":0,"keys":0,"messages":1}`, 1},
 		{"all JSON", "/push/all", "application/json", `{"operation":1000,"speed":5,"msg":"hello"}`, `{"nodes":0,"keys":0,"messages":1}`, 1},
-		{"escaped comma list", "/push/mids?operation=1000&mid%73=1%2C2", "", "hello", `{"nodes":2,"keys":3,"messages":2}`, 2},
-		{"JSON with query targets", "/push/mids?mids=2", "application/json", `{"operation":1000,"msg":"hello"}`, `{"nodes":1,"keys":1,"messages":1}`, 1},
+		{"escaped comma list", "/push/mids?operation=1000&mid%73=1%2C2", "", "hello", `{"nodes":2,"keys":3,"messages":2,"offline":[]}`, 2},
+		{"JSON with query targets", "/push/mids?mids=2", "application/json", `{"operation":1000,"msg":"hello"}`, `{"nodes":1,"keys":1,"messages":1,"offline":[]}`, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -189,6 +189,12 @@ type Result struct {
 	Users int
 	// Messages is the number of queue messages published.
 	Messages int
+	// Offline are the users of a mid push who had no connection when it
+	// was accepted (the same lookup as Keys), each once, in the order
+	// asked, for a fallback such as mobile push; nil when every user had
+	// one, and for every other push. Mids below 1 name nobody and are
+	// never listed. It is as fresh as the Router (presence.go).
+	Offline []int64
 }
 
 // Stats are the Pusher's counters since New.

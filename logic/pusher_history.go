@@ -35,12 +35,12 @@ const usersBatch = 4096
 // stream, never online) and are skipped. On a Queue failure the Result
 // counts the messages published before it.
 func (p *Pusher) publishUsers(ctx context.Context, base imcloud.Message, mids []int64) (Result, error) {
-	routes, err := p.router.NodesByMids(ctx, mids)
+	routes, offline, err := p.lookupUsers(ctx, mids)
 	if err != nil {
 		return Result{ID: base.ID}, wrapErr(ErrRouter, err)
 	}
 	users := distinctUsers(mids)
-	res := Result{ID: base.ID, Users: len(users), Keys: len(routes)}
+	res := Result{ID: base.ID, Users: len(users), Keys: len(routes), Offline: offline}
 	if len(routes) > 0 {
 		nodes := make(map[string]struct{}, 2)
 		for _, node := range routes {

@@ -49,8 +49,8 @@ func TestPushMidsHistoryOn(t *testing.T) {
 	res, err := e.p.PushMids(ctx, 1000, []int64{1, 404, 2, 1, 0, -3}, []byte("hi"))
 	require.NoError(t, err)
 	assert.False(t, res.ID.IsZero())
-	assert.Equal(t, logic.Result{ID: res.ID, Nodes: 1, Keys: 1, Users: 3, Messages: 3}, res,
-		"the answer counts the connections online at acceptance; every user is published")
+	assert.Equal(t, logic.Result{ID: res.ID, Nodes: 1, Keys: 1, Users: 3, Messages: 3, Offline: []int64{1, 404}}, res,
+		"the answer counts the connections online at acceptance and lists the users offline; every user is published")
 
 	recs := e.drainRecords(t)
 	require.Len(t, recs, 3)

@@ -33,6 +33,10 @@ func (failingRouter) NodesByMids(context.Context, []int64) (map[string]string, e
 	return nil, errBackend
 }
 
+func (failingRouter) NodesByMidsOffline(context.Context, []int64) (map[string]string, []int64, error) {
+	return nil, nil, errBackend
+}
+
 // env is a Pusher over the memory backends with a few sessions online:
 // mid 1 on node-a (k1) and node-b (k2), mid 2 on node-a (k3).
 type env struct {
@@ -87,7 +91,7 @@ func TestPushMidsOneMessagePerNode(t *testing.T) {
 	res, err := e.p.PushMids(ctx, 1000, []int64{1, 2, 404}, []byte("hi"))
 	require.NoError(t, err)
 	res.ID = imcloud.MessageID{} // the id: TestPushWithID
-	assert.Equal(t, logic.Result{Nodes: 2, Keys: 3, Messages: 2}, res)
+	assert.Equal(t, logic.Result{Nodes: 2, Keys: 3, Messages: 2, Offline: []int64{404}}, res)
 
 	msgs := e.drain(t)
 	require.Len(t, msgs, 2)

@@ -68,6 +68,10 @@ type memRoute struct {
 	node    string
 	gen     uint64
 	expires time.Time
+	// platform, room (the primary room) and since are what Presence
+	// reports (router_memory_presence.go).
+	platform, room string
+	since          time.Time
 }
 
 type memNode struct {
@@ -172,24 +176,8 @@ func (r *MemoryRouter) NodesByKeys(ctx context.Context, keys []string) (map[stri
 // ErrRouterRebuilding: a user's connections may be on nodes that have not
 // registered again yet.
 func (r *MemoryRouter) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	now := r.now()
-	out := make(map[string]string, len(mids))
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if len(mids) > 0 && r.rebuilding(now) {
-		return nil, ErrRouterRebuilding
-	}
-	for _, mid := range mids {
-		for k := range r.mids[mid] {
-			if rt, ok := r.keys[k]; ok && rt.mid == mid && now.Before(rt.expires) {
-				out[k] = rt.node
-			}
-		}
-	}
-	return out, nil
+	out, _, err := r.nodesByMids(ctx, mids, false)
+	return out, err
 }
 
 // PutSessions records or renews sessions for ttl.
@@ -205,7 +193,8 @@ func (r *MemoryRouter) PutSessions(ctx context.Context, sessions []imcloud.Sessi
 		if old, ok := r.keys[s.Key]; ok && old.mid != s.Mid {
 			r.unlinkMid(old.mid, s.Key)
 		}
-		r.keys[s.Key] = memRoute{mid: s.Mid, node: s.Node, gen: s.Gen, expires: exp}
+		r.keys[s.Key] = memRoute{mid: s.Mid, node: s.Node, gen: s.Gen, expires: exp,
+			platform: s.Platform, room: s.Room, since: s.Since}
 		if s.Mid != 0 {
 			set := r.mids[s.Mid]
 			if set == nil {

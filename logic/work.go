@@ -173,8 +173,9 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		Accepted: now, Expires: w.opts.expiresAt(now, p.pushExpiry),
 	}
 	var (
-		routes map[string]string
-		err    error
+		routes  map[string]string
+		offline []int64
+		err     error
 	)
 	switch w.target.Kind {
 	case TargetRoom:
@@ -189,14 +190,14 @@ func (p *Pusher) resolveAndPublish(ctx context.Context, w *push) (Result, error)
 		if p.history != nil {
 			return p.publishUsers(ctx, base, w.target.Mids)
 		}
-		routes, err = p.router.NodesByMids(ctx, w.target.Mids)
+		routes, offline, err = p.lookupUsers(ctx, w.target.Mids)
 	default:
 		routes, err = p.router.NodesByKeys(ctx, w.target.Keys)
 	}
 	if err != nil {
 		return Result{ID: base.ID}, wrapErr(ErrRouter, err)
 	}
-	res := Result{ID: base.ID, Keys: len(routes)}
+	res := Result{ID: base.ID, Keys: len(routes), Offline: offline}
 	switch len(routes) {
 	case 0:
 		return res, nil

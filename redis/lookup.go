@@ -17,6 +17,10 @@ type lookup struct {
 	out  map[string]string
 	err  error
 	done chan struct{}
+	// wantOffline: also list in offline the positive mids without a
+	// route (NodesByMidsOffline).
+	wantOffline bool
+	offline     []int64
 }
 
 // NodesByKeys returns key -> node id for the keys that are online. Calls
@@ -225,10 +229,13 @@ func fillRoutes(live []*lookup, keyReply []any, midReply []byte, nodes nodeNames
 			continue
 		}
 		l.out = make(map[string]string, len(l.mids))
-		for range l.mids {
+		for _, mid := range l.mids {
 			n, rest, err := decimalPrefix(midReply) // the mid's route count
 			if err != nil {
 				return nil, nil, err
+			}
+			if n == 0 && l.wantOffline && mid > 0 {
+				l.offline = append(l.offline, mid)
 			}
 			for midReply = rest; n > 0; n-- {
 				var k, node []byte

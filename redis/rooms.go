@@ -150,49 +150,17 @@ func (r *Router) NodesByRooms(ctx context.Context, rooms []string) (map[string][
 	if len(asked) == 0 {
 		return map[string][]string{}, nil
 	}
-	calls := make([][]any, 0, (len(asked)+roomChunk-1)/roomChunk)
-	for i := 0; i < len(asked); i += roomChunk {
-		chunk := asked[i:min(i+roomChunk, len(asked))]
-		args := make([]any, 0, 1+len(chunk))
-		args = append(args, r.prefix)
-		for _, room := range chunk {
-			args = append(args, room)
-		}
-		calls = append(calls, args)
-	}
-	replies, err := r.scriptReplies(ctx, nodesByRoomsScript, calls)
+	calls := chunkCalls(r.prefix, asked, roomChunk)
+	bodies, err := r.readCalls(ctx, nodesByRoomsScript, calls, errRoomsReply)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string][]string)
 	names := nodeNames{}
-	var gen, marker []byte
-	for i, reply := range replies {
-		vals, err := redigo.Values(reply, nil)
-		if err != nil || len(vals) < 2 {
-			return nil, errRoomsReply
-		}
-		g, _ := vals[0].([]byte)
-		m, _ := vals[1].([]byte)
-		if i == 0 {
-			gen, marker = g, m
-		} else if string(g) != string(gen) || string(m) != string(marker) {
-			return nil, errGenerationMoved // the data was lost between two calls
-		}
-		chunk := calls[i][1:]
-		if err := fillRooms(out, chunk, vals[2:], names); err != nil {
+	for i, vals := range bodies {
+		if err := fillRooms(out, calls[i][1:], vals, names); err != nil {
 			return nil, err
 		}
-	}
-	if len(gen) == 0 {
-		gen = nil // the script writes a missing generation as ""
-	}
-	rebuilding, err := r.observe(ctx, gen, marker)
-	if err != nil {
-		return nil, err
-	}
-	if rebuilding {
-		return nil, logic.ErrRouterRebuilding
 	}
 	return out, nil
 }

@@ -420,16 +420,17 @@ func isNoScript(err error) bool {
 // holds the server for long.
 const sessionChunk = 256
 
-// PutSessions records or renews sessions for ttl, in one round trip.
+// PutSessions records or renews sessions for ttl, in one round trip, with
+// what Presence reports of them (Platform, Room and Since, to the second).
 func (r *Router) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
 	ms := ttlMillis(ttl)
 	var calls [][]any
 	for i := 0; i < len(sessions); i += sessionChunk {
 		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
-		args := make([]any, 0, 2+4*len(chunk))
+		args := make([]any, 0, 2+5*len(chunk))
 		args = append(args, r.prefix, ms)
 		for _, s := range chunk {
-			args = append(args, strconv.FormatInt(s.Mid, 10), s.Key, s.Node, strconv.FormatUint(s.Gen, 10))
+			args = append(args, strconv.FormatInt(s.Mid, 10), s.Key, s.Node, strconv.FormatUint(s.Gen, 10), presenceInfo(s))
 		}
 		calls = append(calls, args)
 	}

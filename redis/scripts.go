@@ -11,7 +11,7 @@ import redigo "github.com/gomodule/redigo/redis"
 // Schema (goim's, extended; see DESIGN.md):
 //
 //	{p}key_{key}   string  node id                          PX ttl
-//	{p}gen_{key}   string  node "\n" gen "\n" mid           PX ttl
+//	{p}gen_{key}   string  node "\n" gen "\n" mid "\n" since "\n" platform "\n" room   PX ttl
 //	{p}mid_{mid}   hash    key -> node id                   PX ttl (renewed by every put)
 //	{p}node_{id}   string  JSON registration                PX ttl
 //	{p}nodekeys_{id} set   keys put with node id            PX session ttl (renewed by every put)
@@ -34,20 +34,29 @@ import redigo "github.com/gomodule/redigo/redis"
 // (first registration, or Redis lost its data) nothing is removed. The
 // removal is one script call over the old process's keys (a node holds up to
 // some tens of thousands), run once per restart, never on renewals.
+//
+// A gen_ entry carries what Presence reports besides the route (presence.go):
+// since (the connection's auth time, Unix seconds, 0 unknown), platform and
+// the primary room (last: the rest of the value). Entries put by an earlier
+// release end after mid ("node\ngen\nmid"); every script here reads the mid
+// as the third line, so it reads both forms, and Presence reports such an
+// entry with no platform, room or since. Kept in the entry every put writes
+// anyway, they cost their bytes only: no key of their own (Redis's per-key
+// overhead, an expiry), no command and no round trip.
 
-// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen)...;
-// each key joins its node's nodekeys_ set (and leaves the set of the node
-// it was on before).
+// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen,
+// info)... with info = since "\n" platform "\n" room; each key joins its
+// node's nodekeys_ set (and leaves the set of the node it was on before).
 var putSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local nodes = {}
-for i = 3, #ARGV, 4 do
+for i = 3, #ARGV, 5 do
   local mid, key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local gk = p .. 'gen_' .. key
   local old = redis.call('GET', gk)
   if old then
-    local on, om = string.match(old, '^([^\n]*)\n[^\n]*\n(.*)$')
+    local on, om = string.match(old, '^([^\n]*)\n[^\n]*\n([^\n]*)')
     if om and om ~= mid and om ~= '0' then
       redis.call('HDEL', p .. 'mid_' .. om, key)
     end
@@ -58,7 +67,7 @@ for i = 3, #ARGV, 4 do
   redis.call('SADD', p .. 'nodekeys_' .. node, key)
   nodes[node] = true
   redis.call('SET', p .. 'key_' .. key, node, 'PX', ttl)
-  redis.call('SET', gk, node .. '\n' .. gen .. '\n' .. mid, 'PX', ttl)
+  redis.call('SET', gk, node .. '\n' .. gen .. '\n' .. mid .. '\n' .. ARGV[i+4], 'PX', ttl)
   if mid ~= '0' then
     local mk = p .. 'mid_' .. mid
     redis.call('HSET', mk, key, node)
@@ -86,7 +95,7 @@ for i = 2, #ARGV, 3 do
   local cur = redis.call('GET', gk)
   local want = node .. '\n' .. gen .. '\n'
   if cur and string.sub(cur, 1, #want) == want then
-    local mid = string.sub(cur, #want + 1)
+    local mid = string.match(cur, '^[^\n]*', #want + 1)
     redis.call('DEL', gk, p .. 'key_' .. key)
     if mid ~= '0' then redis.call('HDEL', p .. 'mid_' .. mid, key) end
     n = n + 1
@@ -154,7 +163,7 @@ if epoch ~= '' then
       local gk = p .. 'gen_' .. key
       local cur = redis.call('GET', gk)
       if cur and string.sub(cur, 1, #want) == want then
-        local mid = string.match(cur, '^[^\n]*\n[^\n]*\n(.*)$')
+        local mid = string.match(cur, '^[^\n]*\n[^\n]*\n([^\n]*)')
         redis.call('DEL', gk, p .. 'key_' .. key)
         if mid and mid ~= '0' then redis.call('HDEL', p .. 'mid_' .. mid, key) end
         n = n + 1

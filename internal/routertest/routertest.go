@@ -28,7 +28,13 @@
 //     a later one replaces an earlier one, never the reverse; many users
 //     go in one call (revoke.go);
 //   - a node removed (a drain) is remembered with the epoch of its last
-//     registration; one that expired is not (drained.go).
+//     registration; one that expired is not (drained.go);
+//   - presence (logic.PresenceRouter): a user's sessions with platform,
+//     primary room and since as put, only while put, unexpired and on a
+//     node whose registration is live; many users in one call; a rebuild
+//     fails it; the mid lookup with offline users (logic.OfflineRouter)
+//     answers NodesByMids's routes and the positive mids without any
+//     (presence.go).
 package routertest
 
 import (
@@ -58,6 +64,9 @@ type Store interface {
 	// cloud.RoomStore and job.Rooms.
 	PutRooms(ctx context.Context, node string, joined, left []string, ttl time.Duration) error
 	NodesByRooms(ctx context.Context, rooms []string) (map[string][]string, error)
+	// logic.PresenceRouter and logic.OfflineRouter.
+	Presence(ctx context.Context, mids []int64) (map[int64][]imcloud.Session, error)
+	NodesByMidsOffline(ctx context.Context, mids []int64) (map[string]string, []int64, error)
 	// cloud.GenerationStore and job.RebuildingDirectory.
 	Generation(ctx context.Context, known string) (string, error)
 	NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error)
@@ -110,6 +119,13 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RevokeExpiry", testRevokeExpiry},
 		{"RevokeMany", testRevokeMany},
 		{"Drained", testDrained},
+		{"Presence", testPresence},
+		{"PresenceMoved", testPresenceMoved},
+		{"PresenceNodeNotLive", testPresenceNodeNotLive},
+		{"PresenceExpiry", testPresenceExpiry},
+		{"PresenceMany", testPresenceMany},
+		{"PresenceWipe", testPresenceWipe},
+		{"Offline", testOffline},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
