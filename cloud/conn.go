@@ -549,7 +549,7 @@ func (c *conn) disconnect(reason string, reconnect time.Duration, first ...outIt
 		c.kill()
 		return
 	}
-	body, _ := json.Marshal(disconnectBody{reason, reconnect.Milliseconds()})
+	body, _ := json.Marshal(disconnectBody{Reason: reason, ReconnectMS: reconnect.Milliseconds()})
 	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
 	items := append(first, outItem{b: frame, kind: itemFrame})
 	if c.ws {

@@ -18,7 +18,7 @@ import (
 //     kick was applied finds it, and its queue refuses any push that holds
 //     it already;
 //   - has its queued frames written first, in order (the user's pushes
-//     before the kick arrive), then op 6 {"reason":..,"reconnect_ms":0}
+//     before the kick arrive), then op 6 {"reason":..,"reconnect_ms":0,"kick":true}
 //     if it opted into extensions (ver 2; on WebSocket followed by a close
 //     frame 1001), then it is closed; a client that did not opt in is
 //     closed without a word, as goim would;
@@ -61,7 +61,7 @@ func (s *Server) kick(c *conn, reason string) {
 	s.sess.remove(imcloud.Session{Mid: c.mid, Key: c.key, Node: s.id, Gen: c.gen})
 	var last []outItem
 	if c.ext {
-		body, _ := json.Marshal(disconnectBody{Reason: reason})
+		body, _ := json.Marshal(disconnectBody{Reason: reason, Kick: true})
 		frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
 		last = append(last, outItem{b: frame, kind: itemFrame})
 		if c.ws {

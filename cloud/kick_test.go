@@ -73,7 +73,7 @@ func TestKickFromTheQueue(t *testing.T) {
 					keysMsg(1000, "after", key), roomMsg("live://kick", 1000, "room after"))
 				deliver(t, n.srv, msgs...)
 				if ver == 2 {
-					want = append(want, `op6 {"reason":"banned","reconnect_ms":0}`)
+					want = append(want, `op6 {"reason":"banned","reconnect_ms":0,"kick":true}`)
 				}
 				got, closed := readUntilEnd(t, c)
 				require.Equal(t, want, got)
@@ -112,13 +112,13 @@ func TestKickDefaultReasonAndDedup(t *testing.T) {
 	kb := *ka
 	kb.Keys = []string{"b"}
 	deliver(t, n.srv, ka, &kb)
-	assert.Equal(t, []string{`op6 {"reason":"kicked","reconnect_ms":0}`}, first(readUntilEnd(t, a)))
+	assert.Equal(t, []string{`op6 {"reason":"kicked","reconnect_ms":0,"kick":true}`}, first(readUntilEnd(t, a)))
 	s = n.srv.Stats()
 	assert.Equal(t, uint64(1), s.Kicked)
 	assert.Equal(t, uint64(1), s.Duplicates)
 	waitFor(t, "a's session gone, b's still there", func() bool { return n.srv.Stats().Sessions == 1 })
 	deliver(t, n.srv, kickMsg("", "b"))
-	assert.Equal(t, []string{`op6 {"reason":"kicked","reconnect_ms":0}`}, first(readUntilEnd(t, b)))
+	assert.Equal(t, []string{`op6 {"reason":"kicked","reconnect_ms":0,"kick":true}`}, first(readUntilEnd(t, b)))
 }
 
 func first[A, B any](a A, _ B) A { return a }
@@ -143,10 +143,10 @@ func TestKickLibraryCallsKeepQueuedPushes(t *testing.T) {
 	deliver(t, n.srv, pb...)
 	n.srv.KickMid(4, "")
 	got, closed := readUntilEnd(t, a)
-	assert.Equal(t, append(want, `op6 {"reason":"bye","reconnect_ms":0}`), got)
+	assert.Equal(t, append(want, `op6 {"reason":"bye","reconnect_ms":0,"kick":true}`), got)
 	require.NotNil(t, closed)
 	got, _ = readUntilEnd(t, b)
-	assert.Equal(t, append(want, `op6 {"reason":"kicked","reconnect_ms":0}`), got)
+	assert.Equal(t, append(want, `op6 {"reason":"kicked","reconnect_ms":0,"kick":true}`), got)
 	assert.Equal(t, uint64(2), n.srv.Stats().Kicked)
 }
 
@@ -229,5 +229,5 @@ func TestKickOfANewerVersionOverTheLink(t *testing.T) {
 	require.Equal(t, int32(2), seq)
 	require.Empty(t, reason)
 	got, _ := readUntilEnd(t, c)
-	require.Equal(t, []string{"then", `op6 {"reason":"now","reconnect_ms":0}`}, got, "nothing of the refused delivery")
+	require.Equal(t, []string{"then", `op6 {"reason":"now","reconnect_ms":0,"kick":true}`}, got, "nothing of the refused delivery")
 }

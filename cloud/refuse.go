@@ -136,7 +136,7 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 	if r == refusedRevoked {
 		reason = refusals[refusedAuth].code // a credential the node does not take
 	}
-	body, _ := json.Marshal(disconnectBody{reason, hint.Milliseconds()})
+	body, _ := json.Marshal(disconnectBody{Reason: reason, ReconnectMS: hint.Milliseconds()})
 	b := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
 	if c.ws {
 		b = append(appendWSFrameHeader(nil, ws.OpBinary, len(b)), b...)
@@ -149,8 +149,11 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 	_, _ = c.nc.Write(b)
 }
 
-// disconnectBody is op 6's JSON body.
+// disconnectBody is op 6's JSON body. Kick marks a kick's, whose
+// reason is the application's text: a client tells it from the node's
+// own reasons by the flag, not by the text.
 type disconnectBody struct {
 	Reason      string `json:"reason"`
 	ReconnectMS int64  `json:"reconnect_ms"`
+	Kick        bool   `json:"kick,omitempty"`
 }

@@ -128,6 +128,9 @@ type AuthInfo struct {
 type Disconnect struct {
 	Reason      string `json:"reason"`
 	ReconnectMS int64  `json:"reconnect_ms"`
+	// Kick reports a kick (Pusher.Kick, Server.Kick): Reason is then the
+	// application's text.
+	Kick bool `json:"kick,omitempty"`
 }
 
 // Errors returned by the client.

@@ -133,7 +133,7 @@ export declare function refreshDelay(claims: { exp?: unknown; iat?: unknown } | 
  * Whether an op 6 sent to an authenticated connection is a kick's: a reason
  * that is none of the node's own, and no reconnect hint.
  */
-export declare function isKick(reason: unknown, reconnectMs?: number | null): boolean;
+export declare function isKick(reason: unknown, reconnectMs?: number | null, kick?: boolean): boolean;
 
 /** A body: nothing, UTF-8 text, bytes, or a JSON-able object. */
 export type Body = undefined | null | string | ArrayBuffer | ArrayBufferView | object;
@@ -372,7 +372,7 @@ export interface ClientEventMap {
   /** the server refused a Join no promise waits for: a re-join after an auth */
   refused: { op: "join"; room: string; code: RoomErrorCode | (string & {}); error: RoomError };
   /** the server says why it is closing (op 6) */
-  disconnect: { reason: string; reconnectMs: number | null };
+  disconnect: { reason: string; reconnectMs: number | null; kick?: boolean };
   /**
    * the application kicked the connection, reason its reason ("kicked" when
    * it gave none); after "disconnect"; the client stops unless reconnectAfterKick

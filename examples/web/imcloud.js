@@ -110,7 +110,7 @@ export const State = Object.freeze({
  *   join        {room, rejoin}              the server confirmed a Join (rejoin: the one after an auth)
  *   leave       {room}                      the server confirmed a Leave
  *   refused     {op, room, code, error}     a Join no promise waits for was refused (see Rooms)
- *   disconnect  {reason, reconnectMs}       the server says why it is closing (op 6)
+ *   disconnect  {reason, reconnectMs, kick} the server says why it is closing (op 6)
  *   kicked      {reason}                    the application kicked the connection (after "disconnect")
  *   refresh     {ok, expiresAt, error}      the server took a fresh token (op 23), or refused it
  *   close       {code, reason, wasClean, reconnect, delayMs, attempt}  the socket closed
@@ -634,6 +634,7 @@ export class Client extends EventTarget {
         const reconnectMs = Number.isFinite(Number(info.reconnect_ms)) && info.reconnect_ms !== undefined ? Number(info.reconnect_ms) : null;
         this._hintMs = reconnectMs;
         this.lastDisconnect = { reason: info.reason ?? "", reconnectMs };
+        if (typeof info.kick === "boolean") this.lastDisconnect.kick = info.kick;
         if (!this._authed) this._refusedWith = this.lastDisconnect.reason;
         this._emit("disconnect", this.lastDisconnect);
         this._tokens.disconnect(this.lastDisconnect);

@@ -68,10 +68,13 @@ const NODE_REASONS = new Set([
 
 /**
  * isKick says whether an op 6 sent to an authenticated connection is a
- * kick's: a reason that is not one of the node's own, and no reconnect hint
- * (reconnectMs 0 or null: a hint asks the client to come back later).
+ * kick's: the node marks it ("kick": true, pass it as kick); from a node
+ * that does not mark kicks (kick undefined), a reason that is not one of
+ * the node's own and no reconnect hint (reconnectMs 0 or null: a hint asks
+ * the client to come back later).
  */
-export function isKick(reason, reconnectMs = null) {
+export function isKick(reason, reconnectMs = null, kick = undefined) {
+  if (typeof kick === "boolean") return kick;
   return typeof reason === "string" && reason !== "" && !NODE_REASONS.has(reason) && !(reconnectMs > 0);
 }
 
@@ -193,8 +196,8 @@ export class Tokens {
   }
 
   /** disconnect takes note of an op 6: a kick's emits "kicked". */
-  disconnect({ reason, reconnectMs }) {
-    if (!this.c._authed || !isKick(reason, reconnectMs)) return;
+  disconnect({ reason, reconnectMs, kick }) {
+    if (!this.c._authed || !isKick(reason, reconnectMs, kick)) return;
     this.kicked = reason;
     this.c._emit("kicked", { reason });
   }

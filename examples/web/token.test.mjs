@@ -394,3 +394,10 @@ test("Client: the node's own op 6 reasons are not kicks: it reconnects", async (
     c.close();
   }
 });
+
+test("isKick takes the node's kick flag over the reason's text", () => {
+  assert.equal(isKick("shutdown", 0, true), true);
+  assert.equal(isKick("banned", 0, false), false);
+  assert.equal(isKick("banned", 0), true); // a node that does not mark kicks
+  assert.equal(isKick("slow_consumer", 0), false);
+});
