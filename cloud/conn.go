@@ -358,8 +358,8 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 	if c.rec {
 		c.recoverAt(1, c.followed(), req.Body.Positions) // after the AuthReply
 	}
+	c.connected() // before the client can see its AuthReply
 	c.resume()
-	c.connected()
 	c.armExpiry(id.Expires)
 	if s.isClosed() {
 		// Shutdown began while this client authenticated.

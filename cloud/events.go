@@ -13,7 +13,9 @@ import (
 // Connection events (Config.Events; imcloud.Event).
 //
 // A connection reports, in this order: connect once it is authenticated
-// (its AuthReply queued, its session stored), a room_join for its auth
+// (its AuthReply queued, its session stored; before the AuthReply can be
+// written, so a client that saw it has its connect queued), a room_join
+// for its auth
 // room, a room_join or room_leave for each change of its rooms (Join,
 // Leave, ChangeRoom: the old primary room's leave, then the new one's
 // join, both Primary), and exactly one disconnect when it ends, with the
@@ -26,7 +28,10 @@ import (
 //
 // The queue is bounded (Config.EventBuffer) and never blocks a
 // connection: an event that finds it full is dropped and counted
-// (Stats.EventsDropped). One goroutine per node calls the sink, in order.
+// (Stats.EventsDropped). One goroutine per node takes what is queued, a
+// batch at a time, and calls the sink with each, in order (so at most
+// twice EventBuffer events are held: a batch being delivered and a full
+// queue behind it).
 // Shutdown flushes it after the last connection ended, waiting at most
 // eventFlushTimeout for a slow sink; what is left then is dropped and
 // counted.

@@ -189,13 +189,16 @@ func TestEventsReplaced(t *testing.T) {
 	d := log.disconnect(t, "same")
 	assert.Equal(t, imcloud.ReasonReplaced, d.Reason)
 	var gens []uint64
-	for _, ev := range log.Of("same") {
-		if ev.Type == imcloud.EventConnect {
-			gens = append(gens, ev.Gen)
+	waitFor(t, "both connects", func() bool {
+		gens = gens[:0]
+		for _, ev := range log.Of("same") {
+			if ev.Type == imcloud.EventConnect {
+				gens = append(gens, ev.Gen)
+			}
 		}
-	}
-	require.Len(t, gens, 2)
-	assert.Less(t, gens[0], gens[1])
+		return len(gens) == 2
+	})
+	assert.Less(t, gens[0], gens[1], "the first client's connect came first")
 	assert.Equal(t, gens[0], d.Gen, "the older connection is the one replaced")
 	_ = cur.nc.Close()
 	waitFor(t, "both disconnects", func() bool { return len(log.Of("same")) == 4 })
@@ -331,5 +334,5 @@ func TestEventsSinkBlocked(t *testing.T) {
 	waitFor(t, "the queue to drain", func() bool {
 		return uint64(len(sink.All()))+n.srv.Stats().EventsDropped == emitted
 	})
-	assert.LessOrEqual(t, len(sink.All()), 5, "one in the sink, four queued")
+	assert.LessOrEqual(t, len(sink.All()), 8, "the batch the sink was given, four queued behind it")
 }
