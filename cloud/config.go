@@ -194,7 +194,8 @@ type Config struct {
 	EventBuffer int
 	// UpstreamHook receives upstream client messages (op 4 and other
 	// unknown ops). It runs on the connection's reader goroutine and must
-	// not block for long; body is only valid during the call.
+	// not block for long; body is only valid during the call. The
+	// client's reply (the same op, empty) is queued once it returned.
 	UpstreamHook func(ctx context.Context, m Upstream)
 	// Logger receives operational logs. Nil: silent.
 	Logger *slog.Logger

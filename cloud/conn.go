@@ -491,11 +491,13 @@ func (c *conn) handle(f *protocol.Frame) {
 // and an empty body, and the message goes to the application.
 func (c *conn) upstream(f *protocol.Frame) {
 	s := c.srv
-	c.reply(f, f.Op, nil)
 	s.stats.upstream.Add(1)
 	if h := s.cfg.UpstreamHook; h != nil {
 		h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body, Node: s.id})
 	}
+	// The reply after the hook: a client that has it knows the
+	// application was handed the message.
+	c.reply(f, f.Op, nil)
 }
 
 // reply queues a reply frame echoing f's ver and seq.
