@@ -48,7 +48,7 @@ const linkSecret = "e2e-link-secret"
 // startCluster starts it; cloudArgs are added to each cloud process's
 // flags.
 func startCluster(t *testing.T, cloudArgs ...string) *cluster {
-	c := &cluster{redis: testenv.StartRedis(t), kafka: testenv.StartKafka(t, "imcloud-push")}
+	c := &cluster{redis: testenv.StartRedis(t), kafka: testenv.StartKafka(t, "imcloud-push", "imcloud-push.events", "imcloud-push.upstream")}
 	c.common = []string{"-redis-addr", c.redis.Addr, "-kafka-brokers", c.kafka.Brokers[0],
 		"-link-secret", linkSecret, "-auth", "dev", "-log-level", "debug"}
 	bound := make([]*boundProc, 0, 4)

@@ -82,6 +82,16 @@ type Config struct {
 	// node, goim's way (kept for comparison).
 	RoomDispatch bool
 
+	// Events sends connection events and upstream messages to the
+	// application (events.go): to the Kafka topics "<KafkaTopic>.events"
+	// and ".upstream" when clustered, to in-process callbacks that log
+	// and count them otherwise.
+	Events bool
+	// NodeTTL is how long a cloud node's registration outlives it
+	// (cloud.Config.NodeTTL; 0: cloud's 30 s): a node killed without a
+	// drain is declared gone (node_gone) that long after.
+	NodeTTL time.Duration
+
 	// Client auth. In token mode, HS256 tokens verify with TokenSecret,
 	// RS256 and ES256 ones with the JWK Sets of JWKSFile and JWKSURL (by
 	// kid, re-read hourly and on an unknown kid: cloud.JWTConfig).
@@ -142,6 +152,7 @@ func DefaultConfig() Config {
 		QueueMaxDelay: 500 * time.Millisecond,
 		History:       true,
 		RoomDispatch:  true,
+		Events:        true,
 		LinkAddr:      ":3121",
 		KafkaTopic:    "imcloud-push",
 		KafkaGroup:    "imcloud-job",
@@ -196,6 +207,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.KafkaSASLMech, "kafka-sasl-mechanism", cfg.KafkaSASLMech, "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.BoolVar(&cfg.History, "history", cfg.History, "keep each user's and room's recent pushes and replay what a reconnecting client missed (in memory all-in-one, in Redis when clustered; set alike on every process)")
 	fs.BoolVar(&cfg.RoomDispatch, "room-dispatch", cfg.RoomDispatch, "job: send a room push only to the nodes with members in the room (false: to every node, goim's way)")
+	fs.BoolVar(&cfg.Events, "events", cfg.Events, "connection events and upstream messages for the application: clustered, to the Kafka topics <kafka-topic>.events and <kafka-topic>.upstream (they must exist); all-in-one, logged at debug level and counted")
+	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "cloud: how long the node's registration outlives it; a node killed without a drain is declared gone that long after (0: the cloud default, 30 s)")
 	fs.IntVar(&cfg.HistoryLen, "history-len", 0, "pushes kept per stream (0: 1000)")
 	fs.DurationVar(&cfg.HistoryAge, "history-age", 0, "how long a push is kept for recovery (0: 10m)")
 	fs.Int64Var(&cfg.HistoryBytes, "history-bytes", 0, "in-memory history only: total size in bytes; whole streams are evicted past it (0: 256 MiB)")
@@ -385,6 +398,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatMax < 0 {
 		return usageErr("heartbeat-timeout", "cannot be negative")
+	}
+	if c.NodeTTL < 0 {
+		return usageErr("node-ttl", "cannot be negative")
 	}
 	if c.needs(RoleLogic) && len(c.APIKeys()) == 0 && !c.InsecureAPI && !IsLoopback(c.HTTPAddr) {
 		return usageErr("http-addr", "%q is reachable from other machines and the push API has no key: "+

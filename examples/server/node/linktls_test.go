@@ -69,7 +69,7 @@ func TestLinkTLSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three roles with Redis and a broker")
 	}
-	redis, kafka := testenv.StartRedis(t), testenv.StartKafka(t, "imcloud-push")
+	redis, kafka := testenv.StartRedis(t), testenv.StartKafka(t, "imcloud-push", "imcloud-push.events", "imcloud-push.upstream")
 	ca := testenv.NewCA(t)
 	caFile := ca.WriteCA(t)
 	nodeCert, nodeKey := testenv.WritePEM(t, ca.Issue(t, "node", x509.ExtKeyUsageServerAuth))

@@ -34,7 +34,7 @@ func TestAllInOneMetrics(t *testing.T) {
 	fams := metricstest.Parse(t, resp.Body)
 
 	metricstest.CheckConventions(t, fams, "imcloud_")
-	for _, prefix := range []string{"imcloud_build_info", "imcloud_backend_up", "imcloud_logic_", "imcloud_job_", "imcloud_cloud_"} {
+	for _, prefix := range []string{"imcloud_build_info", "imcloud_backend_up", "imcloud_app_", "imcloud_logic_", "imcloud_job_", "imcloud_cloud_"} {
 		metricstest.CheckDocumented(t, fams, "../../../docs/metrics.md", prefix)
 	}
 	for name, typ := range map[string]dto.MetricType{

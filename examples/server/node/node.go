@@ -29,6 +29,7 @@ type router interface {
 	cloud.RoomStore
 	job.NodeDirectory
 	job.Rooms
+	job.DrainedDirectory
 }
 
 // history is the stream history every role reads or appends to: logic's
@@ -57,6 +58,7 @@ type App struct {
 	linkTLS *tls.Config // the link listener's, if TLS
 	job     *job.Job
 	admin   *admin
+	events  *appEvents // events.go
 
 	listeners map[string]net.Listener
 	httpSrv   *http.Server
@@ -92,6 +94,9 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	if err := a.openBackends(); err != nil {
+		return nil, err
+	}
+	if err := a.openEvents(); err != nil {
 		return nil, err
 	}
 	if cfg.needs(RoleCloud) {
@@ -241,6 +246,9 @@ func (a *App) newCloud() error {
 		QueueLength:        a.cfg.QueueLength,
 		MaxBroadcasts:      a.cfg.MaxBroadcasts,
 		HeartbeatTimeout:   a.cfg.HeartbeatMax,
+		NodeTTL:            a.cfg.NodeTTL,
+		Events:             a.events.events,
+		UpstreamHook:       a.events.upstream,
 		Client:             a.clientSettings(),
 		Logger:             a.log.With("role", RoleCloud),
 	}
@@ -307,6 +315,7 @@ func (a *App) newJob() error {
 		LinkOptions: job.LinkOptions{TLS: linkTLS},
 		DeadLetter:  a.deadLetter(),
 		Users:       a.router,
+		Events:      a.events.events,
 		Logger:      a.log.With("role", RoleJob),
 	}
 	if a.history != nil {

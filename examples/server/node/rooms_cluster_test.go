@@ -30,7 +30,7 @@ type roomsCluster struct {
 func startRoomsCluster(t testing.TB, nodes int, extra ...string) *roomsCluster {
 	t.Helper()
 	rd := testenv.StartRedis(t)
-	kf := testenv.StartKafka(t, "imcloud-push")
+	kf := testenv.StartKafka(t, "imcloud-push", "imcloud-push.events", "imcloud-push.upstream")
 	common := append([]string{"-redis-addr", rd.Addr, "-kafka-brokers", kf.Brokers[0],
 		"-link-secret", "rooms-link-secret", "-auth", "dev", "-log-level", "warn",
 		"-admin-addr", "127.0.0.1:0"}, extra...)
