@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -47,6 +47,12 @@ bench-recovery:
 # connection (scripts/bench-rooms.sh).
 bench-rooms:
 	./scripts/bench-rooms.sh
+
+# The control plane figures (about 3 minutes; not part of `make bench`): kicks
+# across two nodes, connection events and upstream messages at full rate
+# (scripts/bench-control.sh).
+bench-control:
+	./scripts/bench-control.sh
 
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:
