@@ -43,8 +43,10 @@
 //     is removed only while its node and generation still match.
 //   - node: one running gateway, a cloud.Server (goim's comet), named by
 //     Node.ID. "cloud" is the role and its package, not a machine.
-//   - room: a named group of connections, "type://id"; a connection is in
-//     at most one room at a time.
+//   - room: a named group of connections, "type://id". A connection has at
+//     most one primary room (goim's: auth room_id, ChangeRoom; the
+//     heartbeat's online count) and may join more (ops 18-21, ver-2
+//     clients), up to 32 in all. Entering one is authorized.
 //   - router: where sessions, nodes and room counts live: logic's Router,
 //     which cloud sees as its SessionStore and job as its NodeDirectory. One
 //     value (in memory, or Redis) serves all three.
@@ -99,6 +101,24 @@
 //   - With Redis down, cloud nodes keep serving connected clients and
 //     re-register their sessions when it returns; pushes fail with clear
 //     errors meanwhile.
+//
+// # Rooms and the control plane
+//
+// job sends a room push only to the nodes with members in the room: a node
+// writes its membership to the router before it answers the member who
+// made it the room's first there, and job reads memberships after it
+// received the push, so a client that had its Join answered gets every
+// push the API accepted afterwards. Broadcasts go to every node.
+//
+// The application acts on connections and hears about them through the
+// same cluster: kicks (a Message of KindKick, never a push, queued behind
+// the user's earlier pushes; optionally revoking the user's older
+// tokens), presence and the offline users of a mids push, connection
+// events (Event: connect, disconnect with its reason, room changes;
+// at least once and in order per connection, node_gone for a gateway that
+// died), upstream messages with the sender's verified identity, and token
+// lifetime (a connection closes at its token's expiry unless refreshed).
+// docs/design.md says how each works and what it guarantees.
 //
 // # Embedding
 //
