@@ -26,6 +26,22 @@
 // few users) have a goroutine of their own, so they do not wait behind a
 // round trip of large ones either.
 //
+// # Several Redis instances
+//
+// With Config.Addrs, one Router spreads over several independent Redis
+// instances (shard.go has the full rules): a connection's route lives on
+// its key's shard (NodesByKeys asks each key's shard), a user's routes and
+// a copy of its connections' entries on its mid's shard (NodesByMids,
+// NodesByMidsOffline and Presence answer from it alone), a revocation on
+// its mid's shard; shards are chosen by rendezvous hashing over the
+// address list. The node registry, room counts and room membership are
+// written to every shard and read from those that answer, so they stay
+// readable with a shard down. Calls that need several shards reach them
+// in parallel; each shard has its own generation and rebuilds on its own;
+// an error from a shard names its address. History stays on the first
+// address. Redis Cluster is not supported: the scripts do not declare
+// their keys and a batch spans many slots.
+//
 // # Concurrency and lifecycle
 //
 // Every method of Router is safe for concurrent use. NewRouter does not
@@ -33,6 +49,8 @@
 // after it return logic.ErrClosed.
 //
 //	r, err := redis.NewRouter(redis.Config{Addr: "127.0.0.1:6379"})
+//	// or, over three shards:
+//	// redis.NewRouter(redis.Config{Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"}})
 //	if err != nil { ... }
 //	defer r.Close()
 //	p, err := logic.New(logic.Config{Router: r, Queue: queue})

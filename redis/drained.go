@@ -25,6 +25,9 @@ return out
 // within logic.DrainedTTL, each with the epoch of the registration
 // removed ("": none), in one round trip. job.DrainedDirectory.
 func (r *Router) Drained(ctx context.Context, ids []string) (map[string]string, error) {
+	if r.shards != nil {
+		return r.shardedDrained(ctx, ids)
+	}
 	out := make(map[string]string)
 	if len(ids) == 0 {
 		return out, ctx.Err()

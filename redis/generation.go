@@ -87,6 +87,9 @@ func (r *Router) genKeys() []any {
 // every second (cloud.GenerationStore) and re-register everything when
 // it changed.
 func (r *Router) Generation(ctx context.Context, known string) (string, error) {
+	if r.shards != nil {
+		return r.shardedGeneration(ctx, known)
+	}
 	g, _, err := r.ensureGeneration(ctx, known)
 	return g, err
 }

@@ -81,6 +81,9 @@ type History struct {
 
 // NewHistory returns a History over r's Redis.
 func NewHistory(r *Router, cfg HistoryConfig) *History {
+	if r.shards != nil {
+		r = r.shards[0] // history stays on one instance: the first address
+	}
 	h := &History{r: r, maxLen: cfg.MaxLen, maxAge: cfg.MaxAge, metaTTL: cfg.MetaTTL,
 		perCall: cfg.MaxAppendsPerCall, now: cfg.Now}
 	if h.maxLen <= 0 {

@@ -28,6 +28,9 @@ type lookup struct {
 // While the router rebuilds (see Generation), a key without a route fails
 // the call with logic.ErrRouterRebuilding.
 func (r *Router) NodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
+	if r.shards != nil {
+		return r.shardedNodesByKeys(ctx, keys)
+	}
 	return r.lookup(ctx, &lookup{ctx: ctx, keys: keys})
 }
 
@@ -36,6 +39,10 @@ func (r *Router) NodesByKeys(ctx context.Context, keys []string) (map[string]str
 // script call for all their mids). While the router rebuilds (see
 // Generation) it fails with logic.ErrRouterRebuilding.
 func (r *Router) NodesByMids(ctx context.Context, mids []int64) (map[string]string, error) {
+	if r.shards != nil {
+		out, _, err := r.shardedNodesByMids(ctx, mids, false)
+		return out, err
+	}
 	return r.lookup(ctx, &lookup{ctx: ctx, mids: mids})
 }
 

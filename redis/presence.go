@@ -86,6 +86,9 @@ func presenceInfo(s imcloud.Session) string {
 // calls of MaxMidsPerCall mids, pipelined). While the router rebuilds (see
 // Generation) it fails with logic.ErrRouterRebuilding.
 func (r *Router) Presence(ctx context.Context, mids []int64) (map[int64][]imcloud.Session, error) {
+	if r.shards != nil {
+		return r.shardedPresence(ctx, mids)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -179,6 +182,9 @@ var errPresenceReply = fmt.Errorf("%w: malformed presence reply", logic.ErrRoute
 // asked), from the same round trip: the script's per-mid route counts
 // (logic.OfflineRouter).
 func (r *Router) NodesByMidsOffline(ctx context.Context, mids []int64) (map[string]string, []int64, error) {
+	if r.shards != nil {
+		return r.shardedNodesByMids(ctx, mids, true)
+	}
 	l := &lookup{ctx: ctx, mids: mids, wantOffline: true}
 	out, err := r.lookup(ctx, l)
 	if err != nil {

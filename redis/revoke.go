@@ -46,6 +46,9 @@ return 0
 // is. Times are kept to the millisecond. Mids below 1 name nobody and are
 // skipped; a ttl below 1 ms is a logic.ErrInvalidArgument.
 func (r *Router) Revoke(ctx context.Context, mids []int64, before time.Time, ttl time.Duration) error {
+	if r.shards != nil {
+		return r.shardedRevoke(ctx, mids, before, ttl)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -76,6 +79,9 @@ func (r *Router) Revoke(ctx context.Context, mids []int64, before time.Time, ttl
 // RevokedBefore returns the revocation time of each of mids that has an
 // unexpired one, in one round trip (MGET).
 func (r *Router) RevokedBefore(ctx context.Context, mids []int64) (map[int64]time.Time, error) {
+	if r.shards != nil {
+		return r.shardedRevokedBefore(ctx, mids)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

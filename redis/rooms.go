@@ -96,6 +96,9 @@ return out
 // it drops, a missing one would lose pushes. Empty room names are
 // ignored; an empty node id is a logic.ErrInvalidArgument.
 func (r *Router) PutRooms(ctx context.Context, node string, joined, left []string, ttl time.Duration) error {
+	if r.shards != nil {
+		return r.everyShard(ctx, func(_ int, s *Router) error { return s.PutRooms(ctx, node, joined, left, ttl) })
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -138,6 +141,9 @@ func (r *Router) PutRooms(ctx context.Context, node string, joined, left []strin
 // logic.ErrRouterRebuilding: a room's members may be on nodes that have
 // not written their rooms again yet.
 func (r *Router) NodesByRooms(ctx context.Context, rooms []string) (map[string][]string, error) {
+	if r.shards != nil {
+		return r.shardedNodesByRooms(ctx, rooms)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

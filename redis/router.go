@@ -3,13 +3,11 @@ package redis
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dgryski/go-rendezvous"
 	redigo "github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
 	"github.com/imcloud/imcloud/logic"
@@ -29,6 +28,14 @@ var _ logic.Router = (*Router)(nil)
 type Config struct {
 	// Addr is the server's host:port. Default "127.0.0.1:6379".
 	Addr string
+	// Addrs, with more than one host:port, spreads the router over several
+	// independent Redis instances (shards; see shard.go): each session,
+	// user and revocation lives on the shard its key or mid hashes to
+	// (rendezvous hashing over this list), the node registry and room
+	// membership on every shard. Addr must then be empty. One address is
+	// the same as Addr. Every other field applies to each shard (PoolSize
+	// and Lookups per shard).
+	Addrs []string
 	// Username and Password authenticate (AUTH, or ACL AUTH with a
 	// username). Default none.
 	Username, Password string
@@ -131,11 +138,28 @@ type Router struct {
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	// shards, for a router over several Redis instances (Config.Addrs),
+	// are one single-instance Router each, and every method above
+	// dispatches to them (shard.go); nil for one instance.
+	shards []*Router
+	ring   *rendezvous.Rendezvous // shard addresses, by rendezvous hashing
+	index  map[string]int         // shard address -> index in shards
 }
 
-// NewRouter returns a router over the Redis at cfg.Addr. It does not
+// NewRouter returns a router over the Redis at cfg.Addr (or the shards at
+// cfg.Addrs). It does not
 // connect until first used; call Ping to check the server.
 func NewRouter(cfg Config) (*Router, error) {
+	if len(cfg.Addrs) > 0 {
+		if cfg.Addr != "" {
+			return nil, fmt.Errorf("%w: both Addr and Addrs set", logic.ErrInvalidArgument)
+		}
+		if len(cfg.Addrs) > 1 {
+			return newShardedRouter(cfg)
+		}
+		cfg.Addr, cfg.Addrs = cfg.Addrs[0], nil
+	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:6379"
 	}
@@ -218,6 +242,12 @@ func NewRouter(cfg Config) (*Router, error) {
 // Close stops the lookup goroutines and closes the connections. Calls in
 // flight fail; later calls return ErrClosed. Idempotent.
 func (r *Router) Close() error {
+	if r.shards != nil {
+		for _, s := range r.shards {
+			_ = s.Close()
+		}
+		return nil
+	}
 	r.closeOnce.Do(func() {
 		close(r.quit)
 		r.wg.Wait()
@@ -239,11 +269,17 @@ type Stats struct {
 
 // Stats returns the router's counters.
 func (r *Router) Stats() Stats {
+	if r.shards != nil {
+		return r.shardedStats()
+	}
 	return Stats{Lookups: r.stats.lookups.Load(), RoundTrips: r.stats.roundTrips.Load()}
 }
 
 // Ping checks that the server answers.
 func (r *Router) Ping(ctx context.Context) error {
+	if r.shards != nil {
+		return r.everyShard(ctx, func(_ int, s *Router) error { return s.Ping(ctx) })
+	}
 	_, err := r.do(ctx, "PING")
 	return err
 }
@@ -423,23 +459,34 @@ const sessionChunk = 256
 // PutSessions records or renews sessions for ttl, in one round trip, with
 // what Presence reports of them (Platform, Room and Since, to the second).
 func (r *Router) PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+	if r.shards != nil {
+		return r.shardedPutSessions(ctx, sessions, ttl)
+	}
+	return r.scripts(ctx, putSessionsScript, sessionCalls(r.prefix, sessions, ttl))
+}
+
+// sessionCalls are the putSessionsScript calls that put sessions.
+func sessionCalls(prefix string, sessions []imcloud.Session, ttl time.Duration) [][]any {
 	ms := ttlMillis(ttl)
 	var calls [][]any
 	for i := 0; i < len(sessions); i += sessionChunk {
 		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
 		args := make([]any, 0, 2+5*len(chunk))
-		args = append(args, r.prefix, ms)
+		args = append(args, prefix, ms)
 		for _, s := range chunk {
 			args = append(args, strconv.FormatInt(s.Mid, 10), s.Key, s.Node, strconv.FormatUint(s.Gen, 10), presenceInfo(s))
 		}
 		calls = append(calls, args)
 	}
-	return r.scripts(ctx, putSessionsScript, calls)
+	return calls
 }
 
 // RemoveSessions removes the sessions whose routes still name the same
 // Node and Gen, in one round trip.
 func (r *Router) RemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
+	if r.shards != nil {
+		return r.shardedRemoveSessions(ctx, sessions)
+	}
 	var calls [][]any
 	for i := 0; i < len(sessions); i += sessionChunk {
 		chunk := sessions[i:min(i+sessionChunk, len(sessions))]
@@ -459,130 +506,4 @@ func ttlMillis(ttl time.Duration) int64 {
 		ms = 1
 	}
 	return ms
-}
-
-// nodeRecord is a node's registration as stored in Redis.
-type nodeRecord struct {
-	ID          string   `json:"id"`
-	LinkAddr    string   `json:"link_addr,omitempty"`
-	PublicAddrs []string `json:"public_addrs,omitempty"`
-	Conns       int      `json:"conns"`
-	IPs         int      `json:"ips"`
-	Updated     int64    `json:"updated"` // unix nanoseconds
-	Epoch       string   `json:"epoch,omitempty"`
-	Since       int64    `json:"since,omitempty"` // unix nanoseconds, 0 for none
-}
-
-// PutNode registers or renews node for ttl. Updated is set to now when
-// zero. A node id registered before with another Epoch is a restarted
-// process: its predecessor's routes are removed first (see scripts.go).
-func (r *Router) PutNode(ctx context.Context, node imcloud.Node, ttl time.Duration) error {
-	if node.Updated.IsZero() {
-		node.Updated = time.Now()
-	}
-	b, err := json.Marshal(nodeRecord{node.ID, node.LinkAddr, node.PublicAddrs, node.Conns, node.IPs,
-		node.Updated.UnixNano(), node.Epoch, unixNanos(node.Since)})
-	if err != nil {
-		return err
-	}
-	n, err := redigo.Int(r.script(ctx, putNodeScript, r.prefix, node.ID, ttlMillis(ttl), b, node.Epoch))
-	if n > 0 {
-		r.log.Info("redis: node restarted with a new epoch; removed its previous process's routes",
-			"node", node.ID, "routes", n)
-	}
-	return err
-}
-
-// unixNanos is t in Unix nanoseconds, 0 for the zero time (whose
-// UnixNano is out of range).
-func unixNanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromUnixNanos is unixNanos's inverse.
-func fromUnixNanos(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
-
-// RemoveNode deregisters the node and drops its room counts, and
-// remembers the drain for logic.DrainedTTL (Drained).
-func (r *Router) RemoveNode(ctx context.Context, id string) error {
-	_, err := r.script(ctx, removeNodeScript, r.prefix, id, logic.DrainedTTL.Milliseconds())
-	return err
-}
-
-// Nodes returns the live nodes, ordered by id.
-func (r *Router) Nodes(ctx context.Context) ([]imcloud.Node, error) {
-	nodes, _, err := r.NodesRebuilding(ctx)
-	return nodes, err
-}
-
-// NodesRebuilding returns the live nodes, ordered by id, and whether the
-// router is rebuilding after losing its data (see Generation): then a node
-// missing from the list may simply not have registered again yet. The
-// list and the state come from one round trip (job.RebuildingDirectory).
-func (r *Router) NodesRebuilding(ctx context.Context) ([]imcloud.Node, bool, error) {
-	vals, err := redigo.Values(r.script(ctx, nodesScript, r.prefix))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(vals) < 2 {
-		return nil, false, fmt.Errorf("%w: malformed nodes reply", logic.ErrRouter)
-	}
-	gen, _ := vals[0].([]byte)
-	marker, _ := vals[1].([]byte)
-	rebuilding, err := r.observe(ctx, gen, marker)
-	if err != nil {
-		return nil, false, err
-	}
-	out := make([]imcloud.Node, 0, len(vals)-2)
-	for _, v := range vals[2:] {
-		b, _ := v.([]byte)
-		var rec nodeRecord
-		if err := json.Unmarshal(b, &rec); err != nil {
-			r.log.Warn("redis: undecodable node registration in Redis", "err", err)
-			continue
-		}
-		out = append(out, imcloud.Node{ID: rec.ID, LinkAddr: rec.LinkAddr, PublicAddrs: rec.PublicAddrs,
-			Conns: rec.Conns, IPs: rec.IPs, Updated: time.Unix(0, rec.Updated), Epoch: rec.Epoch,
-			Since: fromUnixNanos(rec.Since)})
-	}
-	slices.SortFunc(out, func(a, b imcloud.Node) int { return strings.Compare(a.ID, b.ID) })
-	return out, rebuilding, nil
-}
-
-// PutRoomCounts replaces node's room counts for ttl.
-func (r *Router) PutRoomCounts(ctx context.Context, node string, counts map[string]int32, ttl time.Duration) error {
-	args := make([]any, 0, 3+2*len(counts))
-	args = append(args, r.prefix, node, ttlMillis(ttl))
-	for room, n := range counts {
-		args = append(args, room, n)
-	}
-	_, err := r.script(ctx, putCountsScript, args...)
-	return err
-}
-
-// RoomCounts returns the sum of every unexpired node report per room, in
-// one round trip.
-func (r *Router) RoomCounts(ctx context.Context) (map[string]int32, error) {
-	vals, err := redigo.Values(r.script(ctx, roomCountsScript, r.prefix))
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int32, len(vals)/2)
-	for i := 0; i+1 < len(vals); i += 2 {
-		room, err1 := redigo.String(vals[i], nil)
-		n, err2 := redigo.Int64(vals[i+1], nil)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("redis: room counts: unexpected reply")
-		}
-		out[room] = int32(n)
-	}
-	return out, nil
 }

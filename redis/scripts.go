@@ -47,10 +47,14 @@ import redigo "github.com/gomodule/redigo/redis"
 // putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen,
 // info)... with info = since "\n" platform "\n" room; each key joins its
 // node's nodekeys_ set (and leaves the set of the node it was on before).
+// Returns (key, previous gen_ entry)... for the keys that were another
+// user's: a sharded router removes that user's copy of the route from the
+// user's shard (shard.go).
 var putSessionsScript = redigo.NewScript(0, `
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local nodes = {}
+local moved = {}
 for i = 3, #ARGV, 5 do
   local mid, key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local gk = p .. 'gen_' .. key
@@ -59,6 +63,8 @@ for i = 3, #ARGV, 5 do
     local on, om = string.match(old, '^([^\n]*)\n[^\n]*\n([^\n]*)')
     if om and om ~= mid and om ~= '0' then
       redis.call('HDEL', p .. 'mid_' .. om, key)
+      moved[#moved+1] = key
+      moved[#moved+1] = old
     end
     if on and on ~= node then
       redis.call('SREM', p .. 'nodekeys_' .. on, key)
@@ -80,7 +86,7 @@ for node in pairs(nodes) do
   local left = redis.call('PTTL', ek)
   if left >= 0 and left < ttl then redis.call('PEXPIRE', ek, ttl) end
 end
-return 0
+return moved
 `)
 
 // removeSessionsScript: ARGV = prefix, then (key, node, gen)...; a route is

@@ -24,7 +24,7 @@ const deadLetterSuffix = ".dead-letter"
 // connect in the background until a broker answers.
 func (a *App) openClustered() error {
 	rc := redis.Config{
-		Addr:     a.cfg.RedisAddr,
+		Addrs:    a.cfg.RedisAddrs(),
 		Username: a.cfg.RedisUser,
 		Password: a.cfg.RedisPassword,
 		DB:       a.cfg.RedisDB,

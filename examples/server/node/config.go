@@ -192,7 +192,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.AdvertiseLink, "advertise-link", "", "host:port job uses to reach this node's link (default: derived from -link-addr)")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "cloud node id (default: host, listen address and a random epoch)")
 	fs.StringVar(&cfg.LinkSecret, "link-secret", "", "shared secret between job and cloud nodes (required when clustered)")
-	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis host:port; empty: in-memory router (role all only)")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis host:port, or a comma-separated list of them (a router sharded over several Redis instances); empty: in-memory router (role all only)")
 	fs.StringVar(&cfg.RedisUser, "redis-user", "", "Redis ACL user")
 	fs.StringVar(&cfg.RedisPassword, "redis-password", "", "Redis password (AUTH)")
 	fs.IntVar(&cfg.RedisDB, "redis-db", 0, "Redis database number")
@@ -287,6 +287,10 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 // dropped.
 func (c Config) APIKeys() []string { return splitList(c.APIKey) }
 
+// RedisAddrs is -redis-addr's list: one Redis, or the shards of a router
+// over several (redis.Config.Addrs).
+func (c Config) RedisAddrs() []string { return splitList(c.RedisAddr) }
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -325,13 +329,18 @@ func (c *Config) Validate() error {
 	for name, addr := range map[string]string{
 		"tcp-addr": c.TCPAddr, "ws-addr": c.WSAddr, "http-addr": c.HTTPAddr, "link-addr": c.LinkAddr,
 		"admin-addr": c.AdminAddr, "advertise-tcp": c.AdvertiseTCP, "advertise-ws": c.AdvertiseWS,
-		"advertise-link": c.AdvertiseLink, "redis-addr": c.RedisAddr,
+		"advertise-link": c.AdvertiseLink,
 	} {
 		if addr == "" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return usageErr(name, "%q is not host:port: %v", addr, err)
+		}
+	}
+	for _, a := range c.RedisAddrs() {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return usageErr("redis-addr", "%q is not host:port: %v", a, err)
 		}
 	}
 	for _, b := range c.KafkaBrokers {

@@ -55,6 +55,13 @@ func TestParseEnvAndFlagPrecedence(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:9092", "127.0.0.1:9093"}, cfg.KafkaBrokers)
 }
 
+func TestParseRedisShards(t *testing.T) {
+	cfg, err := Parse([]string{"-role", "cloud", "-link-secret", "x",
+		"-redis-addr", "127.0.0.1:7000, 127.0.0.1:7001,127.0.0.1:7002"}, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}, cfg.RedisAddrs())
+}
+
 func TestParseRefusesBadValues(t *testing.T) {
 	cluster := []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "127.0.0.1:9092", "-link-secret", "s"}
 	for _, tc := range []struct {
@@ -68,6 +75,7 @@ func TestParseRefusesBadValues(t *testing.T) {
 		{"job without kafka", []string{"-role", "job", "-redis-addr", "127.0.0.1:6379", "-link-secret", "s"}, nil, "-kafka-brokers"},
 		{"all with only redis", []string{"-redis-addr", "127.0.0.1:6379"}, nil, "-kafka-brokers"},
 		{"bad listen address", []string{"-tcp-addr", "3101"}, nil, "-tcp-addr"},
+		{"bad redis shard", []string{"-redis-addr", "127.0.0.1:6379,redis", "-kafka-brokers", "127.0.0.1:9092", "-link-secret", "s"}, nil, "-redis-addr"},
 		{"bad broker", []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "kafka", "-link-secret", "s"}, nil, "-kafka-brokers"},
 		{"clustered without link secret", []string{"-role", "cloud", "-redis-addr", "127.0.0.1:6379"}, nil, "-link-secret"},
 		{"token without secret", []string{"-auth", "token"}, nil, "-token-secret"},
