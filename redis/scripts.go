@@ -5,8 +5,9 @@ import redigo "github.com/gomodule/redigo/redis"
 // The Redis router's Lua scripts. Each runs atomically on the server, so a
 // removal racing a re-registration can never delete the new route, and
 // each does a whole batch in one round trip. Key names are built inside the
-// scripts from the prefix (ARGV[1]), so the router needs a single Redis (or
-// a single Redis Cluster hash slot), not Cluster-wide key routing.
+// scripts from the prefix (ARGV[1]), so each call runs on one Redis: the
+// router's, or one shard of a router over several (shard.go). Redis
+// Cluster cannot route them (docs/design.md).
 //
 // Schema (goim's, extended; see DESIGN.md):
 //
