@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control bench-scale fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -53,6 +53,17 @@ bench-rooms:
 # (scripts/bench-control.sh).
 bench-control:
 	./scripts/bench-control.sh
+
+# The scale scenario (not part of `make bench`): redis-server, kfake, logic,
+# job, 10 cloud processes of 19,000 WebSocket connections each from 10
+# generator processes (190,000 in all), ramp, a 5-minute idle hold, a room
+# push and a paced broadcast to every connection, a reconnect storm (every
+# gateway drained and restarted within 10 s) and the router's routes
+# checked against the live connections; into BENCHMARKS.md's section
+# "scale" (scripts/bench-scale.sh). About 12 minutes; `make bench-scale
+# SMALL=1`: 3 gateways, 30,000 connections, under 3 minutes.
+bench-scale:
+	SMALL=$(SMALL) ./scripts/bench-scale.sh
 
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:

@@ -34,6 +34,9 @@ type client struct {
 	// (detached: conn is closed then; writes go to fd).
 	fd       int
 	detached bool
+	// slot is the scale mode's record of this connection (scale.go), nil
+	// in the other modes.
+	slot *scaleSlot
 }
 
 // fleet is every connection of a run.
@@ -52,6 +55,9 @@ type fleet struct {
 	dialErrs    atomic.Int64
 	closing     atomic.Bool
 	wg          sync.WaitGroup
+	// onLost, when set, runs after a connection was lost (the scale
+	// mode reconnects it).
+	onLost func(c *client, err error)
 }
 
 func newFleet(cfg *config, rec *recorder) *fleet {
@@ -300,6 +306,9 @@ func (f *fleet) lost(c *client, err error) {
 			fmt.Fprintf(stderr, "bench: connection %d lost: %v\n", c.id, err)
 		}
 	}
+	if f.onLost != nil {
+		f.onLost(c, err)
+	}
 }
 
 // consume walks the frames in b (whole frames only) and records pushes;
@@ -333,6 +342,11 @@ func consume(b []byte, rx rxTime, ds []delivery, bad *int) (int, []delivery, err
 }
 
 func push(ds []delivery, f *protocol.Frame, rx rxTime, bad *int) []delivery {
+	if f.Op == protocol.OpDisconnect {
+		// The server's op 6 (drain, refusal): its reconnect hint, for
+		// the scale mode's reconnects; never counted as a push.
+		return append(ds, delivery{tag: tagDisconnect, lat: disconnectHint(f.Body), arr: -1})
+	}
 	if f.Op < protocol.OpPushMin {
 		return ds // heartbeat replies and other control frames
 	}

@@ -69,6 +69,9 @@ type config struct {
 	missed, rounds                      int
 	sharedRoom                          string
 	reconnectTCP, reconnectWS           string
+	gateways                            []string // scale mode
+	genIndex, firstIP                   int
+	ctl, scaleRoom                      string
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -119,8 +122,17 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.reconnectTCP, "reconnect-tcp", "", "recover mode: another cloud node's TCP address, dialled in odd rounds, so that every reconnect changes nodes")
 	fs.StringVar(&c.reconnectWS, "reconnect-ws", "", "recover mode: another cloud node's WebSocket address, dialled in odd rounds")
 	fs.StringVar(&c.sharedRoom, "shared-room", "", "recover mode: a room every client joins (e.g. live://1; its stream is followed too); empty: none")
+	var gateways string
+	fs.StringVar(&gateways, "gateways", "", "scale mode: the gateways' WebSocket addresses, comma-separated (scale.go)")
+	fs.IntVar(&c.genIndex, "gen-index", 0, "scale mode: this generator's index among the scenario's: mids from index*conns+1")
+	fs.IntVar(&c.firstIP, "first-ip", 0, "scale mode: ordinal of the first 127.x source address (0: 127.0.0.1), -per-ip connections each")
+	fs.StringVar(&c.ctl, "ctl", "127.0.0.1:0", "scale mode: control HTTP address (the coordinator, `bench scale`)")
+	fs.StringVar(&c.scaleRoom, "scale-room", "live://scale", "scale mode: the room every connection joins")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if gateways != "" {
+		c.gateways = strings.Split(gateways, ",")
 	}
 	if c.mode == "recover" {
 		set := map[string]bool{}
@@ -150,7 +162,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, fmt.Errorf("bench: -proto %q is not tcp or ws", c.proto)
 	case c.conns <= 0 || c.rooms <= 0 || c.perIP <= 0 || c.connectRate <= 0 || c.publishers <= 0 || c.perPush <= 0:
 		return nil, errors.New("bench: -conns, -rooms, -per-ip, -connect-rate, -publishers and -per-push must be positive")
-	case c.conns/c.perIP >= 250*256:
+	case c.firstIP < 0 || (c.firstIP*c.perIP+c.conns)/c.perIP >= 250*256:
 		return nil, errors.New("bench: too many connections for the 127.x source addresses")
 	case c.missed <= 0 || c.rounds <= 0:
 		return nil, errors.New("bench: -missed and -rounds must be positive")
@@ -164,9 +176,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, fmt.Errorf("bench: -reader %q is not epoll or goroutine", c.reader)
 	}
 	switch c.mode {
-	case "room", "mids", "keys", "all", "idle", "recover":
+	case "room", "mids", "keys", "all", "idle", "recover", "scale":
 	default:
-		return nil, fmt.Errorf("bench: -mode %q is not room, mids, keys, all, idle or recover", c.mode)
+		return nil, fmt.Errorf("bench: -mode %q is not room, mids, keys, all, idle, recover or scale", c.mode)
 	}
 	c.pids = append(c.pids, namedPid{"bench", os.Getpid()})
 	if c.rssProc == "" {
@@ -176,8 +188,12 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "report" {
-		if err := report(os.Args[2:], os.Stdout); err != nil {
+	if len(os.Args) > 1 && (os.Args[1] == "report" || os.Args[1] == "scale") {
+		cmd := report
+		if os.Args[1] == "scale" {
+			cmd = scaleCtl
+		}
+		if err := cmd(os.Args[2:], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -201,6 +217,7 @@ func main() {
 	} else {
 		targets = append(targets, cfg.wsAddr, cfg.reconnectWS)
 	}
+	targets = append(targets, cfg.gateways...)
 	if err := checkLoopback(ctx, targets, cfg.allowRemote, net.DefaultResolver.LookupIPAddr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -248,6 +265,9 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	if cfg.mode == "recover" {
 		fmt.Fprintf(out, "bench: %s, load average at start: %s", strings.Join(os.Args, " "), load)
 		return runRecover(ctx, cfg, base, out)
+	}
+	if cfg.mode == "scale" {
+		return runScale(ctx, cfg, out)
 	}
 	st := &runState{cfg: cfg, rec: newRecorder(64), start: time.Now()}
 	st.fl = newFleet(cfg, st.rec)

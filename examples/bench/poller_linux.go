@@ -275,6 +275,9 @@ func (p *poller) parse(pc *polled, data []byte, rx rxTime) error {
 	pc.ds = ds
 	if len(ds) > 0 || bad > 0 {
 		c.sh.add(ds, bad)
+		if c.slot != nil {
+			c.slot.record(ds)
+		}
 	}
 	rest := data[used:]
 	switch {

@@ -112,6 +112,9 @@ func (s *shard) add(ds []delivery, bad int) {
 	s.mu.Lock()
 	s.bad += uint64(bad)
 	for _, d := range ds {
+		if d.tag == tagDisconnect {
+			continue
+		}
 		if d.lat < 0 {
 			d.lat = 0
 		}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// `bench scale` coordinates the generators of the scale scenario
+// (-mode scale, scale.go) through their control addresses, as
+// scripts/bench-scale.sh runs it:
+//
+//	-phase load: reads the gateways' RSS with no connection, starts every
+//	  generator and waits until all connections are authenticated (ramp),
+//	  holds them for -hold (CPU per process, gateway RSS per connection,
+//	  redis-server's CPU and commands per second from INFO), then one room
+//	  push to the room every connection is in and one broadcast paced at
+//	  -speed connections/s: each connection must record each push.
+//	-phase back: after the script restarted every gateway (SIGTERM, drain)
+//	  at -since, waits until every connection is back, compares the
+//	  router's routes (logic's presence API) with the generators' live
+//	  connections (0 missing, 0 stale), then one more room push.
+//	-phase report: the results as markdown into -md's section "scale".
+//
+// Every phase appends its results as JSON lines to -json; a failed check
+// makes the phase fail (exit 1) after its results were written.
+
+// scaleResult is one measured figure of the scenario.
+type scaleResult struct {
+	Phase    string  `json:"phase"`
+	Conns    int64   `json:"conns"`
+	Gateways int     `json:"gateways"`
+	Seconds  float64 `json:"seconds"` // ramp, hold or time to the last client / last reconnect
+	P50      float64 `json:"p50_ms,omitempty"`
+	P99      float64 `json:"p99_ms,omitempty"`
+	Missing  int64   `json:"missing"`
+	Stale    int64   `json:"stale,omitempty"`
+	Lost     int64   `json:"lost"` // connections lost during the phase
+	DialErrs int64   `json:"dial_errors"`
+	Refused  int64   `json:"refused"`
+	// Hold: per process CPU (cores) and RSS; gateway RSS per connection
+	// above its RSS with none; Redis commands per second in all and per
+	// command.
+	Procs       []procResult       `json:"procs,omitempty"`
+	RSSPerConn  float64            `json:"gw_rss_per_conn,omitempty"`
+	GwCores     float64            `json:"gw_cores,omitempty"`
+	RedisOps    float64            `json:"redis_ops_per_s,omitempty"`
+	RedisCmds   map[string]float64 `json:"redis_cmds_per_s,omitempty"`
+	Pass        bool               `json:"pass"`
+	Note        string             `json:"note,omitempty"`
+	RouteLagSec float64            `json:"route_lag_s,omitempty"`
+}
+
+type scaleCtlConfig struct {
+	phase, api, redisAddr, jsonOut, md, pre string
+	gens, nodeIDs                           []string
+	pids                                    []namedPid
+	expect                                  int64
+	hold, timeout                           time.Duration
+	speed                                   int
+	since                                   int64
+	room                                    string
+}
+
+func scaleCtl(args []string, out io.Writer) error {
+	c := &scaleCtlConfig{}
+	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
+	var gens, nodeIDs, pids string
+	fs.StringVar(&c.phase, "phase", "load", "load, back or report")
+	fs.StringVar(&gens, "gens", "", "the generators' control addresses, comma-separated")
+	fs.StringVar(&c.api, "api", "127.0.0.1:3111", "logic's push API")
+	fs.StringVar(&c.redisAddr, "redis", "", "redis-server to read INFO from")
+	fs.StringVar(&pids, "pids", "", "processes to account for: name=pid,...; gateways are named gw-N")
+	fs.Int64Var(&c.expect, "expect", 0, "connections in all")
+	fs.DurationVar(&c.hold, "hold", 5*time.Minute, "load: how long to hold the connections idle")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "bound on waiting for the ramp or the reconnects")
+	fs.IntVar(&c.speed, "speed", 100000, "load: the broadcast's pacing, connections per second")
+	fs.Int64Var(&c.since, "since", 0, "back: when the storm began (Unix ns)")
+	fs.StringVar(&nodeIDs, "node-ids", "", "back: the gateways' node ids now, by gateway index")
+	fs.StringVar(&c.room, "room", "live://scale", "the room every connection is in")
+	fs.StringVar(&c.jsonOut, "json", "", "append results to this file")
+	fs.StringVar(&c.md, "md", "", "report: BENCHMARKS.md to update")
+	fs.StringVar(&c.pre, "preamble", "", "report: markdown put before the table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	split := func(s string) []string {
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, ",")
+	}
+	c.gens, c.nodeIDs = split(gens), split(nodeIDs)
+	var err error
+	if c.pids, err = parsePids(pids); err != nil {
+		return err
+	}
+	switch c.phase {
+	case "load":
+		return c.load(out)
+	case "back":
+		return c.back(out)
+	case "report":
+		return scaleReport(c)
+	}
+	return fmt.Errorf("bench scale: -phase %q is not load, back or report", c.phase)
+}
+
+// states reads every generator's /state.
+func (c *scaleCtlConfig) states() ([]scaleState, error) {
+	out := make([]scaleState, len(c.gens))
+	for i, g := range c.gens {
+		if err := getJSON("http://"+g+"/state", &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func getJSON(u string, v any) error {
+	cl := http.Client{Timeout: 60 * time.Second}
+	resp, err := cl.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("bench scale: %s: HTTP %d %s", u, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// sum adds up the generators' states.
+func sum(sts []scaleState) (s scaleState) {
+	for _, st := range sts {
+		s.Target += st.Target
+		s.Live += st.Live
+		s.Lost += st.Lost
+		s.DialErrs += st.DialErrs
+		s.Refused += st.Refused
+		for i, n := range st.PerGW {
+			if i >= len(s.PerGW) {
+				s.PerGW = append(s.PerGW, 0)
+			}
+			s.PerGW[i] += n
+		}
+	}
+	return s
+}
+
+func (c *scaleCtlConfig) emit(out io.Writer, r *scaleResult) error {
+	b, _ := json.Marshal(r)
+	fmt.Fprintf(out, "bench scale: %s\n", b)
+	if c.jsonOut == "" {
+		return nil
+	}
+	f, err := os.OpenFile(c.jsonOut, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(append(b, '\n'))
+	return err
+}
+
+func (c *scaleCtlConfig) load(out io.Writer) error {
+	base := sampleProcs(c.pids)
+	for _, g := range c.gens {
+		resp, err := http.Post("http://"+g+"/start", "text/plain", nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+	}
+	// Ramp.
+	deadline := time.Now().Add(c.timeout)
+	var sts []scaleState
+	for {
+		var err error
+		if sts, err = c.states(); err != nil {
+			return err
+		}
+		if s := sum(sts); s.Live >= c.expect || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s := sum(sts)
+	first, last := int64(0), int64(0)
+	for _, st := range sts {
+		if first == 0 || st.Started < first {
+			first = st.Started
+		}
+		last = max(last, st.RampDone)
+	}
+	ramp := scaleResult{Phase: "ramp", Conns: s.Live, Gateways: len(s.PerGW), Lost: s.Lost, DialErrs: s.DialErrs,
+		Refused: s.Refused, Pass: s.Live == c.expect && s.Lost == 0}
+	if ramp.Pass {
+		ramp.Seconds = float64(last-first) / 1e9
+	}
+	if err := c.emit(out, &ramp); err != nil || !ramp.Pass {
+		return errors.Join(err, fmt.Errorf("bench scale: ramp: %d of %d connections", s.Live, c.expect))
+	}
+	// Hold.
+	before, ops0, cmds0 := sampleProcs(c.pids), c.redisStats(), c.redisCmds()
+	t0 := time.Now()
+	time.Sleep(c.hold)
+	after, ops1, cmds1 := sampleProcs(c.pids), c.redisStats(), c.redisCmds()
+	win := time.Since(t0)
+	if sts, _ = c.states(); len(sts) == 0 {
+		return errors.New("bench scale: generators gone")
+	}
+	s2 := sum(sts)
+	hold := scaleResult{Phase: "hold", Conns: s2.Live, Gateways: len(s2.PerGW), Seconds: win.Seconds(),
+		Lost: s2.Lost - s.Lost, Procs: procDelta(c.pids, before, after, win), RedisCmds: map[string]float64{},
+		RedisOps: float64(ops1-ops0) / win.Seconds()}
+	var rss, conns int64
+	for i, p := range c.pids {
+		if gw, ok := strings.CutPrefix(p.name, "gw-"); ok {
+			hold.GwCores += hold.Procs[i].Cores
+			rss += after[i].RSSBytes - base[i].RSSBytes
+			if k, err := strconv.Atoi(gw); err == nil && k < len(s2.PerGW) {
+				conns += s2.PerGW[k]
+			}
+		}
+	}
+	if conns > 0 {
+		hold.RSSPerConn = float64(rss) / float64(conns)
+	}
+	for k, v := range cmds1 {
+		if d := float64(v-cmds0[k]) / win.Seconds(); d >= 0.5 {
+			hold.RedisCmds[k] = d
+		}
+	}
+	hold.Pass = hold.Lost == 0 && s2.Live == c.expect
+	if err := c.emit(out, &hold); err != nil {
+		return err
+	}
+	room := c.push(out, "room", "/goim/push/room?operation=1000&type="+roomType(c.room), 1)
+	all := c.push(out, "broadcast", "/goim/push/all?operation=1000&speed="+strconv.Itoa(c.speed), 2)
+	if !hold.Pass || !room || !all {
+		return errors.New("bench scale: a check failed (see the results)")
+	}
+	return nil
+}
+
+// roomType turns "live://scale" into push/room's "live&room=scale".
+func roomType(room string) string {
+	typ, id, _ := strings.Cut(room, "://")
+	return url.QueryEscape(typ) + "&room=" + url.QueryEscape(id)
+}
+
+// push sends one push tagged tag and waits until every connection
+// recorded it (at most a minute): the time to the last client is the
+// latest arrival in a client socket, from the push's send.
+func (c *scaleCtlConfig) push(out io.Writer, phase, path string, tag int) bool {
+	sts, _ := c.states()
+	s0 := sum(sts)
+	body := appendBody(nil, tag, time.Now(), 64)
+	resp, err := http.Post("http://"+c.api+path, "text/plain", bytes.NewReader(body))
+	r := scaleResult{Phase: phase, Conns: s0.Live, Gateways: len(s0.PerGW)}
+	if err != nil {
+		r.Note = err.Error()
+		_ = c.emit(out, &r)
+		return false
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		r.Note = fmt.Sprintf("HTTP %d %s", resp.StatusCode, bytes.TrimSpace(answer))
+		_ = c.emit(out, &r)
+		return false
+	}
+	deadline := time.Now().Add(time.Minute)
+	var arrived []int64
+	var missing []string
+	for {
+		arrived, missing = arrived[:0], missing[:0]
+		var have int
+		for _, g := range c.gens {
+			var got scaleGot
+			if err := getJSON("http://"+g+"/got?tag="+strconv.Itoa(tag), &got); err != nil {
+				r.Note = err.Error()
+				break
+			}
+			have += got.Have
+			arrived = append(arrived, got.Arrived...)
+			missing = append(missing, got.Missing...)
+		}
+		if int64(have) >= c.expect || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	sts, _ = c.states()
+	s1 := sum(sts)
+	r.Lost = s1.Lost - s0.Lost
+	r.Missing = c.expect - int64(len(arrived))
+	if len(arrived) > 0 {
+		h := newLatencyHist()
+		for _, a := range arrived {
+			h.record(time.Duration(a))
+			r.Seconds = max(r.Seconds, float64(a)/1e9)
+		}
+		r.P50, r.P99 = ms(h.quantile(0.5)), ms(h.quantile(0.99))
+	}
+	if r.Missing > 0 {
+		r.Note = "missing, e.g. mids " + strings.Join(missing[:min(len(missing), 10)], ",")
+	}
+	r.Pass = r.Missing == 0 && r.Lost == 0
+	_ = c.emit(out, &r)
+	return r.Pass
+}
+
+// redisStats is INFO's total_commands_processed (0 without -redis).
+func (c *scaleCtlConfig) redisStats() int64 {
+	info := c.redisInfo("stats")
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// redisCmds is INFO commandstats: calls per command.
+func (c *scaleCtlConfig) redisCmds() map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range strings.Split(c.redisInfo("commandstats"), "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(l), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		n, _ := strconv.ParseInt(calls, 10, 64)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out
+}
+
+func (c *scaleCtlConfig) redisInfo(section string) string {
+	if c.redisAddr == "" {
+		return ""
+	}
+	conn, err := redis.Dial("tcp", c.redisAddr, redis.DialConnectTimeout(5*time.Second))
+	if err != nil {
+		fmt.Fprintf(stderr, "bench scale: redis: %v\n", err)
+		return ""
+	}
+	defer conn.Close()
+	s, err := redis.String(conn.Do("INFO", section))
+	if err != nil {
+		fmt.Fprintf(stderr, "bench scale: redis INFO: %v\n", err)
+	}
+	return s
+}
