@@ -205,6 +205,32 @@ func TestEventsReplaced(t *testing.T) {
 	checkLifecycles(t, n.srv, log.All())
 }
 
+// TestEventsGenAcrossRestart: a process started under the NodeID of one
+// before it (a restart) numbers its connections after the earlier
+// one's, so a consumer that discards events older by Gen per (Node, Key)
+// keeps the new process's.
+func TestEventsGenAcrossRestart(t *testing.T) {
+	connectGen := func(n *node, log *eventLog) uint64 {
+		c := dialRaw(t, n.tcpAddr, false)
+		c.auth(1, goimAuth(4, "same", ""))
+		var gen uint64
+		waitFor(t, "the connect", func() bool {
+			for _, ev := range log.Of("same") {
+				if ev.Type == imcloud.EventConnect {
+					gen = ev.Gen
+					return true
+				}
+			}
+			return false
+		})
+		return gen
+	}
+	firstLog, nextLog := &eventLog{}, &eventLog{}
+	first := connectGen(startNode(t, cloud.Config{NodeID: "g1", Events: firstLog}), firstLog)
+	next := connectGen(startNode(t, cloud.Config{NodeID: "g1", Events: nextLog}), nextLog)
+	assert.Greater(t, next, first, "the restarted process's connection has the larger gen")
+}
+
 // TestEventsDrain: Shutdown ends every connection with reason drain, and
 // the events are all with the sink when it returns.
 func TestEventsDrain(t *testing.T) {

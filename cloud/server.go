@@ -26,7 +26,13 @@ type Server struct {
 	id  string
 	bs  *buckets
 
-	stats   counters
+	stats counters
+	// gen numbers the node's connections (Session.Gen, Event.Gen). It
+	// starts at the clock in nanoseconds, not 0, so that a process
+	// restarted under the same NodeID goes on with larger gens: a
+	// consumer that discards events older by Gen per (Node, Key), and the
+	// store's conditional removal, do not take the new process's
+	// connections for stale ones.
 	gen     atomic.Uint64
 	sched   *scheduler // who writes each connection (sched.go)
 	backlog backlog    // bytes the connections are behind (backlog.go)
@@ -95,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 		events:     newEventQueue(cfg.Events, cfg.EventBuffer),
 	}
 	s.stats.initHistograms()
+	s.gen.Store(uint64(time.Now().UnixNano()))
 	s.sess = newSessionSync(s)
 	for _, b := range s.bs.bs {
 		b.ss = s.sess
