@@ -117,9 +117,15 @@ func (s *Server) reconnectHint() time.Duration {
 	return hint
 }
 
+// revokedHint is op 6's reconnect hint for a revoked credential: "iat" is
+// in whole seconds, so a token minted at once after the revocation may
+// still be refused (revoke.go); one minted a second later is not.
+const revokedHint = time.Second
+
 // refuse counts r and, when the client opted into extensions (its auth
 // frame has ver 2), writes op 6 with r's code before the handshake ends:
-// a limit carries a reconnect hint, an auth, identity or room refusal 0. The
+// a limit carries a reconnect hint, a revoked credential revokedHint, an
+// auth, identity or room refusal 0. The
 // write runs on the handshake goroutine under the handshake deadline,
 // before anything was queued; the caller closes the socket.
 func (c *conn) refuse(f *protocol.Frame, r refusal) {
@@ -129,7 +135,11 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 		return
 	}
 	var hint time.Duration
-	if r != refusedAuth && r != refusedIdentity && r != refusedRoom && r != refusedRevoked {
+	switch r {
+	case refusedAuth, refusedIdentity, refusedRoom:
+	case refusedRevoked:
+		hint = revokedHint
+	default:
 		hint = s.reconnectHint()
 	}
 	reason := refusals[r].code
@@ -141,7 +151,7 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 	if c.ws {
 		b = append(appendWSFrameHeader(nil, ws.OpBinary, len(b)), b...)
 		code := ws.StatusPolicyViolation
-		if hint > 0 {
+		if hint > 0 && r != refusedRevoked {
 			code = ws.StatusCode(1013) // try again later
 		}
 		b = append(b, wsCloseFrame(code, reason)...)

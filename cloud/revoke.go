@@ -15,8 +15,10 @@ import (
 // auth, bounded by StoreTimeout. A credential issued before the user's
 // revocation is refused: counted in Stats.Refused as "revoked", and a
 // ver-2 client reads op 6 "auth", as for any credential the node does not
-// take. "iat" is in whole seconds, so a token issued in the second of the
-// revocation, before or after it, is refused too. An identity without
+// take, with a reconnect hint of 1 s (revokedHint): "iat" is in whole
+// seconds, so a token issued in the second of the revocation, before or
+// after it, is refused too, and a client that mints one at once would
+// otherwise loop until the second is over. An identity without
 // IssuedAt (DevAuthenticator, an Authenticator of the application's that
 // does not set it) is never checked.
 //
