@@ -354,7 +354,7 @@ func (c *conn) authenticate(hi *handshakeInfo) (bool, error) {
 		old.disconnect("replaced", 0)
 	}
 	s.handshakeDone(c.nc)
-	s.sess.awaitPut(s.sess.put(c.session()))
+	s.sess.awaitPut(c.putSession())
 	if c.rec {
 		c.recoverAt(1, c.followed(), req.Body.Positions) // after the AuthReply
 	}
@@ -481,7 +481,7 @@ func (c *conn) handle(f *protocol.Frame) {
 		// Update before replying: a client that saw the reply relies on it.
 		c.accepts.Store(&next)
 		c.reply(f, replyOp, f.Body)
-		s.sess.put(c.session())
+		c.putSession()
 	default:
 		c.upstream(f)
 	}
@@ -533,14 +533,32 @@ func (c *conn) acceptsOp(op int32) bool {
 }
 
 // session describes c for the store.
-func (c *conn) session() imcloud.Session {
+func (c *conn) session() imcloud.Session { return c.sessionIn(c.b.roomOf(c)) }
+
+// sessionIn describes c, its primary room being room, for the store.
+func (c *conn) sessionIn(room string) imcloud.Session {
 	p := c.accepts.Load()
 	var acc []int32
 	if p != nil {
 		acc = *p
 	}
-	return imcloud.Session{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Platform: c.platform, Accepts: acc, Node: c.srv.id,
+	return imcloud.Session{Mid: c.mid, Key: c.key, Room: room, Platform: c.platform, Accepts: acc, Node: c.srv.id,
 		Since: time.Unix(int64(c.since), 0), Gen: c.gen}
+}
+
+// putSession schedules c's session put (sessionSync.put) if c is still
+// the connection under its key, deciding under the bucket's lock: a
+// connection replaced or kicked while one of its frames was being handled
+// must not overwrite its successor's session, pending or stored. nil when
+// nothing was put.
+func (c *conn) putSession() <-chan struct{} {
+	b := c.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.keys[c.key] != c {
+		return nil
+	}
+	return c.srv.sess.put(c.sessionIn(c.room))
 }
 
 // disconnect closes c on purpose: with an op 6 reason first if the client

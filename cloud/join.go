@@ -169,7 +169,7 @@ func (c *conn) leave(f *protocol.Frame) {
 	}
 	res, primary := c.b.leave(c, room)
 	if primary {
-		s.sess.put(c.session())
+		c.putSession()
 	}
 	c.roomChanged(res, imcloud.EventRoomLeave, room, primary)
 	s.stats.leaves.Add(1)
@@ -206,7 +206,7 @@ func (c *conn) changeRoom(f *protocol.Frame) {
 	old := c.b.roomOf(c)
 	res, entered := c.b.changeRoom(c, room, s.cfg.MaxRooms)
 	c.primaryChanged(res, old, room)
-	if put := s.sess.put(c.session()); entered != nil {
+	if put := c.putSession(); entered != nil {
 		// The session put goes in the room's round or a later one.
 		s.sess.awaitPut(put)
 	}

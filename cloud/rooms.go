@@ -116,15 +116,19 @@ func (b *bucket) join(c *conn, room string, max int) (res roomResult, done <-cha
 }
 
 // leave takes c out of room; leaving its primary room (primary true)
-// leaves c without one.
+// leaves c without one. A connection no longer registered (replaced,
+// kicked) is left as it is: roomSame, not primary.
 func (b *bucket) leave(c *conn, room string) (res roomResult, primary bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.keys[c.key] != c {
+		return roomSame, false
+	}
 	if primary = room == c.room; primary {
 		c.room = ""
 	}
 	i := c.roomIndex(room)
-	if i < 0 || b.keys[c.key] != c {
+	if i < 0 {
 		return roomSame, primary
 	}
 	b.exitLocked(c, i)
