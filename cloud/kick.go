@@ -2,11 +2,9 @@ package cloud
 
 import (
 	"cmp"
-	"encoding/json"
 	"time"
 
 	"github.com/imcloud/imcloud"
-	"github.com/imcloud/imcloud/protocol"
 )
 
 // Kicks close connections on purpose (docs/design.md, control plane): a
@@ -25,7 +23,11 @@ import (
 //   - is closed anyway kickGrace after the kick if its queue has not
 //     drained by then (a client that does not read).
 //
-// Its session leaves the store at once too. A kick is counted in
+// Its session leaves the store at once too. A kick by keys closes the
+// connection registered under each key when the kick is applied, not the
+// one the kick was resolved against: a client that reconnected with the
+// same key in between (a replacement) is kicked too, since KindKick carries
+// no connection gen. A kick is counted in
 // Stats.Kicked once per connection it closed; keys this node does not hold
 // are ignored. A kick from the queue whose message id was delivered
 // recently is a redelivery and is dropped, as a push is (logic gives each
@@ -61,12 +63,7 @@ func (s *Server) kick(c *conn, reason string) {
 	s.sess.remove(imcloud.Session{Mid: c.mid, Key: c.key, Node: s.id, Gen: c.gen})
 	var last []outItem
 	if c.ext {
-		body, _ := json.Marshal(disconnectBody{Reason: reason, Kick: true})
-		frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
-		last = append(last, outItem{b: frame, kind: itemFrame})
-		if c.ws {
-			last = append(last, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
-		}
+		last = c.disconnectItems(disconnectBody{Reason: reason, Kick: true})
 	}
 	c.closeWith(false, last...)
 	time.AfterFunc(kickGrace, c.kill)
@@ -86,8 +83,8 @@ func (b *bucket) kick(c *conn) bool {
 }
 
 // wasKicked reports whether c was kicked: unregistered by the kick, its
-// session must still leave the store when it ends (a Sub or ChangeRoom
-// read before its socket closed may have put it again).
+// session must still leave the store when it ends (the removal is
+// conditional on its gen: a successor's session stays).
 func (c *conn) wasKicked() bool {
 	c.b.mu.RLock()
 	defer c.b.mu.RUnlock()

@@ -146,8 +146,7 @@ func (c *conn) refuse(f *protocol.Frame, r refusal) {
 	if r == refusedRevoked {
 		reason = refusals[refusedAuth].code // a credential the node does not take
 	}
-	body, _ := json.Marshal(disconnectBody{Reason: reason, ReconnectMS: hint.Milliseconds()})
-	b := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
+	b := disconnectFrame(disconnectBody{Reason: reason, ReconnectMS: hint.Milliseconds()})
 	if c.ws {
 		b = append(appendWSFrameHeader(nil, ws.OpBinary, len(b)), b...)
 		code := ws.StatusPolicyViolation
@@ -166,4 +165,23 @@ type disconnectBody struct {
 	Reason      string `json:"reason"`
 	ReconnectMS int64  `json:"reconnect_ms"`
 	Kick        bool   `json:"kick,omitempty"`
+}
+
+// disconnectFrame is op 6 (ver 2) with body: every op 6 the node writes
+// (a refusal, a disconnect on purpose, a kick) is built here.
+func disconnectFrame(body disconnectBody) []byte {
+	b, _ := json.Marshal(body)
+	return protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: b})
+}
+
+// disconnectItems queues op 6 with body after first and, on WebSocket, a
+// close frame 1001 (going away) with its reason, so browsers report a
+// clean close rather than 1006: a connection's last items when the node
+// closes it on purpose after auth (disconnect, kick).
+func (c *conn) disconnectItems(body disconnectBody, first ...outItem) []outItem {
+	items := append(first, outItem{b: disconnectFrame(body), kind: itemFrame})
+	if c.ws {
+		items = append(items, outItem{b: wsCloseFrame(wsCloseGoingAway, body.Reason), kind: itemControl})
+	}
+	return items
 }
