@@ -1,7 +1,6 @@
 package cloud
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -448,117 +447,20 @@ func (c *conn) handle(f *protocol.Frame) {
 	case protocol.OpChangeRoom:
 		c.changeRoom(f)
 	case protocol.OpJoin, protocol.OpLeave:
-		switch {
-		case !c.ext:
-			c.upstream(f) // goim's: any op it does not know
-		case f.Op == protocol.OpJoin:
-			c.join(f)
-		default:
-			c.leave(f)
-		}
+		c.joinOrLeave(f)
+	case protocol.OpSub, protocol.OpUnsub:
+		c.subscribe(f)
 	case protocol.OpRefresh:
 		c.refresh(f) // ver 2; an upstream message otherwise (refresh.go)
-	case protocol.OpSub, protocol.OpUnsub:
-		ops := parseOps(f.Body)
-		cur := *c.accepts.Load()
-		next := make([]int32, 0, len(cur)+len(ops))
-		replyOp := protocol.OpSubReply
-		if f.Op == protocol.OpSub {
-			next = append(next, cur...)
-			for _, op := range ops {
-				if !containsOp(next, op) {
-					next = append(next, op)
-				}
-			}
-		} else {
-			replyOp = protocol.OpUnsubReply
-			for _, op := range cur {
-				if !containsOp(ops, op) {
-					next = append(next, op)
-				}
-			}
-		}
-		// Update before replying: a client that saw the reply relies on it.
-		c.accepts.Store(&next)
-		c.reply(f, replyOp, f.Body)
-		c.putSession()
 	default:
 		c.upstream(f)
 	}
-}
-
-// upstream serves an upstream message: the reply has the same op and seq
-// and an empty body, and the message goes to the application.
-func (c *conn) upstream(f *protocol.Frame) {
-	s := c.srv
-	s.stats.upstream.Add(1)
-	if h := s.cfg.UpstreamHook; h != nil {
-		h(context.Background(), Upstream{Mid: c.mid, Key: c.key, Room: c.b.roomOf(c), Op: f.Op, Seq: f.Seq, Body: f.Body, Node: s.id})
-	}
-	// The reply after the hook: a client that has it knows the
-	// application was handed the message.
-	c.reply(f, f.Op, nil)
 }
 
 // reply queues a reply frame echoing f's ver and seq.
 func (c *conn) reply(f *protocol.Frame, op int32, body []byte) {
 	b := protocol.AppendFrame(make([]byte, 0, protocol.HeaderLen+len(body)), &protocol.Frame{Ver: f.Ver, Op: op, Seq: f.Seq, Body: body})
 	c.enqueue(outItem{b: b, kind: itemFrame})
-}
-
-func parseOps(body []byte) []int32 {
-	var ops []int32
-	for _, p := range bytes.Split(body, []byte(",")) {
-		p = bytes.TrimSpace(p)
-		if n, err := strconv.ParseInt(string(p), 10, 32); err == nil {
-			ops = append(ops, int32(n))
-		}
-	}
-	return ops
-}
-
-func containsOp(ops []int32, op int32) bool {
-	for _, o := range ops {
-		if o == op {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptsOp reports whether key, mid and broadcast pushes of op reach c.
-func (c *conn) acceptsOp(op int32) bool {
-	p := c.accepts.Load()
-	return p != nil && containsOp(*p, op)
-}
-
-// session describes c for the store.
-func (c *conn) session() imcloud.Session { return c.sessionIn(c.b.roomOf(c)) }
-
-// sessionIn describes c, its primary room being room, for the store.
-func (c *conn) sessionIn(room string) imcloud.Session {
-	p := c.accepts.Load()
-	var acc []int32
-	if p != nil {
-		acc = *p
-	}
-	return imcloud.Session{Mid: c.mid, Key: c.key, Room: room, Platform: c.platform, Accepts: acc, Node: c.srv.id,
-		Since: time.Unix(int64(c.since), 0), Gen: c.gen}
-}
-
-// putSession schedules c's session put (sessionSync.put) if c is still
-// the connection under its key, deciding under the bucket's lock: a
-// connection replaced or kicked while one of its frames was being handled
-// must not overwrite its successor's session, pending or stored. nil when
-// nothing was put.
-func (c *conn) putSession() <-chan struct{} {
-	b := c.b
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.keys[c.key] != c {
-		return nil
-	}
-	return c.srv.sess.put(c.sessionIn(c.room))
 }
 
 // disconnect closes c on purpose: with an op 6 reason first if the client
@@ -569,15 +471,7 @@ func (c *conn) disconnect(reason string, reconnect time.Duration, first ...outIt
 		c.kill()
 		return
 	}
-	body, _ := json.Marshal(disconnectBody{Reason: reason, ReconnectMS: reconnect.Milliseconds()})
-	frame := protocol.AppendFrame(nil, &protocol.Frame{Ver: protocol.VerExtensions, Op: protocol.OpDisconnect, Body: body})
-	items := append(first, outItem{b: frame, kind: itemFrame})
-	if c.ws {
-		// Close the WebSocket properly (1001 going away) so browsers
-		// report a clean close rather than 1006.
-		items = append(items, outItem{b: wsCloseFrame(wsCloseGoingAway, reason), kind: itemControl})
-	}
-	c.closeWith(true, items...)
+	c.closeWith(true, c.disconnectItems(disconnectBody{Reason: reason, ReconnectMS: reconnect.Milliseconds()}, first...)...)
 }
 
 // kill closes the socket now; the reader notices and cleans up, the

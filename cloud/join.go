@@ -124,6 +124,20 @@ func roomBodyCode(body []byte) (room string, pos *imcloud.Position, code string)
 	return room, pos, ""
 }
 
+// joinOrLeave serves op 18 and op 20: Join and Leave on a ver-2
+// connection, upstream messages on a goim one (goim's: any op it does
+// not know).
+func (c *conn) joinOrLeave(f *protocol.Frame) {
+	switch {
+	case !c.ext:
+		c.upstream(f)
+	case f.Op == protocol.OpJoin:
+		c.join(f)
+	default:
+		c.leave(f)
+	}
+}
+
 // join serves op 18.
 func (c *conn) join(f *protocol.Frame) {
 	s := c.srv

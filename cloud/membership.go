@@ -48,7 +48,7 @@ type roomState struct {
 // reply waits for: the round writing the room, nil when the store has it
 // (or no membership is kept). Called under the member's bucket lock.
 func (ss *sessionSync) entered(room string) <-chan struct{} {
-	if ss == nil || ss.rooms == nil {
+	if ss == nil || ss.roomStore == nil {
 		return nil
 	}
 	ss.mu.Lock()
@@ -75,7 +75,7 @@ func (ss *sessionSync) entered(room string) <-chan struct{} {
 // exited counts one member less of room; the last one's leaving is
 // written in the next round. Called under the member's bucket lock.
 func (ss *sessionSync) exited(room string) {
-	if ss == nil || ss.rooms == nil {
+	if ss == nil || ss.roomStore == nil {
 		return
 	}
 	ss.mu.Lock()
@@ -135,7 +135,7 @@ func (ss *sessionSync) putRooms(joined, left []string) bool {
 		l := left[:min(per-len(j), len(left))]
 		joined, left = joined[len(j):], left[len(l):]
 		ctx, cancel := ss.ctx()
-		err := ss.rooms.PutRooms(ctx, ss.s.id, j, l, ss.s.cfg.SessionTTL)
+		err := ss.roomStore.PutRooms(ctx, ss.s.id, j, l, ss.s.cfg.SessionTTL)
 		cancel()
 		if err != nil {
 			ss.failed("PutRooms", err)
@@ -151,7 +151,7 @@ func (ss *sessionSync) putRooms(joined, left []string) bool {
 // the rooms the node still has, under roomWrite. It stops at the first
 // failure (needFull is set: the next check writes everything again).
 func (ss *sessionSync) renewRooms() bool {
-	if ss.rooms == nil {
+	if ss.roomStore == nil {
 		return true
 	}
 	ss.mu.Lock()
@@ -176,7 +176,7 @@ func (ss *sessionSync) renewRooms() bool {
 // memberRooms returns how many rooms the node has (membership kept only
 // with a RoomStore).
 func (ss *sessionSync) memberRooms() int {
-	if ss.rooms == nil {
+	if ss.roomStore == nil {
 		return 0
 	}
 	ss.mu.Lock()

@@ -46,12 +46,12 @@ type sessionSync struct {
 	// queued now has written them (or failed to).
 	round chan struct{}
 
-	// rooms is the store as a RoomStore, nil when it is not one: then no
-	// membership is kept (membership.go). members counts the node's
+	// roomStore is the store as a RoomStore, nil when it is not one: then
+	// no membership is kept (membership.go). members counts the node's
 	// connections per room, roomPuts holds the room changes the next
 	// round writes (true: the node has the room, false: it has not), both
 	// under mu; roomWrite orders room writes.
-	rooms     RoomStore
+	roomStore RoomStore
 	members   map[string]roomState
 	roomPuts  map[string]bool
 	roomWrite sync.Mutex
@@ -70,7 +70,7 @@ func newSessionSync(s *Server) *sessionSync {
 	ss := &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
 		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
 	if rs, ok := s.cfg.Store.(RoomStore); ok {
-		ss.rooms, ss.members, ss.roomPuts = rs, make(map[string]roomState), make(map[string]bool)
+		ss.roomStore, ss.members, ss.roomPuts = rs, make(map[string]roomState), make(map[string]bool)
 	}
 	return ss
 }
@@ -419,4 +419,33 @@ func (ss *sessionSync) flushFinal() {
 		return
 	}
 	ss.flush()
+}
+
+// session describes c for the store.
+func (c *conn) session() imcloud.Session { return c.sessionIn(c.b.roomOf(c)) }
+
+// sessionIn describes c, its primary room being room, for the store.
+func (c *conn) sessionIn(room string) imcloud.Session {
+	p := c.accepts.Load()
+	var acc []int32
+	if p != nil {
+		acc = *p
+	}
+	return imcloud.Session{Mid: c.mid, Key: c.key, Room: room, Platform: c.platform, Accepts: acc, Node: c.srv.id,
+		Since: time.Unix(int64(c.since), 0), Gen: c.gen}
+}
+
+// putSession schedules c's session put (sessionSync.put) if c is still
+// the connection under its key, deciding under the bucket's lock: a
+// connection replaced or kicked while one of its frames was being handled
+// must not overwrite its successor's session, pending or stored. nil when
+// nothing was put.
+func (c *conn) putSession() <-chan struct{} {
+	b := c.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.keys[c.key] != c {
+		return nil
+	}
+	return c.srv.sess.put(c.sessionIn(c.room))
 }
