@@ -95,6 +95,17 @@ func (r *Redis) start() error {
 	return fmt.Errorf("redis-server on %s did not answer PING within 5s", r.Addr)
 }
 
+// Pid is the running server's process id (0 when stopped), for reading
+// its CPU time from /proc.
+func (r *Redis) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Stop kills the server (as a crash would); Start brings it back empty.
 func (r *Redis) Stop() {
 	r.mu.Lock()
