@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control bench-scale fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control bench-scale bench-shards fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -64,6 +64,12 @@ bench-control:
 # SMALL=1`: 3 gateways, 30,000 connections, under 3 minutes.
 bench-scale:
 	SMALL=$(SMALL) ./scripts/bench-scale.sh
+
+# The sharded router's cost (about 2 minutes; not part of `make bench`): Redis
+# calls, commands and redis-server CPU per push, per session and per node
+# renewal over 1, 2 and 3 redis-servers, for BENCHMARKS.md's scale section.
+bench-shards:
+	$(GO) test -run '^$$' -bench RedisShardCost -benchtime 2s ./redis
 
 # Short fuzz runs of the decoders (not part of `make test`).
 fuzz:
