@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,10 +166,10 @@ func TestKickedClientThatDoesNotRead(t *testing.T) {
 		deliver(t, n.srv, keysMsg(1000, big, "stuck"))
 	}
 	stop := make(chan struct{})
-	sent := make(chan int)
+	var subs atomic.Int64
+	sent := make(chan struct{})
 	go func() {
-		subs := 0
-		defer func() { sent <- subs }()
+		defer close(sent)
 		for {
 			select {
 			case <-stop:
@@ -178,17 +179,17 @@ func TestKickedClientThatDoesNotRead(t *testing.T) {
 			if c.send(1, 14, 1, []byte("1001")) != nil {
 				return
 			}
-			subs++
-			time.Sleep(5 * time.Millisecond)
+			subs.Add(1)
+			time.Sleep(5 * time.Millisecond) // pacing, not synchronization
 		}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "Subs flowing", func() bool { return subs.Load() >= 3 })
 	deliver(t, n.srv, kickMsg("stuck", "stuck"))
 	waitFor(t, "closed although it read nothing", func() bool { return n.srv.Stats().Conns == 0 })
 	close(stop)
-	assert.Positive(t, <-sent, "Subs sent while the kick waited")
+	<-sent
 	waitFor(t, "session removed", func() bool { _, ok := store.session("stuck"); return !ok })
-	time.Sleep(100 * time.Millisecond) // a put after the removal would show now
+	storeRound(t, n) // a put after the removal is written by now
 	_, ok := store.session("stuck")
 	assert.False(t, ok, "the session is not put back")
 }

@@ -21,6 +21,7 @@ type roomStore struct {
 	*fakeStore
 	rmu   sync.Mutex
 	delay time.Duration
+	began int                        // PutRooms calls begun
 	has   map[string]map[string]bool // room -> node
 	calls []roomCall
 }
@@ -39,6 +40,7 @@ func newRoomStore() *roomStore {
 func (r *roomStore) PutRooms(_ context.Context, node string, joined, left []string, _ time.Duration) error {
 	r.rmu.Lock()
 	delay := r.delay
+	r.began++
 	r.rmu.Unlock()
 	time.Sleep(delay)
 	r.fakeStore.mu.Lock()
@@ -66,6 +68,23 @@ func (r *roomStore) setDelay(d time.Duration) {
 	r.rmu.Lock()
 	r.delay = d
 	r.rmu.Unlock()
+}
+
+// begun returns how many PutRooms calls began.
+func (r *roomStore) begun() int {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	return r.began
+}
+
+// storeRound returns once whatever n queued for its store so far is
+// written: a fresh client's auth waits for the store round of its
+// session, and the node writes its rounds one after another.
+func storeRound(t *testing.T, n *node) {
+	t.Helper()
+	c := dialRaw(t, n.tcpAddr, false)
+	c.auth(1, goimAuth(99, "", ""))
+	_ = c.nc.Close()
 }
 
 // hasRoom reports whether the store says node has room.
@@ -116,8 +135,9 @@ func TestMembershipBeforeReply(t *testing.T) {
 	b.auth(1, goimAuth(2, "", ""))
 	c := dialRaw(t, n.tcpAddr, false)
 	c.auth(1, goimAuth(3, "", ""))
+	before := st.begun()
 	require.NoError(t, b.send(1, 12, 2, []byte("live://b")))
-	time.Sleep(30 * time.Millisecond) // b's write under way
+	waitFor(t, "b's write under way", func() bool { return st.begun() > before })
 	require.NoError(t, c.send(1, 12, 2, []byte("live://b")))
 	c.nextOp(13)
 	assert.True(t, st.hasRoom("m1", "live://b"), "the second member's reply came before the room's write")
@@ -135,7 +155,8 @@ func TestMembershipBeforeReply(t *testing.T) {
 	// Disconnects: the room goes with its last member.
 	_ = b.nc.Close()
 	_ = c.nc.Close()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "b and c ended", func() bool { return n.srv.Stats().Sessions == 1 })
+	storeRound(t, n)
 	assert.True(t, st.hasRoom("m1", "live://b"), "a is still in live://b")
 	_ = a.nc.Close()
 	waitFor(t, "live://b removed", func() bool { return !st.hasRoom("m1", "live://b") })

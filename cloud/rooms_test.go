@@ -344,7 +344,7 @@ func TestJoinMembershipBeforeReply(t *testing.T) {
 	assert.Equal(t, 1, st.writes("live://x"))
 	st.setDelay(0)
 	require.True(t, a.roomRequest(protocol.OpLeave, 3, "live://x").OK)
-	time.Sleep(50 * time.Millisecond)
+	storeRound(t, n)
 	assert.True(t, st.hasRoom("j1", "live://x"), "b is still in it")
 	require.True(t, b.roomRequest(protocol.OpLeave, 3, "live://x").OK)
 	waitFor(t, "live://x removed", func() bool { return !st.hasRoom("j1", "live://x") })
