@@ -73,8 +73,13 @@ func (c *goimClient) closedAt() time.Time {
 	}
 }
 
+// expirySlack bounds how late after a token's exp its connection may be
+// closed in these end-to-end tests: loose, as they run under -race on
+// shared cores.
+const expirySlack = 5 * time.Second
+
 // TestTokenExpiryCloses: a connection is closed when its token expires,
-// within a second of the token's "exp" and not before it: a ver-2 client
+// not before its "exp" and soon after it (expirySlack): a ver-2 client
 // is told "token_expired" first, over TCP and WebSocket alike.
 func TestTokenExpiryCloses(t *testing.T) {
 	n := tokenNode(t, cloud.Config{})
@@ -101,7 +106,9 @@ func TestTokenExpiryCloses(t *testing.T) {
 				at = c.closedAt()
 			}
 			require.False(t, at.Before(exp), "closed %v before exp", exp.Sub(at))
-			require.Less(t, at.Sub(exp), time.Second, "closed too late after exp")
+			// Loose: the timer is armed for exp, but a loaded machine
+			// (-race, shared cores) may run it late.
+			require.Less(t, at.Sub(exp), expirySlack, "closed too late after exp")
 		})
 	}
 }
@@ -130,7 +137,7 @@ func TestTokenRefresh(t *testing.T) {
 	reason, at := c.disconnectReason()
 	require.Equal(t, "token_expired", reason)
 	require.False(t, at.Before(shortExp))
-	require.Less(t, at.Sub(shortExp), time.Second)
+	require.Less(t, at.Sub(shortExp), expirySlack)
 }
 
 // TestTokenRefreshRefused: a refresh whose token is not valid, names
