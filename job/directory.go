@@ -97,8 +97,10 @@ func (d *directory) loadedOnce() bool {
 	return d.isLoaded
 }
 
-// refresh reads the directory: new nodes get a worker, nodes no longer
-// listed (their registration expired) are declared gone, except while the
+// refresh reads the directory: new nodes get a worker, a node listed
+// with another epoch than the job knew restarted (its old process is
+// reported gone: restartedLocked), nodes no longer listed (their
+// registration expired) are declared gone, except while the
 // directory rebuilds after losing its data (RebuildingDirectory): then
 // they are kept, and declared gone only if still missing at a read after
 // the rebuild. On error the last list stands.
@@ -130,7 +132,7 @@ func (d *directory) refresh(ctx context.Context) error {
 		seen[n.ID] = true
 		total += max(n.Conns, 0)
 		if w := d.workers[n.ID]; w != nil {
-			w.setNode(n)
+			d.restartedLocked(w.setNode(n), n)
 			continue
 		}
 		w := newNodeWorker(d.j, n)

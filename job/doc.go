@@ -127,7 +127,10 @@
 // itself and gets none: RemoveNode leaves a tombstone with the epoch it
 // removed for logic.DrainedTTL (10 minutes), which the job reads through
 // DrainedDirectory (the memory and Redis routers) for the nodes that left
-// its directory. Without tombstones it sends node_gone for a drained node
+// its directory. A node that restarts under the same id before its
+// registration expires stays listed, with another epoch: the job sends
+// node_gone for the epoch it knew (unless a tombstone says that one
+// drained). Without tombstones it sends node_gone for a drained node
 // too, redundant but true. Every job that knew the node sends one (at
 // least once); events.go has the details.
 //

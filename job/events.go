@@ -24,6 +24,15 @@ import (
 // one) makes the job send node_gone for a drained node too: redundant,
 // not wrong, since every connection of that process did end.
 //
+// A node that crashes and registers again under the same id before its
+// registration expired never leaves the directory: the job sees its id
+// come back with another epoch (each cloud process registers its own)
+// and sends node_gone for the epoch it knew, checked against the
+// tombstones as above (a node that drained and restarted quickly left
+// one). The new process is not gone. An old registration without an
+// epoch (an older release) is never reported this way: the job cannot
+// tell its restart from a renewal.
+//
 // The event is sent at the first directory read after the one that
 // dropped the node (RefreshInterval), by every job that knew the node: a
 // consumer takes several for one (at least once). A job that starts after
@@ -48,6 +57,19 @@ func (d *directory) goneLocked(w *nodeWorker) {
 	w.mu.Lock()
 	d.gone = append(d.gone, w.node)
 	w.mu.Unlock()
+}
+
+// restartedLocked records, for reportGone, old, the registration the
+// job knew of a node now listed as n, if n is another process (another
+// epoch). d.mu is held.
+func (d *directory) restartedLocked(old, n imcloud.Node) {
+	if old.Epoch == "" || old.Epoch == n.Epoch {
+		return
+	}
+	d.j.log.Info("job: node restarted under the same id", "node", n.ID, "epoch", old.Epoch, "new_epoch", n.Epoch)
+	if d.j.cfg.Events != nil {
+		d.gone = append(d.gone, old)
+	}
 }
 
 // reportGone sends a node_gone event for each node the directory dropped

@@ -63,10 +63,14 @@ func signal(c chan struct{}) {
 	}
 }
 
-func (w *nodeWorker) setNode(n imcloud.Node) {
+// setNode records n, the node's latest registration, and returns the
+// one it replaces.
+func (w *nodeWorker) setNode(n imcloud.Node) imcloud.Node {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.node
 	w.node = n
-	w.mu.Unlock()
+	return old
 }
 
 func (w *nodeWorker) conns() int {
