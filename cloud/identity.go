@@ -3,10 +3,9 @@ package cloud
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/text"
 )
 
 // errInvalidIdentity wraps every reason validIdentity refuses.
@@ -47,16 +46,5 @@ func validRoom(room string) error {
 	return err
 }
 
-// printable reports whether s is UTF-8 without control or other
-// non-printing characters (strconv.IsPrint; the ASCII space is allowed).
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !strconv.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// printable is text.Printable, the check logic applies to a kick's keys.
+func printable(s string) bool { return text.Printable(s) }

@@ -54,7 +54,7 @@ func (h *handler) kick(w http.ResponseWriter, r *http.Request) {
 	b := append(make([]byte, 0, 96), `{"code":0,"message":"","data":{"id":"`...)
 	b = hex.AppendEncode(b, res.ID[:])
 	b = append(b, `","connections":`...)
-	b = appendInt(b, res.Keys)
+	b = appendInt(b, res.Connections)
 	b = append(b, `,"nodes":`...)
 	b = appendInt(b, res.Nodes)
 	writeJSON(w, http.StatusOK, append(b, "}}"...))

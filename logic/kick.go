@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/imcloud/imcloud"
+	"github.com/imcloud/imcloud/internal/text"
 )
 
 // A kick closes connections across the cluster (docs/design.md, control
@@ -88,11 +86,11 @@ type KickResult struct {
 	// ID is the kick's message id (with history on, each user's message
 	// carries one derived from it: see Pusher.Kick).
 	ID imcloud.MessageID
-	// Keys is the number of connections the Router found for the target
-	// when the kick was accepted. With history on, job looks the users up
-	// again when it meets the kick, so a connection that appeared
-	// meanwhile is closed too.
-	Keys int
+	// Connections is the number of connections the Router found for the
+	// target when the kick was accepted (HTTP: "connections"). With
+	// history on, job looks the users up again when it meets the kick, so
+	// a connection that appeared meanwhile is closed too.
+	Connections int
 	// Nodes is the number of cloud nodes those connections are on.
 	Nodes int
 	// Messages is the number of queue messages published.
@@ -181,7 +179,7 @@ func (p *Pusher) Kick(ctx context.Context, t KickTarget, opts ...KickOption) (Ki
 	for key, node := range routes {
 		byNode[node] = append(byNode[node], key)
 	}
-	res := KickResult{ID: base.ID, Keys: len(routes), Nodes: len(byNode)}
+	res := KickResult{ID: base.ID, Connections: len(routes), Nodes: len(byNode)}
 	var msgs []*imcloud.Message
 	if len(t.Mids) > 0 && p.history != nil {
 		users := distinctUsers(t.Mids)
@@ -222,7 +220,7 @@ func (t KickTarget) validate(o kickOptions) error {
 		return fmt.Errorf("%w: a kick of %d targets (at most %d)", ErrInvalidArgument, n, MaxKickTargets)
 	case len(o.reason) > MaxKickReason:
 		return fmt.Errorf("%w: a kick reason of %d bytes (at most %d)", ErrInvalidArgument, len(o.reason), MaxKickReason)
-	case !printable(o.reason):
+	case !text.Printable(o.reason):
 		return fmt.Errorf("%w: kick reason %q has control characters or is not UTF-8", ErrInvalidArgument, o.reason)
 	case o.revoke && len(t.Mids) == 0:
 		return fmt.Errorf("%w: a revoke names users: kick by mids", ErrInvalidArgument)
@@ -233,16 +231,9 @@ func (t KickTarget) validate(o kickOptions) error {
 		}
 	}
 	for _, key := range t.Keys {
-		if key == "" || len(key) > maxKickKey || !printable(key) {
+		if key == "" || len(key) > maxKickKey || !text.Printable(key) {
 			return fmt.Errorf("%w: key %q is empty, longer than %d bytes or not printable", ErrInvalidArgument, key, maxKickKey)
 		}
 	}
 	return nil
-}
-
-// printable reports whether s is UTF-8 without control or other
-// non-printing characters (strconv.IsPrint; the ASCII space is allowed),
-// as cloud requires of a connection's key.
-func printable(s string) bool {
-	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0
 }

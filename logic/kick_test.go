@@ -38,7 +38,7 @@ func TestKickMids(t *testing.T) {
 	res, err := e.p.Kick(context.Background(), logic.KickTarget{Mids: []int64{1, 2, 404}}, logic.WithReason("banned"))
 	require.NoError(t, err)
 	assert.False(t, res.ID.IsZero())
-	assert.Equal(t, logic.KickResult{ID: res.ID, Keys: 3, Nodes: 2, Messages: 2}, res)
+	assert.Equal(t, logic.KickResult{ID: res.ID, Connections: 3, Nodes: 2, Messages: 2}, res)
 	got := e.kicks(t)
 	require.Len(t, got, 2)
 	assert.Equal(t, []string{"k1", "k3"}, got["node-a"].Keys)
@@ -61,7 +61,7 @@ func TestKickKeys(t *testing.T) {
 	e := newEnv(t, logic.Config{})
 	res, err := e.p.Kick(context.Background(), logic.KickTarget{Keys: []string{"k1", "k3", "gone"}})
 	require.NoError(t, err)
-	assert.Equal(t, logic.KickResult{ID: res.ID, Keys: 2, Nodes: 1, Messages: 1}, res)
+	assert.Equal(t, logic.KickResult{ID: res.ID, Connections: 2, Nodes: 1, Messages: 1}, res)
 	got := e.kicks(t)
 	assert.Equal(t, []string{"k1", "k3"}, got["node-a"].Keys)
 	assert.Equal(t, "", got["node-a"].Reason, "no reason: the node says kicked")
@@ -90,7 +90,7 @@ func TestKickMidsHistoryOn(t *testing.T) {
 	require.NoError(t, err)
 	res, err := e.p.Kick(ctx, logic.KickTarget{Mids: []int64{1, 2, 1, 404}}, logic.WithReason("bye"))
 	require.NoError(t, err)
-	assert.Equal(t, logic.KickResult{ID: res.ID, Keys: 3, Nodes: 2, Messages: 3}, res)
+	assert.Equal(t, logic.KickResult{ID: res.ID, Connections: 3, Nodes: 2, Messages: 3}, res)
 
 	var push published
 	var kicks []published
@@ -248,7 +248,7 @@ func TestKickFailures(t *testing.T) {
 	e = newEnv(t, logic.Config{Queue: funcQueue{func(context.Context, []*imcloud.Message) error { return errBackend }}})
 	res, err := e.p.Kick(context.Background(), logic.KickTarget{Mids: []int64{1}})
 	require.ErrorIs(t, err, logic.ErrQueue)
-	assert.Equal(t, 2, res.Keys, "what was targeted")
+	assert.Equal(t, 2, res.Connections, "what was targeted")
 	assert.Zero(t, res.Messages)
 }
 

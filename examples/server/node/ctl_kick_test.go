@@ -39,7 +39,7 @@ func kickByPusher(t testing.TB, c *roomsCluster, mid int64, reason string) int {
 	defer cancel()
 	res, err := c.logic.pusher.Kick(ctx, logic.KickTarget{Mids: []int64{mid}}, logic.WithReason(reason))
 	require.NoError(t, err)
-	return res.Keys
+	return res.Connections
 }
 
 // kickByHTTP is POST /goim/kick?mids=&reason= under the API key.
