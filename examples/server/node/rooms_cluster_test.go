@@ -109,11 +109,13 @@ type inbox struct {
 	mu   sync.Mutex
 	got  []string
 	more chan struct{}
+	done chan struct{} // closed once Messages() is: nothing more comes
 }
 
 func collect(cl *client.Client) *inbox {
-	in := &inbox{more: make(chan struct{}, 1)}
+	in := &inbox{more: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
+		defer close(in.done)
 		for p := range cl.Messages() {
 			in.mu.Lock()
 			in.got = append(in.got, string(p.Body))
