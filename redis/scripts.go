@@ -21,6 +21,7 @@ import redigo "github.com/gomodule/redigo/redis"
 //	{p}ol_{id}     hash    room -> count                    PX ttl
 //	{p}ol          zset    id scored by expiry (unix ms)
 //	{p}rn_{room}   hash    node id -> membership expiry (unix ms)   PX the longest field's (rooms.go)
+//	{p}drained_{id} string epoch node id last registered, left by RemoveNode   PX logic.DrainedTTL (drained.go)
 //	{p}revoked_{mid} string  unix ms before which mid's credentials are revoked  PX ttl (revoke.go)
 //	{p}{imcloud}:gen         string  generation: random ":" created ms   (generation.go)
 //	{p}{imcloud}:rebuilding  string  generation being rebuilt            PX what is left of RebuildWindow
@@ -41,7 +42,10 @@ import redigo "github.com/gomodule/redigo/redis"
 // the primary room (last: the rest of the value). Entries put by an earlier
 // release end after mid ("node\ngen\nmid"); every script here reads the mid
 // as the third line, so it reads both forms, and Presence reports such an
-// entry with no platform, room or since. Kept in the entry every put writes
+// entry with no platform, room or since. An earlier release's scripts take
+// the rest of the entry after gen for the mid, so they do not read the new
+// form: upgrade every cloud node in one roll, and downgrade none until the
+// new entries expired (docs/design.md, Cluster state in Redis). Kept in the entry every put writes
 // anyway, they cost their bytes only: no key of their own (Redis's per-key
 // overhead, an expiry), no command and no round trip.
 
