@@ -126,8 +126,8 @@ export const State = Object.freeze({
  *     the first refusal when reconnect is false). A refusal is a socket the
  *     server closed after the auth frame and before its AuthReply, unless an
  *     op 6 before the close asked the client to come back later
- *     (reconnect_ms > 0). The default, 3, tolerates a refusal that is not
- *     about the credentials (a per-IP connection cap, a restart in the middle
+ *     (reconnect_ms > 0, a reason other than "auth"). The default, 3,
+ *     tolerates a refusal that is not about the credentials (a per-IP connection cap, a restart in the middle
  *     of the handshake) and, with getToken, a token that expired in flight;
  *   - the application kicked it (a "kicked" event; no "error" event), unless
  *     options.reconnectAfterKick.
@@ -505,7 +505,11 @@ export class Client extends EventTarget {
       this._failPending(new Error("imcloud: connection closed"));
       const closed = { code: ev.code, reason: ev.reason, wasClean: ev.wasClean };
       const expired = this._refusedWith === "token_expired" && this.getToken; // getToken fetches another
-      const refused = this._authSent && !this._authed && !this._selfClosed && !(this._hintMs > 0) && !expired;
+      // A hint asks to come back later (a cap that passes), except with
+      // reason "auth": the credential was refused (a revoked one comes
+      // with a 1 s hint), which counts whatever the hint.
+      const later = this._hintMs > 0 && this._refusedWith !== "auth";
+      const refused = this._authSent && !this._authed && !this._selfClosed && !later && !expired;
       if (refused && (++this._refusals >= this.maxAuthRefusals || !this.reconnect)) {
         this._emit("error", { error: new AuthError(this._refusedWith, this._refusals) });
         this._stop(closed);

@@ -402,6 +402,19 @@ test("Client: closes before the AuthReply that are not refusals keep retrying", 
   assert.notEqual(c.state, State.IDLE);
 });
 
+test("Client: an auth refusal with a hint (a revoked token's 1 s) still counts as a refusal", async (t) => {
+  FakeWebSocket.instances = [];
+  const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, maxAuthRefusals: 1, backoff: { minMs: 1, maxMs: 2 } });
+  t.after(() => c.close());
+  const errors = [];
+  c.on("error", ({ error }) => errors.push(error));
+  c.connect();
+  await refuse(FakeWebSocket.instances[0], [{ op: Op.DISCONNECT, ver: 2, body: JSON.stringify({ reason: "auth", reconnect_ms: 1000 }) }]);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof AuthError);
+  assert.equal(c.state, State.IDLE);
+});
+
 test("Client: reconnect false gives up at the first refusal", async () => {
   FakeWebSocket.instances = [];
   const c = new Client("ws://example/sub", { WebSocket: FakeWebSocket, reconnect: false });
