@@ -27,11 +27,17 @@ func TestAllInOneMetrics(t *testing.T) {
 	post(t, app, "/goim/push/room?operation=1000&type=live&room=1", "hello")
 	receive(t, c, 1000, "hello")
 
-	resp, err := http.Get("http://" + app.Addr("http") + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	fams := metricstest.Parse(t, resp.Body)
+	// The node records the fan-out after it queued the push, which the
+	// client may already have read: scrape until it shows.
+	fams := scrapeMetrics(t, app)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		f := fams["imcloud_cloud_fanout_connections"]
+		if f != nil && len(f.GetMetric()) > 0 && f.GetMetric()[0].GetHistogram().GetSampleCount() > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		fams = scrapeMetrics(t, app)
+	}
 
 	metricstest.CheckConventions(t, fams, "imcloud_")
 	for _, prefix := range []string{"imcloud_build_info", "imcloud_backend_up", "imcloud_app_", "imcloud_logic_", "imcloud_job_", "imcloud_cloud_"} {
@@ -60,4 +66,14 @@ func TestAllInOneMetrics(t *testing.T) {
 	lag := fams["imcloud_job_commit_lag_records"].GetMetric()
 	require.NotEmpty(t, lag, "one series per partition received from")
 	require.Equal(t, "partition", lag[0].GetLabel()[0].GetName())
+}
+
+// scrapeMetrics GETs the server's /metrics and parses it.
+func scrapeMetrics(t *testing.T, app *App) metricstest.Families {
+	t.Helper()
+	resp, err := http.Get("http://" + app.Addr("http") + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return metricstest.Parse(t, resp.Body)
 }
