@@ -168,7 +168,7 @@ func scaleReport(c *scaleCtlConfig) error {
 		}
 		t := fmt.Sprintf("%.2f", r.Seconds)
 		if r.Phase == "routes" {
-			t = fmt.Sprintf("%.1f after the last", r.RouteLagSec)
+			t = fmt.Sprintf("checked in %.1f", r.RouteLagSec)
 		}
 		pass := "yes"
 		if !r.Pass {
