@@ -184,8 +184,10 @@ fi
 	echo '```'
 	echo
 	echo "Times to the last client are from the push's send to its arrival in the last client socket (kernel"
-	echo "receive timestamp); p50/p99 over all connections. Dial errors include the refused dials to a gateway"
-	echo "that is restarting; refused counts auth refusals."
+	echo "receive timestamp); p50/p99 over all connections. Missing: connections without the push, or live"
+	echo "connections without a route; stale: routes to no live connection; conns dropped: connections the phase"
+	echo "closed (the storm closes them all; each must come back). Dial errors include the refused dials to a"
+	echo "gateway that is restarting; refused counts auth refusals."
 } >"$OUT/preamble.md"
 "$BENCH" scale -phase report -json "$RESULTS" -preamble "$OUT/preamble.md" -md "$MD"
 echo "bench-scale: results in $RESULTS; BENCHMARKS.md updated"

@@ -154,7 +154,7 @@ func scaleReport(c *scaleCtlConfig) error {
 		}
 		b.WriteString(strings.TrimSpace(string(pre)) + "\n\n")
 	}
-	b.WriteString("| phase | gateways | connections | time (s) | p50 / p99 (ms) | missing | stale | lost | dial errors / refused | pass |\n")
+	b.WriteString("| phase | gateways | connections | time (s) | p50 / p99 (ms) | missing | stale | conns dropped | dial errors / refused | pass |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var holds []scaleResult
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
