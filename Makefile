@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control bench-scale bench-shards fuzz
+.PHONY: test deps vet unit js browser run bench bench-recovery bench-rooms bench-control bench-scale bench-scale-sweep bench-shards fuzz
 
 # Everything CI checks: Go vet and race tests, the JavaScript client's unit
 # tests, and the demo page in headless chromium against the real server.
@@ -63,7 +63,16 @@ bench-control:
 # "scale" (scripts/bench-scale.sh). About 12 minutes; `make bench-scale
 # SMALL=1`: 3 gateways, 30,000 connections, under 3 minutes.
 bench-scale:
-	SMALL=$(SMALL) ./scripts/bench-scale.sh
+	SMALL=$(SMALL) SHARDS=$(SHARDS) ./scripts/bench-scale.sh
+
+# The scale scenario's cost as the work grows (about 10 minutes; not part of
+# `make bench`): its load phase alone (ramp, 60 s hold, one room push) at
+# 1,000, 5,000, 10,000 and 19,000 connections on one gateway and 5,000 per
+# node on 5 and 10; plots into docs/bench-scale-*.svg and the table into
+# BENCHMARKS.md's "Cost as the work grows" (scripts/bench-scale-sweep.sh).
+# SHARDS=N: the router over N redis-servers (also for bench-scale).
+bench-scale-sweep:
+	SHARDS=$(SHARDS) ./scripts/bench-scale-sweep.sh
 
 # The sharded router's cost (about 2 minutes; not part of `make bench`): Redis
 # calls, commands and redis-server CPU per push, per session and per node

@@ -27,7 +27,10 @@
 #
 # Knobs (environment): SMALL=1 (3 gateways, 30,000 connections, 30 s hold:
 # under 3 minutes), GW, GENS, PER_GEN, HOLD, CONNECT_RATE (per generator),
-# OUT (work dir), MD (the BENCHMARKS.md to write).
+# SHARDS (redis-servers the router is sharded over, default 1), LOAD_ONLY=1
+# (ramp, hold and the room push only: no broadcast, no storm, no report;
+# the results stay in OUT/results.jsonl, as scripts/bench-scale-sweep.sh
+# runs it), OUT (work dir), MD (the BENCHMARKS.md to write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,7 +39,7 @@ if [ "${SMALL:-}" = 1 ]; then
 else
 	GW=${GW:-10} GENS=${GENS:-10} PER_GEN=${PER_GEN:-19000} HOLD=${HOLD:-5m}
 fi
-CONNECT_RATE=${CONNECT_RATE:-2000}
+CONNECT_RATE=${CONNECT_RATE:-2000} SHARDS=${SHARDS:-1}
 TOTAL=$((GENS * PER_GEN))
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/imcloud-bench-scale.XXXXXX")}
 MD=${MD:-$ROOT/BENCHMARKS.md}
@@ -45,7 +48,7 @@ COMMIT=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
 mkdir -p "$OUT/bin"
 : >"$RESULTS"
 ulimit -n "$(ulimit -Hn)"
-echo "bench-scale: $GW gateways, $GENS generators x $PER_GEN connections, hold $HOLD; work dir $OUT"
+echo "bench-scale: $GW gateways, $GENS generators x $PER_GEN connections, hold $HOLD, $SHARDS redis-servers; work dir $OUT"
 
 go build -o "$OUT/bin/server" ./examples/server
 go build -o "$OUT/bin/bench" ./examples/bench
@@ -84,10 +87,15 @@ wait_ready() { # wait_ready HOST:PORT
 }
 
 # Loopback ports of their own, so that other servers are left alone.
+# Redis shard I listens on 26479+I.
 REDIS_PORT=26479 KAFKA=127.0.0.1:29192 API=127.0.0.1:23211
-COMMON="-redis-addr 127.0.0.1:$REDIS_PORT -kafka-brokers $KAFKA -link-secret bench-link-secret -auth dev -log-level warn"
-start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
-pid_redis=$LAST
+REDIS_ADDRS= REDIS_PIDS=
+for i in $(seq 0 $((SHARDS - 1))); do
+	start redis-$i redis-server --port $((REDIS_PORT + i)) --bind 127.0.0.1 --save '' --appendonly no
+	REDIS_ADDRS+=${REDIS_ADDRS:+,}127.0.0.1:$((REDIS_PORT + i))
+	REDIS_PIDS+=${REDIS_PIDS:+,}redis$([ "$SHARDS" -gt 1 ] && echo "-$i")=$LAST
+done
+COMMON="-redis-addr $REDIS_ADDRS -kafka-brokers $KAFKA -link-secret bench-link-secret -auth dev -log-level warn"
 start kfake "$OUT/bin/kfake" -addr "$KAFKA" -topic imcloud-push -partitions 4
 pid_kfake=$LAST
 sleep 1
@@ -131,11 +139,17 @@ for g in $(seq 0 $((GENS - 1))); do
 	for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$((24300 + g))/state" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
-PIDLIST="redis=$pid_redis,kfake=$pid_kfake,logic=$pid_logic,job=$pid_job"
+PIDLIST="$REDIS_PIDS,kfake=$pid_kfake,logic=$pid_logic,job=$pid_job"
 for k in $(seq 0 $((GW - 1))); do PIDLIST+=",gw-$k=${GWPID[$k]}"; done
 PIDLIST+=$GENPIDS
-CTL=("$BENCH" scale -gens "$GENCTL" -api "$API" -redis "127.0.0.1:$REDIS_PORT" -expect "$TOTAL" -json "$RESULTS")
+CTL=("$BENCH" scale -gens "$GENCTL" -api "$API" -redis "$REDIS_ADDRS" -expect "$TOTAL" -json "$RESULTS")
 ok=1
+if [ "${LOAD_ONLY:-}" = 1 ]; then
+	"${CTL[@]}" -phase load -hold "$HOLD" -speed 0 -pids "$PIDLIST" || ok=0
+	echo "bench-scale: results in $RESULTS"
+	[ $ok = 1 ]
+	exit
+fi
 "${CTL[@]}" -phase load -hold "$HOLD" -pids "$PIDLIST" || ok=0
 
 # The reconnect storm: gateway K gets SIGTERM K*9/(GW-1) s after the first
@@ -174,7 +188,7 @@ fi
 	echo "$(go version | cut -d' ' -f3-), loopback only; every process below on it. Processes, as scripts/bench-scale.sh starts them:"
 	echo
 	echo '```'
-	echo "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
+	echo "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no$([ "$SHARDS" -gt 1 ] && echo "   # shard I of $SHARDS: port $REDIS_PORT+I")"
 	echo "go run ./examples/kfake -addr $KAFKA -topic imcloud-push -partitions 4"
 	echo "./server $LOGIC_ARGS"
 	echo "./server $JOB_ARGS"

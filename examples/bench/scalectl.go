@@ -32,6 +32,9 @@ import (
 //	  router's routes (logic's presence API) with the generators' live
 //	  connections (0 missing, 0 stale), then one more room push.
 //	-phase report: the results as markdown into -md's section "scale".
+//	-phase sweep: the load phases of several runs (-json, one run after
+//	  the other) as plots into -svg-dir and a table into -md's
+//	  subsection "Cost as the work grows" (scalesweep.go).
 //
 // Every phase appends its results as JSON lines to -json; a failed check
 // makes the phase fail (exit 1) after its results were written.
@@ -60,38 +63,42 @@ type scaleResult struct {
 	Pass        bool               `json:"pass"`
 	Note        string             `json:"note,omitempty"`
 	RouteLagSec float64            `json:"route_lag_s,omitempty"`
+	// Load1 is the 1-minute load average (/proc/loadavg) at the end of
+	// the phase: above the cores, the machine's CPU ran out.
+	Load1 float64 `json:"load1,omitempty"`
 }
 
 type scaleCtlConfig struct {
-	phase, api, redisAddr, jsonOut, md, pre string
-	gens, nodeIDs                           []string
-	pids                                    []namedPid
-	expect                                  int64
-	hold, timeout                           time.Duration
-	speed                                   int
-	since                                   int64
-	room                                    string
+	phase, api, jsonOut, md, pre, svgDir string
+	gens, nodeIDs, redisAddrs            []string
+	pids                                 []namedPid
+	expect                               int64
+	hold, timeout                        time.Duration
+	speed                                int
+	since                                int64
+	room                                 string
 }
 
 func scaleCtl(args []string, out io.Writer) error {
 	c := &scaleCtlConfig{}
 	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
-	var gens, nodeIDs, pids string
+	var gens, nodeIDs, pids, redisAddrs string
 	fs.StringVar(&c.phase, "phase", "load", "load, back or report")
 	fs.StringVar(&gens, "gens", "", "the generators' control addresses, comma-separated")
 	fs.StringVar(&c.api, "api", "127.0.0.1:3111", "logic's push API")
-	fs.StringVar(&c.redisAddr, "redis", "", "redis-server to read INFO from")
+	fs.StringVar(&redisAddrs, "redis", "", "redis-servers to read INFO from (summed), comma-separated")
 	fs.StringVar(&pids, "pids", "", "processes to account for: name=pid,...; gateways are named gw-N")
 	fs.Int64Var(&c.expect, "expect", 0, "connections in all")
 	fs.DurationVar(&c.hold, "hold", 5*time.Minute, "load: how long to hold the connections idle")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "bound on waiting for the ramp or the reconnects")
-	fs.IntVar(&c.speed, "speed", 100000, "load: the broadcast's pacing, connections per second")
+	fs.IntVar(&c.speed, "speed", 100000, "load: the broadcast's pacing, connections per second; 0: no broadcast")
 	fs.Int64Var(&c.since, "since", 0, "back: when the storm began (Unix ns)")
 	fs.StringVar(&nodeIDs, "node-ids", "", "back: the gateways' node ids now, by gateway index")
 	fs.StringVar(&c.room, "room", "live://scale", "the room every connection is in")
 	fs.StringVar(&c.jsonOut, "json", "", "append results to this file")
 	fs.StringVar(&c.md, "md", "", "report: BENCHMARKS.md to update")
-	fs.StringVar(&c.pre, "preamble", "", "report: markdown put before the table")
+	fs.StringVar(&c.pre, "preamble", "", "report, sweep: markdown put before the table")
+	fs.StringVar(&c.svgDir, "svg-dir", "", "sweep: directory to write the plots into")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,7 +108,7 @@ func scaleCtl(args []string, out io.Writer) error {
 		}
 		return strings.Split(s, ",")
 	}
-	c.gens, c.nodeIDs = split(gens), split(nodeIDs)
+	c.gens, c.nodeIDs, c.redisAddrs = split(gens), split(nodeIDs), split(redisAddrs)
 	var err error
 	if c.pids, err = parsePids(pids); err != nil {
 		return err
@@ -113,8 +120,10 @@ func scaleCtl(args []string, out io.Writer) error {
 		return c.back(out)
 	case "report":
 		return scaleReport(c)
+	case "sweep":
+		return sweepReport(c)
 	}
-	return fmt.Errorf("bench scale: -phase %q is not load, back or report", c.phase)
+	return fmt.Errorf("bench scale: -phase %q is not load, back, report or sweep", c.phase)
 }
 
 // states reads every generator's /state.
@@ -245,11 +254,12 @@ func (c *scaleCtlConfig) load(out io.Writer) error {
 		}
 	}
 	hold.Pass = hold.Lost == 0 && s2.Live == c.expect
+	hold.Load1 = loadAvg()
 	if err := c.emit(out, &hold); err != nil {
 		return err
 	}
 	room := c.push(out, "room", "/goim/push/room?operation=1000&type="+roomType(c.room), 1)
-	all := c.push(out, "broadcast", "/goim/push/all?operation=1000&speed="+strconv.Itoa(c.speed), 2)
+	all := c.speed == 0 || c.push(out, "broadcast", "/goim/push/all?operation=1000&speed="+strconv.Itoa(c.speed), 2)
 	if !hold.Pass || !room || !all {
 		return errors.New("bench scale: a check failed (see the results)")
 	}
@@ -320,23 +330,24 @@ func (c *scaleCtlConfig) push(out io.Writer, phase, path string, tag int) bool {
 		r.Note = "missing, e.g. mids " + strings.Join(missing[:min(len(missing), 10)], ",")
 	}
 	r.Pass = r.Missing == 0 && r.Lost == 0
+	r.Load1 = loadAvg()
 	_ = c.emit(out, &r)
 	return r.Pass
 }
 
-// redisStats is INFO's total_commands_processed (0 without -redis).
-func (c *scaleCtlConfig) redisStats() int64 {
-	info := c.redisInfo("stats")
-	for _, l := range strings.Split(info, "\n") {
+// redisStats is INFO's total_commands_processed summed over -redis (0
+// without).
+func (c *scaleCtlConfig) redisStats() (n int64) {
+	for _, l := range strings.Split(c.redisInfo("stats"), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_commands_processed:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+			k, _ := strconv.ParseInt(v, 10, 64)
+			n += k
 		}
 	}
-	return 0
+	return n
 }
 
-// redisCmds is INFO commandstats: calls per command.
+// redisCmds is INFO commandstats: calls per command, summed over -redis.
 func (c *scaleCtlConfig) redisCmds() map[string]int64 {
 	out := map[string]int64{}
 	for _, l := range strings.Split(c.redisInfo("commandstats"), "\n") {
@@ -346,24 +357,41 @@ func (c *scaleCtlConfig) redisCmds() map[string]int64 {
 		}
 		calls, _, _ := strings.Cut(rest, ",")
 		n, _ := strconv.ParseInt(calls, 10, 64)
-		out[strings.TrimPrefix(name, "cmdstat_")] = n
+		out[strings.TrimPrefix(name, "cmdstat_")] += n
 	}
 	return out
 }
 
+// redisInfo is INFO section of every -redis address, one after the
+// other.
 func (c *scaleCtlConfig) redisInfo(section string) string {
-	if c.redisAddr == "" {
-		return ""
+	var b strings.Builder
+	for _, addr := range c.redisAddrs {
+		conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(5*time.Second))
+		if err != nil {
+			fmt.Fprintf(stderr, "bench scale: redis %s: %v\n", addr, err)
+			continue
+		}
+		s, err := redis.String(conn.Do("INFO", section))
+		conn.Close()
+		if err != nil {
+			fmt.Fprintf(stderr, "bench scale: redis %s INFO: %v\n", addr, err)
+		}
+		b.WriteString(s + "\n")
 	}
-	conn, err := redis.Dial("tcp", c.redisAddr, redis.DialConnectTimeout(5*time.Second))
+	return b.String()
+}
+
+// loadAvg is the 1-minute load average (0 where /proc/loadavg is not).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		fmt.Fprintf(stderr, "bench scale: redis: %v\n", err)
-		return ""
+		return 0
 	}
-	defer conn.Close()
-	s, err := redis.String(conn.Do("INFO", section))
-	if err != nil {
-		fmt.Fprintf(stderr, "bench scale: redis INFO: %v\n", err)
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
 	}
-	return s
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
