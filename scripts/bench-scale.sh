@@ -93,7 +93,9 @@ REDIS_ADDRS= REDIS_PIDS=
 for i in $(seq 0 $((SHARDS - 1))); do
 	start redis-$i redis-server --port $((REDIS_PORT + i)) --bind 127.0.0.1 --save '' --appendonly no
 	REDIS_ADDRS+=${REDIS_ADDRS:+,}127.0.0.1:$((REDIS_PORT + i))
-	REDIS_PIDS+=${REDIS_PIDS:+,}redis$([ "$SHARDS" -gt 1 ] && echo "-$i")=$LAST
+	name=redis
+	if [ "$SHARDS" -gt 1 ]; then name=redis-$i; fi
+	REDIS_PIDS+=${REDIS_PIDS:+,}$name=$LAST
 done
 COMMON="-redis-addr $REDIS_ADDRS -kafka-brokers $KAFKA -link-secret bench-link-secret -auth dev -log-level warn"
 start kfake "$OUT/bin/kfake" -addr "$KAFKA" -topic imcloud-push -partitions 4
@@ -188,7 +190,7 @@ fi
 	echo "$(go version | cut -d' ' -f3-), loopback only; every process below on it. Processes, as scripts/bench-scale.sh starts them:"
 	echo
 	echo '```'
-	echo "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no$([ "$SHARDS" -gt 1 ] && echo "   # shard I of $SHARDS: port $REDIS_PORT+I")"
+	echo "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no$([ "$SHARDS" = 1 ] || echo "   # shard I of $SHARDS: port $REDIS_PORT+I")"
 	echo "go run ./examples/kfake -addr $KAFKA -topic imcloud-push -partitions 4"
 	echo "./server $LOGIC_ARGS"
 	echo "./server $JOB_ARGS"

@@ -56,6 +56,9 @@ func readSweep(path string) ([]sweepRun, error) {
 	}
 	var runs []sweepRun
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		if line == "" {
+			continue
+		}
 		var r scaleResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return nil, err
