@@ -338,6 +338,9 @@ func (c *Config) Validate() error {
 			return usageErr(name, "%q is not host:port: %v", addr, err)
 		}
 	}
+	if c.RedisAddr != "" && len(c.RedisAddrs()) == 0 {
+		return usageErr("redis-addr", "%q names no address", c.RedisAddr)
+	}
 	for _, a := range c.RedisAddrs() {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usageErr("redis-addr", "%q is not host:port: %v", a, err)

@@ -62,6 +62,19 @@ func TestParseRedisShards(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}, cfg.RedisAddrs())
 }
 
+// A -redis-addr of separators alone names no Redis: it is refused rather
+// than taken for the default address.
+func TestParseRedisShardsRefusesAnEmptyList(t *testing.T) {
+	for _, addr := range []string{",", " ", " , ,"} {
+		for _, role := range []string{"all", "cloud"} {
+			_, err := Parse([]string{"-role", role, "-link-secret", "s", "-redis-addr", addr,
+				"-kafka-brokers", "127.0.0.1:9092"}, noEnv, io.Discard)
+			require.ErrorIs(t, err, ErrUsage, "role %s, -redis-addr %q", role, addr)
+			require.Contains(t, err.Error(), "-redis-addr")
+		}
+	}
+}
+
 func TestParseRefusesBadValues(t *testing.T) {
 	cluster := []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "127.0.0.1:9092", "-link-secret", "s"}
 	for _, tc := range []struct {
