@@ -21,7 +21,9 @@ type SessionStore interface {
 	PutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error
 	// RemoveSessions removes sessions whose routes still name the same
 	// Node and Gen; a route rewritten since (a reconnect elsewhere, a
-	// same-key replacement) is left alone.
+	// same-key replacement) is left alone. A store sharded by user finds
+	// the user's copy of a route only through Session.Mid, so callers set
+	// it (cloud does).
 	RemoveSessions(ctx context.Context, sessions []imcloud.Session) error
 	// PutNode registers or renews a node for ttl. A node not renewed in
 	// time is gone: it stops being a push target.

@@ -37,10 +37,16 @@
 // address list. The node registry, room counts and room membership are
 // written to every shard and read from those that answer, so they stay
 // readable with a shard down. Calls that need several shards reach them
-// in parallel; each shard has its own generation and rebuilds on its own;
-// an error from a shard names its address. History stays on the first
-// address. Redis Cluster is not supported: the scripts do not declare
-// their keys and a batch spans many slots.
+// in parallel and are all or nothing: a lookup with one key or user on a
+// shard that is down or rebuilding fails whole, so pushes work only when
+// every target of the call is on a shard that answers; a shard that does
+// not reply holds each call that reaches it for ReadTimeout (no fast
+// failure). Each shard has its own generation and rebuilds on its own; an
+// error from a shard names its address. History stays on the first
+// address. Every process must use the same address list, in the same
+// order; changing it takes a coordinated restart. Redis Cluster is not
+// supported: the scripts do not declare their keys and a batch spans many
+// slots.
 //
 // # Concurrency and lifecycle
 //

@@ -51,9 +51,9 @@ import (
 // knew of can be missing. A generation found changed long after it was
 // created starts none either (the window ran from the creation).
 //
-// Both keys carry the hash tag {imcloud}, the well-known tag under which
-// the node registry and room membership gather when the router spans a
-// Redis Cluster.
+// Both keys carry the hash tag {imcloud}, a leftover: no other key has a
+// tag, and Redis Cluster is not supported (docs/design.md). With several
+// Redis instances (shard.go) each shard keeps its own pair of keys.
 
 // genScript: ARGV = prefix, known, candidate, window ms. Creates the
 // generation if missing; if known is set and differs, sets the rebuild

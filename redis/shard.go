@@ -35,10 +35,14 @@ import (
 //     gen_ and nodekeys_ entries): on its mid's shard, so that NodesByMids,
 //     NodesByMidsOffline and Presence answer from the mid's shard alone,
 //     checking each hash field against the copy as a single instance
-//     checks it against the original. PutSessions writes each session to
+//     checks it against the original. The put script also writes the
+//     mid_ field on the key's shard, where nothing reads it: one hash
+//     field per connection whose key and mid are on different shards,
+//     expiring with the route. PutSessions writes each session to
 //     its key's shard and its mid's shard (one, when they are the same),
 //     one script call per shard per batch; RemoveSessions removes it from
-//     both, on each conditionally on (node, gen) as on one instance; a key
+//     both (the mid's only when the session carries its Mid), on each
+//     conditionally on (node, gen) as on one instance; a key
 //     that becomes another user's is removed from the previous user's shard
 //     too (the key's shard tells the previous user);
 //   - a revocation (revoked_): on its mid's shard;
@@ -61,14 +65,27 @@ import (
 // usual; NodesRebuilding reports rebuilding only when every shard that
 // answered does. Generation returns the shards' generations joined by
 // commas, so a cloud node re-registers everything when any shard lost its
-// data, or when the address list changed (then the routes of the things
-// that moved are written to their new shards at once).
+// data.
 //
-// With a shard down, a call that needs it fails with an error naming its
-// address; the rest of the calls work: pushes to users and keys whose
-// shards answer, the node list and room membership. A write meant for
-// every shard (a node's registration, its rooms) is done on the shards
-// that answer and reported failed: its next renewal writes the shard again.
+// A call is all or nothing over the shards it needs: with one of them down
+// or rebuilding, NodesByKeys, NodesByMids, NodesByMidsOffline and Presence
+// fail whole (an error naming the shard's address), with no partial
+// answer, so a push works only when every target of the call is on a shard
+// that answers. Nodes, NodesByRooms, Drained and RoomCounts merge the
+// shards that answer and stay readable. Nothing fails fast: a shard that
+// does not reply holds every call that reaches it, merged reads included,
+// for ReadTimeout or DialTimeout, and anyShard drops the errors of the
+// shards left out without logging or counting them. PutNode, Generation
+// and RemoveSessions fail while a shard they address is down (a write
+// meant for every shard is done on the shards that answer and reported
+// failed: its next renewal writes the shard again); PutSessions writes the
+// groups of the shards that answer and fails.
+//
+// The address list is part of the schema: every process must use the same
+// address strings in the same order (History is on the first, RoomCounts
+// prefers the first that answers). A process cannot see another's list, so
+// changing it takes a coordinated restart: routes written under one list
+// are not found by lookups under another, for the things that moved.
 
 // newShardedRouter returns a Router over the shards at cfg.Addrs.
 func newShardedRouter(cfg Config) (*Router, error) {
