@@ -144,6 +144,7 @@ type Router struct {
 	// dispatches to them (shard.go); nil for one instance.
 	shards []*Router
 	ring   *rendezvous.Rendezvous // shard addresses, by rendezvous hashing
+	stale  staleRoutes            // removals to retry (shard_stale.go)
 	index  map[string]int         // shard address -> index in shards
 }
 

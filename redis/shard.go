@@ -44,7 +44,8 @@ import (
 //     both (the mid's only when the session carries its Mid), on each
 //     conditionally on (node, gen) as on one instance; a key
 //     that becomes another user's is removed from the previous user's shard
-//     too (the key's shard tells the previous user);
+//     too (the key's shard tells the previous user; a removal that fails
+//     is retried at the router's next PutSessions, shard_stale.go);
 //   - a revocation (revoked_): on its mid's shard;
 //   - the node registry (node_, nodes, epoch_, drained_), room counts
 //     (ol_) and room membership (rn_): on every shard, written to all at
@@ -211,7 +212,8 @@ func (r *Router) shardedStats() Stats {
 
 // shardedPutSessions writes each session to its key's shard and its
 // mid's, then removes from the previous user's shard the routes of keys
-// that changed user.
+// that changed user (staleRoutes keeps the removals that failed for the
+// next call).
 func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
 	groups := make([][]imcloud.Session, len(r.shards))
 	for _, s := range sessions {
@@ -232,29 +234,11 @@ func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Sess
 		mu.Unlock()
 		return err
 	})
-	if err != nil || len(moved) == 0 {
-		return err
-	}
-	// A key that was another user's (rare: keys are per connection): the
-	// previous user's shard, if neither of the key's current shards, still
-	// has its copy of the route; remove it there, conditionally on the
-	// previous (node, gen) as any removal.
-	now := make(map[string]imcloud.Session, len(sessions))
-	for _, s := range sessions {
-		now[s.Key] = s
-	}
-	stale := make([][]imcloud.Session, len(r.shards))
-	for _, old := range moved {
-		cur := now[old.Key]
-		o := r.midShard(old.Mid)
-		if o == r.keyShard(old.Key) || (cur.Mid != 0 && o == r.midShard(cur.Mid)) {
-			continue
-		}
-		stale[o] = append(stale[o], old)
-	}
-	return onGroups(ctx, r, stale, func(_ int, s *Router, group []imcloud.Session) error {
-		return s.RemoveSessions(ctx, group)
-	})
+	// The moves reported by every shard that took its group are cleaned
+	// up even when another shard failed: a retry of the put finds the key
+	// already moved and would report nothing.
+	stale := append(r.stale.take(), r.movedAway(sessions, moved)...)
+	return errors.Join(err, r.removeStale(ctx, stale))
 }
 
 // putSessionsMoved is PutSessions on one instance returning, as sessions
@@ -262,10 +246,7 @@ func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Sess
 // another user's.
 func (r *Router) putSessionsMoved(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) ([]imcloud.Session, error) {
 	replies, err := r.scriptReplies(ctx, putSessionsScript, sessionCalls(r.prefix, sessions, ttl))
-	if err != nil {
-		return nil, err
-	}
-	var moved []imcloud.Session
+	var moved []imcloud.Session // of the calls that ran, even if another failed
 	for _, reply := range replies {
 		vals, _ := reply.([]any)
 		for j := 0; j+1 < len(vals); j += 2 {
@@ -283,7 +264,7 @@ func (r *Router) putSessionsMoved(ctx context.Context, sessions []imcloud.Sessio
 			moved = append(moved, imcloud.Session{Key: string(key), Node: parts[0], Gen: gen, Mid: mid})
 		}
 	}
-	return moved, nil
+	return moved, err
 }
 
 // shardedRemoveSessions removes each session from its key's shard and

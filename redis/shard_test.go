@@ -197,9 +197,21 @@ func TestShardedRouterKeyChangesUser(t *testing.T) {
 	_, addrs := startShards(t, 3)
 	r := shardedForTest(t, Config{Addrs: addrs})
 	ctx := context.Background()
-	// Find users whose shard is neither the key's nor the other user's.
 	const key = "k"
-	var a, b int64
+	a, b := movedKeyUsers(r, key)
+	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: a, Key: key, Node: "node-a", Gen: 1}}, time.Minute))
+	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: b, Key: key, Node: "node-a", Gen: 2}}, time.Minute))
+	got, err := r.NodesByMids(ctx, []int64{a})
+	require.NoError(t, err)
+	assert.Empty(t, got, "the key is no longer user %d's", a)
+	got, err = r.NodesByMids(ctx, []int64{b})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{key: "node-a"}, got)
+}
+
+// movedKeyUsers finds, for key, two users whose shards differ from each
+// other and from the key's.
+func movedKeyUsers(r *Router, key string) (a, b int64) {
 	for mid := int64(1); a == 0 || b == 0; mid++ {
 		switch m := r.midShard(mid); {
 		case m == r.keyShard(key):
@@ -209,12 +221,68 @@ func TestShardedRouterKeyChangesUser(t *testing.T) {
 			b = mid
 		}
 	}
+	return a, b
+}
+
+// putKeyOfUser puts key for user a, where a and b (movedKeyUsers) are on
+// shards other than the key's and each other's.
+func putKeyOfUser(t *testing.T, r *Router, key string) (ctx context.Context, a, b int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	a, b = movedKeyUsers(r, key)
 	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: a, Key: key, Node: "node-a", Gen: 1}}, time.Minute))
-	require.NoError(t, r.PutSessions(ctx, []imcloud.Session{{Mid: b, Key: key, Node: "node-a", Gen: 2}}, time.Minute))
+	return ctx, a, b
+}
+
+// TestShardedRouterKeyChangesUserNewShardDown: the new user's shard is
+// down while the key is put for it; the key's shard took the put and
+// reported the previous user, so the previous user's copy is removed
+// all the same, and a put once the shard is back leaves none either.
+func TestShardedRouterKeyChangesUserNewShardDown(t *testing.T) {
+	const key = "k"
+	srvs, addrs := startShards(t, 3)
+	r := shardedForTest(t, Config{Addrs: addrs, DialTimeout: 300 * time.Millisecond})
+	ctx, a, b := putKeyOfUser(t, r, key)
+	srvs[r.midShard(b)].Stop()
+	moved := []imcloud.Session{{Mid: b, Key: key, Node: "node-b", Gen: 2}}
+	err := r.PutSessions(ctx, moved, time.Minute)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), addrs[r.midShard(b)])
+	srvs[r.midShard(b)].Start()
+	require.NoError(t, r.PutSessions(ctx, moved, time.Minute))
 	got, err := r.NodesByMids(ctx, []int64{a})
 	require.NoError(t, err)
 	assert.Empty(t, got, "the key is no longer user %d's", a)
-	got, err = r.NodesByMids(ctx, []int64{b})
+	got, err = r.NodesByKeys(ctx, []string{key})
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{key: "node-a"}, got)
+	assert.Equal(t, map[string]string{key: "node-b"}, got)
+}
+
+// TestShardedRouterKeyChangesUserOldShardPaused: the previous user's
+// shard does not answer while the key is put for another user, so the
+// removal of its copy fails; the put reports it, and the next put
+// removes it (the key's shard no longer reports the previous user then).
+func TestShardedRouterKeyChangesUserOldShardPaused(t *testing.T) {
+	const key = "k"
+	_, addrs := startShards(t, 3)
+	r := shardedForTest(t, Config{Addrs: addrs, ReadTimeout: 300 * time.Millisecond})
+	ctx, a, b := putKeyOfUser(t, r, key)
+
+	c, err := redigo.Dial("tcp", addrs[r.midShard(a)])
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Do("CLIENT", "PAUSE", 1500, "WRITE")
+	require.NoError(t, err)
+	paused := time.Now()
+	moved := []imcloud.Session{{Mid: b, Key: key, Node: "node-b", Gen: 2}}
+	err = r.PutSessions(ctx, moved, time.Minute)
+	require.Error(t, err, "the previous user's shard did not answer")
+	assert.Contains(t, err.Error(), addrs[r.midShard(a)])
+	time.Sleep(time.Until(paused.Add(1600 * time.Millisecond)))
+
+	require.NoError(t, r.PutSessions(ctx, moved, time.Minute))
+	got, err := r.NodesByMids(ctx, []int64{a})
+	require.NoError(t, err)
+	assert.Empty(t, got, "the key is no longer user %d's", a)
 }
