@@ -2,13 +2,14 @@
 // wire protocol that imcloud's cloud nodes speak over WebSocket. Published as
 // the npm package @imcloud/client; imcloud.d.ts next to it declares its types.
 //
-// Five modules, this one the entry point that exports everything:
+// Six modules, this one the entry point that exports everything:
 //   - codec.js: pure codec helpers (encodeFrame, decodeFrames, unbatch,
 //     heartbeatOnline, authBody, ...) that work on Uint8Array/ArrayBuffer and
 //     never touch the network, so they are unit-tested in Node;
 //   - recovery.js: the bodies of ops 24 and 25 and the positions kept per stream;
 //   - rooms.js: Join and Leave (ops 18-21), the rooms a Client is in;
 //   - token.js: the token's lifetime (refresh, ops 22 and 23) and kicks;
+//   - reconnect.js: the reconnect waits (backoffDelay) and when to give up;
 //   - here, Client, an EventTarget that connects, authenticates (opting into the
 //     protocol extensions with header ver 2), keeps heartbeats at the interval
 //     the server returns, decodes op 9 batches, reconnects with jittered
@@ -27,11 +28,13 @@ import { Message, Op, VER_EXTENSIONS, VER_GOIM, decodeMessage, encodeFrame, hear
 import { PositionBook, onPushAt, onRecovery } from "./recovery.js";
 import { Rooms } from "./rooms.js";
 import { Tokens } from "./token.js";
+import { onClosed, scheduleReconnect } from "./reconnect.js";
 
 export * from "./codec.js";
 export { MAX_HELD, MAX_POSITIONS, decodePushAt, encodePushAt, parseRecovery } from "./recovery.js";
 export { RoomError, changeRoomRefusal, parseRoomReply, roomBody } from "./rooms.js";
 export { RefreshError, isKick, jwtClaims, parseRefreshReply, refreshDelay } from "./token.js";
+export { AuthError, backoffDelay } from "./reconnect.js";
 
 /**
  * DEFAULT_ACCEPTS are the push ops a Client takes for key, mid and broadcast
@@ -41,42 +44,6 @@ export { RefreshError, isKick, jwtClaims, parseRefreshReply, refreshDelay } from
  * or broadcast push (goim's rule).
  */
 export const DEFAULT_ACCEPTS = Object.freeze([1000, 1001, 1002]);
-
-/**
- * AuthError is the error of the "error" event with which a Client gives up
- * after the server refused its auth options.maxAuthRefusals times in a row
- * (see Client). reason is the server's op 6 reason when it sent one, else "".
- */
-export class AuthError extends Error {
-  constructor(reason, refusals) {
-    const why = reason ? `: ${reason}` : " (closed before its auth reply)";
-    super(`imcloud: the server refused auth ${refusals} time${refusals === 1 ? "" : "s"} in a row${why}; check the token (or getToken), or the server's log`);
-    this.name = "AuthError";
-    /** @type {string} */ this.reason = reason;
-    /** @type {number} */ this.refusals = refusals;
-  }
-}
-
-/**
- * backoffDelay is the wait before reconnect attempt n (0 for the first retry):
- * exponential from minMs by factor, capped at maxMs, with "equal jitter" (half
- * fixed, half random) so a crowd of clients spreads out. When the server sent
- * a reconnect hint (op 6 reconnect_ms), the wait is at least the hint, plus up
- * to hintJitter*hint (default 0.2) so that clients given the same hint do not
- * return in the same millisecond (a server may already spread its hints).
- * @param {number} attempt
- * @param {{minMs?: number, maxMs?: number, factor?: number, jitter?: number, hintJitter?: number}} opts
- * @param {number|null} hintMs
- * @param {() => number} random  returns [0, 1)
- */
-export function backoffDelay(attempt, opts = {}, hintMs = null, random = Math.random) {
-  const { minMs = 500, maxMs = 30000, factor = 2, jitter = 0.5, hintJitter = 0.2 } = opts;
-  const base = Math.min(maxMs, minMs * Math.pow(factor, Math.max(0, attempt)));
-  const backoff = base * (1 - jitter) + random() * base * jitter;
-  if (hintMs === null || hintMs === undefined || !(hintMs >= 0)) return Math.round(backoff);
-  const spread = hintMs * hintJitter * random();
-  return Math.round(hintMs > 0 ? hintMs + spread : backoff);
-}
 
 function makeEvent(type, detail) {
   if (typeof CustomEvent === "function") return new CustomEvent(type, { detail });
@@ -118,19 +85,12 @@ export const State = Object.freeze({
  *   state       {state}                     State changed
  *
  * When it gives up. The client retries what may pass (a refused or dropped
- * socket, a protocol error, a getToken that failed) with backoff, forever,
- * until close(). It stops, with an "error" event and then a "close" event
- * whose reconnect is false (state IDLE), on what retrying cannot fix:
- *   - the WebSocket constructor throws (a malformed URL);
- *   - the server refused auth maxAuthRefusals times in a row (AuthError; at
- *     the first refusal when reconnect is false). A refusal is a socket the
- *     server closed after the auth frame and before its AuthReply, unless an
- *     op 6 before the close asked the client to come back later
- *     (reconnect_ms > 0, a reason other than "auth"). The default, 3,
- *     tolerates a refusal that is not about the credentials (a per-IP connection cap, a restart in the middle
- *     of the handshake) and, with getToken, a token that expired in flight;
- *   - the application kicked it (a "kicked" event; no "error" event), unless
- *     options.reconnectAfterKick.
+ * socket, a protocol error, a getToken that failed) with backoff
+ * (backoffDelay), forever, until close(). It stops, with an "error" event
+ * (none after a kick) and then a "close" event whose reconnect is false
+ * (state IDLE), on what retrying cannot fix: a malformed URL, auth refused
+ * maxAuthRefusals times in a row (AuthError), a kick (unless
+ * options.reconnectAfterKick); reconnect.js says which.
  * And new Client() throws a TypeError when there is no WebSocket
  * implementation (Node.js before 22 has no global WebSocket; pass one, such
  * as the "ws" package's, as options.WebSocket). connect() after a stop starts
@@ -456,7 +416,7 @@ export class Client extends EventTarget {
         if (gen !== this._gen) return;
         const error = new Error(`imcloud: getToken failed: ${err?.message ?? err}`, { cause: err });
         this._emit("error", { error });
-        this._scheduleReconnect({ code: 0, reason: error.message, wasClean: false });
+        scheduleReconnect(this, { code: 0, reason: error.message, wasClean: false });
       },
     );
   }
@@ -503,23 +463,7 @@ export class Client extends EventTarget {
       this._ws = null;
       this._stopTimers();
       this._failPending(new Error("imcloud: connection closed"));
-      const closed = { code: ev.code, reason: ev.reason, wasClean: ev.wasClean };
-      const expired = this._refusedWith === "token_expired" && this.getToken; // getToken fetches another
-      // A hint asks to come back later (a cap that passes), except with
-      // reason "auth": the credential was refused (a revoked one comes
-      // with a 1 s hint), which counts whatever the hint.
-      const later = this._hintMs > 0 && this._refusedWith !== "auth";
-      const refused = this._authSent && !this._authed && !this._selfClosed && !later && !expired;
-      if (refused && (++this._refusals >= this.maxAuthRefusals || !this.reconnect)) {
-        this._emit("error", { error: new AuthError(this._refusedWith, this._refusals) });
-        this._stop(closed);
-        return;
-      }
-      if (this._tokens.kicked !== null && !this.reconnectAfterKick) {
-        this._stop(closed);
-        return;
-      }
-      this._scheduleReconnect(closed);
+      onClosed(this, { code: ev.code, reason: ev.reason, wasClean: ev.wasClean });
     };
   }
 
@@ -543,23 +487,6 @@ export class Client extends EventTarget {
   _stop({ code, reason, wasClean }) {
     this._emit("close", { code, reason, wasClean, reconnect: false, delayMs: null, attempt: this._attempt });
     this._setState(State.IDLE);
-  }
-
-  _scheduleReconnect(closed) {
-    if (this._closedByUser || !this.reconnect) {
-      this._stop(closed);
-      return;
-    }
-    const delayMs = backoffDelay(this._attempt, this.backoff, this._hintMs);
-    const attempt = this._attempt;
-    this._attempt++;
-    this._setState(State.WAITING);
-    this.nextRetryAt = Date.now() + delayMs;
-    this._emit("close", { ...closed, reconnect: true, delayMs, attempt });
-    this._retryTimer = setTimeout(() => {
-      this._retryTimer = null;
-      if (this.state === State.WAITING) this._open();
-    }, delayMs);
   }
 
   _stopTimers() {

@@ -44,7 +44,7 @@ test("npm pack, install the tarball elsewhere, import it and type-check a progra
   t.after(() => rmSync(tmp, { recursive: true, force: true }));
 
   const [packed] = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", tmp], here));
-  assert.deepEqual(packed.files.map((f) => f.path).sort(), ["README.md", "codec.js", "imcloud.d.ts", "imcloud.js", "package.json", "recovery.js", "rooms.js", "token.js"]);
+  assert.deepEqual(packed.files.map((f) => f.path).sort(), ["README.md", "codec.js", "imcloud.d.ts", "imcloud.js", "package.json", "reconnect.js", "recovery.js", "rooms.js", "token.js"]);
 
   const app = join(tmp, "app");
   run("mkdir", [app], tmp);

@@ -1,10 +1,10 @@
 // Package web is imcloud's browser side: imcloud.js, a dependency-free
 // JavaScript client for the goim v2 wire protocol over WebSocket (with the
-// modules it imports, codec.js, recovery.js, rooms.js and token.js; also
-// the npm package @imcloud/client, with imcloud.d.ts and package.json
-// here), and a demo page that joins rooms, shows pushes arriving live with
-// their latency and pushes through the HTTP API. Both are embedded in the
-// binary; Handler serves them.
+// modules it imports, codec.js, recovery.js, rooms.js, token.js and
+// reconnect.js; also the npm package @imcloud/client, with imcloud.d.ts and
+// package.json here), and a demo page that joins rooms, shows pushes
+// arriving live with their latency and pushes through the HTTP API. Both are
+// embedded in the binary; Handler serves them.
 //
 // The page is meant to be mounted at "/" of the push API listener, so that its
 // push form reaches /goim/push/... on the same origin:
@@ -29,7 +29,7 @@ import (
 	"time"
 )
 
-//go:embed static imcloud.js codec.js recovery.js rooms.js token.js
+//go:embed static imcloud.js codec.js recovery.js rooms.js token.js reconnect.js
 var files embed.FS
 
 // contentTypes are set explicitly so the answer does not depend on the
@@ -81,7 +81,7 @@ func Handler(cfg Config) http.Handler {
 		}
 		return err
 	})
-	for _, module := range []string{"imcloud.js", "codec.js", "recovery.js", "rooms.js", "token.js"} {
+	for _, module := range []string{"imcloud.js", "codec.js", "recovery.js", "rooms.js", "token.js", "reconnect.js"} {
 		add("/"+module, module)
 	}
 	assets["/"] = assets["/index.html"]

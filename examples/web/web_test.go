@@ -29,6 +29,8 @@ func TestHandler(t *testing.T) {
 	require.NoError(t, err)
 	token, err := os.ReadFile("token.js")
 	require.NoError(t, err)
+	reconnect, err := os.ReadFile("reconnect.js")
+	require.NoError(t, err)
 
 	tests := []struct {
 		method, path string
@@ -43,6 +45,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/recovery.js", 200, "text/javascript; charset=utf-8", string(recovery)},
 		{"GET", "/rooms.js", 200, "text/javascript; charset=utf-8", string(rooms)},
 		{"GET", "/token.js", 200, "text/javascript; charset=utf-8", string(token)},
+		{"GET", "/reconnect.js", 200, "text/javascript; charset=utf-8", string(reconnect)},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `from "./imcloud.js"`},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"HEAD", "/imcloud.js", 200, "text/javascript; charset=utf-8", ""},
