@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,18 +286,16 @@ func (r *Router) shardedRemoveSessions(ctx context.Context, sessions []imcloud.S
 	})
 }
 
-// shardedNodesByKeys asks each key's shard, all at once.
-func (r *Router) shardedNodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
-	groups := group(len(r.shards), keys, r.keyShard)
-	out := make(map[string]string, len(keys))
+// gather asks each shard for its group of items, all at once, and merges
+// the maps the shards answer; any shard's failure fails the whole call.
+func gather[T any, K comparable, V any](ctx context.Context, r *Router, groups [][]T, ask func(s *Router, group []T) (map[K]V, error)) (map[K]V, error) {
+	out := make(map[K]V)
 	var mu sync.Mutex
-	err := onGroups(ctx, r, groups, func(_ int, s *Router, group []string) error {
-		got, err := s.NodesByKeys(ctx, group)
+	err := onGroups(ctx, r, groups, func(_ int, s *Router, group []T) error {
+		got, err := ask(s, group)
 		mu.Lock()
 		defer mu.Unlock()
-		for k, node := range got {
-			out[k] = node
-		}
+		maps.Copy(out, got)
 		return err
 	})
 	if err != nil {
@@ -305,25 +304,27 @@ func (r *Router) shardedNodesByKeys(ctx context.Context, keys []string) (map[str
 	return out, nil
 }
 
+// shardedNodesByKeys asks each key's shard, all at once.
+func (r *Router) shardedNodesByKeys(ctx context.Context, keys []string) (map[string]string, error) {
+	return gather(ctx, r, group(len(r.shards), keys, r.keyShard), func(s *Router, g []string) (map[string]string, error) {
+		return s.NodesByKeys(ctx, g)
+	})
+}
+
 // shardedNodesByMids asks each mid's shard, all at once; with
 // wantOffline, it lists the positive mids without a route in their order
 // in mids, as NodesByMidsOffline.
 func (r *Router) shardedNodesByMids(ctx context.Context, mids []int64, wantOffline bool) (map[string]string, []int64, error) {
-	groups := group(len(r.shards), mids, r.midShard)
-	out := make(map[string]string, len(mids))
 	offline := make(map[int64]bool)
 	var mu sync.Mutex
-	err := onGroups(ctx, r, groups, func(_ int, s *Router, group []int64) error {
-		got, off, err := s.NodesByMidsOffline(ctx, group)
+	out, err := gather(ctx, r, group(len(r.shards), mids, r.midShard), func(s *Router, g []int64) (map[string]string, error) {
+		got, off, err := s.NodesByMidsOffline(ctx, g)
 		mu.Lock()
 		defer mu.Unlock()
-		for k, node := range got {
-			out[k] = node
-		}
 		for _, mid := range off {
 			offline[mid] = true
 		}
-		return err
+		return got, err
 	})
 	if err != nil {
 		return nil, nil, err
@@ -341,22 +342,9 @@ func (r *Router) shardedNodesByMids(ctx context.Context, mids []int64, wantOffli
 
 // shardedPresence asks each mid's shard, all at once.
 func (r *Router) shardedPresence(ctx context.Context, mids []int64) (map[int64][]imcloud.Session, error) {
-	groups := group(len(r.shards), mids, r.midShard)
-	out := make(map[int64][]imcloud.Session)
-	var mu sync.Mutex
-	err := onGroups(ctx, r, groups, func(_ int, s *Router, group []int64) error {
-		got, err := s.Presence(ctx, group)
-		mu.Lock()
-		defer mu.Unlock()
-		for mid, ss := range got {
-			out[mid] = ss
-		}
-		return err
+	return gather(ctx, r, group(len(r.shards), mids, r.midShard), func(s *Router, g []int64) (map[int64][]imcloud.Session, error) {
+		return s.Presence(ctx, g)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // shardedRevoke writes each user's revocation to its mid's shard.
