@@ -26,7 +26,7 @@ type AuthBody struct {
 	Accepts  []int32 `json:"accepts"`
 	Token    string  `json:"token,omitempty"`
 	// Recover, with an auth frame of ver 2, makes the connection a
-	// recover connection (docs/protocol.md, section 6): pushes with a
+	// recover connection (docs/protocol-recovery.md): pushes with a
 	// stream arrive as op 24, and the pushes missed after Positions are
 	// replayed. Ignored otherwise.
 	Recover bool `json:"recover,omitempty"`

@@ -119,8 +119,8 @@ type Config struct {
 	// ChangeRoom beyond it is refused with "too_many_rooms". Default 32.
 	MaxRooms int
 	// RoomAuth, when set, decides alone whether a connection may enter a
-	// room: its auth room_id, a ChangeRoom and a Join (docs/protocol.md,
-	// rooms). A non-nil error refuses: the auth is refused (op 6
+	// room: its auth room_id, a ChangeRoom and a Join (docs/protocol-rooms.md).
+	// A non-nil error refuses: the auth is refused (op 6
 	// "room_forbidden" to ver-2 clients), a ChangeRoom or Join answered
 	// "forbidden". Nil: Identity.MayEnter decides (any room unless the
 	// authenticator restricted the identity's rooms, as the token

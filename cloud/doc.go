@@ -40,7 +40,7 @@
 // the positions it sent, once each and in order, then an op 25 frame
 // saying per stream whether that was all; its pushes of a stream carry
 // their place in it (op 24). Other clients see no difference (recover.go;
-// docs/protocol.md, section 6).
+// docs/protocol-recovery.md).
 //
 // # Kicks and revocation
 //

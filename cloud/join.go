@@ -10,8 +10,8 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Join, Leave and ChangeRoom (docs/protocol.md, section 4 and "Rooms" in
-// section 6).
+// Join, Leave and ChangeRoom (docs/protocol.md, section 4, and
+// docs/protocol-rooms.md).
 //
 // Join (op 18) puts a ver-2 connection in one more room and Leave (op 20)
 // takes it out of one; ChangeRoom (op 12, goim's) replaces its primary

@@ -14,7 +14,7 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Recovery (docs/protocol.md, section 6; docs/design.md, recovery).
+// Recovery (docs/protocol-recovery.md; docs/design.md, recovery).
 //
 // A connection that authenticated with ver 2 and "recover": true (a
 // recover connection, conn.rec) follows two streams: its user's (mid

@@ -13,7 +13,7 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Token lifetime (docs/protocol.md, token refresh). A connection whose
+// Token lifetime (docs/protocol-token.md). A connection whose
 // identity has an expiry (Identity.Expires: the token authenticator's
 // "exp") holds one timer, armed at auth, that closes it at that instant:
 // op 6 "token_expired" first for a ver-2 client, at once otherwise. A

@@ -106,7 +106,7 @@ func TestJoinLeave(t *testing.T) {
 			all := []string{"live://p", "live://a", "live://b", "live://c"}
 
 			assert.Equal(t, `{"room_id":"live://a","ok":true}`, string(c.request(protocol.OpJoin, 2, "live://a").body),
-				"the bytes of docs/protocol.md's example")
+				"the bytes of docs/protocol-rooms.md's example")
 			assert.Equal(t, roomReply{RoomID: "live://b", OK: true}, c.roomRequest(protocol.OpJoin, 3, `{"room_id":"live://b"}`))
 			assert.Equal(t, roomReply{RoomID: "live://a", OK: true}, c.roomRequest(protocol.OpJoin, 4, "live://a"), "joined already")
 			assert.Equal(t, roomReply{RoomID: "live://p", OK: true}, c.roomRequest(protocol.OpJoin, 5, "live://p"), "the primary room")

@@ -5,7 +5,7 @@ import (
 	"errors"
 )
 
-// Recovery ops (docs/protocol.md, section 6): sent only to connections
+// Recovery ops (docs/protocol-recovery.md): sent only to connections
 // that authenticated with ver 2 and "recover": true.
 const (
 	// OpPushAt is a push with its place in a stream: the body is the

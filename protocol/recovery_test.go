@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestPushAtBytes pins the op 24 body of docs/protocol.md's example: op
+// TestPushAtBytes pins the op 24 body of docs/protocol-recovery.md's example: op
 // 1000 at offset 120 of stream "u:42", epoch "a1b2", body "hi".
 func TestPushAtBytes(t *testing.T) {
 	b, err := AppendPushAt(nil, 1000, 120, "u:42", "a1b2", []byte("hi"))

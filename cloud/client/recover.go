@@ -10,7 +10,7 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Recovery (Config.Recover; docs/protocol.md, section 6). The client keeps
+// Recovery (Config.Recover; docs/protocol-recovery.md). The client keeps
 // the position of every stream it follows, its user's ("u:<mid>") and its
 // room's ("r:<room>"): set by each op 25 and advanced by each op 24 push.
 // Every (re)connect sends them in the auth body, and a ChangeRoom the new

@@ -10,7 +10,7 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Rooms (docs/protocol.md, rooms). Besides its primary room (Config.Room,
+// Rooms (docs/protocol-rooms.md). Besides its primary room (Config.Room,
 // ChangeRoom) a connection of a client with Config.Extensions may be in
 // the rooms it joined (op 18 Join, op 20 Leave), up to the node's
 // MaxRooms all together. The client keeps the set of rooms it joined and,

@@ -12,7 +12,7 @@ import (
 	"github.com/imcloud/imcloud/protocol"
 )
 
-// Tokens (docs/protocol.md, token refresh). A node with a token
+// Tokens (docs/protocol-token.md). A node with a token
 // authenticator closes a connection when its token expires. With
 // Config.TokenFunc the client gets a token before every dial (so a
 // reconnect never reuses an expired one) and, when the token carries an

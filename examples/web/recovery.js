@@ -57,7 +57,7 @@ export const MAX_POSITIONS = 16;
 
 /**
  * decodePushAt decodes the body of an op 24 frame (PushAt: a push with its
- * stream and position, docs/protocol.md):
+ * stream and position, docs/protocol-recovery.md):
  *
  *	op int32 | offset int64 | s uint8 | stream (s bytes) | e uint8 | epoch (e bytes) | body
  *

@@ -23,7 +23,7 @@ import {
 
 const hex = (u8) => Buffer.from(u8).toString("hex");
 
-test("op 24 body has the exact bytes of docs/protocol.md and round-trips", () => {
+test("op 24 body has the exact bytes of docs/protocol-recovery.md and round-trips", () => {
   const body = encodePushAt({ op: 1000, offset: 120, stream: "u:42", epoch: "a1b2", body: "hi" });
   // op 1000 | offset 120 | 4 "u:42" | 4 "a1b2" | "hi"
   assert.equal(hex(body), "000003e8" + "0000000000000078" + "04" + Buffer.from("u:42").toString("hex") + "04" + Buffer.from("a1b2").toString("hex") + Buffer.from("hi").toString("hex"));
@@ -47,7 +47,7 @@ test("op 24 body has the exact bytes of docs/protocol.md and round-trips", () =>
   assert.throws(() => encodePushAt({ op: 1000, offset: -1, stream: "u:1", epoch: "e" }), TypeError);
 });
 
-test("the frames of docs/protocol.md's examples, byte for byte", () => {
+test("the frames of docs/protocol-recovery.md's examples, byte for byte", () => {
   // Op 24: push 1000 "hi" at offset 120 of stream u:42, epoch a1b2, 40 bytes.
   const pushAt = encodeFrame({ op: Op.PUSH_AT, ver: 2, seq: 0, body: encodePushAt({ op: 1000, offset: 120, stream: "u:42", epoch: "a1b2", body: "hi" }) });
   const wantPushAt = "00 00 00 28 00 10 00 02 00 00 00 18 00 00 00 00 00 00 03 e8 00 00 00 00 00 00 00 78 04 75 3a 34 32 04 61 31 62 32 68 69";

@@ -99,7 +99,7 @@ func TestHelloLegacy(t *testing.T) {
 	require.ErrorIs(t, res.serverErr, ErrBadSecret)
 	require.Contains(t, res.clientErr, "wrong secret")
 
-	// The exact bytes of the previous release's job (docs/protocol.md).
+	// The exact bytes of the previous release's job (docs/protocol-link.md).
 	var out bytes.Buffer
 	in := protocol.AppendFrame(nil, &protocol.Frame{Ver: 1, Op: OpHello,
 		Body: []byte(`{"version":1,"secret":"s3cret","client":"job@a"}`)})
@@ -195,7 +195,7 @@ func TestAcceptMalformed(t *testing.T) {
 	require.ErrorIs(t, accept(append(ok, frame(t, OpProof, Proof{Proof: []byte("x")})...)), ErrBadSecret)
 }
 
-// TestProofVectors pins the proofs of docs/protocol.md section 7: secret
+// TestProofVectors pins the proofs of docs/protocol-link.md section 7: secret
 // "s3cret", job's nonce 00..1f, the node's 20..3f, client "job@a", node
 // "cloud-a".
 func TestProofVectors(t *testing.T) {
