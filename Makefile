@@ -23,9 +23,11 @@ js:
 	cd examples/web && npm ci --no-audit --no-fund && node --test imcloud.test.mjs recovery.test.mjs rooms.test.mjs token.test.mjs package.test.mjs
 
 # The demo page driven in Debian's chromium (playwright-core) against a
-# freshly built examples/server.
+# freshly built examples/server (examples/web/e2e; shared setup in
+# e2e/helpers.mjs). Each file starts its own server and chromium: they run
+# one at a time.
 browser:
-	cd examples/web && npm ci --no-audit --no-fund && node --test e2e/browser.test.mjs
+	cd examples/web && npm ci --no-audit --no-fund && node --test --test-concurrency=1 e2e/browser.test.mjs e2e/recovery-rooms.test.mjs e2e/token-kick.test.mjs
 
 run:
 	$(GO) run ./examples/server
