@@ -9,13 +9,13 @@ import (
 	"github.com/imcloud/imcloud/logic"
 )
 
-// drainedScript: ARGV = prefix, ids...; returns each id's drain
+// drainedScript: KEYS = prefix; ARGV = ids...; returns each id's drain
 // tombstone (the epoch of the registration RemoveNode removed), false
 // for none.
-var drainedScript = redigo.NewScript(0, `
-local p = ARGV[1]
+var drainedScript = redigo.NewScript(1, `
+local p = KEYS[1]
 local out = {}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   out[#out+1] = redis.call('GET', p .. 'drained_' .. ARGV[i])
 end
 return out

@@ -55,15 +55,15 @@ import (
 // tag, and Redis Cluster is not supported (docs/design.md). With several
 // Redis instances (shard.go) each shard keeps its own pair of keys.
 
-// genScript: ARGV = prefix, known, candidate, window ms. Creates the
+// genScript: KEYS = prefix; ARGV = known, candidate, window ms. Creates the
 // generation if missing; if known is set and differs, sets the rebuild
 // marker for what is left of the window. Returns {generation, marker}.
-var genScript = redigo.NewScript(0, luaNow+`
-local p, known, window = ARGV[1], ARGV[2], tonumber(ARGV[4])
+var genScript = redigo.NewScript(1, luaNow+`
+local p, known, window = KEYS[1], ARGV[1], tonumber(ARGV[3])
 local gk, mk = p .. '{imcloud}:gen', p .. '{imcloud}:rebuilding'
 local g = redis.call('GET', gk)
 if not g then
-  g = ARGV[3] .. ':' .. now
+  g = ARGV[2] .. ':' .. now
   redis.call('SET', gk, g)
 end
 if known ~= '' and known ~= g then

@@ -107,7 +107,7 @@ func NewHistory(r *Router, cfg HistoryConfig) *History {
 	return h
 }
 
-// common returns the scripts' five common arguments: prefix, MaxAge,
+// common returns the scripts' five common arguments: prefix (their KEYS[1]), MaxAge,
 // MetaTTL, now and a fresh epoch base.
 func (h *History) common(now time.Time) []any {
 	base := h.epochPrefix + strconv.FormatUint(h.epochSeq.Add(1), 36) + "."

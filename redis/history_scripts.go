@@ -20,9 +20,9 @@ import redigo "github.com/gomodule/redigo/redis"
 // MaxAge after the last append, and every push was accepted before it
 // was appended): trimmed becomes last.
 //
-// Like the router's scripts, they build key names from the prefix
-// (ARGV[1]) and need a single Redis. Both take, after the prefix: MaxAge
-// ms, MetaTTL ms, now (unix ms, the caller's clock, the one Accepted
+// Like the router's scripts, they declare the prefix as their one key
+// (KEYS[1]), build key names from it and need a single Redis. Both take,
+// first in ARGV: MaxAge ms, MetaTTL ms, now (unix ms, the caller's clock, the one Accepted
 // times come from) and a random epoch base drawn by the caller for the
 // call; the new epochs a call creates are the base and a counter.
 // Numbers go back to Redis through int(): Lua would print a large one in
@@ -32,7 +32,7 @@ import redigo "github.com/gomodule/redigo/redis"
 // metadata and drops the pushes that aged; restart starts a new epoch;
 // save writes the metadata back.
 const histLib = `
-local p, maxage, metattl, now, base = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local p, maxage, metattl, now, base = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local seq = 0
 local function int(n) return string.format('%d', n) end
 local function offOf(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -82,16 +82,16 @@ local function save(st)
 end
 `
 
-// histAppendScript: ARGV = the five common arguments, MaxLen, then
+// histAppendScript: KEYS = prefix; ARGV = the four common arguments, MaxLen, then
 // (stream, partition, offset, id, op, body, acc, exp)... in offset order
 // per stream. Returns each item's epoch. An offset at or below the
 // stream's last is a redelivery (no-op) when its entry is held with the
 // same id, or not held and acc is no later than newest; otherwise, and
 // on another partition, the stream restarts under a new epoch.
-var histAppendScript = redigo.NewScript(0, histLib+`
-local maxlen = tonumber(ARGV[6])
+var histAppendScript = redigo.NewScript(1, histLib+`
+local maxlen = tonumber(ARGV[5])
 local streams, out = {}, {}
-for i = 7, #ARGV, 8 do
+for i = 6, #ARGV, 8 do
   local s, part, off, id, acc = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+6]
   local noff, nacc = tonumber(off), tonumber(acc)
   local st = streams[s]
@@ -132,17 +132,17 @@ end
 return out
 `)
 
-// histReadScript: ARGV = the five common arguments, stream, mode, since
+// histReadScript: KEYS = prefix; ARGV = the four common arguments, stream, mode, since
 // epoch, since offset, want, MaxLen. Mode "last": the newest want (0: all)
 // unexpired entries, newest first. Mode "read": when since is a position
 // of the current epoch (-1 to last), the first want (0: all) unexpired
 // entries after it; otherwise none. Returns {epoch, last, trimmed, then
 // per entry offset, id, op, body, acc, exp}: flat, so the reply decodes
 // with few allocations.
-var histReadScript = redigo.NewScript(0, histLib+`
-local st = open(ARGV[6])
+var histReadScript = redigo.NewScript(1, histLib+`
+local st = open(ARGV[5])
 save(st)
-local want, maxlen = tonumber(ARGV[10]), tonumber(ARGV[11])
+local want, maxlen = tonumber(ARGV[9]), tonumber(ARGV[10])
 -- collect gathers want (0: all) unexpired entries, in as few range
 -- calls as the expired ones allow: one, usually.
 local function collect(rev, lo, hi)
@@ -164,11 +164,11 @@ local function collect(rev, lo, hi)
   end
 end
 local es = {}
-if ARGV[7] == 'last' then
+if ARGV[6] == 'last' then
   es = collect(true, '-', '+')
 else
-  local since = tonumber(ARGV[9])
-  if ARGV[8] ~= '' and ARGV[8] == st.epoch and since >= -1 and since <= st.last then
+  local since = tonumber(ARGV[8])
+  if ARGV[7] ~= '' and ARGV[7] == st.epoch and since >= -1 and since <= st.last then
     es = collect(false, int(since + 1) .. '-0', '+')
   end
 end

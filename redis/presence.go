@@ -27,16 +27,16 @@ var (
 // drained stops counting when its registration ends, before its sessions
 // expire.
 
-// presenceScript: ARGV = prefix, then mids...; returns the generation and
+// presenceScript: KEYS = prefix; ARGV = mids...; returns the generation and
 // the rebuild marker ("" when missing), then per mid in order the number
 // of its live sessions and, for each, its key and its gen_ entry. Reads
 // only.
-var presenceScript = redigo.NewScript(0, luaNow+`
-local p = ARGV[1]
+var presenceScript = redigo.NewScript(1, luaNow+`
+local p = KEYS[1]
 local out = {redis.call('GET', p .. '{imcloud}:gen') or '', redis.call('GET', p .. '{imcloud}:rebuilding') or ''}
 local nk = p .. 'nodes'
 local live = {}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   local f = redis.call('HGETALL', p .. 'mid_' .. ARGV[i])
   local at = #out + 1
   local n = 0

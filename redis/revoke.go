@@ -26,15 +26,15 @@ var _ logic.Revoker = (*Router)(nil)
 // round trip.
 const revokeChunk = 1024
 
-// revokeScript: ARGV = prefix, before (unix ms), ttl ms, then mids...; a
+// revokeScript: KEYS = prefix; ARGV = before (unix ms), ttl ms, then mids...; a
 // user's revocation is set unless the one stored is as late or later.
-var revokeScript = redigo.NewScript(0, `
-local p, before, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-for i = 4, #ARGV do
+var revokeScript = redigo.NewScript(1, `
+local p, before, ttl = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+for i = 3, #ARGV do
   local k = p .. 'revoked_' .. ARGV[i]
   local old = tonumber(redis.call('GET', k) or '')
   if not old or old < before then
-    redis.call('SET', k, ARGV[2], 'PX', ttl)
+    redis.call('SET', k, ARGV[1], 'PX', ttl)
   end
 end
 return 0

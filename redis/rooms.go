@@ -34,13 +34,13 @@ import (
 // by default) rooms per call: one script call.
 const roomChunk = 1024
 
-// putRoomsScript: ARGV = prefix, node, ttl ms, then (op, room)... with op
+// putRoomsScript: KEYS = prefix; ARGV = node, ttl ms, then (op, room)... with op
 // "+" (joined: the field set to now+ttl, the key's PX extended to cover it)
 // or "-" (left: the field deleted).
-var putRoomsScript = redigo.NewScript(0, luaNow+`
-local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+var putRoomsScript = redigo.NewScript(1, luaNow+`
+local p, node, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local exp = now + ttl
-for i = 4, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local k = p .. 'rn_' .. ARGV[i+1]
   if ARGV[i] == '+' then
     redis.call('HSET', k, node, exp)
@@ -52,16 +52,16 @@ end
 return 0
 `)
 
-// nodesByRoomsScript: ARGV = prefix, then rooms...; returns the generation
+// nodesByRoomsScript: KEYS = prefix; ARGV = rooms...; returns the generation
 // and the rebuild marker ("" when missing), then per room in order the
 // number of its member nodes and their ids: the fields not expired whose
 // node is registered and live. Expired fields are deleted.
-var nodesByRoomsScript = redigo.NewScript(0, luaNow+`
-local p = ARGV[1]
+var nodesByRoomsScript = redigo.NewScript(1, luaNow+`
+local p = KEYS[1]
 local out = {redis.call('GET', p .. '{imcloud}:gen') or '', redis.call('GET', p .. '{imcloud}:rebuilding') or ''}
 local nk = p .. 'nodes'
 local live = {}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   local k = p .. 'rn_' .. ARGV[i]
   local f = redis.call('HGETALL', k)
   local at = #out + 1

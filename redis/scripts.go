@@ -4,8 +4,9 @@ import redigo "github.com/gomodule/redigo/redis"
 
 // The Redis router's Lua scripts. Each runs atomically on the server, so a
 // removal racing a re-registration can never delete the new route, and
-// each does a whole batch in one round trip. Key names are built inside the
-// scripts from the prefix (ARGV[1]), so each call runs on one Redis: the
+// each does a whole batch in one round trip. Every script declares one
+// key, the router's key prefix (KEYS[1]; ARGV holds the rest), and builds
+// every key name it touches from it, so each call runs on one Redis: the
 // router's, or one shard of a router over several (shard.go). Redis
 // Cluster cannot route them (docs/design.md).
 //
@@ -49,18 +50,18 @@ import redigo "github.com/gomodule/redigo/redis"
 // anyway, they cost their bytes only: no key of their own (Redis's per-key
 // overhead, an expiry), no command and no round trip.
 
-// putSessionsScript: ARGV = prefix, ttl ms, then (mid, key, node, gen,
+// putSessionsScript: KEYS = prefix; ARGV = ttl ms, then (mid, key, node, gen,
 // info)... with info = since "\n" platform "\n" room; each key joins its
 // node's nodekeys_ set (and leaves the set of the node it was on before).
 // Returns (key, previous gen_ entry)... for the keys that were another
 // user's: a sharded router removes that user's copy of the route from the
 // user's shard (shard.go).
-var putSessionsScript = redigo.NewScript(0, `
-local p = ARGV[1]
-local ttl = tonumber(ARGV[2])
+var putSessionsScript = redigo.NewScript(1, `
+local p = KEYS[1]
+local ttl = tonumber(ARGV[1])
 local nodes = {}
 local moved = {}
-for i = 3, #ARGV, 5 do
+for i = 2, #ARGV, 5 do
   local mid, key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local gk = p .. 'gen_' .. key
   local old = redis.call('GET', gk)
@@ -94,13 +95,13 @@ end
 return moved
 `)
 
-// removeSessionsScript: ARGV = prefix, then (key, node, gen)...; a route is
+// removeSessionsScript: KEYS = prefix; ARGV = (key, node, gen)...; a route is
 // removed only when it still names node and gen. The key leaves node's
 // nodekeys_ set unless its route is another generation on the same node.
-var removeSessionsScript = redigo.NewScript(0, `
-local p = ARGV[1]
+var removeSessionsScript = redigo.NewScript(1, `
+local p = KEYS[1]
 local n = 0
-for i = 2, #ARGV, 3 do
+for i = 1, #ARGV, 3 do
   local key, node, gen = ARGV[i], ARGV[i+1], ARGV[i+2]
   local gk = p .. 'gen_' .. key
   local cur = redis.call('GET', gk)
@@ -119,7 +120,7 @@ end
 return n
 `)
 
-// midsScript: ARGV = prefix, then mids...; returns one string holding the
+// midsScript: KEYS = prefix; ARGV = mids...; returns one string holding the
 // generation and the rebuild marker ("" when missing), then, per mid in
 // order, its number of live routes and then each route's key and node id,
 // every item length-prefixed ("<len>:<bytes>", the count as "<n>:");
@@ -127,12 +128,12 @@ return n
 // reads a batch's reply with one allocation instead of three per route. A
 // hash field whose key_ entry expired or moved (a crashed node never
 // removed it) is dropped and cleaned up on the way.
-var midsScript = redigo.NewScript(0, `
-local p = ARGV[1]
+var midsScript = redigo.NewScript(1, `
+local p = KEYS[1]
 local g = redis.call('GET', p .. '{imcloud}:gen') or ''
 local m = redis.call('GET', p .. '{imcloud}:rebuilding') or ''
 local out = {#g .. ':' .. g .. #m .. ':' .. m}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   local mk = p .. 'mid_' .. ARGV[i]
   local f = redis.call('HGETALL', mk)
   local n = 0
@@ -159,11 +160,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// putNodeScript: ARGV = prefix, id, ttl ms, JSON, epoch ("" for none).
+// putNodeScript: KEYS = prefix; ARGV = id, ttl ms, JSON, epoch ("" for none).
 // Returns the number of routes removed because the id came back with a new
 // epoch (a restart): those of nodekeys_{id} whose gen_ entry still names id.
-var putNodeScript = redigo.NewScript(0, luaNow+`
-local p, id, ttl, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
+var putNodeScript = redigo.NewScript(1, luaNow+`
+local p, id, ttl, epoch = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local n = 0
 if epoch ~= '' then
   local ek, nk = p .. 'epoch_' .. id, p .. 'nodekeys_' .. id
@@ -184,16 +185,16 @@ if epoch ~= '' then
   end
   redis.call('SET', ek, epoch, 'PX', math.max(ttl, redis.call('PTTL', nk)))
 end
-redis.call('SET', p .. 'node_' .. id, ARGV[4], 'PX', ttl)
+redis.call('SET', p .. 'node_' .. id, ARGV[3], 'PX', ttl)
 redis.call('ZADD', p .. 'nodes', now + ttl, id)
 redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', now)
 return n
 `)
 
-// nodesScript: ARGV = prefix; returns the generation and the rebuild
+// nodesScript: KEYS = prefix, no ARGV; returns the generation and the rebuild
 // marker (false when missing), then the JSON of every live node.
-var nodesScript = redigo.NewScript(0, luaNow+`
-local p = ARGV[1]
+var nodesScript = redigo.NewScript(1, luaNow+`
+local p = KEYS[1]
 local out = {redis.call('GET', p .. '{imcloud}:gen'), redis.call('GET', p .. '{imcloud}:rebuilding')}
 local ids = redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')
 for _, id in ipairs(ids) do
@@ -203,36 +204,36 @@ end
 return out
 `)
 
-// removeNodeScript: ARGV = prefix, id, tombstone ttl ms. It leaves the
+// removeNodeScript: KEYS = prefix; ARGV = id, tombstone ttl ms. It leaves the
 // drain's tombstone, drained_{id}, holding the epoch last registered
 // (drained.go).
-var removeNodeScript = redigo.NewScript(0, `
-local p, id = ARGV[1], ARGV[2]
-redis.call('SET', p .. 'drained_' .. id, redis.call('GET', p .. 'epoch_' .. id) or '', 'PX', ARGV[3])
+var removeNodeScript = redigo.NewScript(1, `
+local p, id = KEYS[1], ARGV[1]
+redis.call('SET', p .. 'drained_' .. id, redis.call('GET', p .. 'epoch_' .. id) or '', 'PX', ARGV[2])
 redis.call('DEL', p .. 'node_' .. id, p .. 'ol_' .. id)
 redis.call('ZREM', p .. 'nodes', id)
 redis.call('ZREM', p .. 'ol', id)
 return 0
 `)
 
-// putCountsScript: ARGV = prefix, node, ttl ms, then (room, count)...
-var putCountsScript = redigo.NewScript(0, luaNow+`
-local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+// putCountsScript: KEYS = prefix; ARGV = node, ttl ms, then (room, count)...
+var putCountsScript = redigo.NewScript(1, luaNow+`
+local p, id, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local k = p .. 'ol_' .. id
 redis.call('DEL', k)
-for i = 4, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   redis.call('HSET', k, ARGV[i], ARGV[i+1])
 end
-if #ARGV >= 4 then redis.call('PEXPIRE', k, ttl) end
+if #ARGV >= 3 then redis.call('PEXPIRE', k, ttl) end
 redis.call('ZADD', p .. 'ol', now + ttl, id)
 redis.call('ZREMRANGEBYSCORE', p .. 'ol', '-inf', now)
 return 0
 `)
 
-// roomCountsScript: ARGV = prefix; returns room, sum, room, sum... over the
+// roomCountsScript: KEYS = prefix, no ARGV; returns room, sum, room, sum... over the
 // unexpired reports.
-var roomCountsScript = redigo.NewScript(0, luaNow+`
-local p = ARGV[1]
+var roomCountsScript = redigo.NewScript(1, luaNow+`
+local p = KEYS[1]
 local ids = redis.call('ZRANGEBYSCORE', p .. 'ol', '(' .. now, '+inf')
 local sum = {}
 for _, id in ipairs(ids) do
