@@ -44,9 +44,20 @@
 // failure). Each shard has its own generation and rebuilds on its own; an
 // error from a shard names its address. History stays on the first
 // address. Every process must use the same address list, in the same
-// order; changing it takes a coordinated restart. Redis Cluster is not
-// supported: the scripts do not declare their keys and a batch spans many
-// slots.
+// order; changing it takes a coordinated restart.
+//
+// # Redis Cluster
+//
+// With Config.Cluster, Addr or Addrs are seed nodes of one Redis Cluster
+// and the Router is the same sharded router over Config.ClusterShards
+// (default 16) hash tags of it (cluster.go): shard i's keys all start
+// with KeyPrefix + "{s<i>}", so they are one slot, on the master that
+// owns it; every script declares that prefix as its key, so a call never
+// leaves the slot. The slot map is read with CLUSTER SLOTS, lazily, and
+// again when a slot moves (a MOVED reply, followed: the call is retried
+// once) or a master stops answering (a failover). ASK, TRYAGAIN (a slot
+// being migrated) and CLUSTERDOWN fail the call naming the shard. Reads
+// go to masters only. DB must be 0. History is on shard {s0}.
 //
 // # Concurrency and lifecycle
 //

@@ -51,9 +51,12 @@ import (
 // knew of can be missing. A generation found changed long after it was
 // created starts none either (the window ran from the creation).
 //
-// Both keys carry the hash tag {imcloud}, a leftover: no other key has a
-// tag, and Redis Cluster is not supported (docs/design.md). With several
-// Redis instances (shard.go) each shard keeps its own pair of keys.
+// Both keys carry the hash tag {imcloud}, a leftover from before the
+// router's keys had one: with a plain prefix nothing else is tagged. With
+// several Redis instances (shard.go) each shard keeps its own pair of
+// keys; in a Redis Cluster (cluster.go) the shard's tag comes first in
+// the prefix ({s3}{imcloud}:gen), so the pair is in the shard's slot,
+// with its other keys.
 
 // genScript: KEYS = prefix; ARGV = known, candidate, window ms. Creates the
 // generation if missing; if known is set and differs, sets the rebuild

@@ -4,7 +4,8 @@ import redigo "github.com/gomodule/redigo/redis"
 
 // The history's Lua scripts. Schema, per stream (hash-tagged by the
 // stream's name, so a sharded deployment keeps a stream's two keys
-// together):
+// together; in a Redis Cluster the prefix's tag, {s0}, comes first and
+// decides the slot of every stream's keys):
 //
 //	{p}hist:{<stream>}      stream  entry id "<offset>-1", fields id op body acc exp   PX MaxAge (renewed by every append)
 //	{p}histmeta:{<stream>}  hash    epoch part last trimmed newest                     PX MetaTTL (renewed by every append)

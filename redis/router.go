@@ -36,6 +36,19 @@ type Config struct {
 	// the same as Addr. Every other field applies to each shard (PoolSize
 	// and Lookups per shard).
 	Addrs []string
+	// Cluster makes Addr or Addrs seed nodes of one Redis Cluster (any of
+	// its nodes; the slot map is read from the first that answers): the
+	// router is then sharded over ClusterShards hash tags of that Cluster,
+	// each shard one slot on the master that owns it (cluster.go). DB must
+	// be 0 and KeyPrefix must not hold '{' or '}'.
+	Cluster bool
+	// ClusterShards is the number of hash-tag shards of a Cluster router
+	// (only with Cluster). More shards spread the load over more masters
+	// (a few times the number of masters), but the node registry and room
+	// membership are written to every shard and the merged reads ask every
+	// shard. Changing it moves routes: a coordinated restart, like the
+	// address list. Default 16.
+	ClusterShards int
 	// Username and Password authenticate (AUTH, or ACL AUTH with a
 	// username). Default none.
 	Username, Password string
@@ -139,19 +152,32 @@ type Router struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	// shards, for a router over several Redis instances (Config.Addrs),
-	// are one single-instance Router each, and every method above
-	// dispatches to them (shard.go); nil for one instance.
+	// shards, for a router over several Redis instances (Config.Addrs)
+	// or the hash tags of a Redis Cluster (Config.Cluster), are one
+	// single-instance Router each, and every method above dispatches to
+	// them (shard.go); nil for one instance.
 	shards []*Router
-	ring   *rendezvous.Rendezvous // shard addresses, by rendezvous hashing
+	names  []string               // shard names: addresses, or hash tags
+	ring   *rendezvous.Rendezvous // shard names, by rendezvous hashing
 	stale  staleRoutes            // removals to retry (shard_stale.go)
-	index  map[string]int         // shard address -> index in shards
+	index  map[string]int         // shard name -> index in shards
+
+	// cl, in cluster mode, is the slot map the shards share, and slot is
+	// this shard's (cluster.go).
+	cl   *cluster
+	slot uint16
 }
 
 // NewRouter returns a router over the Redis at cfg.Addr (or the shards at
-// cfg.Addrs). It does not
+// cfg.Addrs, or the Redis Cluster they seed with cfg.Cluster). It does not
 // connect until first used; call Ping to check the server.
 func NewRouter(cfg Config) (*Router, error) {
+	if cfg.Cluster {
+		return newClusterRouter(cfg)
+	}
+	if cfg.ClusterShards != 0 {
+		return nil, fmt.Errorf("%w: ClusterShards without Cluster", logic.ErrInvalidArgument)
+	}
 	if len(cfg.Addrs) > 0 {
 		if cfg.Addr != "" {
 			return nil, fmt.Errorf("%w: both Addr and Addrs set", logic.ErrInvalidArgument)
@@ -161,7 +187,12 @@ func NewRouter(cfg Config) (*Router, error) {
 		}
 		cfg.Addr, cfg.Addrs = cfg.Addrs[0], nil
 	}
-	if cfg.Addr == "" {
+	return newInstance(cfg, nil)
+}
+
+// withDefaults returns cfg with every zero field set to its default.
+func (cfg Config) withDefaults() Config {
+	if cfg.Addr == "" && len(cfg.Addrs) == 0 {
 		cfg.Addr = "127.0.0.1:6379"
 	}
 	if cfg.PoolSize <= 0 {
@@ -197,13 +228,11 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.RebuildWindow <= 0 {
 		cfg.RebuildWindow = logic.DefaultRebuildWindow
 	}
-	if cfg.DB < 0 {
-		return nil, fmt.Errorf("%w: negative Redis DB %d", logic.ErrInvalidArgument, cfg.DB)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	return cfg
+}
+
+// dialOptions are the options every connection of cfg is dialed with.
+func dialOptions(cfg Config) []redigo.DialOption {
 	opts := []redigo.DialOption{
 		redigo.DialConnectTimeout(cfg.DialTimeout),
 		redigo.DialReadTimeout(cfg.ReadTimeout),
@@ -219,6 +248,20 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, redigo.DialUseTLS(true), redigo.DialTLSConfig(cfg.TLS))
 	}
+	return opts
+}
+
+// newInstance returns a router over one Redis: the one at cfg.Addr, or
+// the one dial reaches (a Cluster shard's master) when dial is not nil.
+func newInstance(cfg Config, dial func(context.Context) (redigo.Conn, error)) (*Router, error) {
+	cfg = cfg.withDefaults()
+	if cfg.DB < 0 {
+		return nil, fmt.Errorf("%w: negative Redis DB %d", logic.ErrInvalidArgument, cfg.DB)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	r := &Router{
 		cfg:     cfg,
 		prefix:  cfg.KeyPrefix,
@@ -227,8 +270,11 @@ func NewRouter(cfg Config) (*Router, error) {
 		small:   make(chan *lookup, cfg.MaxLookupsPerTrip),
 		quit:    make(chan struct{}),
 	}
-	dial := func(ctx context.Context) (redigo.Conn, error) {
-		return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
+	if dial == nil {
+		opts := dialOptions(cfg)
+		dial = func(ctx context.Context) (redigo.Conn, error) {
+			return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
+		}
 	}
 	r.pool = r.newPool(dial, cfg.PoolSize)
 	r.lookupPool = r.newPool(dial, cfg.Lookups+1)
@@ -338,7 +384,9 @@ func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 // connection (it restarted), fn runs once more on another: every call
 // the router makes is idempotent (reads, and scripts that set rather than
 // add), and the idle connections from before the restart are dropped by
-// the pool's TestOnBorrow, so the retry dials afresh.
+// the pool's TestOnBorrow, so the retry dials afresh. In cluster mode a
+// MOVED reply is followed the same way, once the slot map names the new
+// master (cluster.go).
 func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) error {
 	return r.withPoolConn(ctx, r.pool, fn)
 }
@@ -346,13 +394,14 @@ func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) err
 // withPoolConn is withConn on a connection of pool.
 func (r *Router) withPoolConn(ctx context.Context, pool *redigo.Pool, fn func(c redigo.Conn) error) error {
 	for attempt := 0; ; attempt++ {
+		seen := r.cl.version() // cluster mode: the slot map dialed with
 		c, err := r.conn(ctx, pool)
 		if err != nil {
 			return err
 		}
 		err = fn(c)
 		c.Close()
-		if err == nil || !isConnLost(err) {
+		if err == nil || !(r.cl.redirected(ctx, r.slot, seen, err) || isConnLost(err)) {
 			return err
 		}
 		r.connLost.Store(time.Now().UnixNano())

@@ -7,8 +7,13 @@ import redigo "github.com/gomodule/redigo/redis"
 // each does a whole batch in one round trip. Every script declares one
 // key, the router's key prefix (KEYS[1]; ARGV holds the rest), and builds
 // every key name it touches from it, so each call runs on one Redis: the
-// router's, or one shard of a router over several (shard.go). Redis
-// Cluster cannot route them (docs/design.md).
+// router's, or one shard of a router over several (shard.go). In a Redis
+// Cluster (cluster.go) the prefix ends in the shard's hash tag, so every
+// key of a call is in the declared key's slot, as Redis 7 requires of a
+// script. Not every key a script touches is known before it runs (a
+// node's keys come from its nodekeys_ set, a user's from its mid_ hash):
+// the declared key stands for the slot. The declared key itself is
+// never read or written.
 //
 // Schema (goim's, extended; see DESIGN.md):
 //

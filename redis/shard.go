@@ -17,18 +17,20 @@ import (
 	"github.com/imcloud/imcloud/logic"
 )
 
-// A router over several Redis instances (Config.Addrs): shards.
+// A router over several Redis instances (Config.Addrs), or over the hash
+// tags of one Redis Cluster (Config.Cluster, cluster.go): shards.
 //
-// Each shard is an independent Redis (not a Redis Cluster), reached by a
-// single-instance Router of its own: its pools, its lookup goroutines, its
-// generation. The sharded Router sends each call to the shards it needs,
+// Each shard is an independent Redis, or one slot of a Cluster, reached by
+// a single-instance Router of its own: its pools, its lookup goroutines,
+// its generation. The sharded Router sends each call to the shards it needs,
 // in parallel (one round trip each, at the same time: a call's latency is
 // its slowest shard's, not the sum), and every Lua script runs on one
 // shard over that shard's keys only.
 //
 // Where a thing lives, by rendezvous (highest random weight) hashing of a
-// shard key over the address list (xxhash; adding or removing an address
-// moves only the things of that address):
+// shard key over the shard names, the address list or the Cluster's tags
+// {s0}..{sN-1} (xxhash; adding or removing a shard moves only the things
+// of that shard):
 //
 //   - a connection's route (key_, gen_, nodekeys_): on its key's shard;
 //     NodesByKeys asks each key's shard, all of them at once;
@@ -55,7 +57,8 @@ import (
 //     NodesByRooms and Drained merge what every shard that answers
 //     returns (a node or a room member known to any); RoomCounts reads the
 //     first shard (in Addrs order) that answers;
-//   - history (History): on the first address only.
+//   - history (History): on the first shard only (the first address, or
+//     the Cluster's shard {s0}).
 //
 // A node restarted with a new epoch (scripts.go) finds its routes on every
 // shard, since its registration goes to every shard, and each shard
@@ -87,34 +90,49 @@ import (
 // address strings in the same order (History is on the first, RoomCounts
 // prefers the first that answers). A process cannot see another's list, so
 // changing it takes a coordinated restart: routes written under one list
-// are not found by lookups under another, for the things that moved.
+// are not found by lookups under another, for the things that moved. In a
+// Cluster the same holds of ClusterShards and KeyPrefix (the seed
+// addresses may differ: any node of the Cluster will do).
 
 // newShardedRouter returns a Router over the shards at cfg.Addrs.
 func newShardedRouter(cfg Config) (*Router, error) {
-	r := &Router{cfg: cfg, index: make(map[string]int, len(cfg.Addrs))}
-	for i, addr := range cfg.Addrs {
+	seen := make(map[string]bool, len(cfg.Addrs))
+	for _, addr := range cfg.Addrs {
 		if addr == "" {
 			return nil, fmt.Errorf("%w: empty Redis address in Addrs", logic.ErrInvalidArgument)
 		}
-		if _, dup := r.index[addr]; dup {
+		if seen[addr] {
 			return nil, fmt.Errorf("%w: Redis address %s twice in Addrs", logic.ErrInvalidArgument, addr)
 		}
-		r.index[addr] = i
+		seen[addr] = true
 	}
-	for _, addr := range cfg.Addrs {
+	return newShards(cfg, cfg.Addrs, func(_ int, c Config) (*Router, error) {
+		c.Addr = c.Addrs[0]
+		c.Addrs = nil
+		return NewRouter(c)
+	})
+}
+
+// newShards returns a Router over one shard per name, each opened by
+// open from cfg with Addrs set to its name alone (and its Logger naming
+// it).
+func newShards(cfg Config, names []string, open func(i int, c Config) (*Router, error)) (*Router, error) {
+	r := &Router{cfg: cfg, names: names, index: make(map[string]int, len(names))}
+	for i, name := range names {
+		r.index[name] = i
 		c := cfg
-		c.Addr, c.Addrs = addr, nil
+		c.Addrs = []string{name}
 		if cfg.Logger != nil {
-			c.Logger = cfg.Logger.With("shard", addr)
+			c.Logger = cfg.Logger.With("shard", name)
 		}
-		s, err := NewRouter(c)
+		s, err := open(i, c)
 		if err != nil {
 			_ = r.Close()
 			return nil, err
 		}
 		r.shards = append(r.shards, s)
 	}
-	r.ring = rendezvous.New(cfg.Addrs, xxhash.Sum64String)
+	r.ring = rendezvous.New(names, xxhash.Sum64String)
 	return r, nil
 }
 
@@ -129,12 +147,15 @@ func (r *Router) keyShard(key string) int { return r.shardOf(key) }
 // midShard is the shard of user mid's routes and revocation.
 func (r *Router) midShard(mid int64) int { return r.shardOf(strconv.FormatInt(mid, 10)) }
 
-// shardErr names shard i in err.
+// shardErr names shard i in err (and, in cluster mode, its master).
 func (r *Router) shardErr(i int, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("redis: shard %s: %w", r.cfg.Addrs[i], err)
+	if r.cl != nil {
+		return r.cl.shardErr(r.names[i], r.shards[i].slot, err)
+	}
+	return fmt.Errorf("redis: shard %s: %w", r.names[i], err)
 }
 
 // onShards runs fn for every shard i with want(i), in parallel, and

@@ -18,17 +18,25 @@ type Redis struct {
 	// Addr is the server's host:port on 127.0.0.1.
 	Addr string
 
-	t    testing.TB
-	path string
-	port int
-	mu   sync.Mutex
-	cmd  *exec.Cmd
+	t     testing.TB
+	path  string
+	port  int
+	extra []string // more arguments for redis-server
+	mu    sync.Mutex
+	cmd   *exec.Cmd
 }
 
 // StartRedis starts a redis-server on a free loopback port with no
 // persistence. It skips (or fails, see BackendsRequired) when redis-server
 // is not installed.
 func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	return startRedis(t, nil)
+}
+
+// startRedis is StartRedis with the extra arguments for redis-server
+// that extra returns for the port chosen (none when nil).
+func startRedis(t testing.TB, extra func(port int) []string) *Redis {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -39,6 +47,9 @@ func StartRedis(t testing.TB) *Redis {
 	for attempt := 0; attempt < 5; attempt++ {
 		r.port = FreePort(t)
 		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+		if extra != nil {
+			r.extra = extra(r.port)
+		}
 		if lastErr = r.start(); lastErr == nil {
 			t.Cleanup(r.Stop)
 			return r
@@ -62,7 +73,7 @@ func (r *Redis) start() error {
 	if r.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command(r.path,
+	args := []string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -71,7 +82,8 @@ func (r *Redis) start() error {
 		"--daemonize", "no",
 		"--protected-mode", "no",
 		"--loglevel", "warning",
-	)
+	}
+	cmd := exec.Command(r.path, append(args, r.extra...)...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,100 @@
+package testenv
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RedisCluster is a Redis Cluster of masters only (no replicas), every
+// node a redis-server owned by one test with no persistence, on loopback.
+// The nodes are stopped when the test ends.
+type RedisCluster struct {
+	// Addrs are the masters' host:port, in the order they were started.
+	Addrs []string
+	// Nodes are the masters' processes.
+	Nodes []*Redis
+}
+
+// StartRedisCluster starts masters redis-servers in cluster mode (each
+// with its cluster bus on a free port of its own) and joins them into one
+// Redis Cluster with redis-cli --cluster create, the 16384 slots split
+// evenly, then waits until every node reports cluster_state:ok. A Cluster
+// needs 3 masters or more. It skips (or fails, see BackendsRequired) when
+// redis-server or redis-cli is not installed (Debian's redis-server
+// package brings redis-cli, in redis-tools).
+func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
+	t.Helper()
+	if masters < 3 {
+		t.Fatalf("testenv: a Redis Cluster needs 3 masters or more, not %d", masters)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		missing(t, "redis-cli")
+	}
+	c := &RedisCluster{}
+	for range masters {
+		n := startRedis(t, func(port int) []string {
+			p := strconv.Itoa(port)
+			return []string{
+				"--cluster-enabled", "yes",
+				"--cluster-config-file", "nodes-" + p + ".conf",
+				"--cluster-port", strconv.Itoa(FreePort(t)),
+			}
+		})
+		c.Nodes = append(c.Nodes, n)
+		c.Addrs = append(c.Addrs, n.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, addr := range c.Addrs {
+		for {
+			info, err := bulkCommand(addr, "CLUSTER INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testenv: Redis Cluster node %s not ok within 20s: %q, %v", addr, info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// bulkCommand sends one inline command whose reply is a bulk string and
+// returns that string.
+func bulkCommand(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	rd := bufio.NewReader(c)
+	head, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	head = strings.TrimRight(head, "\r\n")
+	n, err := strconv.Atoi(strings.TrimPrefix(head, "$"))
+	if !strings.HasPrefix(head, "$") || err != nil || n < 0 {
+		return "", fmt.Errorf("%s: reply %q", cmd, head)
+	}
+	body := make([]byte, n)
+	_, err = io.ReadFull(rd, body)
+	return string(body), err
+}
