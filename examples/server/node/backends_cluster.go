@@ -28,6 +28,7 @@ func (a *App) openClustered() error {
 		Username: a.cfg.RedisUser,
 		Password: a.cfg.RedisPassword,
 		DB:       a.cfg.RedisDB,
+		Cluster:  a.cfg.RedisCluster,
 		Logger:   a.log.With("backend", "redis"),
 	}
 	if a.cfg.RedisTLS {

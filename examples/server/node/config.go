@@ -57,6 +57,7 @@ type Config struct {
 	RedisPassword string
 	RedisDB       int
 	RedisTLS      bool
+	RedisCluster  bool // RedisAddr lists seed nodes of one Redis Cluster
 
 	KafkaBrokers      []string
 	KafkaTopic        string
@@ -197,6 +198,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&cfg.RedisPassword, "redis-password", "", "Redis password (AUTH)")
 	fs.IntVar(&cfg.RedisDB, "redis-db", 0, "Redis database number")
 	fs.BoolVar(&cfg.RedisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.BoolVar(&cfg.RedisCluster, "redis-cluster", false, "-redis-addr lists seed nodes of one Redis Cluster (any of its nodes): the router is sharded over hash tags of it (database 0 only)")
 	fs.StringVar(&brokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty: in-memory queue (role all only)")
 	fs.DurationVar(&cfg.QueueMaxDelay, "queue-max-delay", cfg.QueueMaxDelay, "in-memory queue only: answer pushes 503 while the oldest undelivered one waited this long (0: no bound, wait for room)")
 	fs.StringVar(&cfg.KafkaTopic, "kafka-topic", cfg.KafkaTopic, "Kafka topic of push messages")
@@ -345,6 +347,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usageErr("redis-addr", "%q is not host:port: %v", a, err)
 		}
+	}
+	if c.RedisCluster && c.RedisAddr == "" {
+		return usageErr("redis-cluster", "needs -redis-addr, the Cluster's seed nodes")
+	}
+	if c.RedisCluster && c.RedisDB != 0 {
+		return usageErr("redis-db", "a Redis Cluster has database 0 only, not %d", c.RedisDB)
 	}
 	for _, b := range c.KafkaBrokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {

@@ -62,6 +62,15 @@ func TestParseRedisShards(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}, cfg.RedisAddrs())
 }
 
+func TestParseRedisCluster(t *testing.T) {
+	env := map[string]string{"IMCLOUD_REDIS_CLUSTER": "true"}
+	cfg, err := Parse([]string{"-role", "cloud", "-link-secret", "x",
+		"-redis-addr", "127.0.0.1:7000,127.0.0.1:7001"}, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	require.True(t, cfg.RedisCluster)
+	require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001"}, cfg.RedisAddrs())
+}
+
 // A -redis-addr of separators alone names no Redis: it is refused rather
 // than taken for the default address.
 func TestParseRedisShardsRefusesAnEmptyList(t *testing.T) {
@@ -88,6 +97,8 @@ func TestParseRefusesBadValues(t *testing.T) {
 		{"job without kafka", []string{"-role", "job", "-redis-addr", "127.0.0.1:6379", "-link-secret", "s"}, nil, "-kafka-brokers"},
 		{"all with only redis", []string{"-redis-addr", "127.0.0.1:6379"}, nil, "-kafka-brokers"},
 		{"bad listen address", []string{"-tcp-addr", "3101"}, nil, "-tcp-addr"},
+		{"cluster without redis", []string{"-redis-cluster"}, nil, "-redis-cluster"},
+		{"cluster with a db", append([]string{"-redis-cluster", "-redis-db", "1"}, cluster...), nil, "-redis-db"},
 		{"bad redis shard", []string{"-redis-addr", "127.0.0.1:6379,redis", "-kafka-brokers", "127.0.0.1:9092", "-link-secret", "s"}, nil, "-redis-addr"},
 		{"bad broker", []string{"-redis-addr", "127.0.0.1:6379", "-kafka-brokers", "kafka", "-link-secret", "s"}, nil, "-kafka-brokers"},
 		{"clustered without link secret", []string{"-role", "cloud", "-redis-addr", "127.0.0.1:6379"}, nil, "-link-secret"},
