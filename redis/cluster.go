@@ -22,9 +22,11 @@ import (
 // of tag s<i>, on whichever master owns that slot. Every Lua script
 // declares the prefix as its one key (KEYS[1], scripts.go) and builds
 // every key it touches from it; the plain commands (the MGET of key_
-// entries, of revocations) name keys of one shard: every call is one slot,
-// and Redis 7 refuses a script that touches a key of another slot than its
-// declared key's. Not every key can be declared: a script finds some of
+// entries, of revocations) name keys of one shard: every call is one slot.
+// Redis refuses a script that touches a key of a slot its node does not
+// serve, but lets a script without a shebang (ours have none, so they load
+// on Redis before 7 as well) touch other slots of the same node: the tests
+// check the one-slot rule (cluster_test.go). Not every key can be declared: a script finds some of
 // them as it runs (a node's keys in nodekeys_, a user's in mid_), so the
 // declared key stands for the slot, not for the keys. Everything else is
 // shard.go's: rendezvous hashing (over the shard names {s0}..{sN-1}), what

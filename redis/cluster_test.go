@@ -41,19 +41,26 @@ func clusterForTest(t *testing.T, c *testenv.RedisCluster, cfg Config) *Router {
 }
 
 // TestRedisCluster runs the router over one 3-master Redis Cluster: the
-// conformance suite and the history's (Redis 7 refuses a script that
-// touches a key of another slot than its declared key's, so these prove
-// that every call stays in one slot), the spread over the masters, a
-// shard's slot being migrated and then moved to another master under a
-// running router.
+// conformance suite and the history's, the spread over the masters, a
+// stale slot map, a shard's slot being migrated and then moved to another
+// master under a running router.
+//
+// The conformance suite runs with 3 shards, each shard's slot on a master
+// of its own: Redis refuses a script that touches a key of a slot its node
+// does not serve ("non local key"), so a call that reached another shard's
+// keys would fail. Redis 7 does not refuse a script without a shebang
+// (ours: they load on earlier versions too) that touches another slot of
+// the same node, hence the layout; and after the suite every key must be
+// under its shard's prefix, on its shard's master.
 func TestRedisCluster(t *testing.T) {
 	c := testenv.StartRedisCluster(t, 3)
 	t.Run("Conformance", func(t *testing.T) {
+		const shards, window = 3, time.Second
+		slots := ownMasters(t, c, shards)
 		var n atomic.Int64
-		const window = time.Second
 		routertest.Run(t, func(t *testing.T) routertest.Harness {
 			prefix := fmt.Sprintf("t%d:", n.Add(1))
-			r := clusterForTest(t, c, Config{KeyPrefix: prefix, ClusterShards: 8, RebuildWindow: window})
+			r := clusterForTest(t, c, Config{KeyPrefix: prefix, ClusterShards: shards, RebuildWindow: window})
 			return routertest.Harness{Store: r, Advance: time.Sleep, RebuildWindow: window,
 				Wipe: func() {
 					for _, addr := range c.Addrs {
@@ -61,6 +68,14 @@ func TestRedisCluster(t *testing.T) {
 					}
 				}}
 		})
+		for i, addr := range c.Addrs {
+			keys := keysOn(t, addr, "*")
+			require.NotEmpty(t, keys)
+			for _, key := range keys {
+				require.Regexp(t, `^t\d+:\{s`+strconv.Itoa(i)+`\}`, key, "key on master %d", i)
+				require.Equal(t, slots[i], keySlot(key))
+			}
+		}
 	})
 	t.Run("History", func(t *testing.T) {
 		var n atomic.Int64
@@ -106,6 +121,22 @@ func testClusterStaleMap(t *testing.T, c *testenv.RedisCluster) {
 	nodeDo(t, owner, "CLIENT", "KILL", "TYPE", "normal")
 	require.NoError(t, r.PutNode(ctx, imcloud.Node{ID: "node-a", Epoch: "e"}, time.Minute))
 	assert.Equal(t, owner, r.cl.current(s.slot))
+}
+
+// ownMasters moves the slots of the first n shards (n at most the
+// number of masters) so that shard i's is on master i, and returns them.
+func ownMasters(t *testing.T, c *testenv.RedisCluster, n int) []uint16 {
+	t.Helper()
+	r := clusterForTest(t, c, Config{ClusterShards: n})
+	require.NoError(t, r.Ping(context.Background()))
+	slots := make([]uint16, n)
+	for i, s := range r.shards {
+		slots[i] = s.slot
+		if owner := r.cl.current(s.slot); owner != c.Addrs[i] {
+			startMigration(t, owner, c.Addrs[i], s.slot).finish(t, c.Addrs)
+		}
+	}
+	return slots
 }
 
 // testClusterSpread checks that the shards' keys spread over every

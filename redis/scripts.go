@@ -9,8 +9,10 @@ import redigo "github.com/gomodule/redigo/redis"
 // every key name it touches from it, so each call runs on one Redis: the
 // router's, or one shard of a router over several (shard.go). In a Redis
 // Cluster (cluster.go) the prefix ends in the shard's hash tag, so every
-// key of a call is in the declared key's slot, as Redis 7 requires of a
-// script. Not every key a script touches is known before it runs (a
+// key of a call is in the declared key's slot, the one a call is routed
+// by. No script has a shebang (#!lua): they load on Redis before 7 too,
+// and Redis then does not check that their keys share a slot, only that
+// its node serves them (cluster_test.go checks the rule). Not every key a script touches is known before it runs (a
 // node's keys come from its nodekeys_ set, a user's from its mid_ hash):
 // the declared key stands for the slot. The declared key itself is
 // never read or written.
