@@ -30,27 +30,38 @@ import (
 // INFO left out) and the redis-servers' CPU time (utime+stime in /proc):
 // what a Redis spends, not how many calls per second the machine running
 // every process makes. One call at a time is one push's own cost:
-// concurrent lookups share round trips and cost less.
+// concurrent lookups share round trips and cost less. cluster=3 is the
+// router over a 3-master Redis Cluster (16 hash-tag shards; s0, s1, s2
+// are the masters).
 func BenchmarkRedisShardCost(b *testing.B) {
 	for _, n := range []int{1, 2, 3} {
-		b.Run(fmt.Sprintf("shards=%d", n), func(b *testing.B) { benchShardCost(b, n) })
+		b.Run(fmt.Sprintf("shards=%d", n), func(b *testing.B) {
+			srvs := make([]*testenv.Redis, n)
+			addrs := make([]string, n)
+			for i := range srvs {
+				srvs[i] = testenv.StartRedis(b)
+				addrs[i] = srvs[i].Addr
+			}
+			benchShardCost(b, srvs, redis.Config{Addrs: addrs})
+		})
 	}
+	b.Run("cluster=3", func(b *testing.B) {
+		c := testenv.StartRedisCluster(b, 3)
+		benchShardCost(b, c.Nodes, redis.Config{Addrs: c.Addrs, Cluster: true})
+	})
 }
 
-func benchShardCost(b *testing.B, shards int) {
+// benchShardCost measures the router of cfg over the redis-servers srvs.
+func benchShardCost(b *testing.B, srvs []*testenv.Redis, cfg redis.Config) {
 	const users, nodes, batch = 10_000, 4, 512
-	srvs := make([]*testenv.Redis, shards)
-	addrs := make([]string, shards)
-	conns := make([]redigo.Conn, shards)
+	conns := make([]redigo.Conn, len(srvs))
 	for i := range srvs {
-		srvs[i] = testenv.StartRedis(b)
-		addrs[i] = srvs[i].Addr
-		c, err := redigo.Dial("tcp", addrs[i])
+		c, err := redigo.Dial("tcp", srvs[i].Addr)
 		require.NoError(b, err)
 		b.Cleanup(func() { _ = c.Close() })
 		conns[i] = c
 	}
-	r := newRedisRouter(b, redis.Config{Addrs: addrs})
+	r := newRedisRouter(b, cfg)
 	ctx := context.Background()
 	for n := range nodes {
 		require.NoError(b, r.PutNode(ctx, imcloud.Node{ID: fmt.Sprintf("node-%d", n)}, time.Hour))
