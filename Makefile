@@ -78,7 +78,8 @@ bench-scale-sweep:
 
 # The sharded router's cost (about 2 minutes; not part of `make bench`): Redis
 # calls, commands and redis-server CPU per push, per session and per node
-# renewal over 1, 2 and 3 redis-servers, for BENCHMARKS.md's scale section.
+# renewal over 1, 2 and 3 redis-servers and a 3-master Redis Cluster, for
+# BENCHMARKS.md's scale section.
 bench-shards:
 	$(GO) test -run '^$$' -bench RedisShardCost -benchtime 2s ./redis
 

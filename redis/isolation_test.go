@@ -31,6 +31,10 @@ func TestRegistrationsServedWhileLookupsSaturate(t *testing.T) {
 	r := newRedisRouter(t, redis.Config{Addr: srv.Addr, PoolSize: 1, Lookups: 2,
 		PoolWait: 50 * time.Millisecond, ReadTimeout: 2 * time.Second})
 	ctx := context.Background()
+	// The write pool's connection is dialed before the lookups start: the
+	// test is about waiting for a connection, and a dial on a loaded
+	// machine may take longer than PoolWait on its own.
+	require.NoError(t, r.PutNode(ctx, imcloud.Node{ID: "node-a"}, time.Minute))
 	mids := make([]int64, 100_000) // users not online: the script still reads each
 	for i := range mids {
 		mids[i] = int64(i + 1_000_000)
