@@ -30,7 +30,9 @@ import (
 // them as it runs (a node's keys in nodekeys_, a user's in mid_), so the
 // declared key stands for the slot, not for the keys. Everything else is
 // shard.go's: rendezvous hashing (over the shard names {s0}..{sN-1}), what
-// lives where, merged reads, generations per shard. One shard is one slot:
+// lives where (history by stream included: a stream's keys,
+// "{s3}hist:{u:42}", are its shard's, the stream's own tag coming second),
+// merged reads, generations per shard. One shard is one slot:
 // its whole load is on one master, and more shards (ClusterShards) spread
 // better over the masters.
 //

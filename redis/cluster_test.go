@@ -11,7 +11,6 @@ import (
 
 	redigo "github.com/gomodule/redigo/redis"
 	"github.com/imcloud/imcloud"
-	"github.com/imcloud/imcloud/internal/historytest"
 	"github.com/imcloud/imcloud/internal/routertest"
 	"github.com/imcloud/imcloud/internal/testenv"
 	"github.com/imcloud/imcloud/logic"
@@ -41,7 +40,7 @@ func clusterForTest(t *testing.T, c *testenv.RedisCluster, cfg Config) *Router {
 }
 
 // TestRedisCluster runs the router over one 3-master Redis Cluster: the
-// conformance suite and the history's, the spread over the masters, a
+// conformance suite and the history's (history_shard_test.go), the spread over the masters, a
 // stale slot map, a shard's slot being migrated and then moved to another
 // master under a running router.
 //
@@ -77,14 +76,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	})
-	t.Run("History", func(t *testing.T) {
-		var n atomic.Int64
-		historytest.Run(t, func(t *testing.T, cfg historytest.Config) historytest.Harness {
-			r := clusterForTest(t, c, Config{KeyPrefix: fmt.Sprintf("h%d:", n.Add(1)), ClusterShards: 4})
-			h := NewHistory(r, HistoryConfig{MaxLen: cfg.MaxLen, MaxAge: cfg.MaxAge})
-			return historytest.Harness{Store: h, Now: time.Now, Advance: time.Sleep}
-		})
-	})
+	t.Run("History", func(t *testing.T) { testClusterHistory(t, c) })
 	t.Run("Spread", func(t *testing.T) { testClusterSpread(t, c) })
 	t.Run("StaleSlotMap", func(t *testing.T) { testClusterStaleMap(t, c) })
 	t.Run("SlotMigrated", func(t *testing.T) { testClusterSlotMigrated(t, c) })

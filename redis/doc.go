@@ -13,7 +13,8 @@
 // History (history.go) is the stream history for clustered deployments
 // (docs/design.md, recovery): Redis Streams per user or room stream, with a
 // metadata hash beside each, appended and read by Lua scripts over a
-// Router's connections. A Redis that lost its data shows as a new epoch.
+// Router's connections, each stream on its shard when the Router is
+// sharded. A Redis that lost its data shows as a new epoch.
 //
 // Push lookups never starve a node's own traffic: they run on a pool of
 // their own (one connection per Config.Lookups goroutine), apart from the
@@ -42,8 +43,11 @@
 // every target of the call is on a shard that answers; a shard that does
 // not reply holds each call that reaches it for ReadTimeout (no fast
 // failure). Each shard has its own generation and rebuilds on its own; an
-// error from a shard names its address. History stays on the first
-// address. Every process must use the same address list, in the same
+// error from a shard names its address. History spreads by stream: a
+// stream's entries and metadata live on the shard of its name, an Append
+// reaches each of its streams' shards at once (one script call each), a
+// read its stream's shard; a shard that lost its data gives its streams
+// new epochs. Every process must use the same address list, in the same
 // order; changing it takes a coordinated restart.
 //
 // # Redis Cluster
@@ -57,7 +61,8 @@
 // again when a slot moves (a MOVED reply, followed: the call is retried
 // once) or a master stops answering (a failover). ASK, TRYAGAIN (a slot
 // being migrated) and CLUSTERDOWN fail the call naming the shard. Reads
-// go to masters only. DB must be 0. History is on shard {s0}.
+// go to masters only. DB must be 0. History spreads over the shards by
+// stream, as over addresses.
 //
 // # Concurrency and lifecycle
 //

@@ -61,12 +61,15 @@ type HistoryConfig struct {
 // told epoch_changed, never "nothing missed".
 //
 // It runs over a Router's connections (the same Redis, key prefix, pool
-// and timeouts): every call is one round trip, its scripts atomic on the
-// server and idempotent, so a call retried after a lost connection does
-// no harm. Safe for concurrent use; it has no goroutine and nothing to
-// close (close the Router).
+// and timeouts): every call is one round trip per Redis it needs, its
+// scripts atomic on the server and idempotent, so a call retried after a
+// lost connection does no harm. Over a sharded Router (several addresses
+// or a Redis Cluster) each stream lives on one shard, chosen by the
+// router's rendezvous hashing of the stream's name (history_shard.go).
+// Safe for concurrent use; it has no goroutine and nothing to close
+// (close the Router).
 type History struct {
-	r       *Router
+	r       *Router // the Router NewHistory was given: one instance or sharded
 	maxLen  int
 	maxAge  time.Duration
 	metaTTL time.Duration
@@ -79,11 +82,9 @@ type History struct {
 	epochSeq    atomic.Uint64
 }
 
-// NewHistory returns a History over r's Redis.
+// NewHistory returns a History over r's Redis, or over r's shards when r
+// is sharded (each stream on its shard).
 func NewHistory(r *Router, cfg HistoryConfig) *History {
-	if r.shards != nil {
-		r = r.shards[0] // history stays on one instance: the first address
-	}
 	h := &History{r: r, maxLen: cfg.MaxLen, maxAge: cfg.MaxAge, metaTTL: cfg.MetaTTL,
 		perCall: cfg.MaxAppendsPerCall, now: cfg.Now}
 	if h.maxLen <= 0 {
@@ -107,11 +108,12 @@ func NewHistory(r *Router, cfg HistoryConfig) *History {
 	return h
 }
 
-// common returns the scripts' five common arguments: prefix (their KEYS[1]), MaxAge,
-// MetaTTL, now and a fresh epoch base.
-func (h *History) common(now time.Time) []any {
+// common returns the scripts' five common arguments on single-instance
+// router s: s's prefix (their KEYS[1]), MaxAge, MetaTTL, now and a fresh
+// epoch base.
+func (h *History) common(s *Router, now time.Time) []any {
 	base := h.epochPrefix + strconv.FormatUint(h.epochSeq.Add(1), 36) + "."
-	return []any{h.r.prefix, ttlMillis(h.maxAge), ttlMillis(h.metaTTL), now.UnixMilli(), base}
+	return []any{s.prefix, ttlMillis(h.maxAge), ttlMillis(h.metaTTL), now.UnixMilli(), base}
 }
 
 // Append appends items, in order, and sets each item's Epoch to its
@@ -119,7 +121,10 @@ func (h *History) common(now time.Time) []any {
 // for the contract). Times are kept to the millisecond; a zero Accepted
 // is taken as now. An invalid stream or a negative offset fails the call
 // (logic.ErrInvalidArgument) before anything is sent. On an error some
-// items may be stored: appending them again is harmless.
+// items may be stored: appending them again is harmless. Over a sharded
+// Router, the items are grouped by their stream's shard and each group
+// sent to its shard, all at once; the call fails if any shard failed
+// (naming each), and the groups of the shards that answered are stored.
 func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) error {
 	for i := range items {
 		if err := items[i].Validate(); err != nil {
@@ -129,10 +134,19 @@ func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) err
 	if len(items) == 0 {
 		return ctx.Err()
 	}
+	if h.r.shards != nil {
+		return h.shardedAppend(ctx, items)
+	}
+	return h.appendOn(ctx, h.r, items)
+}
+
+// appendOn appends items on single-instance router s: one script call per
+// MaxAppendsPerCall items, pipelined in one round trip.
+func (h *History) appendOn(ctx context.Context, s *Router, items []imcloud.HistoryAppend) error {
 	now := h.now()
 	var calls [][]any
 	for chunk := range slices.Chunk(items, h.perCall) {
-		args := append(h.common(now), h.maxLen)
+		args := append(h.common(s, now), h.maxLen)
 		for _, it := range chunk {
 			e := it.Entry
 			acc := e.Accepted
@@ -148,7 +162,7 @@ func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) err
 		}
 		calls = append(calls, args)
 	}
-	replies, err := h.r.scriptReplies(ctx, histAppendScript, calls)
+	replies, err := s.scriptReplies(ctx, histAppendScript, calls)
 	if err != nil {
 		return err
 	}
@@ -229,14 +243,25 @@ func (h *History) Last(ctx context.Context, s imcloud.Stream, n int) (imcloud.Hi
 	return r, nil
 }
 
-// read runs histReadScript and returns the stream's epoch, top and the
-// entries in the script's order, and what was trimmed.
+// read runs histReadScript on the stream's Redis (its shard's, over a
+// sharded Router: an error names the shard) and returns the stream's
+// epoch, top and the entries in the script's order, and what was trimmed.
 func (h *History) read(ctx context.Context, s imcloud.Stream, mode string, since imcloud.Position, want int) (imcloud.HistoryRead, int64, error) {
 	if err := s.Validate(); err != nil {
 		return imcloud.HistoryRead{}, 0, fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
 	}
-	args := append(h.common(h.now()), string(s), mode, since.Epoch, since.Offset, want, h.maxLen)
-	vals, err := redigo.Values(h.r.script(ctx, histReadScript, args...))
+	if h.r.shards == nil {
+		return h.readOn(ctx, h.r, s, mode, since, want)
+	}
+	i := h.r.shardOf(streamShardKey(s))
+	r, trimmed, err := h.readOn(ctx, h.r.shards[i], s, mode, since, want)
+	return r, trimmed, h.r.shardErr(i, err)
+}
+
+// readOn is read on single-instance router sr.
+func (h *History) readOn(ctx context.Context, sr *Router, s imcloud.Stream, mode string, since imcloud.Position, want int) (imcloud.HistoryRead, int64, error) {
+	args := append(h.common(sr, h.now()), string(s), mode, since.Epoch, since.Offset, want, h.maxLen)
+	vals, err := redigo.Values(sr.script(ctx, histReadScript, args...))
 	if err != nil {
 		return imcloud.HistoryRead{}, 0, err
 	}

@@ -2,10 +2,10 @@ package redis
 
 import redigo "github.com/gomodule/redigo/redis"
 
-// The history's Lua scripts. Schema, per stream (hash-tagged by the
-// stream's name, so a sharded deployment keeps a stream's two keys
-// together; in a Redis Cluster the prefix's tag, {s0}, comes first and
-// decides the slot of every stream's keys):
+// The history's Lua scripts. Schema, per stream, on the stream's shard
+// (history_shard.go) under that shard's prefix {p} (the keys are also
+// tagged by the stream's name; in a Redis Cluster the shard's tag in the
+// prefix, {s<i>}, comes first and decides their slot: the shard's):
 //
 //	{p}hist:{<stream>}      stream  entry id "<offset>-1", fields id op body acc exp   PX MaxAge (renewed by every append)
 //	{p}histmeta:{<stream>}  hash    epoch part last trimmed newest                     PX MetaTTL (renewed by every append)

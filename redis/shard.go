@@ -57,8 +57,10 @@ import (
 //     NodesByRooms and Drained merge what every shard that answers
 //     returns (a node or a room member known to any); RoomCounts reads the
 //     first shard (in Addrs order) that answers;
-//   - history (History): on the first shard only (the first address, or
-//     the Cluster's shard {s0}).
+//   - a stream's history (History: its entries and metadata): on the
+//     shard of the stream's name (history_shard.go); an Append is grouped
+//     per shard, one script call per shard, all at once, and a read goes
+//     to the stream's shard.
 //
 // A node restarted with a new epoch (scripts.go) finds its routes on every
 // shard, since its registration goes to every shard, and each shard
@@ -83,12 +85,12 @@ import (
 // shards left out without logging or counting them. PutNode, Generation
 // and RemoveSessions fail while a shard they address is down (a write
 // meant for every shard is done on the shards that answer and reported
-// failed: its next renewal writes the shard again); PutSessions writes the
-// groups of the shards that answer and fails.
+// failed: its next renewal writes the shard again); PutSessions and
+// History.Append write the groups of the shards that answer and fail.
 //
 // The address list is part of the schema: every process must use the same
-// address strings in the same order (History is on the first, RoomCounts
-// prefers the first that answers). A process cannot see another's list, so
+// address strings in the same order (RoomCounts prefers the first that
+// answers). A process cannot see another's list, so
 // changing it takes a coordinated restart: routes written under one list
 // are not found by lookups under another, for the things that moved. In a
 // Cluster the same holds of ClusterShards and KeyPrefix (the seed

@@ -1,0 +1,62 @@
+package redis
+
+import (
+	"context"
+
+	"github.com/imcloud/imcloud"
+)
+
+// History over a sharded Router (several addresses, or the hash-tag
+// shards of a Redis Cluster): each stream lives on one shard, the one the
+// router's rendezvous hashing gives the stream's name ("u:42",
+// "r:live://1"), so that the history's load spreads over the shards as
+// the routes' does instead of landing on one Redis (with recovery on,
+// every push to a user or a room is appended).
+//
+// A stream's keys (its entries and its metadata: epoch, partition, last
+// offset, what was trimmed) all live on its shard, under the shard's key
+// prefix, and every script call runs on one shard over that shard's keys
+// (in a Cluster: one slot, the shard's prefix declared as KEYS[1]), as on
+// one Redis. So each shard behaves as one Redis does: a shard that lost
+// its data gives its streams new epochs at their next read or append, and
+// the other shards' streams keep theirs.
+//
+// Append groups its items by shard (keeping their order within each
+// stream) and sends each group to its shard, all at once: one round trip
+// per shard, the call's latency its slowest shard's. It fails when any
+// shard failed, with an error naming each that did; the groups of the
+// shards that answered are stored, and appending the same items again
+// (job does, until the call succeeds) is a no-op for those. Read and Last
+// go to the stream's shard alone. With a shard down, the streams of the
+// other shards are appended and read as usual, and those of the down
+// shard fail as they would on one Redis that is down.
+//
+// Where a stream lives depends on the shard names (the address list, or
+// ClusterShards), like everything else of the sharded router: changing
+// them moves the streams of the shards added or removed, which then start
+// over under new epochs (their clients are told epoch_changed).
+
+// streamShardKey is stream s's shard key: its name.
+func streamShardKey(s imcloud.Stream) string { return string(s) }
+
+// shardedAppend appends items, each on its stream's shard, and sets their
+// epochs.
+func (h *History) shardedAppend(ctx context.Context, items []imcloud.HistoryAppend) error {
+	r := h.r
+	at := make([]int, len(items)) // the items' indices, grouped by shard
+	for i := range at {
+		at[i] = i
+	}
+	groups := group(len(r.shards), at, func(i int) int { return r.shardOf(streamShardKey(items[i].Stream)) })
+	return onGroups(ctx, r, groups, func(_ int, s *Router, g []int) error {
+		part := make([]imcloud.HistoryAppend, len(g))
+		for j, i := range g {
+			part[j] = items[i]
+		}
+		err := h.appendOn(ctx, s, part)
+		for j, i := range g {
+			items[i].Epoch = part[j].Epoch // each goroutine writes its own items
+		}
+		return err
+	})
+}
