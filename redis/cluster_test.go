@@ -80,6 +80,12 @@ func TestRedisCluster(t *testing.T) {
 	t.Run("Spread", func(t *testing.T) { testClusterSpread(t, c) })
 	t.Run("StaleSlotMap", func(t *testing.T) { testClusterStaleMap(t, c) })
 	t.Run("SlotMigrated", func(t *testing.T) { testClusterSlotMigrated(t, c) })
+	t.Run("UnreachableSeed", func(t *testing.T) { testClusterUnreachableSeed(t, c) })
+	t.Run("MasterHostDown", func(t *testing.T) { testClusterMasterHostDown(t, c) })
+	t.Run("LastNodeDown", func(t *testing.T) { testClusterLastNodeDown(t, c) })
+	t.Run("CancelledReader", func(t *testing.T) { testClusterCancelledReader(t, c) })
+	t.Run("FrozenMaster", func(t *testing.T) { testClusterFrozenMaster(t, c) })
+	t.Run("PinSurvivesRead", func(t *testing.T) { testClusterPinSurvivesRead(t, c) })
 }
 
 // testClusterStaleMap: a slot map that names a master nobody answers at
@@ -88,12 +94,12 @@ func TestRedisCluster(t *testing.T) {
 // failed-over master's replacement is found both ways, with no call
 // failing).
 func testClusterStaleMap(t *testing.T, c *testenv.RedisCluster) {
-	r := clusterForTest(t, c, Config{KeyPrefix: "st:", ClusterShards: 4, DialTimeout: 500 * time.Millisecond})
+	r := clusterForTest(t, c, Config{KeyPrefix: "st:", ClusterShards: 4, PoolWait: 5 * time.Second})
 	ctx := context.Background()
 	require.NoError(t, r.Ping(ctx))
 	s := r.shards[0]
 	owner := r.cl.current(s.slot)
-	dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
+	dead := refusing(t)
 
 	// A dial to the stale master fails: the map is read again.
 	r.cl.pin(s.slot, dead)
@@ -215,7 +221,7 @@ func clusterKeySlot(t *testing.T, addr, key string) int64 {
 // work; once the slot is moved every call succeeds (the router follows
 // the MOVED reply) and finds the routes written before.
 func testClusterSlotMigrated(t *testing.T, c *testenv.RedisCluster) {
-	r := clusterForTest(t, c, Config{KeyPrefix: "mv:", ClusterShards: 8})
+	r := clusterForTest(t, c, Config{KeyPrefix: "mv:", ClusterShards: 8, PoolWait: 5 * time.Second})
 	ctx := context.Background()
 	var sessions []imcloud.Session
 	var mids []int64
@@ -342,6 +348,7 @@ func TestClusterConfigRefused(t *testing.T) {
 		"shards without Cluster": {ClusterShards: 4},
 		"Addr and Addrs":         {Cluster: true, Addr: "127.0.0.1:1", Addrs: []string{"127.0.0.1:2"}},
 		"empty seed":             {Cluster: true, Addrs: []string{"127.0.0.1:1", ""}},
+		"too many shards":        {Cluster: true, ClusterShards: maxClusterShards + 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := NewRouter(cfg)

@@ -59,8 +59,10 @@
 // owns it; every script declares that prefix as its key, so a call never
 // leaves the slot. The slot map is read with CLUSTER SLOTS, lazily, and
 // again when a slot moves (a MOVED reply, followed: the call is retried
-// once) or a master stops answering (a failover). ASK, TRYAGAIN (a slot
-// being migrated) and CLUSTERDOWN fail the call naming the shard. Reads
+// once) or a master stops answering (a refused or timed-out dial, a
+// closed connection, a call timed out: a failover is followed once the
+// Cluster has promoted a replica). ASK, TRYAGAIN (a slot being migrated)
+// and CLUSTERDOWN fail the call naming the shard. Reads
 // go to masters only. DB must be 0. History spreads over the shards by
 // stream, as over addresses.
 //

@@ -47,7 +47,7 @@ type Config struct {
 	// (a few times the number of masters), but the node registry and room
 	// membership are written to every shard and the merged reads ask every
 	// shard. Changing it moves routes: a coordinated restart, like the
-	// address list. Default 16.
+	// address list. Default 16, at most 1024.
 	ClusterShards int
 	// Username and Password authenticate (AUTH, or ACL AUTH with a
 	// username). Default none.
@@ -187,7 +187,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		}
 		cfg.Addr, cfg.Addrs = cfg.Addrs[0], nil
 	}
-	return newInstance(cfg, nil)
+	return newInstance(cfg, nil, 0)
 }
 
 // withDefaults returns cfg with every zero field set to its default.
@@ -251,9 +251,10 @@ func dialOptions(cfg Config) []redigo.DialOption {
 	return opts
 }
 
-// newInstance returns a router over one Redis: the one at cfg.Addr, or
-// the one dial reaches (a Cluster shard's master) when dial is not nil.
-func newInstance(cfg Config, dial func(context.Context) (redigo.Conn, error)) (*Router, error) {
+// newInstance returns a router over one Redis: the one at cfg.Addr, or,
+// when cl is not nil, the master of slot in that Cluster (a shard of a
+// Cluster router).
+func newInstance(cfg Config, cl *cluster, slot uint16) (*Router, error) {
 	cfg = cfg.withDefaults()
 	if cfg.DB < 0 {
 		return nil, fmt.Errorf("%w: negative Redis DB %d", logic.ErrInvalidArgument, cfg.DB)
@@ -269,12 +270,15 @@ func newInstance(cfg Config, dial func(context.Context) (redigo.Conn, error)) (*
 		lookups: make(chan *lookup, cfg.MaxLookupsPerTrip*cfg.Lookups),
 		small:   make(chan *lookup, cfg.MaxLookupsPerTrip),
 		quit:    make(chan struct{}),
+		cl:      cl,
+		slot:    slot,
 	}
-	if dial == nil {
-		opts := dialOptions(cfg)
-		dial = func(ctx context.Context) (redigo.Conn, error) {
-			return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
-		}
+	opts := dialOptions(cfg)
+	dial := func(ctx context.Context) (redigo.Conn, error) {
+		return redigo.DialContext(ctx, "tcp", cfg.Addr, opts...)
+	}
+	if cl != nil {
+		dial = func(ctx context.Context) (redigo.Conn, error) { return cl.dial(ctx, slot) }
 	}
 	r.pool = r.newPool(dial, cfg.PoolSize)
 	r.lookupPool = r.newPool(dial, cfg.Lookups+1)
@@ -385,8 +389,9 @@ func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 // the router makes is idempotent (reads, and scripts that set rather than
 // add), and the idle connections from before the restart are dropped by
 // the pool's TestOnBorrow, so the retry dials afresh. In cluster mode a
-// MOVED reply is followed the same way, once the slot map names the new
-// master (cluster.go).
+// MOVED reply is followed the same way, to the master it names, and a
+// call that timed out drops the idle connections and has the slot map
+// read again, but is not retried (cluster.go's redirected).
 func (r *Router) withConn(ctx context.Context, fn func(c redigo.Conn) error) error {
 	return r.withPoolConn(ctx, r.pool, fn)
 }
@@ -401,11 +406,14 @@ func (r *Router) withPoolConn(ctx context.Context, pool *redigo.Pool, fn func(c 
 		}
 		err = fn(c)
 		c.Close()
-		if err == nil || !(r.cl.redirected(ctx, r.slot, seen, err) || isConnLost(err)) {
-			return err
+		if err == nil {
+			return nil
 		}
-		r.connLost.Store(time.Now().UnixNano())
-		if attempt > 0 || ctx.Err() != nil {
+		retry, drop := r.cl.redirected(ctx, r.slot, seen, err)
+		if drop {
+			r.connLost.Store(time.Now().UnixNano())
+		}
+		if !retry || attempt > 0 || ctx.Err() != nil {
 			return err
 		}
 	}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, when missing and
-# when this user can: redis-server (the Redis router's tests run against a
-# real server); Node.js, npm and Debian's chromium, and examples/web's npm
-# packages from its lockfile, for the browser client's tests and its npm
-# package's (the browser test never downloads a browser). Without root or
+# when this user can: redis-server and redis-cli (the Redis router's tests
+# run against real servers, and redis-cli joins them into a Redis Cluster);
+# Node.js, npm and Debian's chromium, and examples/web's npm packages from
+# its lockfile, for the browser client's tests and its npm package's (the
+# browser test never downloads a browser). Without root or
 # apt-get it says what is missing and carries on; the tests then skip or
 # (with IMCLOUD_REQUIRE_BACKENDS=1) fail.
 set -euo pipefail
@@ -27,9 +28,9 @@ apt_install() {
 		{ $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-	echo "install-test-deps: installing redis-server"
-	apt_install redis-server
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+	echo "install-test-deps: installing redis-server and redis-tools (redis-cli)"
+	apt_install redis-server redis-tools
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -26,9 +27,10 @@ type RedisCluster struct {
 // with its cluster bus on a free port of its own) and joins them into one
 // Redis Cluster with redis-cli --cluster create, the 16384 slots split
 // evenly, then waits until every node reports cluster_state:ok. A Cluster
-// needs 3 masters or more. It skips (or fails, see BackendsRequired) when
-// redis-server or redis-cli is not installed (Debian's redis-server
-// package brings redis-cli, in redis-tools).
+// needs 3 masters or more, and redis-server 7 or later (--cluster-port).
+// It skips (or fails, see BackendsRequired) when redis-server or
+// redis-cli is not installed (Debian's redis-server package brings
+// redis-cli, in redis-tools).
 func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	t.Helper()
 	if masters < 3 {
@@ -37,6 +39,12 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		missing(t, "redis-cli")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		missing(t, "redis-server")
+	}
+	if major, version := redisMajor(); major < 7 {
+		missing(t, "redis-server 7 or later (--cluster-port; installed: "+version+")")
 	}
 	c := &RedisCluster{}
 	for range masters {
@@ -53,7 +61,9 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -70,6 +80,23 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 		}
 	}
 	return c
+}
+
+// redisMajor returns the major version of the redis-server installed, and
+// its version as redis-server --version reports it (0 and the reason when
+// that fails).
+func redisMajor() (int, string) {
+	out, err := exec.Command("redis-server", "--version").Output()
+	if err != nil {
+		return 0, fmt.Sprintf("unknown (redis-server --version: %v)", err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+			return major, v
+		}
+	}
+	return 0, fmt.Sprintf("unknown (%q)", strings.TrimSpace(string(out)))
 }
 
 // bulkCommand sends one inline command whose reply is a bulk string and
