@@ -293,3 +293,46 @@ func TestMovedTo(t *testing.T) {
 		assert.False(t, ok, reply)
 	}
 }
+
+// testClusterMovedMidPipeline: a MOVED reply to a call of a pipeline
+// after earlier calls ran retries that call alone, and the replies of the
+// calls that ran are kept (a putSessionsScript call's reply reports the
+// previous user of a key it moved, once: rerun, it reports nothing).
+//
+// One shard's calls all have its slot, so the slot would have to move
+// between two calls of a pipeline; instead the pipeline's first call
+// names another shard on the same master (as the calls before a move
+// would run), and the second the shard whose slot was moved to another
+// master behind the router's back.
+func testClusterMovedMidPipeline(t *testing.T, c *testenv.RedisCluster) {
+	r := clusterForTest(t, c, Config{KeyPrefix: "mp:", ClusterShards: 8, PoolWait: 5 * time.Second})
+	ctx := context.Background()
+	require.NoError(t, r.Ping(ctx))
+	a, b := -1, -1 // two shards on one master
+	for i := range r.shards {
+		for j := range i {
+			if r.cl.current(r.shards[i].slot) == r.cl.current(r.shards[j].slot) {
+				a, b = i, j
+			}
+		}
+	}
+	require.GreaterOrEqual(t, a, 0, "8 shards over 3 masters: two share one")
+	sa, sb := r.shards[a], r.shards[b]
+	require.NoError(t, sb.PutSessions(ctx, []imcloud.Session{{Mid: 1, Key: "k1", Node: "n", Gen: 1}}, time.Minute))
+	source := r.cl.current(sa.slot)
+	target := c.Addrs[0]
+	if target == source {
+		target = c.Addrs[1]
+	}
+	startMigration(t, source, target, sa.slot).finish(t, c.Addrs)
+
+	calls := append(sessionCalls(sb.prefix, []imcloud.Session{{Mid: 2, Key: "k1", Node: "n", Gen: 2}}, time.Minute),
+		sessionCalls(sa.prefix, []imcloud.Session{{Mid: 3, Key: "k3", Node: "n", Gen: 1}}, time.Minute)...)
+	replies, err := sa.scriptReplies(ctx, putSessionsScript, calls)
+	require.NoError(t, err)
+	require.Len(t, replies, 2)
+	moved, _ := replies[0].([]any)
+	require.Len(t, moved, 2, "the first call's report of k1's previous user")
+	assert.Equal(t, "k1", string(moved[0].([]byte)))
+	assert.Equal(t, target, r.cl.current(sa.slot))
+}

@@ -86,6 +86,7 @@ func TestRedisCluster(t *testing.T) {
 	t.Run("CancelledReader", func(t *testing.T) { testClusterCancelledReader(t, c) })
 	t.Run("FrozenMaster", func(t *testing.T) { testClusterFrozenMaster(t, c) })
 	t.Run("PinSurvivesRead", func(t *testing.T) { testClusterPinSurvivesRead(t, c) })
+	t.Run("MovedMidPipeline", func(t *testing.T) { testClusterMovedMidPipeline(t, c) })
 }
 
 // testClusterStaleMap: a slot map that names a master nobody answers at

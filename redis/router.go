@@ -456,7 +456,11 @@ func (r *Router) scripts(ctx context.Context, s *redigo.Script, calls [][]any) e
 	return err
 }
 
-// scriptReplies is scripts returning the calls' replies, in order.
+// scriptReplies is scripts returning the calls' replies, in order. When
+// it fails, the replies of the calls that succeeded are returned as well
+// (nil for the others), and a retry (a lost connection, a MOVED reply)
+// runs only the calls that had not succeeded: the calls before a MOVED
+// reply ran, and what their replies report is not lost.
 func (r *Router) scriptReplies(ctx context.Context, s *redigo.Script, calls [][]any) ([]any, error) {
 	if len(calls) == 0 {
 		return nil, ctx.Err()
@@ -465,43 +469,54 @@ func (r *Router) scriptReplies(ctx context.Context, s *redigo.Script, calls [][]
 		reply, err := r.script(ctx, s, calls[0]...)
 		return []any{reply}, err
 	}
-	var replies []any
-	err := r.withConn(ctx, func(c redigo.Conn) (err error) {
-		replies, err = pipelineScripts(ctx, c, s, calls)
-		return err
+	replies := make([]any, len(calls))
+	done := make([]bool, len(calls))
+	err := r.withConn(ctx, func(c redigo.Conn) error {
+		return pipelineScripts(ctx, c, s, calls, replies, done)
 	})
 	return replies, err
 }
 
-func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script, calls [][]any) ([]any, error) {
+// pipelineScripts runs the calls not done yet in one round trip, loading
+// s first if the server does not know it, and records each call's reply
+// that is not an error in replies, marking the call done.
+func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script,
+	calls [][]any, replies []any, done []bool) error {
 	for attempt := 0; ; attempt++ {
-		for _, args := range calls {
-			if err := s.SendHash(c, args...); err != nil {
-				return nil, fmt.Errorf("redis: send: %w", err)
+		var sent []int
+		for i, args := range calls {
+			if done[i] {
+				continue
 			}
+			if err := s.SendHash(c, args...); err != nil {
+				return fmt.Errorf("redis: send: %w", err)
+			}
+			sent = append(sent, i)
 		}
 		if err := c.Flush(); err != nil {
-			return nil, fmt.Errorf("redis: flush: %w", err)
+			return fmt.Errorf("redis: flush: %w", err)
 		}
 		var first error
-		replies := make([]any, len(calls))
-		for i := range calls {
+		for _, i := range sent {
 			reply, err := redigo.ReceiveContext(c, ctx)
-			if err != nil && first == nil {
-				first = err
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				continue
 			}
-			replies[i] = reply
+			replies[i], done[i] = reply, true
 		}
 		if first == nil {
-			return replies, nil
+			return nil
 		}
 		if attempt == 0 && isNoScript(first) {
 			if err := s.Load(c); err != nil {
-				return nil, fmt.Errorf("redis: script load: %w", err)
+				return fmt.Errorf("redis: script load: %w", err)
 			}
-			continue // the scripts are idempotent: run the batch again
+			continue // the calls that failed run again
 		}
-		return nil, fmt.Errorf("redis: script: %w", first)
+		return fmt.Errorf("redis: script: %w", first)
 	}
 }
 
