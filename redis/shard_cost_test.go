@@ -22,9 +22,10 @@ import (
 // a router over 1, 2 and 3 of them: 10,000 users, one connection each, on
 // 4 nodes; then the lookups logic makes for a push (NodesByMids of one
 // mid, of 100 mids, NodesByKeys of one key), a node's renewal of 512 of
-// its sessions (PutSessions) and of its registration (PutNode), one call
-// at a time. It reports, per push (session, renewal), in total and per
-// shard (s0, s1, s2): the calls the router sent (redis-calls: script
+// its sessions (PutSessions) and of its registration (PutNode), and job's
+// history appends (History.Append of 64 pushes to 10,000 user streams),
+// one call at a time. It reports, per push (session, renewal, append), in
+// total and per shard (s0, s1, s2): the calls the router sent (redis-calls: script
 // calls, MGET, PING), the commands Redis executed (redis-ops: INFO
 // commandstats, which counts those a script runs too, the benchmark's own
 // INFO left out) and the redis-servers' CPU time (utime+stime in /proc):
@@ -112,6 +113,20 @@ func benchShardCost(b *testing.B, srvs []*testenv.Redis, cfg redis.Config) {
 	b.Run("node", func(b *testing.B) {
 		measureShards(b, srvs, conns, 1, "renewal", func(i int) error {
 			return r.PutNode(ctx, imcloud.Node{ID: fmt.Sprintf("node-%d", i%nodes)}, time.Hour)
+		})
+	})
+	h := redis.NewHistory(r, redis.HistoryConfig{})
+	items := make([]imcloud.HistoryAppend, 64)
+	body := make([]byte, 100)
+	off := int64(0) // across the runs of the sub-benchmark: every append is a new push
+	b.Run("history=64", func(b *testing.B) {
+		measureShards(b, srvs, conns, len(items), "append", func(int) error {
+			for j := range items {
+				items[j] = imcloud.HistoryAppend{Stream: imcloud.UserStream(1 + off%users), Entry: imcloud.HistoryEntry{
+					Offset: off, ID: imcloud.NewMessageID(), Op: 1000, Body: body, Accepted: time.Now()}}
+				off++
+			}
+			return h.Append(ctx, items)
 		})
 	})
 }
