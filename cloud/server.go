@@ -310,6 +310,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) drain() {
 	defer close(s.drained)
+	ph := newDrainPhases()
 	s.mu.Lock()
 	s.closed = true
 	close(s.quit)
@@ -324,8 +325,11 @@ func (s *Server) drain() {
 		_ = nc.Close()
 	}
 	s.mu.Unlock()
+	ph.done("stop")
 	s.bg.Wait()
+	ph.done("background")
 	s.sess.deregister()
+	ph.done("deregister")
 
 	// Close in paced batches of DrainRate/10 every 100 ms.
 	batch := max(s.cfg.DrainRate/10, 1)
@@ -346,12 +350,18 @@ func (s *Server) drain() {
 			}
 		}
 	}
+	ph.done("close")
 	s.wg.Wait()
+	ph.done("ended")
 	for s.writerCount() > 0 {
 		time.Sleep(time.Millisecond)
 	}
+	ph.done("writers")
 	s.sess.flushFinal()
+	ph.done("removals")
 	s.events.close(eventFlushTimeout)
+	ph.done("events")
+	ph.log(s.cfg.Logger, sent)
 }
 
 // writerCount is the number of connections whose writes are claimed:

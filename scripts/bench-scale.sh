@@ -27,7 +27,9 @@
 #
 # Knobs (environment): SMALL=1 (3 gateways, 30,000 connections, 30 s hold:
 # under 3 minutes), GW, GENS, PER_GEN, HOLD, CONNECT_RATE (per generator),
-# SHARDS (redis-servers the router is sharded over, default 1), LOAD_ONLY=1
+# SHARDS (redis-servers the router is sharded over, default 1), GW_FLAGS
+# (more flags for every gateway, e.g. '-pprof -log-level info': pprof on
+# its admin port, and the drain's phases logged when it ends), LOAD_ONLY=1
 # (ramp, hold and the room push only: no broadcast, no storm, no report;
 # the results stay in OUT/results.jsonl, as scripts/bench-scale-sweep.sh
 # runs it), OUT (work dir), MD (the BENCHMARKS.md to write).
@@ -111,7 +113,7 @@ pid_job=$LAST
 # gw_args K INCARNATION: gateway K's flags; its node id names the
 # incarnation, so a route left by the one before shows as stale.
 gw_args() {
-	echo "-role cloud -node-id scale-$1-$2 -tcp-addr '' -ws-addr 127.0.0.1:$((24000 + $1)) -link-addr 127.0.0.1:$((24100 + $1)) -admin-addr 127.0.0.1:$((24200 + $1)) -max-conns 19000 $COMMON"
+	echo "-role cloud -node-id scale-$1-$2 -tcp-addr '' -ws-addr 127.0.0.1:$((24000 + $1)) -link-addr 127.0.0.1:$((24100 + $1)) -admin-addr 127.0.0.1:$((24200 + $1)) -max-conns 19000 $COMMON${GW_FLAGS:+ $GW_FLAGS}"
 }
 start_gw() { # start_gw K INCARNATION
 	eval "start gw-$1 \"\$SERVER\" $(gw_args "$1" "$2")"
