@@ -42,6 +42,9 @@ type sessionSync struct {
 	puts    map[string]imcloud.Session
 	removes []imcloud.Session
 	wake    chan struct{}
+	// stop ends flushLoop (flushFinal closes it); flushed is closed when
+	// flushLoop has returned.
+	stop, flushed chan struct{}
 	// round is closed once the flush that takes the puts and room changes
 	// queued now has written them (or failed to).
 	round chan struct{}
@@ -68,7 +71,8 @@ func newSessionSync(s *Server) *sessionSync {
 	var e [8]byte
 	_, _ = rand.Read(e[:])
 	ss := &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
-		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{})}
+		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{}),
+		stop: make(chan struct{}), flushed: make(chan struct{})}
 	if rs, ok := s.cfg.Store.(RoomStore); ok {
 		ss.roomStore, ss.members, ss.roomPuts = rs, make(map[string]roomState), make(map[string]bool)
 	}
@@ -84,7 +88,7 @@ func (ss *sessionSync) start() {
 	ss.gen, _ = ss.generation()
 	ss.putNode()
 	ss.reportRooms()
-	ss.s.bg.Add(2)
+	ss.s.bg.Add(1)
 	go ss.flushLoop()
 	go ss.tickLoop()
 }
@@ -155,12 +159,15 @@ func (ss *sessionSync) failed(what string, err error) {
 }
 
 // flushLoop writes pending puts and removals as they come, batching
-// whatever accumulates during a round trip.
+// whatever accumulates during a round trip. It runs until flushFinal,
+// through Shutdown's drain: the removals of the connections already
+// closed are written while the drain waits for the others, instead of
+// all of them one round trip after another once every connection ended.
 func (ss *sessionSync) flushLoop() {
-	defer ss.s.bg.Done()
+	defer close(ss.flushed)
 	for {
 		select {
-		case <-ss.s.quit:
+		case <-ss.stop:
 			return
 		case <-ss.wake:
 		}
@@ -413,11 +420,14 @@ func (ss *sessionSync) deregister() {
 	}
 }
 
-// flushFinal writes the removals of the drained connections.
+// flushFinal stops flushLoop and writes what it left: the removals of
+// the last drained connections.
 func (ss *sessionSync) flushFinal() {
 	if ss.store == nil {
 		return
 	}
+	close(ss.stop)
+	<-ss.flushed
 	ss.flush()
 }
 
