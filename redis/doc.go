@@ -44,7 +44,8 @@
 // not reply holds each call that reaches it for ReadTimeout (no fast
 // failure). Each shard has its own generation and rebuilds on its own; an
 // error from a shard names its address. History spreads by stream: a
-// stream's entries and metadata live on the shard of its name, an Append
+// stream's entries and metadata live on one shard (a user's on the
+// user's, a room's on the shard of its name), an Append
 // reaches each of its streams' shards at once (one script call each), a
 // read its stream's shard; a shard that lost its data gives its streams
 // new epochs. Every process must use the same address list, in the same

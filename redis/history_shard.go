@@ -2,16 +2,22 @@ package redis
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/imcloud/imcloud"
 )
 
 // History over a sharded Router (several addresses, or the hash-tag
-// shards of a Redis Cluster): each stream lives on one shard, the one the
-// router's rendezvous hashing gives the stream's name ("u:42",
-// "r:live://1"), so that the history's load spreads over the shards as
-// the routes' does instead of landing on one Redis (with recovery on,
-// every push to a user or a room is appended).
+// shards of a Redis Cluster): each stream lives on one shard, so that the
+// history's load spreads over the shards as the routes' does instead of
+// landing on one Redis (with recovery on, every push to a user or a room
+// is appended). A user's stream ("u:42") lives on the user's shard, with
+// its routes (midShard); a room's ("r:live://1") on the shard the
+// router's rendezvous hashing gives its name. Keeping a user's stream with
+// its routes keeps a shard's failure to that shard's users: a push to a
+// user on a down shard already fails at its lookup, before the queue, so
+// job never holds a partition for such a user's stream, while a push to a
+// user on a live shard finds its stream there too.
 //
 // A stream's keys (its entries and its metadata: epoch, partition, last
 // offset, what was trimmed) all live on its shard, under the shard's key
@@ -36,8 +42,14 @@ import (
 // them moves the streams of the shards added or removed, which then start
 // over under new epochs (their clients are told epoch_changed).
 
-// streamShardKey is stream s's shard key: its name.
-func streamShardKey(s imcloud.Stream) string { return string(s) }
+// streamShardKey is stream s's shard key: a user stream's mid, the key
+// of the user's routes (midShard), or a room stream's name.
+func streamShardKey(s imcloud.Stream) string {
+	if mid, ok := s.Mid(); ok {
+		return strconv.FormatInt(mid, 10)
+	}
+	return string(s)
+}
 
 // shardedAppend appends items, each on its stream's shard, and sets their
 // epochs.

@@ -60,7 +60,10 @@ func TestShardedHistorySpreads(t *testing.T) {
 	require.NoError(t, h.Append(ctx, items))
 	perShard := make([]int, len(addrs))
 	for _, s := range streams {
-		at := r.shardOf(string(s))
+		at := r.shardOf(streamShardKey(s))
+		if mid, ok := s.Mid(); ok {
+			assert.Equal(t, r.midShard(mid), at, "user %d's stream on the user's shard", mid)
+		}
 		perShard[at]++
 		for i, addr := range addrs {
 			for _, key := range []string{"hist:{" + string(s) + "}", "histmeta:{" + string(s) + "}"} {
@@ -119,7 +122,7 @@ func TestShardedHistoryShardDown(t *testing.T) {
 		one := []imcloud.HistoryAppend{shardHistItem(s, 11)}
 		err := h.Append(ctx, one)
 		_, rerr := h.Read(ctx, s, imcloud.Position{Epoch: first[i].Epoch, Offset: 10}, 0)
-		if r.shardOf(string(s)) == down {
+		if r.shardOf(streamShardKey(s)) == down {
 			gone++
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), addrs[down], "the error names the stopped shard")
@@ -148,7 +151,7 @@ func TestShardedHistoryShardDown(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), addrs[down])
 	for i, s := range streams {
-		if r.shardOf(string(s)) == down {
+		if r.shardOf(streamShardKey(s)) == down {
 			continue
 		}
 		got, err := h.Last(ctx, s, 1)
@@ -165,7 +168,7 @@ func TestShardedHistoryShardDown(t *testing.T) {
 	for i, s := range streams {
 		got, err := h.Read(ctx, s, imcloud.Position{Epoch: first[i].Epoch, Offset: 10}, 0)
 		require.NoError(t, err)
-		if r.shardOf(string(s)) == down {
+		if r.shardOf(streamShardKey(s)) == down {
 			assert.NotEqual(t, first[i].Epoch, batch[i].Epoch, "stream %s lost with its shard", s)
 			assert.Equal(t, imcloud.ReasonEpochChanged, got.Reason)
 			assert.Equal(t, batch[i].Epoch, got.Epoch)
@@ -208,7 +211,7 @@ func testClusterHistory(t *testing.T, c *testenv.RedisCluster) {
 		assert.NotEmpty(t, keysOn(t, addr, "hs:*histmeta:*"), "master %d holds streams", i)
 	}
 	for _, it := range items {
-		key := "hs:" + r.names[r.shardOf(string(it.Stream))] + "hist:{" + string(it.Stream) + "}"
-		assert.Equal(t, int64(1), nodeDo(t, c.Addrs[r.shardOf(string(it.Stream))], "EXISTS", key), key)
+		key := "hs:" + r.names[r.shardOf(streamShardKey(it.Stream))] + "hist:{" + string(it.Stream) + "}"
+		assert.Equal(t, int64(1), nodeDo(t, c.Addrs[r.shardOf(streamShardKey(it.Stream))], "EXISTS", key), key)
 	}
 }

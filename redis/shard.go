@@ -57,8 +57,9 @@ import (
 //     NodesByRooms and Drained merge what every shard that answers
 //     returns (a node or a room member known to any); RoomCounts reads the
 //     first shard (in Addrs order) that answers;
-//   - a stream's history (History: its entries and metadata): on the
-//     shard of the stream's name (history_shard.go); an Append is grouped
+//   - a stream's history (History: its entries and metadata): a user's
+//     on the user's shard, a room's on the shard of the stream's name
+//     (history_shard.go); an Append is grouped
 //     per shard, one script call per shard, all at once, and a read goes
 //     to the stream's shard.
 //
