@@ -63,7 +63,9 @@ bench-control:
 # gateway drained and restarted within 10 s) and the router's routes
 # checked against the live connections; into BENCHMARKS.md's section
 # "scale" (scripts/bench-scale.sh). About 12 minutes; `make bench-scale
-# SMALL=1`: 3 gateways, 30,000 connections, under 3 minutes.
+# SMALL=1`: 3 gateways, 30,000 connections, under 3 minutes; `make
+# bench-scale SHARDS=3`: the router over 3 redis-servers, into the
+# subsection "The same over 3 Redis shards".
 bench-scale:
 	SMALL=$(SMALL) SHARDS=$(SHARDS) ./scripts/bench-scale.sh
 

@@ -24,14 +24,18 @@ import (
 //	-phase load: reads the gateways' RSS with no connection, starts every
 //	  generator and waits until all connections are authenticated (ramp),
 //	  holds them for -hold (CPU per process, gateway RSS per connection,
-//	  redis-server's CPU and commands per second from INFO), then one room
-//	  push to the room every connection is in and one broadcast paced at
-//	  -speed connections/s: each connection must record each push.
+//	  redis-servers' CPU and commands per second from INFO, in all and
+//	  per server), then one room push to the room every connection is
+//	  in and one broadcast paced at -speed connections/s: each
+//	  connection must record each push.
 //	-phase back: after the script restarted every gateway (SIGTERM, drain)
 //	  at -since, waits until every connection is back, compares the
 //	  router's routes (logic's presence API) with the generators' live
 //	  connections (0 missing, 0 stale), then one more room push.
-//	-phase report: the results as markdown into -md's section "scale".
+//	-phase report: the results as markdown into -md's section "scale"
+//	  (with -shards above 1, its subsection "The same over N Redis
+//	  shards", so that the runs over one and over several redis-servers
+//	  each keep their own block).
 //	-phase sweep: the load phases of several runs (-json, one run after
 //	  the other) as plots into -svg-dir and a table into -md's
 //	  subsection "Cost as the work grows" (scalesweep.go).
@@ -66,6 +70,9 @@ type scaleResult struct {
 	// Load1 is the 1-minute load average (/proc/loadavg) at the end of
 	// the phase: above the cores, the machine's CPU ran out.
 	Load1 float64 `json:"load1,omitempty"`
+	// RedisShardOps is RedisOps per redis-server, in -redis's order,
+	// when the router is sharded over more than one.
+	RedisShardOps []float64 `json:"redis_shard_ops_per_s,omitempty"`
 }
 
 type scaleCtlConfig struct {
@@ -74,7 +81,7 @@ type scaleCtlConfig struct {
 	pids                                 []namedPid
 	expect                               int64
 	hold, timeout                        time.Duration
-	speed                                int
+	speed, shards                        int
 	since                                int64
 	room                                 string
 }
@@ -97,6 +104,7 @@ func scaleCtl(args []string, out io.Writer) error {
 	fs.StringVar(&c.room, "room", "live://scale", "the room every connection is in")
 	fs.StringVar(&c.jsonOut, "json", "", "append results to this file")
 	fs.StringVar(&c.md, "md", "", "report: BENCHMARKS.md to update")
+	fs.IntVar(&c.shards, "shards", 1, "report: the redis-servers the router was sharded over; above 1, the report goes into its own subsection of \"scale\"")
 	fs.StringVar(&c.pre, "preamble", "", "report, sweep: markdown put before the table")
 	fs.StringVar(&c.svgDir, "svg-dir", "", "sweep: directory to write the plots into")
 	if err := fs.Parse(args); err != nil {
@@ -228,13 +236,22 @@ func (c *scaleCtlConfig) load(out io.Writer) error {
 	time.Sleep(c.hold)
 	after, ops1, cmds1 := sampleProcs(c.pids), c.redisStats(), c.redisCmds()
 	win := time.Since(t0)
+	var ops float64
+	for i := range ops1 {
+		ops += float64(ops1[i]-ops0[i]) / win.Seconds()
+	}
 	if sts, _ = c.states(); len(sts) == 0 {
 		return errors.New("bench scale: generators gone")
 	}
 	s2 := sum(sts)
 	hold := scaleResult{Phase: "hold", Conns: s2.Live, Gateways: len(s2.PerGW), Seconds: win.Seconds(),
 		Lost: s2.Lost - s.Lost, Procs: procDelta(c.pids, before, after, win), RedisCmds: map[string]float64{},
-		RedisOps: float64(ops1-ops0) / win.Seconds()}
+		RedisOps: ops}
+	if len(ops1) > 1 {
+		for i := range ops1 {
+			hold.RedisShardOps = append(hold.RedisShardOps, float64(ops1[i]-ops0[i])/win.Seconds())
+		}
+	}
 	var rss, conns int64
 	for i, p := range c.pids {
 		if gw, ok := strings.CutPrefix(p.name, "gw-"); ok {
@@ -335,13 +352,15 @@ func (c *scaleCtlConfig) push(out io.Writer, phase, path string, tag int) bool {
 	return r.Pass
 }
 
-// redisStats is INFO's total_commands_processed summed over -redis (0
-// without).
-func (c *scaleCtlConfig) redisStats() (n int64) {
-	for _, l := range strings.Split(c.redisInfo("stats"), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_commands_processed:"); ok {
-			k, _ := strconv.ParseInt(v, 10, 64)
-			n += k
+// redisStats is INFO's total_commands_processed of every -redis address,
+// in its order (0 for one that does not answer).
+func (c *scaleCtlConfig) redisStats() []int64 {
+	n := make([]int64, len(c.redisAddrs))
+	for i, addr := range c.redisAddrs {
+		for _, l := range strings.Split(redisInfoOf(addr, "stats"), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_commands_processed:"); ok {
+				n[i], _ = strconv.ParseInt(v, 10, 64)
+			}
 		}
 	}
 	return n
@@ -367,19 +386,25 @@ func (c *scaleCtlConfig) redisCmds() map[string]int64 {
 func (c *scaleCtlConfig) redisInfo(section string) string {
 	var b strings.Builder
 	for _, addr := range c.redisAddrs {
-		conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(5*time.Second))
-		if err != nil {
-			fmt.Fprintf(stderr, "bench scale: redis %s: %v\n", addr, err)
-			continue
-		}
-		s, err := redis.String(conn.Do("INFO", section))
-		conn.Close()
-		if err != nil {
-			fmt.Fprintf(stderr, "bench scale: redis %s INFO: %v\n", addr, err)
-		}
-		b.WriteString(s + "\n")
+		b.WriteString(redisInfoOf(addr, section) + "\n")
 	}
 	return b.String()
+}
+
+// redisInfoOf is INFO section of the redis-server at addr ("" if it does
+// not answer).
+func redisInfoOf(addr, section string) string {
+	conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(5*time.Second))
+	if err != nil {
+		fmt.Fprintf(stderr, "bench scale: redis %s: %v\n", addr, err)
+		return ""
+	}
+	s, err := redis.String(conn.Do("INFO", section))
+	conn.Close()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench scale: redis %s INFO: %v\n", addr, err)
+	}
+	return s
 }
 
 // loadAvg is the 1-minute load average (0 where /proc/loadavg is not).
