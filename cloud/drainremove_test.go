@@ -19,18 +19,7 @@ import (
 func TestDrainRemovesWhileWaiting(t *testing.T) {
 	t.Parallel()
 	st := newFakeStore()
-	entered, release := make(chan struct{}), make(chan struct{})
-	dev := cloud.DevAuthenticator()
-	auth := cloud.AuthFunc(func(ctx context.Context, req *cloud.AuthRequest) (cloud.Identity, error) {
-		if req.Body.Key == "held" {
-			close(entered)
-			select {
-			case <-release:
-			case <-time.After(20 * time.Second):
-			}
-		}
-		return dev.Authenticate(ctx, req)
-	})
+	auth, entered, release := holdingAuth()
 	n := startNode(t, cloud.Config{NodeID: "node-d", Store: st, Authenticator: auth, MaxConnsPerIP: -1, AcceptRate: -1})
 
 	a := dialRaw(t, n.tcpAddr, false)
@@ -60,4 +49,23 @@ func TestDrainRemovesWhileWaiting(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) while a connection was still in its authenticator", err)
 	default:
 	}
+}
+
+// holdingAuth is DevAuthenticator holding a client authenticating with
+// the key "held" until release is closed (20 s at most); entered is
+// closed once it holds it.
+func holdingAuth() (auth cloud.Authenticator, entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	dev := cloud.DevAuthenticator()
+	auth = cloud.AuthFunc(func(ctx context.Context, req *cloud.AuthRequest) (cloud.Identity, error) {
+		if req.Body.Key == "held" {
+			close(entered)
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		return dev.Authenticate(ctx, req)
+	})
+	return auth, entered, release
 }

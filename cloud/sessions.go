@@ -48,6 +48,11 @@ type sessionSync struct {
 	// round is closed once the flush that takes the puts and room changes
 	// queued now has written them (or failed to).
 	round chan struct{}
+	// retry ends flushLoop's wait after a failed flush: check found the
+	// store reachable again (flushretry.go). failing is set from a failed
+	// flush to the next that writes.
+	retry   chan struct{}
+	failing atomic.Bool
 
 	// roomStore is the store as a RoomStore, nil when it is not one: then
 	// no membership is kept (membership.go). members counts the node's
@@ -72,7 +77,7 @@ func newSessionSync(s *Server) *sessionSync {
 	_, _ = rand.Read(e[:])
 	ss := &sessionSync{s: s, store: s.cfg.Store, epoch: hex.EncodeToString(e[:]),
 		since: time.Now(), puts: make(map[string]imcloud.Session), wake: make(chan struct{}, 1), round: make(chan struct{}),
-		stop: make(chan struct{}), flushed: make(chan struct{})}
+		retry: make(chan struct{}, 1), stop: make(chan struct{}), flushed: make(chan struct{})}
 	if rs, ok := s.cfg.Store.(RoomStore); ok {
 		ss.roomStore, ss.members, ss.roomPuts = rs, make(map[string]roomState), make(map[string]bool)
 	}
@@ -112,7 +117,7 @@ func (ss *sessionSync) put(sess imcloud.Session) <-chan struct{} {
 // while the store is failing (a client's auth does not wait on an outage:
 // its session is put again when the store is back).
 func (ss *sessionSync) awaitPut(done <-chan struct{}) {
-	if done == nil || ss.needFull.Load() {
+	if done == nil || ss.needFull.Load() || ss.failing.Load() {
 		return
 	}
 	t := time.NewTimer(ss.s.cfg.StoreTimeout)
@@ -158,27 +163,11 @@ func (ss *sessionSync) failed(what string, err error) {
 	ss.s.cfg.Logger.Warn("cloud: session store call failed", "call", what, "err", err)
 }
 
-// flushLoop writes pending puts and removals as they come, batching
-// whatever accumulates during a round trip. It runs until flushFinal,
-// through Shutdown's drain: the removals of the connections already
-// closed are written while the drain waits for the others, instead of
-// all of them one round trip after another once every connection ended.
-func (ss *sessionSync) flushLoop() {
-	defer close(ss.flushed)
-	for {
-		select {
-		case <-ss.stop:
-			return
-		case <-ss.wake:
-		}
-		ss.flush()
-	}
-}
-
 // flush writes what is pending: puts and room changes first (then the
 // round is over), then removals, so a put and a removal of the same
-// connection end removed.
-func (ss *sessionSync) flush() {
+// connection end removed. It reports whether it made a store call and
+// whether every call succeeded; removals that failed are pending again.
+func (ss *sessionSync) flush() (called, ok bool) {
 	ss.mu.Lock()
 	puts := make([]imcloud.Session, 0, len(ss.puts))
 	for _, p := range ss.puts {
@@ -195,11 +184,13 @@ func (ss *sessionSync) flush() {
 	ss.removes = nil
 	ss.mu.Unlock()
 
+	called, ok = len(puts)+len(joined)+len(left)+len(removes) > 0, true
 	if len(puts) > 0 && !ss.putSessions(puts) {
 		ss.needFull.Store(true)
+		ok = false
 	}
-	if len(joined)+len(left) > 0 {
-		ss.writeRooms(joined, left)
+	if len(joined)+len(left) > 0 && !ss.writeRooms(joined, left) {
+		ok = false
 	}
 	if rotate {
 		close(round)
@@ -218,9 +209,10 @@ func (ss *sessionSync) flush() {
 			}
 			ss.removes = append(rest, ss.removes...)
 			ss.mu.Unlock()
-			return
+			return called, false
 		}
 	}
+	return called, ok
 }
 
 func (ss *sessionSync) putSessions(sessions []imcloud.Session) bool {
@@ -341,7 +333,7 @@ func (ss *sessionSync) check() {
 	}
 	ss.reportRooms()
 	ss.gen = gen
-	ss.signal() // the removals and room removals a failure left pending
+	ss.recovered() // the removals and room removals a failure left pending
 	log.Info("cloud: node and sessions registered again", "sessions", ss.s.stats.sessions.Load(),
 		"took", time.Since(start).Round(time.Millisecond))
 }
