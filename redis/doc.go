@@ -46,9 +46,10 @@
 // error from a shard names its address. History spreads by stream: a
 // stream's entries and metadata live on one shard (a user's on the
 // user's, a room's on the shard of its name), an Append
-// reaches each of its streams' shards at once (one script call each), a
-// read its stream's shard; a shard that lost its data gives its streams
-// new epochs. Every process must use the same address list, in the same
+// reaches each of its streams' shards at once (one round trip each, one
+// script call per MaxAppendsPerCall appends), a read its stream's shard;
+// a shard that lost its data gives its streams new epochs, and so does
+// a change of the address list, for every stream (history_layout.go). Every process must use the same address list, in the same
 // order; changing it takes a coordinated restart.
 //
 // # Redis Cluster

@@ -38,8 +38,9 @@ type HistoryConfig struct {
 	MetaTTL time.Duration
 	// MaxAppendsPerCall bounds the appends one script call carries: Redis
 	// runs a script alone, so this bounds how long an append holds it. An
-	// Append with more pipelines several calls in its one round trip.
-	// Default 256.
+	// Append with more pipelines several calls in its one round trip,
+	// each carrying whole streams; a stream with more items than this is
+	// sent in chunks, one round trip each, in order. Default 256.
 	MaxAppendsPerCall int
 	// Now is the clock the age bound and expiries are judged by (the
 	// clock Accepted times come from, not Redis's); nil means time.Now.
@@ -58,12 +59,19 @@ type HistoryConfig struct {
 // A Redis that lost its data (restarted empty, flushed, failed over to an
 // empty replica) lost the metadata too: every stream then gets a new
 // epoch at its next read or append, so a client holding an older one is
-// told epoch_changed, never "nothing missed".
+// told epoch_changed, never "nothing missed". Only that total loss is
+// seen: a Redis that lost only its latest writes (a replica promoted
+// before it had received them) keeps the epochs, and a client positioned
+// before the lost pushes reads Complete without them. The same holds for
+// a stream moved to another shard and back: the layout stamp
+// (history_layout.go) starts it over.
 //
 // It runs over a Router's connections (the same Redis, key prefix, pool
-// and timeouts): every call is one round trip per Redis it needs, its
-// scripts atomic on the server and idempotent, so a call retried after a
-// lost connection does no harm. Over a sharded Router (several addresses
+// and timeouts): every call is one round trip per Redis it needs (an
+// Append with a stream of more than MaxAppendsPerCall items, one per
+// chunk of that stream; the first call also reads each shard's layout
+// stamp), its scripts atomic on the server and idempotent, so a call
+// retried after a lost connection does no harm. Over a sharded Router (several addresses
 // or a Redis Cluster) each stream lives on one shard, chosen by the
 // router's rendezvous hashing of the stream's name (history_shard.go).
 // Safe for concurrent use; it has no goroutine and nothing to close
@@ -80,6 +88,11 @@ type History struct {
 	// without reading crypto/rand per call.
 	epochPrefix string
 	epochSeq    atomic.Uint64
+	// shards are the single-instance routers the streams live on (r
+	// alone, or r's shards), and layout their layout stamps
+	// (history_layout.go).
+	shards []*Router
+	layout *histLayout
 }
 
 // NewHistory returns a History over r's Redis, or over r's shards when r
@@ -105,6 +118,11 @@ func NewHistory(r *Router, cfg HistoryConfig) *History {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	h.epochPrefix = hex.EncodeToString(b[:])
+	h.shards = r.shards
+	if h.shards == nil {
+		h.shards = []*Router{r}
+	}
+	h.layout = newHistLayout(r, h.epochPrefix)
 	return h
 }
 
@@ -137,52 +155,7 @@ func (h *History) Append(ctx context.Context, items []imcloud.HistoryAppend) err
 	if h.r.shards != nil {
 		return h.shardedAppend(ctx, items)
 	}
-	return h.appendOn(ctx, h.r, items)
-}
-
-// appendOn appends items on single-instance router s: one script call per
-// MaxAppendsPerCall items, pipelined in one round trip.
-func (h *History) appendOn(ctx context.Context, s *Router, items []imcloud.HistoryAppend) error {
-	now := h.now()
-	var calls [][]any
-	for chunk := range slices.Chunk(items, h.perCall) {
-		args := append(h.common(s, now), h.maxLen)
-		for _, it := range chunk {
-			e := it.Entry
-			acc := e.Accepted
-			if acc.IsZero() {
-				acc = now
-			}
-			var exp int64
-			if !e.Expires.IsZero() {
-				exp = max(e.Expires.UnixMilli(), 1)
-			}
-			args = append(args, string(it.Stream), strconv.FormatInt(int64(it.Partition), 10),
-				strconv.FormatInt(e.Offset, 10), e.ID[:], int64(e.Op), e.Body, acc.UnixMilli(), exp)
-		}
-		calls = append(calls, args)
-	}
-	replies, err := s.scriptReplies(ctx, histAppendScript, calls)
-	if err != nil {
-		return err
-	}
-	i := 0
-	for _, reply := range replies {
-		epochs, err := redigo.Strings(reply, nil)
-		if err != nil {
-			return fmt.Errorf("redis: history append: %w", err)
-		}
-		for _, epoch := range epochs {
-			if i < len(items) {
-				items[i].Epoch = epoch
-			}
-			i++
-		}
-	}
-	if i != len(items) {
-		return fmt.Errorf("redis: history append: %d epochs for %d items", i, len(items))
-	}
-	return nil
+	return h.appendOn(ctx, 0, items)
 }
 
 // Read returns the pushes of s after since, oldest first, at most limit
@@ -251,15 +224,19 @@ func (h *History) read(ctx context.Context, s imcloud.Stream, mode string, since
 		return imcloud.HistoryRead{}, 0, fmt.Errorf("%w: %w", logic.ErrInvalidArgument, err)
 	}
 	if h.r.shards == nil {
-		return h.readOn(ctx, h.r, s, mode, since, want)
+		return h.readOn(ctx, 0, s, mode, since, want)
 	}
 	i := h.r.shardOf(streamShardKey(s))
-	r, trimmed, err := h.readOn(ctx, h.r.shards[i], s, mode, since, want)
+	r, trimmed, err := h.readOn(ctx, i, s, mode, since, want)
 	return r, trimmed, h.r.shardErr(i, err)
 }
 
-// readOn is read on single-instance router sr.
-func (h *History) readOn(ctx context.Context, sr *Router, s imcloud.Stream, mode string, since imcloud.Position, want int) (imcloud.HistoryRead, int64, error) {
+// readOn is read on shard i (h.shards[i]).
+func (h *History) readOn(ctx context.Context, i int, s imcloud.Stream, mode string, since imcloud.Position, want int) (imcloud.HistoryRead, int64, error) {
+	sr := h.shards[i]
+	if err := h.layout.ready(ctx, h.shards, i); err != nil {
+		return imcloud.HistoryRead{}, 0, err
+	}
 	args := append(h.common(sr, h.now()), string(s), mode, since.Epoch, since.Offset, want, h.maxLen)
 	vals, err := redigo.Values(sr.script(ctx, histReadScript, args...))
 	if err != nil {

@@ -8,14 +8,19 @@ import redigo "github.com/gomodule/redigo/redis"
 // prefix, {s<i>}, comes first and decides their slot: the shard's):
 //
 //	{p}hist:{<stream>}      stream  entry id "<offset>-1", fields id op body acc exp   PX MaxAge (renewed by every append)
-//	{p}histmeta:{<stream>}  hash    epoch part last trimmed newest                     PX MetaTTL (renewed by every append)
+//	{p}histmeta:{<stream>}  hash    epoch part last trimmed newest layout              PX MetaTTL (renewed by every append)
+//	{p}histlayout           hash    fp stamp                                           no expiry (history_layout.go)
 //
 // id is the push's 16-byte message id, acc and exp its Accepted and
 // Expires in unix milliseconds (exp 0: none). In the metadata, part is the
 // queue partition ("" before the first append), last the offset of the
 // last push appended in the epoch (-1: none), trimmed the largest offset
 // dropped by a bound (-1: none), newest the latest acc appended in the
-// epoch. A stream key without its metadata (the metadata expired, or Redis
+// epoch, layout the shard's layout stamp when the metadata was written
+// (missing: written by a release without it, the same as ""); metadata
+// whose layout is not the shard's current stamp (histlayout's, "" when
+// none) is that of a stream that may have moved away and back: it starts
+// a new epoch, as missing metadata does. A stream key without its metadata (the metadata expired, or Redis
 // lost the hash alone) is deleted: a new epoch starts empty. A metadata
 // hash whose stream key is gone had every push age out (the key expires
 // MaxAge after the last append, and every push was accepted before it
@@ -34,6 +39,7 @@ import redigo "github.com/gomodule/redigo/redis"
 // save writes the metadata back.
 const histLib = `
 local p, maxage, metattl, now, base = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local layout = redis.call('HGET', p .. 'histlayout', 'stamp') or ''
 local seq = 0
 local function int(n) return string.format('%d', n) end
 local function offOf(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -45,8 +51,8 @@ local function restart(st)
 end
 local function open(s)
   local st = {hk = p .. 'hist:{' .. s .. '}', mk = p .. 'histmeta:{' .. s .. '}'}
-  local m = redis.call('HMGET', st.mk, 'epoch', 'part', 'last', 'trimmed', 'newest')
-  if m[1] then
+  local m = redis.call('HMGET', st.mk, 'epoch', 'part', 'last', 'trimmed', 'newest', 'layout')
+  if m[1] and (m[6] or '') == layout then
     st.epoch, st.part = m[1], m[2] or ''
     st.last, st.trimmed, st.newest = tonumber(m[3]) or -1, tonumber(m[4]) or -1, tonumber(m[5]) or 0
   else
@@ -77,7 +83,7 @@ end
 local function save(st)
   if st.dirty then
     redis.call('HSET', st.mk, 'epoch', st.epoch, 'part', st.part, 'last', int(st.last),
-      'trimmed', int(st.trimmed), 'newest', int(st.newest))
+      'trimmed', int(st.trimmed), 'newest', int(st.newest), 'layout', layout)
   end
   if st.created then redis.call('PEXPIRE', st.mk, metattl) end
 end

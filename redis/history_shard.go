@@ -29,7 +29,9 @@ import (
 //
 // Append groups its items by shard (keeping their order within each
 // stream) and sends each group to its shard, all at once: one round trip
-// per shard, the call's latency its slowest shard's. It fails when any
+// per shard (one script call per MaxAppendsPerCall items, a stream never
+// split over two calls of a round trip: history_append.go), the call's
+// latency its slowest shard's. It fails when any
 // shard failed, with an error naming each that did; the groups of the
 // shards that answered are stored, and appending the same items again
 // (job does, until the call succeeds) is a no-op for those. Read and Last
@@ -39,8 +41,13 @@ import (
 //
 // Where a stream lives depends on the shard names (the address list, or
 // ClusterShards), like everything else of the sharded router: changing
-// them moves the streams of the shards added or removed, which then start
-// over under new epochs (their clients are told epoch_changed).
+// them moves the streams of the shards added or removed. The first
+// History of the new layout sees the change on the shards that were in
+// the previous one and stamps every shard, so every stream starts over
+// under a new epoch (its clients are told epoch_changed), including a
+// stream that moved away and back, whose old shard still held its old
+// metadata (history_layout.go). A restart with the same names keeps the
+// epochs.
 
 // streamShardKey is stream s's shard key: a user stream's mid, the key
 // of the user's routes (midShard), or a room stream's name.
@@ -60,12 +67,12 @@ func (h *History) shardedAppend(ctx context.Context, items []imcloud.HistoryAppe
 		at[i] = i
 	}
 	groups := group(len(r.shards), at, func(i int) int { return r.shardOf(streamShardKey(items[i].Stream)) })
-	return onGroups(ctx, r, groups, func(_ int, s *Router, g []int) error {
+	return onGroups(ctx, r, groups, func(shard int, _ *Router, g []int) error {
 		part := make([]imcloud.HistoryAppend, len(g))
 		for j, i := range g {
 			part[j] = items[i]
 		}
-		err := h.appendOn(ctx, s, part)
+		err := h.appendOn(ctx, shard, part)
 		for j, i := range g {
 			items[i].Epoch = part[j].Epoch // each goroutine writes its own items
 		}

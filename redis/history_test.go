@@ -109,8 +109,15 @@ func TestRedisHistorySchema(t *testing.T) {
 	meta, err := redigo.StringMap(c.Do("HGETALL", "app:histmeta:{r:live://1}"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"epoch": items[1].Epoch, "part": "3", "last": "8", "trimmed": "-1",
-		"newest": fmt.Sprint(items[1].Entry.Accepted.UnixMilli())}, meta)
-	ttl, err := redigo.Int64(c.Do("PTTL", "app:histmeta:{u:42}"))
+		"newest": fmt.Sprint(items[1].Entry.Accepted.UnixMilli()), "layout": ""}, meta)
+	layout, err := redigo.StringMap(c.Do("HGETALL", "app:histlayout"))
+	require.NoError(t, err)
+	assert.Len(t, layout["fp"], 16, "the layout's fingerprint, no stamp: no layout change seen")
+	assert.NotContains(t, layout, "stamp")
+	ttl, err := redigo.Int64(c.Do("PTTL", "app:histlayout"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), ttl, "no expiry")
+	ttl, err = redigo.Int64(c.Do("PTTL", "app:histmeta:{u:42}"))
 	require.NoError(t, err)
 	assert.InDelta(t, time.Hour.Milliseconds(), ttl, 5000)
 	ttl, err = redigo.Int64(c.Do("PTTL", "app:hist:{u:42}"))
@@ -122,7 +129,6 @@ func TestRedisHistorySchema(t *testing.T) {
 	id, err := redigo.String(es[0].([]any)[0], nil)
 	require.NoError(t, err)
 	assert.Equal(t, "7-1", id)
-
 }
 
 // TestRedisHistoryManyCalls checks an Append larger than one script call:

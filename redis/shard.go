@@ -60,7 +60,7 @@ import (
 //   - a stream's history (History: its entries and metadata): a user's
 //     on the user's shard, a room's on the shard of the stream's name
 //     (history_shard.go); an Append is grouped
-//     per shard, one script call per shard, all at once, and a read goes
+//     per shard, one round trip per shard, all at once, and a read goes
 //     to the stream's shard.
 //
 // A node restarted with a new epoch (scripts.go) finds its routes on every
