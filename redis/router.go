@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -386,9 +385,10 @@ func (r *Router) do(ctx context.Context, cmd string, args ...any) (any, error) {
 
 // withConn runs fn on a pooled connection. If the server had closed that
 // connection (it restarted), fn runs once more on another: every call
-// the router makes is idempotent (reads, and scripts that set rather than
-// add), and the idle connections from before the restart are dropped by
-// the pool's TestOnBorrow, so the retry dials afresh. In cluster mode a
+// the router makes is idempotent for the data (reads, and scripts that
+// set rather than add), though not for what a script reports (see
+// scriptReplies), and the idle connections from before the restart are
+// dropped by the pool's TestOnBorrow, so the retry dials afresh. In cluster mode a
 // MOVED reply is followed the same way, to the master it names, and a
 // call that timed out drops the idle connections and has the slot map
 // read again, but is not retried (cluster.go's redirected).
@@ -447,82 +447,6 @@ func (r *Router) script(ctx context.Context, s *redigo.Script, args ...any) (any
 		return nil
 	})
 	return reply, err
-}
-
-// scripts pipelines several calls of s, one per argument list, in one
-// round trip, loading s first if the server does not know it.
-func (r *Router) scripts(ctx context.Context, s *redigo.Script, calls [][]any) error {
-	_, err := r.scriptReplies(ctx, s, calls)
-	return err
-}
-
-// scriptReplies is scripts returning the calls' replies, in order. When
-// it fails, the replies of the calls that succeeded are returned as well
-// (nil for the others), and a retry (a lost connection, a MOVED reply)
-// runs only the calls that had not succeeded: the calls before a MOVED
-// reply ran, and what their replies report is not lost.
-func (r *Router) scriptReplies(ctx context.Context, s *redigo.Script, calls [][]any) ([]any, error) {
-	if len(calls) == 0 {
-		return nil, ctx.Err()
-	}
-	if len(calls) == 1 {
-		reply, err := r.script(ctx, s, calls[0]...)
-		return []any{reply}, err
-	}
-	replies := make([]any, len(calls))
-	done := make([]bool, len(calls))
-	err := r.withConn(ctx, func(c redigo.Conn) error {
-		return pipelineScripts(ctx, c, s, calls, replies, done)
-	})
-	return replies, err
-}
-
-// pipelineScripts runs the calls not done yet in one round trip, loading
-// s first if the server does not know it, and records each call's reply
-// that is not an error in replies, marking the call done.
-func pipelineScripts(ctx context.Context, c redigo.Conn, s *redigo.Script,
-	calls [][]any, replies []any, done []bool) error {
-	for attempt := 0; ; attempt++ {
-		var sent []int
-		for i, args := range calls {
-			if done[i] {
-				continue
-			}
-			if err := s.SendHash(c, args...); err != nil {
-				return fmt.Errorf("redis: send: %w", err)
-			}
-			sent = append(sent, i)
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("redis: flush: %w", err)
-		}
-		var first error
-		for _, i := range sent {
-			reply, err := redigo.ReceiveContext(c, ctx)
-			if err != nil {
-				if first == nil {
-					first = err
-				}
-				continue
-			}
-			replies[i], done[i] = reply, true
-		}
-		if first == nil {
-			return nil
-		}
-		if attempt == 0 && isNoScript(first) {
-			if err := s.Load(c); err != nil {
-				return fmt.Errorf("redis: script load: %w", err)
-			}
-			continue // the calls that failed run again
-		}
-		return fmt.Errorf("redis: script: %w", first)
-	}
-}
-
-func isNoScript(err error) bool {
-	var re redigo.Error
-	return errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
 }
 
 // sessionChunk bounds the sessions per script call, so one call never
