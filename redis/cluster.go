@@ -112,6 +112,7 @@ func newClusterRouter(cfg Config) (*Router, error) {
 	cfg = cfg.withDefaults()
 	cl := &cluster{seeds: seeds, opts: dialOptions(cfg), nodeTimeout: cfg.DialTimeout + cfg.ReadTimeout,
 		pinned: make(map[uint16]uint64), failed: make(map[string]bool)}
+	cl.done, cl.stop = context.WithCancel(context.Background())
 	names := make([]string, cfg.ClusterShards)
 	for i := range names {
 		names[i] = "{s" + strconv.Itoa(i) + "}"

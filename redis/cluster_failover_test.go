@@ -227,6 +227,7 @@ func testClusterPinSurvivesRead(t *testing.T, c *testenv.RedisCluster) {
 	r.cl.mu.Lock()
 	r.cl.last = slow // the next read asks it first, and waits ReadTimeout
 	r.cl.mu.Unlock()
+	forgetLastRead(r)
 	read := make(chan error, 1)
 	go func() { read <- r.cl.refresh(ctx, r.cl.version()) }()
 	<-accepted // the read is waiting on the slow node

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	redigo "github.com/gomodule/redigo/redis"
+	"github.com/imcloud/imcloud/logic"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -24,14 +25,21 @@ import (
 // It asks the nodes in turn until one answers: the node a MOVED reply
 // named (once), the node that answered last, the seeds, the masters of
 // the last map; the nodes that failed their last read come after the
-// others. When every node failed, the read's error is the answer to every
-// caller for clusterBackoff, so a Cluster that is down is not asked again
-// by every call. A slot pinned by a MOVED reply while a read runs keeps
+// others. Two reads start at least clusterBackoff apart, unless a MOVED
+// reply named a node since (that read is wanted at once): until then the
+// last read's outcome is the answer to every caller. So a Cluster that is
+// down is not asked again by every call, nor one whose map still names a
+// master that is gone (before the Cluster promotes a replica, every dial
+// to it fails and would read the map again) or leaves a shard's slot out
+// (master would read it at every call). A slot pinned by a MOVED reply while a read runs keeps
 // its pin when the read ends: the node that answered may not know of the
-// move yet.
+// move yet. The router's Close ends a read: the node being asked is given
+// up and no other is asked, and no read starts after it.
 
-// clusterBackoff is how long the error of a map read that no node
-// answered is reused before the map is read again.
+// errClusterClosed is a map read's error once the router is closed.
+var errClusterClosed = fmt.Errorf("redis: cluster: %w", logic.ErrClosed)
+
+// clusterBackoff is the least time between two map reads (see above).
 const clusterBackoff = 500 * time.Millisecond
 
 // cluster is the slot map the shards of a Cluster router share, and how
@@ -42,6 +50,9 @@ type cluster struct {
 	want        []uint16      // the shards' slots
 	nodeTimeout time.Duration // bounds asking one node: DialTimeout + ReadTimeout
 	reads       singleflight.Group
+	// done is cancelled by the router's Close (stop): it ends the reads.
+	done context.Context
+	stop context.CancelFunc
 
 	mu      sync.Mutex
 	masters map[uint16]string // slot -> master address, for the slots of want
@@ -52,7 +63,7 @@ type cluster struct {
 	failed  map[string]bool   // the nodes that failed their last read
 	ver     uint64            // counts the map's reads and pins
 	err     error             // the last read's outcome, nil after a pin
-	errAt   time.Time         // when err was recorded
+	readAt  time.Time         // when the last read ended
 }
 
 // version is the slot map's version (0 for a nil cluster: not in cluster
@@ -94,8 +105,9 @@ func (cl *cluster) master(ctx context.Context, slot uint16) (string, error) {
 
 // refresh reads the slot map again and waits for the read until ctx
 // ends (the read goes on), unless the map changed since version seen
-// (someone read or pinned it meanwhile) or the last read failed less
-// than clusterBackoff ago: then the last outcome is returned.
+// (someone read or pinned it meanwhile), or the last read ended less than
+// clusterBackoff ago and no MOVED reply named a node since: then the last
+// outcome is returned.
 func (cl *cluster) refresh(ctx context.Context, seen uint64) error {
 	ch, err := cl.startRead(seen)
 	if ch == nil {
@@ -113,8 +125,11 @@ func (cl *cluster) refresh(ctx context.Context, seen uint64) error {
 // returns its outcome's channel, or nil and the last outcome when no read
 // is wanted (see refresh).
 func (cl *cluster) startRead(seen uint64) (<-chan singleflight.Result, error) {
+	if cl.done.Err() != nil {
+		return nil, errClusterClosed
+	}
 	cl.mu.Lock()
-	if cl.ver != seen || (cl.err != nil && time.Since(cl.errAt) < clusterBackoff) {
+	if cl.ver != seen || (cl.hint == "" && time.Since(cl.readAt) < clusterBackoff) {
 		err := cl.err
 		cl.mu.Unlock()
 		return nil, err
@@ -132,6 +147,10 @@ func (cl *cluster) read() error {
 	cl.mu.Unlock()
 	var errs []error
 	for _, addr := range nodes {
+		if cl.done.Err() != nil {
+			errs = append(errs, errClusterClosed)
+			break
+		}
 		masters, known, err := cl.readFrom(addr)
 		cl.mu.Lock()
 		if err != nil {
@@ -148,14 +167,14 @@ func (cl *cluster) read() error {
 				delete(cl.pinned, slot)
 			}
 		}
-		cl.masters, cl.known, cl.last, cl.err = masters, known, addr, nil
+		cl.masters, cl.known, cl.last, cl.err, cl.readAt = masters, known, addr, nil, time.Now()
 		cl.ver++
 		cl.mu.Unlock()
 		return nil
 	}
 	err := fmt.Errorf("redis: cluster: no node answered CLUSTER SLOTS: %w", errors.Join(errs...))
 	cl.mu.Lock()
-	cl.err, cl.errAt = err, time.Now()
+	cl.err, cl.readAt = err, time.Now()
 	cl.ver++
 	cl.mu.Unlock()
 	return err
@@ -187,7 +206,7 @@ func (cl *cluster) candidates() []string {
 // nodeTimeout: the masters of the shards' slots, and every master's
 // address.
 func (cl *cluster) readFrom(addr string) (map[uint16]string, []string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cl.nodeTimeout)
+	ctx, cancel := context.WithTimeout(cl.done, cl.nodeTimeout)
 	defer cancel()
 	c, err := redigo.DialContext(ctx, "tcp", addr, cl.opts...)
 	if err != nil {

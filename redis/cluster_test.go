@@ -102,8 +102,10 @@ func testClusterStaleMap(t *testing.T, c *testenv.RedisCluster) {
 	owner := r.cl.current(s.slot)
 	dead := refusing(t)
 
-	// A dial to the stale master fails: the map is read again.
+	// A dial to the stale master fails: the map is read again (the last
+	// read made long ago: two reads start clusterBackoff apart).
 	r.cl.pin(s.slot, dead)
+	forgetLastRead(r)
 	s.connLost.Store(time.Now().UnixNano()) // no idle connection: the next call dials
 	require.NoError(t, r.PutNode(ctx, imcloud.Node{ID: "node-a", Epoch: "e"}, time.Minute))
 	assert.Equal(t, owner, r.cl.current(s.slot))
@@ -117,9 +119,18 @@ func testClusterStaleMap(t *testing.T, c *testenv.RedisCluster) {
 		stale = c.Addrs[1]
 	}
 	r.cl.pin(s.slot, stale)
+	forgetLastRead(r)
 	nodeDo(t, owner, "CLIENT", "KILL", "TYPE", "normal")
 	require.NoError(t, r.PutNode(ctx, imcloud.Node{ID: "node-a", Epoch: "e"}, time.Minute))
 	assert.Equal(t, owner, r.cl.current(s.slot))
+}
+
+// forgetLastRead makes r's next slot map read wanted at once, as when the
+// last one was more than clusterBackoff ago.
+func forgetLastRead(r *Router) {
+	r.cl.mu.Lock()
+	r.cl.readAt = time.Time{}
+	r.cl.mu.Unlock()
 }
 
 // ownMasters moves the slots of the first n shards (n at most the

@@ -72,8 +72,8 @@ type HistoryConfig struct {
 // chunk of that stream; the first call also reads each shard's layout
 // stamp), its scripts atomic on the server and idempotent, so a call
 // retried after a lost connection does no harm. Over a sharded Router (several addresses
-// or a Redis Cluster) each stream lives on one shard, chosen by the
-// router's rendezvous hashing of the stream's name (history_shard.go).
+// or a Redis Cluster) each stream lives on one shard: a user's on the
+// user's shard, a room's on the shard of its name (history_shard.go).
 // Safe for concurrent use; it has no goroutine and nothing to close
 // (close the Router).
 type History struct {

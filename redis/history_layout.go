@@ -52,8 +52,9 @@ import (
 // been seen, a stamp is set and unstamped metadata starts over: after a
 // layout change nothing tells whether such a stream was away.
 //
-// A shard that does not answer the first check is checked again before
-// the next call to it (which fails meanwhile, like every call to it); if
+// The first call waits for every shard's answer (or failure) to the
+// check. A shard that does not answer it is checked again before the
+// next call to it (which fails meanwhile, like every call to it); if
 // it is the one that shows the change, the other shards get their new
 // stamp before their next call, and a read in between may answer from a
 // stale epoch. Processes running with different lists at once are not

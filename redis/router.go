@@ -293,6 +293,9 @@ func newInstance(cfg Config, cl *cluster, slot uint16) (*Router, error) {
 // flight fail; later calls return ErrClosed. Idempotent.
 func (r *Router) Close() error {
 	if r.shards != nil {
+		if r.cl != nil {
+			r.cl.stop() // ends the slot map's reads (cluster_slots.go)
+		}
 		for _, s := range r.shards {
 			_ = s.Close()
 		}

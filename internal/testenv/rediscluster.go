@@ -48,14 +48,7 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	}
 	c := &RedisCluster{}
 	for range masters {
-		n := startRedis(t, func(port int) []string {
-			p := strconv.Itoa(port)
-			return []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", "nodes-" + p + ".conf",
-				"--cluster-port", strconv.Itoa(FreePort(t)),
-			}
-		})
+		n := startClusterNode(t)
 		c.Nodes = append(c.Nodes, n)
 		c.Addrs = append(c.Addrs, n.Addr)
 	}
@@ -80,6 +73,33 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 		}
 	}
 	return c
+}
+
+// StartRedisClusterNode starts one redis-server in cluster mode that has
+// joined no Cluster: it serves no slot (CLUSTER SLOTS answers an empty
+// list). It skips (or fails) as StartRedisCluster does.
+func StartRedisClusterNode(t testing.TB) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		missing(t, "redis-server")
+	}
+	if major, version := redisMajor(); major < 7 {
+		missing(t, "redis-server 7 or later (--cluster-port; installed: "+version+")")
+	}
+	return startClusterNode(t)
+}
+
+// startClusterNode starts a redis-server in cluster mode, its cluster bus
+// on a free port of its own.
+func startClusterNode(t testing.TB) *Redis {
+	return startRedis(t, func(port int) []string {
+		p := strconv.Itoa(port)
+		return []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes-" + p + ".conf",
+			"--cluster-port", strconv.Itoa(FreePort(t)),
+		}
+	})
 }
 
 // redisMajor returns the major version of the redis-server installed, and
