@@ -14,7 +14,7 @@ import (
 )
 
 // TestRedisRevokeSchema checks the revocation key's name, value and
-// expiry (docs/design.md's table), and that a value not written by the
+// expiry (docs/redis.md's table), and that a value not written by the
 // router is an error, not a revocation at time 0.
 func TestRedisRevokeSchema(t *testing.T) {
 	srv := testenv.StartRedis(t)

@@ -53,7 +53,7 @@ import redigo "github.com/gomodule/redigo/redis"
 // entry with no platform, room or since. An earlier release's scripts take
 // the rest of the entry after gen for the mid, so they do not read the new
 // form: upgrade every cloud node in one roll, and downgrade none until the
-// new entries expired (docs/design.md, Cluster state in Redis). Kept in the entry every put writes
+// new entries expired (docs/redis.md). Kept in the entry every put writes
 // anyway, they cost their bytes only: no key of their own (Redis's per-key
 // overhead, an expiry), no command and no round trip.
 
