@@ -15,13 +15,15 @@ import (
 // TestRedisClusterBackend runs two cloud nodes, logic and job over a
 // 3-master Redis Cluster (-redis-cluster, the seeds in -redis-addr): a
 // mids push finds the users on either node and names the offline ones,
-// and a room push reaches the room's members on both nodes.
+// and a room push reaches the room's members on both nodes. History is on
+// (the default): job appends every push to its stream's shard of the
+// Cluster before delivering it, so a push arrives only when that worked.
 func TestRedisClusterBackend(t *testing.T) {
 	rc := testenv.StartRedisCluster(t, 3)
 	kf := testenv.StartKafka(t, "imcloud-push", "imcloud-push.events", "imcloud-push.upstream")
 	common := []string{"-redis-addr", strings.Join(rc.Addrs, ","), "-redis-cluster",
 		"-kafka-brokers", kf.Brokers[0], "-link-secret", "cluster-link-secret", "-auth", "dev",
-		"-log-level", "warn", "-admin-addr", "127.0.0.1:0", "-history=false"}
+		"-log-level", "warn", "-admin-addr", "127.0.0.1:0"}
 	c := &roomsCluster{}
 	for i := range 2 {
 		c.clouds = append(c.clouds, runApp(t, append([]string{"-role", "cloud", "-node-id", fmt.Sprintf("cloud-%d", i),
