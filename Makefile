@@ -67,7 +67,7 @@ bench-control:
 # bench-scale SHARDS=3`: the router over 3 redis-servers, into the
 # subsection "The same over 3 Redis shards".
 bench-scale:
-	SMALL=$(SMALL) SHARDS=$(SHARDS) ./scripts/bench-scale.sh
+	SMALL=$(SMALL) SHARDS=$(SHARDS) PROTO=$(PROTO) ./scripts/bench-scale.sh
 
 # The scale scenario's cost as the work grows (about 10 minutes; not part of
 # `make bench`): its load phase alone (ramp, 60 s hold, one room push) at

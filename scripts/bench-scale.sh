@@ -28,7 +28,8 @@
 #
 # Knobs (environment): SMALL=1 (3 gateways, 30,000 connections, 30 s hold:
 # under 3 minutes), GW, GENS, PER_GEN, HOLD, CONNECT_RATE (per generator),
-# SHARDS (redis-servers the router is sharded over, default 1), GW_FLAGS
+# SHARDS (redis-servers the router is sharded over, default 1), PROTO (ws,
+# the default, or tcp: goim TCP clients; its report has its own block), GW_FLAGS
 # (more flags for every gateway, e.g. '-pprof -log-level info': pprof on
 # its admin port, and the drain's phases logged when it ends), LOAD_ONLY=1
 # (ramp, hold and the room push only: no broadcast, no storm, no report;
@@ -42,7 +43,7 @@ if [ "${SMALL:-}" = 1 ]; then
 else
 	GW=${GW:-10} GENS=${GENS:-10} PER_GEN=${PER_GEN:-19000} HOLD=${HOLD:-5m}
 fi
-CONNECT_RATE=${CONNECT_RATE:-2000} SHARDS=${SHARDS:-1}
+CONNECT_RATE=${CONNECT_RATE:-2000} SHARDS=${SHARDS:-1} PROTO=${PROTO:-ws}
 TOTAL=$((GENS * PER_GEN))
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/imcloud-bench-scale.XXXXXX")}
 MD=${MD:-$ROOT/BENCHMARKS.md}
@@ -111,10 +112,20 @@ pid_logic=$LAST
 start job "$SERVER" $JOB_ARGS
 pid_job=$LAST
 
+# listen_args K: gateway K's client listener, WebSocket on 24000+K, or TCP
+# there with PROTO=tcp.
+listen_args() {
+	if [ "$PROTO" = tcp ]; then
+		echo "-tcp-addr 127.0.0.1:$((24000 + $1)) -ws-addr ''"
+	else
+		echo "-tcp-addr '' -ws-addr 127.0.0.1:$((24000 + $1))"
+	fi
+}
+
 # gw_args K INCARNATION: gateway K's flags; its node id names the
 # incarnation, so a route left by the one before shows as stale.
 gw_args() {
-	echo "-role cloud -node-id scale-$1-$2 -tcp-addr '' -ws-addr 127.0.0.1:$((24000 + $1)) -link-addr 127.0.0.1:$((24100 + $1)) -admin-addr 127.0.0.1:$((24200 + $1)) -max-conns 19000 $COMMON${GW_FLAGS:+ $GW_FLAGS}"
+	echo "-role cloud -node-id scale-$1-$2 $(listen_args "$1") -link-addr 127.0.0.1:$((24100 + $1)) -admin-addr 127.0.0.1:$((24200 + $1)) -max-conns 19000 $COMMON${GW_FLAGS:+ $GW_FLAGS}"
 }
 start_gw() { # start_gw K INCARNATION
 	eval "start gw-$1 \"\$SERVER\" $(gw_args "$1" "$2")"
@@ -134,7 +145,7 @@ wait_ready 127.0.0.1:23229
 # Generator G dials from 127.0.(101+G).1 onwards, 1,000 connections per
 # address (-first-ip counts addresses from 127.0.0.1).
 GENCTL= GENPIDS=
-GEN_ARGS="-mode scale -conns $PER_GEN -per-ip 1000 -gateways $GATEWAYS -heartbeat 30s -connect-rate $CONNECT_RATE -duration 2h -quiet"
+GEN_ARGS="-mode scale -proto $PROTO -conns $PER_GEN -per-ip 1000 -gateways $GATEWAYS -heartbeat 30s -connect-rate $CONNECT_RATE -duration 2h -quiet"
 for g in $(seq 0 $((GENS - 1))); do
 	start gen-$g "$BENCH" $GEN_ARGS -gen-index "$g" -first-ip $(((101 + g) * 256)) -ctl "127.0.0.1:$((24300 + g))"
 	GENCTL+=${GENCTL:+,}127.0.0.1:$((24300 + g))
@@ -208,6 +219,6 @@ fi
 	echo "closed (the storm closes them all; each must come back). Dial errors include the refused dials to a"
 	echo "gateway that is restarting; refused counts auth refusals."
 } >"$OUT/preamble.md"
-"$BENCH" scale -phase report -shards "$SHARDS" -json "$RESULTS" -preamble "$OUT/preamble.md" -md "$MD"
+"$BENCH" scale -phase report -proto "$PROTO" -shards "$SHARDS" -json "$RESULTS" -preamble "$OUT/preamble.md" -md "$MD"
 echo "bench-scale: results in $RESULTS; BENCHMARKS.md updated"
 [ $ok = 1 ]

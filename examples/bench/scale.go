@@ -251,15 +251,24 @@ func (g *scaleGen) dial(ctx context.Context, s *scaleSlot) (*client, error) {
 	cfg := g.cfg
 	n := s.n.Add(1)
 	c := &client{id: s.i, mid: s.mid, key: "scale-" + strconv.FormatInt(s.mid, 10) + "-" + strconv.FormatInt(n, 10),
-		ws: true, sh: g.fl.rec.shards[s.i%len(g.fl.rec.shards)], fd: -1, slot: s}
+		ws: cfg.proto == "ws", sh: g.fl.rec.shards[s.i%len(g.fl.rec.shards)], fd: -1, slot: s}
 	src := sourceIP(cfg.firstIP*cfg.perIP+s.i, cfg.perIP)
 	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	wd := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}}
-	conn, br, _, err := wd.Dial(dctx, "ws://"+cfg.gateways[s.gw]+cfg.wsPath)
+	var (
+		conn net.Conn
+		br   *bufio.Reader
+		err  error
+	)
+	if c.ws {
+		wd := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}}
+		conn, br, _, err = wd.Dial(dctx, "ws://"+cfg.gateways[s.gw]+cfg.wsPath)
+	} else {
+		conn, err = d.DialContext(dctx, "tcp", cfg.gateways[s.gw])
+	}
 	if err != nil {
 		return nil, err
 	}

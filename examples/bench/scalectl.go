@@ -83,7 +83,7 @@ type scaleCtlConfig struct {
 	hold, timeout                        time.Duration
 	speed, shards                        int
 	since                                int64
-	room                                 string
+	room, proto                          string
 }
 
 func scaleCtl(args []string, out io.Writer) error {
@@ -104,6 +104,7 @@ func scaleCtl(args []string, out io.Writer) error {
 	fs.StringVar(&c.room, "room", "live://scale", "the room every connection is in")
 	fs.StringVar(&c.jsonOut, "json", "", "append results to this file")
 	fs.StringVar(&c.md, "md", "", "report: BENCHMARKS.md to update")
+	fs.StringVar(&c.proto, "proto", "ws", "report: the clients' transport, ws or tcp; tcp goes into its own subsection of \"scale\"")
 	fs.IntVar(&c.shards, "shards", 1, "report: the redis-servers the router was sharded over; above 1, the report goes into its own subsection of \"scale\"")
 	fs.StringVar(&c.pre, "preamble", "", "report, sweep: markdown put before the table")
 	fs.StringVar(&c.svgDir, "svg-dir", "", "sweep: directory to write the plots into")
