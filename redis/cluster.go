@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,7 +103,7 @@ func newClusterRouter(cfg Config) (*Router, error) {
 	}
 	seeds := cfg.Addrs
 	if len(seeds) == 0 {
-		seeds = []string{orDefault(cfg.Addr, "127.0.0.1:6379")}
+		seeds = []string{cmp.Or(cfg.Addr, "127.0.0.1:6379")}
 	}
 	for _, s := range seeds {
 		if s == "" {
@@ -128,14 +129,6 @@ func newClusterRouter(cfg Config) (*Router, error) {
 	}
 	r.cl = cl
 	return r, nil
-}
-
-// orDefault returns a, or b when a is empty.
-func orDefault(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a
 }
 
 // dial connects to slot's master. When that fails (refused, or timed
@@ -222,7 +215,7 @@ func movedTo(err error) (string, bool) {
 // shardErr names the shard (its hash tag), its slot and master in err,
 // and says what an ASK or TRYAGAIN reply means.
 func (cl *cluster) shardErr(name string, slot uint16, err error) error {
-	master := orDefault(cl.current(slot), "unknown")
+	master := cmp.Or(cl.current(slot), "unknown")
 	var re redigo.Error
 	if errors.As(err, &re) && (strings.HasPrefix(string(re), "ASK ") || strings.HasPrefix(string(re), "TRYAGAIN")) {
 		err = fmt.Errorf("%w (the slot is being migrated: the shard's calls fail until the migration ends)", err)

@@ -235,11 +235,9 @@ func (r *Router) shardedStats() Stats {
 	return st
 }
 
-// shardedPutSessions writes each session to its key's shard and its
-// mid's, then removes from the previous user's shard the routes of keys
-// that changed user (staleRoutes keeps the removals that failed for the
-// next call).
-func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+// sessionGroups groups sessions by shard: each on its key's shard and,
+// when it carries a Mid hashing elsewhere, on its mid's shard too.
+func (r *Router) sessionGroups(sessions []imcloud.Session) [][]imcloud.Session {
 	groups := make([][]imcloud.Session, len(r.shards))
 	for _, s := range sessions {
 		k := r.keyShard(s.Key)
@@ -250,6 +248,15 @@ func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Sess
 			}
 		}
 	}
+	return groups
+}
+
+// shardedPutSessions writes each session to its key's shard and its
+// mid's, then removes from the previous user's shard the routes of keys
+// that changed user (staleRoutes keeps the removals that failed for the
+// next call).
+func (r *Router) shardedPutSessions(ctx context.Context, sessions []imcloud.Session, ttl time.Duration) error {
+	groups := r.sessionGroups(sessions)
 	var mu sync.Mutex
 	var moved []imcloud.Session
 	err := onGroups(ctx, r, groups, func(_ int, s *Router, group []imcloud.Session) error {
@@ -295,16 +302,7 @@ func (r *Router) putSessionsMoved(ctx context.Context, sessions []imcloud.Sessio
 // shardedRemoveSessions removes each session from its key's shard and
 // its mid's.
 func (r *Router) shardedRemoveSessions(ctx context.Context, sessions []imcloud.Session) error {
-	groups := make([][]imcloud.Session, len(r.shards))
-	for _, s := range sessions {
-		k := r.keyShard(s.Key)
-		groups[k] = append(groups[k], s)
-		if s.Mid != 0 {
-			if m := r.midShard(s.Mid); m != k {
-				groups[m] = append(groups[m], s)
-			}
-		}
-	}
+	groups := r.sessionGroups(sessions)
 	return onGroups(ctx, r, groups, func(_ int, s *Router, group []imcloud.Session) error {
 		return s.RemoveSessions(ctx, group)
 	})

@@ -162,6 +162,20 @@ func tcpSection(n int) section {
 		fmt.Sprintf("<!-- end of examples/bench scale report, TCP%s -->", over)}
 }
 
+// writePreamble writes -preamble's markdown (commands, machine, commit),
+// if any, to b: what the report and the sweep put before their tables.
+func (c *scaleCtlConfig) writePreamble(b *strings.Builder) error {
+	if c.pre == "" {
+		return nil
+	}
+	pre, err := os.ReadFile(c.pre)
+	if err != nil {
+		return err
+	}
+	b.WriteString(strings.TrimSpace(string(pre)) + "\n\n")
+	return nil
+}
+
 // scaleReport renders the results of -json as markdown into -md's section
 // "scale" (with -shards above 1, into its subsection for that many
 // shards), the preamble (commands, machine, commit) first.
@@ -171,12 +185,8 @@ func scaleReport(c *scaleCtlConfig) error {
 		return err
 	}
 	var b strings.Builder
-	if c.pre != "" {
-		pre, err := os.ReadFile(c.pre)
-		if err != nil {
-			return err
-		}
-		b.WriteString(strings.TrimSpace(string(pre)) + "\n\n")
+	if err := c.writePreamble(&b); err != nil {
+		return err
 	}
 	b.WriteString("| phase | gateways | connections | time (s) | p50 / p99 (ms) | missing | stale | conns dropped | dial errors / refused | pass |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")

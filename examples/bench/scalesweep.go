@@ -104,12 +104,8 @@ func sweepReport(c *scaleCtlConfig) error {
 		}
 	}
 	var b strings.Builder
-	if c.pre != "" {
-		pre, err := os.ReadFile(c.pre)
-		if err != nil {
-			return err
-		}
-		b.WriteString(strings.TrimSpace(string(pre)) + "\n\n")
+	if err := c.writePreamble(&b); err != nil {
+		return err
 	}
 	b.WriteString("![gateway RSS per connection and CPU against connections per node](docs/bench-scale-conns.svg)\n\n")
 	b.WriteString("![gateways' RSS and CPU in all against nodes](docs/bench-scale-nodes.svg)\n\n")
